@@ -1,0 +1,1 @@
+"""Run the stack's processes locally without Docker: used by `make demo` and the tests."""

@@ -1,0 +1,70 @@
+"""The stack's components as local processes: MongoDB wire server, Prometheus, our services."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import requests
+
+from local_stack.processes import ManagedProcess, free_port, http_ok, port_open, python_module
+
+
+def nx_27017_binary() -> str:
+    """Return the path of the nx-27017 MongoDB wire server installed beside this interpreter."""
+    beside = Path(sys.executable).parent / "nx-27017"
+    found = str(beside) if beside.exists() else shutil.which("nx-27017")
+    if not found:
+        raise FileNotFoundError("nx-27017 is not installed: pip install -r requirements.txt")
+    return found
+
+
+def start_mongo(workdir: Path, port: int | None = None, data_dir: Path | None = None) -> tuple[ManagedProcess, str]:
+    """Start nx-27017 (in memory, or persisted in `data_dir`); return it and its URI."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Own pid and log files: the defaults are shared fixed paths (see NOTES.md).
+    args = [nx_27017_binary(), "--host", "127.0.0.1", "-p", str(port),
+            "--pid-file", str(workdir / f"nx-{port}.pid"), "--log-file", str(workdir / f"nx-{port}.log")]
+    args += ["--data-dir", str(data_dir)] if data_dir else ["--db", "memory"]
+    proc = ManagedProcess("mongodb", args, workdir / f"nx-{port}.out").start()
+    proc.wait_ready(lambda: port_open(port), timeout=20)
+    return proc, f"mongodb://127.0.0.1:{port}"
+
+
+def prometheus_binary(name: str = "prometheus") -> str | None:
+    """Return the path of the Prometheus (or promtool) binary, or None."""
+    return shutil.which(name)
+
+
+def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start Prometheus with `config_file`; return it and its base URL once ready."""
+    binary = prometheus_binary()
+    if binary is None:
+        raise FileNotFoundError("prometheus is not installed: apt-get install -y prometheus")
+    port = port or free_port()
+    args = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", "--log.level=warn"]
+    proc = ManagedProcess("prometheus", args, workdir / f"prometheus-{port}.log").start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=30)
+    return proc, url
+
+
+def start_service(module: str, workdir: Path, env: dict[str, str], port: int | None = None,
+                  health_path: str = "/health", timeout: float = 60.0) -> tuple[ManagedProcess, str]:
+    """Start `python -m module` on a free port with `env`; return it and its base URL once healthy."""
+    port = port or free_port()
+    proc = ManagedProcess(module, python_module(module), workdir / f"{module}-{port}.log",
+                          env={**env, "PORT": str(port)}).start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_ready(lambda: http_ok(url + health_path), timeout=timeout)
+    return proc, url
+
+
+def prometheus_query(url: str, promql: str) -> list[dict]:
+    """Run an instant PromQL query and return the result vector."""
+    response = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)
+    response.raise_for_status()
+    return response.json()["data"]["result"]

@@ -1,0 +1,1 @@
+"""Shared model code: feature schema, data, training and the reference dataset."""

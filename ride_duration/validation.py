@@ -1,0 +1,110 @@
+"""Validate one ride against the schema with a pydantic model generated from `schema.FIELDS`.
+
+Both services validate rides with this one model, so a field's type and range are
+defined once, in `ride_duration.schema`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind
+
+# Error reasons are Prometheus label values: keep this set small and fixed.
+REASONS = ("invalid_json", "not_an_object", "missing_field", "unknown_field", "wrong_type", "out_of_range",
+           "not_finite", "invalid_value", "too_large", "too_many_rows", "wrong_content_type")
+
+_REASON_BY_PYDANTIC_TYPE = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "greater_than_equal": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "greater_than": "out_of_range",
+    "less_than": "out_of_range",
+    "finite_number": "not_finite",
+    "model_type": "not_an_object",
+    "dict_type": "not_an_object",
+}
+
+
+def _no_strings_or_bools(value: Any) -> Any:
+    # An upstream change that retypes a number as a string must be rejected, not coerced.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    # TLC files store some integer fields as floats (1.0): accept those, reject 1.5.
+    value = _no_strings_or_bools(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
+    if spec.kind is Kind.DATETIME:
+        annotation: Any = datetime
+        field = Field(default=None, description=spec.description)
+        return annotation | None, field
+    base = int if spec.dtype is int else float
+    check = _whole_number if spec.dtype is int else _no_strings_or_bools
+    annotation = Annotated[base, BeforeValidator(check)]
+    if spec.nullable:
+        annotation = annotation | None
+    field = Field(
+        default=None if not spec.required else ...,
+        ge=spec.minimum,
+        le=spec.maximum,
+        allow_inf_nan=False if base is float else None,
+        description=spec.description,
+    )
+    return annotation, field
+
+
+@lru_cache(maxsize=1)
+def ride_model() -> type[BaseModel]:
+    """Return the pydantic model of one ride request, generated from the schema."""
+    fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
+    fields[REQUEST_ID] = (
+        str | None,
+        Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
+              description="Client-chosen id, echoed back; generated when absent."),
+    )
+    return create_model(
+        "Ride", __config__=ConfigDict(extra="forbid"), __doc__="One green-taxi ride to predict.", **fields
+    )
+
+
+def validate_ride(body: Any) -> BaseModel:
+    """Validate one ride; raise pydantic's ValidationError on bad input."""
+    return ride_model().model_validate(body)
+
+
+def error_reason(error_type: str) -> str:
+    """Map a pydantic error type to one of the fixed `REASONS`."""
+    if error_type in _REASON_BY_PYDANTIC_TYPE:
+        return _REASON_BY_PYDANTIC_TYPE[error_type]
+    if error_type.endswith(("_type", "_parsing")) or error_type in {"value_error"}:
+        return "wrong_type"
+    return "invalid_value"
+
+
+def error_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Turn a ValidationError into the contract's `details`: one {field, message, reason} per problem."""
+    details = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "constrained-")))
+        # Union members add their type names to the location; keep the field name only.
+        field = loc.split(".")[0] if loc else ""
+        message = err["msg"].removeprefix("Value error, ")
+        details.append({"field": f"{prefix}{field}" if field else prefix.rstrip(".") or "body",
+                        "message": message, "reason": error_reason(err["type"])})
+    return details

@@ -1,0 +1,43 @@
+"""Ride validation, generated from the schema: a table of bad inputs and the field each names."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ride_duration.validation import REASONS, error_details, validate_ride
+
+GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
+
+
+def test_good_ride_passes_with_optional_fields_defaulted() -> None:
+    ride = validate_ride({**GOOD, "passenger_count": 1.0, "lpep_pickup_datetime": "2021-01-05T08:30:00"})
+    assert ride.passenger_count == 1 and ride.lpep_pickup_datetime.hour == 8
+    assert validate_ride(GOOD).passenger_count is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ({"DOLocationID": 75, "trip_distance": 1.2}, "PULocationID", "missing_field"),
+        ({**GOOD, "PULocationID": "74"}, "PULocationID", "wrong_type"),
+        ({**GOOD, "PULocationID": True}, "PULocationID", "wrong_type"),
+        ({**GOOD, "DOLocationID": 0}, "DOLocationID", "out_of_range"),
+        ({**GOOD, "DOLocationID": 266}, "DOLocationID", "out_of_range"),
+        ({**GOOD, "DOLocationID": 7.5}, "DOLocationID", "wrong_type"),
+        ({**GOOD, "trip_distance": -0.1}, "trip_distance", "out_of_range"),
+        ({**GOOD, "trip_distance": float("nan")}, "trip_distance", "not_finite"),
+        ({**GOOD, "trip_distance": float("inf")}, "trip_distance", "not_finite"),
+        ({**GOOD, "passenger_count": 12}, "passenger_count", "out_of_range"),
+        ({**GOOD, "trip_miles": 1.2}, "trip_miles", "unknown_field"),
+        ({**GOOD, "lpep_pickup_datetime": "yesterday"}, "lpep_pickup_datetime", "wrong_type"),
+        ({**GOOD, "request_id": "a b"}, "request_id", "invalid_value"),
+        ([GOOD], "body", "not_an_object"),
+    ],
+)
+def test_bad_input_names_the_field_and_reason(body, field, reason) -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_ride(body)
+    details = error_details(info.value)
+    assert {"field": field, "reason": reason} in [{"field": d["field"], "reason": d["reason"]} for d in details]
+    assert all(d["reason"] in REASONS and d["message"] for d in details)
