@@ -1,0 +1,1 @@
+"""Plumbing both Flask services share: token auth, JSON errors, logging, the gunicorn launcher."""

@@ -1,0 +1,30 @@
+"""Run a Flask app factory under gunicorn, configured in code (used by each `__main__`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class GunicornApp(BaseApplication):
+    """A gunicorn application whose config is a dict and whose app comes from a factory."""
+
+    def __init__(self, app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = app_factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self):
+        return self._factory()
+
+
+def serve(app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Start gunicorn with `options` (bind, workers, threads, hooks...) serving `app_factory()`."""
+    GunicornApp(app_factory, options).run()
