@@ -1,0 +1,93 @@
+"""A small in-test HTTP recorder standing in for the prediction service in the simulator's unit tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import ValidationError
+
+from ride_duration.validation import validate_ride
+
+
+@dataclass
+class Recorder:
+    """What the fake service received, with arrival times, and how it should answer."""
+
+    url: str = ""
+    predictions: list[tuple[float, dict]] = field(default_factory=list)
+    feedback: list[tuple[float, dict]] = field(default_factory=list)
+    delay_seconds: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predict_times(self) -> list[float]:
+        with self.lock:
+            return [t for t, _ in self.predictions]
+
+
+def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _reply(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
+            now = time.time()
+            with recorder.lock:
+                recorder.in_flight += 1
+                recorder.max_in_flight = max(recorder.max_in_flight, recorder.in_flight)
+            try:
+                if recorder.delay_seconds:
+                    time.sleep(recorder.delay_seconds)  # a slow service, to exercise bounded concurrency
+                if self.path == "/predict":
+                    with recorder.lock:
+                        recorder.predictions.append((now, body))
+                    try:
+                        validate_ride(body)
+                    except ValidationError:
+                        return self._reply(400, {"error": "invalid input", "details": []})
+                    return self._reply(
+                        200, {"request_id": body.get("request_id"), "duration": 12.5, "model_version": "test"}
+                    )
+                if self.path == "/feedback":
+                    with recorder.lock:
+                        recorder.feedback.extend((now, item) for item in body)
+                    auth = self.headers.get("Authorization")
+                    return self._reply(200, {"accepted": len(body), "auth": auth})
+                return self._reply(404, {"error": "not found"})
+            finally:
+                with recorder.lock:
+                    recorder.in_flight -= 1
+
+    return Handler
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """A threaded HTTP server on a free loopback port recording /predict and /feedback calls."""
+    rec = Recorder()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rec))
+    server.daemon_threads = True
+    rec.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,1 @@
+"""Simulated traffic for the prediction service: named drift scenarios and detection scoring."""

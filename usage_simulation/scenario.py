@@ -1,0 +1,276 @@
+"""Scenarios: a named sequence of timed phases, each with injected faults and the signals they should raise.
+
+A scenario is a YAML file (see `usage_simulation/scenarios/*.yaml` for the built-ins):
+
+    name: covariate_shift
+    description: Trips get longer from a point on.
+    duration_seconds: 120            # run length when --duration / --rows are not given
+    phases:
+      - name: clean
+        share: 1                     # relative length; or duration_seconds: 60
+      - name: longer_trips
+        share: 1
+        drift: {distance_scale: 1.8} # any ride_duration.synthetic.DriftParams field
+        expected_signals:
+          - name: trip_distance drift
+            promql: max(evidently_feature_drift_detected{feature="trip_distance"}) == 1
+          - alert: FeatureDriftDetected
+
+A phase may instead carry `schema_change: {rename: {old: new}, retype: {field: str}, drop: [field]}`
+or `outage: true` (no traffic). `clean: true` marks a phase where no signal may fire (the default for a
+phase without faults); `watch_signals` at the top level lists what counts as a false alarm there
+(default: every expected signal of the scenario).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ride_duration.schema import FIELD_NAMES
+from ride_duration.synthetic import DriftParams
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_DURATION_SECONDS = 120.0
+_RETYPES = {"str", "int", "float"}
+_DRIFT_KEYS = {f.name for f in dataclasses.fields(DriftParams)}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used, with the reason."""
+
+
+def _check_keys(where: str, data: dict, allowed: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something that should show in Prometheus: on while `promql` returns any sample (as in an alert rule)."""
+
+    name: str
+    promql: str
+    alert: str | None = None
+
+    @classmethod
+    def parse(cls, spec: Any, where: str) -> Signal:
+        """Build a signal from `"AlertName"`, `"<promql>"`, `{alert: X[, state: S]}` or `{promql: E[, name: N]}`."""
+        if isinstance(spec, str):
+            spec = {"alert": spec} if spec.isidentifier() and spec[:1].isupper() else {"promql": spec}
+        _check_keys(where, spec, {"name", "promql", "alert", "state"})
+        if ("alert" in spec) == ("promql" in spec):
+            raise ScenarioError(f"{where}: give exactly one of `alert` or `promql`")
+        if "alert" in spec:
+            alert, state = str(spec["alert"]), spec.get("state", "firing")
+            if state not in ("firing", "pending"):
+                raise ScenarioError(f"{where}: state must be firing or pending, got {state!r}")
+            # `pending` accepts an alert whose condition holds but whose `for:` has not elapsed yet.
+            selector = f'alertname="{alert}"' + (',alertstate="firing"' if state == "firing" else "")
+            name = spec.get("name") or (alert if state == "firing" else f"{alert} (pending)")
+            return cls(name=str(name), promql=f"ALERTS{{{selector}}}", alert=alert)
+        promql = str(spec["promql"]).strip()
+        if not promql:
+            raise ScenarioError(f"{where}: empty promql")
+        return cls(name=str(spec.get("name") or promql), promql=promql)
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """An upstream change to the request body: fields renamed, retyped or dropped (for a share of rows)."""
+
+    rename: dict[str, str] = dataclasses.field(default_factory=dict)
+    retype: dict[str, str] = dataclasses.field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+    share: float = 1.0
+
+    @classmethod
+    def parse(cls, spec: Any, where: str) -> SchemaChange:
+        """Build a schema change from its YAML mapping, checking field names against the schema."""
+        _check_keys(where, spec, {"rename", "retype", "drop", "share"})
+        change = cls(
+            rename=dict(spec.get("rename") or {}),
+            retype=dict(spec.get("retype") or {}),
+            drop=tuple(spec.get("drop") or ()),
+            share=float(spec.get("share", 1.0)),
+        )
+        named = set(change.rename) | set(change.retype) | set(change.drop)
+        if not named:
+            raise ScenarioError(f"{where}: a schema change needs rename, retype or drop")
+        if named - set(FIELD_NAMES):
+            raise ScenarioError(f"{where}: not schema fields: {sorted(named - set(FIELD_NAMES))}")
+        if set(change.retype.values()) - _RETYPES:
+            raise ScenarioError(f"{where}: retype targets must be in {sorted(_RETYPES)}")
+        if not 0 < change.share <= 1:
+            raise ScenarioError(f"{where}: share must be in (0, 1]")
+        return change
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of the run: its length, the faults injected and what should fire."""
+
+    name: str
+    share: float | None = 1.0
+    duration_seconds: float | None = None
+    drift: DriftParams = DriftParams()
+    schema_change: SchemaChange | None = None
+    outage: bool = False
+    clean: bool = True
+    expected_signals: tuple[Signal, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Any, where: str) -> Phase:
+        """Build a phase from its YAML mapping."""
+        allowed = {
+            "name",
+            "share",
+            "duration_seconds",
+            "drift",
+            "schema_change",
+            "outage",
+            "clean",
+            "expected_signals",
+            "description",
+        }
+        _check_keys(where, spec, allowed)
+        name = str(spec.get("name") or where)
+        where = f"{where} ({name})"
+        if "share" in spec and "duration_seconds" in spec:
+            raise ScenarioError(f"{where}: give share or duration_seconds, not both")
+        duration = spec.get("duration_seconds")
+        share = None if duration is not None else float(spec.get("share", 1.0))
+        if (duration is not None and float(duration) <= 0) or (share is not None and share <= 0):
+            raise ScenarioError(f"{where}: a phase's length must be > 0")
+        drift_spec = spec.get("drift") or {}
+        _check_keys(f"{where}.drift", drift_spec, _DRIFT_KEYS)
+        try:
+            drift = DriftParams(**drift_spec)
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{where}.drift: {exc}") from None
+        change_spec = spec.get("schema_change")
+        change = SchemaChange.parse(change_spec, f"{where}.schema_change") if change_spec else None
+        signals = tuple(
+            Signal.parse(s, f"{where}.expected_signals[{i}]") for i, s in enumerate(spec.get("expected_signals") or ())
+        )
+        outage = bool(spec.get("outage", False))
+        faulty = drift != DriftParams() or change is not None or outage or bool(signals)
+        return cls(
+            name=name,
+            share=share,
+            duration_seconds=None if duration is None else float(duration),
+            drift=drift,
+            schema_change=change,
+            outage=outage,
+            clean=bool(spec.get("clean", not faulty)),
+            expected_signals=signals,
+        )
+
+
+@dataclass(frozen=True)
+class ScheduledPhase:
+    """A phase placed on the run's clock: seconds from the start."""
+
+    index: int
+    phase: Phase
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named sequence of phases."""
+
+    name: str
+    description: str
+    phases: tuple[Phase, ...]
+    duration_seconds: float = DEFAULT_DURATION_SECONDS
+    watch_signals: tuple[Signal, ...] = ()
+
+    def signals_to_watch(self) -> tuple[Signal, ...]:
+        """Return the signals whose firing in a clean phase is a false alarm."""
+        if self.watch_signals:
+            return self.watch_signals
+        seen: dict[str, Signal] = {}
+        for phase in self.phases:
+            for signal in phase.expected_signals:
+                seen.setdefault(signal.promql, signal)
+        return tuple(seen.values())
+
+    def natural_duration(self) -> float:
+        """Return the run length when none is asked for: the sum of fixed phases, else the scenario's."""
+        if all(p.duration_seconds is not None for p in self.phases):
+            return sum(p.duration_seconds for p in self.phases)  # type: ignore[misc]
+        return self.duration_seconds
+
+    def schedule(self, total_seconds: float | None = None) -> list[ScheduledPhase]:
+        """Place the phases on a run of `total_seconds`: fixed phases keep their length, shares split the rest."""
+        total = self.natural_duration() if total_seconds is None else float(total_seconds)
+        fixed = sum(p.duration_seconds or 0.0 for p in self.phases)
+        shares = sum(p.share or 0.0 for p in self.phases)
+        # When fixed phases do not fit (or only fixed phases exist), scale them all to the run length.
+        scale = total / fixed if fixed and (fixed > total or not shares) else 1.0
+        rest = max(total - fixed * scale, 0.0)
+        placed, clock = [], 0.0
+        for index, phase in enumerate(self.phases):
+            if phase.duration_seconds is not None:
+                length = phase.duration_seconds * scale
+            else:
+                length = rest * (phase.share or 0.0) / shares
+            placed.append(ScheduledPhase(index, phase, clock, clock + length))
+            clock += length
+        return placed
+
+    @classmethod
+    def parse(cls, data: Any, where: str = "scenario") -> Scenario:
+        """Build a scenario from its YAML document."""
+        _check_keys(where, data, {"name", "description", "duration_seconds", "phases", "watch_signals"})
+        phases = data.get("phases")
+        if not phases or not isinstance(phases, list):
+            raise ScenarioError(f"{where}: needs a non-empty list of phases")
+        duration = float(data.get("duration_seconds", DEFAULT_DURATION_SECONDS))
+        if duration <= 0:
+            raise ScenarioError(f"{where}: duration_seconds must be > 0")
+        return cls(
+            name=str(data.get("name") or where),
+            description=str(data.get("description") or ""),
+            phases=tuple(Phase.parse(p, f"{where}.phases[{i}]") for i, p in enumerate(phases)),
+            duration_seconds=duration,
+            watch_signals=tuple(
+                Signal.parse(s, f"{where}.watch_signals[{i}]") for i, s in enumerate(data.get("watch_signals") or ())
+            ),
+        )
+
+
+def phase_at(schedule: list[ScheduledPhase], elapsed: float) -> ScheduledPhase | None:
+    """Return the phase running `elapsed` seconds into the run, or None once the run is over."""
+    for placed in schedule:
+        if placed.start <= elapsed < placed.end:
+            return placed
+    return None
+
+
+def builtin_names() -> list[str]:
+    """Return the names of the built-in scenarios."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a built-in scenario by name, or a scenario YAML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and str(name_or_path) in builtin_names():
+        path = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ScenarioError(f"no scenario {str(name_or_path)!r}: give a file path or one of {builtin_names()}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    return Scenario.parse(data, where=path.stem)

@@ -1,0 +1,190 @@
+"""Detection scoring: read Prometheus after a run and tell, per injected fault, whether and when it was seen.
+
+A signal is "on" at a moment when its PromQL returns any sample then (as an alert rule's
+expression does). For each phase with expected signals we report the first moment after the
+phase's onset the signal was on, as a delay in seconds and in rows sent since the onset;
+any watched signal on during a clean phase is a false alarm.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import requests
+
+from usage_simulation.runner import RunResult
+from usage_simulation.scenario import Scenario, Signal
+
+MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series
+
+
+class PrometheusClient:
+    """The three read endpoints the scorer uses."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def _get(self, path: str, params: dict | None = None) -> dict:
+        response = self._session.get(f"{self.url}{path}", params=params, timeout=self.timeout)
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if response.status_code != 200 or body.get("status") != "success":
+            raise RuntimeError(f"Prometheus {path} {params or ''}: {response.status_code} {body.get('error', '')}")
+        return body["data"]
+
+    def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """Run an instant query (`/api/v1/query`) and return the result vector."""
+        params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
+        return self._get("/api/v1/query", params)["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
+        """Run a range query (`/api/v1/query_range`) and return the result matrix."""
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return self._get("/api/v1/query_range", params)["result"]
+
+    def alerts(self) -> list[dict]:
+        """Return the alerts active now (`/api/v1/alerts`), pending or firing."""
+        return self._get("/api/v1/alerts")["alerts"]
+
+    def first_on(self, promql: str, start: float, end: float) -> float | None:
+        """Return the first moment in [start, end] at which `promql` returned a sample, or None."""
+        if end <= start:
+            return None
+        step = max(1.0, math.ceil((end - start) / MAX_POINTS))
+        series = self.query_range(promql, start, end, step)
+        times = [float(point[0]) for s in series for point in s.get("values", [])]
+        return min(times) if times else None
+
+
+@dataclass
+class SignalScore:
+    """One expected signal of one faulty phase."""
+
+    phase: str
+    signal: str
+    promql: str
+    onset: float
+    onset_offset_seconds: float
+    fired: bool
+    fired_at: float | None = None
+    delay_seconds: float | None = None
+    delay_rows: int | None = None
+
+
+@dataclass
+class FalseAlarm:
+    """A watched signal that was on during a clean phase."""
+
+    phase: str
+    signal: str
+    promql: str
+    at: float
+    offset_seconds: float
+
+
+@dataclass
+class Scorecard:
+    """The scoring of one run."""
+
+    scenario: str
+    prometheus_url: str
+    signals: list[SignalScore] = field(default_factory=list)
+    false_alarms: list[FalseAlarm] = field(default_factory=list)
+    active_alerts: list[dict] = field(default_factory=list)
+
+    @property
+    def detected_all(self) -> bool:
+        """Whether every expected signal fired."""
+        return all(s.fired for s in self.signals)
+
+    def to_dict(self) -> dict:
+        """Return the scorecard as plain data (for --json)."""
+        return {**asdict(self), "detected_all": self.detected_all, "false_alarm_count": len(self.false_alarms)}
+
+
+def _expected(scenario: Scenario, run: RunResult) -> list[tuple[str, float, Signal]]:
+    return [(w.name, w.start, signal) for w in run.phases for signal in scenario.phases[w.index].expected_signals]
+
+
+def wait_for_signals(
+    client: PrometheusClient, scenario: Scenario, run: RunResult, settle_seconds: float, poll_seconds: float = 1.0
+) -> None:
+    """Wait up to `settle_seconds` after the run for every expected signal to come on (evaluations lag)."""
+    deadline = time.monotonic() + settle_seconds
+    waiting = _expected(scenario, run)
+    while waiting and time.monotonic() < deadline:
+        waiting = [(p, onset, s) for p, onset, s in waiting if client.first_on(s.promql, onset, time.time()) is None]
+        if waiting:
+            time.sleep(poll_seconds)
+
+
+def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: float | None = None) -> Scorecard:
+    """Score a finished run against what Prometheus recorded up to `until` (default now)."""
+    until = until or time.time()
+    card = Scorecard(scenario=scenario.name, prometheus_url=client.url)
+    for phase, onset, signal in _expected(scenario, run):
+        fired_at = client.first_on(signal.promql, onset, until)
+        entry = SignalScore(
+            phase=phase,
+            signal=signal.name,
+            promql=signal.promql,
+            onset=onset,
+            onset_offset_seconds=round(onset - run.started_at, 1),
+            fired=fired_at is not None,
+        )
+        if fired_at is not None:
+            entry.fired_at = fired_at
+            entry.delay_seconds = round(max(fired_at - onset, 0.0), 1)
+            entry.delay_rows = run.rows_between(onset, fired_at)
+        card.signals.append(entry)
+    watched = scenario.signals_to_watch()
+    for window in run.phases:
+        if not window.clean:
+            continue
+        for signal in watched:
+            at = client.first_on(signal.promql, window.start, window.end)
+            if at is not None:
+                card.false_alarms.append(
+                    FalseAlarm(window.name, signal.name, signal.promql, at, round(at - run.started_at, 1))
+                )
+    card.active_alerts = [
+        {"alertname": a["labels"].get("alertname", "?"), "state": a.get("state", "?")} for a in client.alerts()
+    ]
+    return card
+
+
+def format_scorecard(card: Scorecard) -> str:
+    """Return the scoring table printed after a run."""
+    header = ("fault (phase)", "signal", "onset", "fired", "delay", "rows")
+    rows = [
+        (
+            s.phase,
+            s.signal,
+            f"+{s.onset_offset_seconds:.0f}s",
+            "YES" if s.fired else "no",
+            f"{s.delay_seconds:.0f}s" if s.fired else "-",
+            str(s.delay_rows) if s.fired else "-",
+        )
+        for s in card.signals
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [
+        f"Detection scoring: scenario {card.scenario} (Prometheus {card.prometheus_url})",
+        line.format(*header),
+        line.format(*("-" * w for w in widths)),
+    ]
+    out += [line.format(*r) for r in rows] or ["(no injected faults in this scenario)"]
+    detected = sum(s.fired for s in card.signals)
+    out.append(f"detected {detected}/{len(card.signals)} expected signals")
+    if card.false_alarms:
+        out.append(f"FALSE ALARMS in clean phases: {len(card.false_alarms)}")
+        out += [f"  {f.phase}: {f.signal} on at +{f.offset_seconds:.0f}s" for f in card.false_alarms]
+    else:
+        out.append("false alarms in clean phases: none")
+    alerts = ", ".join(f"{a['alertname']} ({a['state']})" for a in card.active_alerts) or "none"
+    out.append(f"alerts active now: {alerts}")
+    return "\n".join(out)
