@@ -1,0 +1,184 @@
+"""The drift adapter: parity with an Evidently Report, drift scenarios, multiple testing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ride_duration.drift import (
+    DriftEvaluator,
+    corrected_thresholds,
+    data_definition,
+    report_drift_metrics,
+)
+from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, PREDICTION, DriftTest, drift_tests
+from ride_duration.synthetic import DriftParams, generate_trips
+
+
+def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
+    # A stand-in for the model: a function of the features only, like the real one, so
+    # concept drift (slower rides, same features) leaves it unchanged.
+    frame = frame.copy()
+    frame[PREDICTION] = 2.0 + 4.0 * frame["trip_distance"]
+    return frame
+
+
+# Jensen-Shannon on 265 sparse zone ids reads about 0.2 between two same-distribution
+# samples of 1,000 and 5,000 rows (sampling noise, see docs/evidently_service.md), so the
+# behavioural tests use the zone threshold the metrics service's config.yaml pins.
+CALIBRATED = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.3) for c in CATEGORICAL_FEATURES}}
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return _with_prediction(generate_trips(5_000, seed=11))
+
+
+def _report_results(reference: pd.DataFrame, current: pd.DataFrame, tests: dict[str, DriftTest]) -> tuple[dict, dict]:
+    """Run a real Evidently Report; return ({column: (score, detected)}, drifted-columns count value)."""
+    from evidently import Dataset, Report
+
+    definition = data_definition(tests)
+    snapshot = Report(report_drift_metrics(tests), include_tests=True).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    data = snapshot.dict()
+    verdicts = {}
+    for test in data["tests"]:
+        params = test["metric_config"]["params"]
+        if params["type"].endswith("ValueDrift"):
+            verdicts[params["column"]] = test["status"] == "FAIL"
+    scores, count = {}, None
+    for metric in data["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith("ValueDrift"):
+            scores[config["column"]] = (float(metric["value"]), verdicts[config["column"]])
+        else:
+            count = metric["value"]
+    return scores, count
+
+
+SCENARIOS = {
+    "reference-like": DriftParams(),
+    "distance shift": DriftParams(distance_scale=1.6),
+    "new zones": DriftParams(new_zone_share=0.3),
+    "missing values": DriftParams(missing_share=0.3),
+    "concept drift": DriftParams(congestion=1.5),
+}
+
+P_VALUE_TESTS = {
+    **{c: DriftTest("ks", 0.05) for c in NUMERICAL_FEATURES},
+    **{c: DriftTest("chisquare", 0.05) for c in CATEGORICAL_FEATURES},
+    PREDICTION: DriftTest("ks", 0.05),
+}
+
+
+@pytest.mark.parametrize("tests", [None, CALIBRATED, P_VALUE_TESTS], ids=["schema", "calibrated", "p-value tests"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, tests):
+    tests = tests or drift_tests()
+    current = _with_prediction(generate_trips(1_000, seed=12, drift=SCENARIOS[scenario]))
+    result = DriftEvaluator(reference, tests).evaluate(current)
+    expected, count = _report_results(reference, current, tests)
+
+    assert set(result.columns) == set(expected)
+    for column, (score, detected) in expected.items():
+        assert result.columns[column].score == pytest.approx(score, abs=1e-9, rel=0), column
+        assert result.columns[column].detected is detected, column
+        assert result.columns[column].stattest == tests[column].method
+    features = [c for c in tests if c != PREDICTION]
+    assert count["count"] == sum(result.columns[c].detected for c in features)
+    assert result.drifted_share == pytest.approx(count["share"], abs=1e-12)
+
+
+def test_reference_like_rows_raise_no_verdict(reference):
+    current = _with_prediction(generate_trips(1_000, seed=99))
+    result = DriftEvaluator(reference, CALIBRATED).evaluate(current)
+    assert not any(c.detected for c in result.columns.values())
+    assert result.drifted_share == 0.0
+    assert result.dataset_drift is False
+
+
+@pytest.mark.parametrize(
+    ("params", "flagged"),
+    [
+        (DriftParams(distance_scale=1.6), "trip_distance"),
+        (DriftParams(new_zone_share=0.3), "PULocationID"),
+    ],
+)
+def test_each_injected_fault_flags_its_feature(reference, params, flagged):
+    result = DriftEvaluator(reference, CALIBRATED).evaluate(
+        _with_prediction(generate_trips(1_000, seed=5, drift=params))
+    )
+    assert result.columns[flagged].detected
+
+
+def test_missing_values_are_dropped_not_drift(reference):
+    current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(missing_share=0.3)))
+    result = DriftEvaluator(reference, CALIBRATED).evaluate(current)
+    assert not any(c.detected for c in result.columns.values())
+
+
+def test_a_column_without_values_has_no_verdict_and_leaves_the_share(reference):
+    current = _with_prediction(generate_trips(500, seed=5, drift=DriftParams(distance_scale=1.6)))
+    current["passenger_count"] = np.nan
+    result = DriftEvaluator(reference).evaluate(current)
+    assert math.isnan(result.columns["passenger_count"].score)
+    assert result.columns["passenger_count"].detected is False
+    judged = [c for c in ("PULocationID", "DOLocationID", "trip_distance")]
+    assert result.drifted_share == sum(result.columns[c].detected for c in judged) / 3
+
+
+def test_dataset_drift_follows_the_share(reference):
+    current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(distance_scale=1.6)))
+    result = DriftEvaluator(reference, CALIBRATED, dataset_drift_share=0.25).evaluate(current)
+    assert result.drifted_share >= 0.25 and result.dataset_drift
+    strict = DriftEvaluator(reference, CALIBRATED, dataset_drift_share=1.0).evaluate(current)
+    assert strict.drifted_share < 1.0 and not strict.dataset_drift
+
+
+def test_bad_settings_and_data_are_refused(reference):
+    with pytest.raises(ValueError, match="multiple_testing"):
+        DriftEvaluator(reference, multiple_testing="holm")
+    with pytest.raises(ValueError, match="lacks"):
+        DriftEvaluator(reference.drop(columns=["trip_distance"]))
+    with pytest.raises(ValueError, match="lacks"):
+        DriftEvaluator(reference).evaluate(reference.drop(columns=[PREDICTION]))
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("none", {}),
+        ("bonferroni", {"a": 0.0125, "b": 0.0125, "c": 0.0125, "d": 0.0125}),
+        # Sorted p: a=0.001 <= 1/4*.05, b=0.02 <= 2/4*.05 (0.025), c=0.03 > 3/4*.05? no: 0.0375 -> k=3; d=0.5 > .05.
+        ("bh", {"a": 0.0375, "b": 0.0375, "c": 0.0375, "d": 0.0375}),
+    ],
+)
+def test_multiple_testing_corrections(method, expected):
+    p_values = {"a": 0.001, "b": 0.02, "c": 0.03, "d": 0.5}
+    thresholds = corrected_thresholds(p_values, dict.fromkeys(p_values, 0.05), method)
+    assert thresholds == pytest.approx(expected)
+
+
+def test_bh_with_no_discovery_flags_nothing():
+    p_values = {"a": 0.2, "b": 0.3}
+    thresholds = corrected_thresholds(p_values, dict.fromkeys(p_values, 0.05), "bh")
+    assert not any(p <= thresholds[c] for c, p in p_values.items())
+
+
+def test_corrections_apply_to_p_value_features_only(reference):
+    tests = {**P_VALUE_TESTS, "trip_distance": DriftTest("wasserstein", 0.1)}
+    current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(new_zone_share=0.05)))
+    plain = DriftEvaluator(reference, tests).evaluate(current)
+    corrected = DriftEvaluator(reference, tests, multiple_testing="bonferroni").evaluate(current)
+    family = ["PULocationID", "DOLocationID", "passenger_count"]
+    for column in family:
+        assert corrected.columns[column].threshold == pytest.approx(0.05 / len(family))
+        assert corrected.columns[column].score == plain.columns[column].score
+    for column in ("trip_distance", PREDICTION):
+        assert corrected.columns[column] == plain.columns[column]
