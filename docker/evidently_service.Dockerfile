@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# Metrics service: `python -m evidently_service` on port 8085, as a non-root user (also runs `evidently ui`).
+# Build from the repository root: docker build -f docker/evidently_service.Dockerfile .
+
+# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+FROM python:3.11.11-slim-bookworm AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /build
+COPY requirements.txt docker/runtime_requirements.py ./
+# Runtime pins only (test tooling dropped and Prefect, which only the batch flow uses).
+# This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
+RUN python runtime_requirements.py requirements.txt --without prefect > runtime.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
+
+# --- runtime: the venv and our code, nothing else ------------------------------------------------
+FROM python:3.11.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --no-log-init --uid 10001 --gid app \
+      --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
+ && install -d -o app -g app /artifacts /reports
+COPY --from=deps /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
+WORKDIR /app
+COPY ride_duration/ ride_duration/
+COPY service_common/ service_common/
+COPY evidently_service/ evidently_service/
+# Compiled as root at build time: the code stays read-only for the app user and starts faster.
+RUN python -m compileall -q /app
+USER 10001:10001
+ENV PORT=8085 REFERENCE_PATH=/artifacts/reference.parquet DO_NOT_TRACK=1
+EXPOSE 8085
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "/usr/local/lib/healthcheck.py", "http://127.0.0.1:8085/health"]
+CMD ["python", "-m", "evidently_service"]

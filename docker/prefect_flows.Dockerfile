@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# Batch monitoring flow served on its schedule: `python -m prefect_flows.serve`, non-root (also runs `prefect server`).
+# Build from the repository root: docker build -f docker/prefect_flows.Dockerfile .
+
+# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+FROM python:3.11.11-slim-bookworm AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /build
+COPY requirements.txt docker/runtime_requirements.py ./
+# Runtime pins only (test tooling dropped).
+# This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
+RUN python runtime_requirements.py requirements.txt > runtime.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
+
+# --- runtime: the venv and our code, nothing else ------------------------------------------------
+FROM python:3.11.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --no-log-init --uid 10001 --gid app \
+      --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
+ && install -d -o app -g app /artifacts /reports /home/app/.prefect
+COPY --from=deps /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
+WORKDIR /app
+COPY ride_duration/ ride_duration/
+COPY service_common/ service_common/
+COPY prefect_flows/ prefect_flows/
+# Compiled as root at build time: the code stays read-only for the app user and starts faster.
+RUN python -m compileall -q /app
+USER 10001:10001
+# The runner's own webserver gives the serving process a real /health (loopback only).
+ENV REFERENCE_PATH=/artifacts/reference.parquet REPORTS_DIR=/reports PREFECT_HOME=/home/app/.prefect \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 \
+    PREFECT_RUNNER_SERVER_ENABLE=true PREFECT_RUNNER_SERVER_HOST=127.0.0.1 PREFECT_RUNNER_SERVER_PORT=8484
+HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
+  CMD ["python", "/usr/local/lib/healthcheck.py", "http://127.0.0.1:8484/health"]
+CMD ["python", "-m", "prefect_flows.serve"]

@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# Traffic simulator: `python -m usage_simulation` (compose profile `simulate`), non-root.
+# Build from the repository root: docker build -f docker/usage_simulation.Dockerfile .
+
+# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+FROM python:3.11.11-slim-bookworm AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /build
+COPY requirements.txt docker/runtime_requirements.py ./
+# Runtime pins only (test tooling dropped and the monitoring stacks the simulator never imports).
+# This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
+RUN python runtime_requirements.py requirements.txt --without evidently --without prefect > runtime.txt \
+ && python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
+
+# --- runtime: the venv and our code, nothing else ------------------------------------------------
+FROM python:3.11.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --no-log-init --uid 10001 --gid app \
+      --create-home --home-dir /home/app --shell /usr/sbin/nologin app
+COPY --from=deps /opt/venv /opt/venv
+COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
+WORKDIR /app
+COPY ride_duration/ ride_duration/
+COPY usage_simulation/ usage_simulation/
+# Compiled as root at build time: the code stays read-only for the app user and starts faster.
+RUN python -m compileall -q /app
+USER 10001:10001
+# A one-shot job (compose profile `simulate`): it exits when the scenario is over.
+HEALTHCHECK NONE
+CMD ["python", "-m", "usage_simulation"]
