@@ -1,0 +1,92 @@
+"""`python -m prediction_service`: serve the API under gunicorn (several workers, prometheus multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from prediction_service.settings import Settings
+from service_common.logging import configure_logging
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Point prometheus-client at an empty folder, shared by the workers (wiped: old files are stale counts)."""
+    directory = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="prediction_service_metrics_"))
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def child_exit(server, worker) -> None:
+    """Drop the dead worker's live gauges (runs in the master)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """Flush the worker's queues on shutdown: MongoDB records are written or spooled, never lost."""
+    from prediction_service.state import EXTENSION
+
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
+    if state is not None:
+        state.close()
+
+
+def post_worker_init(worker) -> None:
+    """Start the worker's background writer now, so spooled records are replayed even without traffic."""
+    from prediction_service.state import EXTENSION
+
+    state = worker.wsgi.extensions.get(EXTENSION)
+    if state is not None:
+        state.monitoring.start()
+
+
+def main() -> int:
+    """Validate the settings, then run gunicorn until SIGTERM."""
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
+    if not settings.model_path.exists():
+        print(
+            f"prediction_service: no model at {settings.model_path}: run `python -m ride_duration.train`",
+            file=sys.stderr,
+        )
+        return 2
+    prepare_multiprocess_dir()
+    from prediction_service import create_app
+    from service_common.server import serve
+
+    serve(
+        lambda: create_app(settings),
+        {
+            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "worker_class": "gthread",
+            "timeout": 30,
+            "graceful_timeout": 15,
+            "keepalive": 5,
+            "loglevel": os.environ.get("LOG_LEVEL", "warning").lower(),
+            "accesslog": None,
+            "child_exit": child_exit,
+            "worker_exit": worker_exit,
+            "post_worker_init": post_worker_init,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

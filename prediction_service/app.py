@@ -1,0 +1,71 @@
+"""Assemble the Flask app: state on `app.extensions`, routes, JSON errors, request metrics."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+
+from prediction_service import metrics, store
+from prediction_service.api import bp
+from prediction_service.health import DependencyProbe
+from prediction_service.inputs import InputError
+from prediction_service.monitoring import Monitoring
+from prediction_service.settings import Settings
+from prediction_service.state import EXTENSION, ServiceState
+from ride_duration.model import load_model
+from service_common.errors import json_error, register_error_handlers
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def build_app(settings: Settings) -> Flask:
+    """Return the app for `settings`; background threads start on first use (after gunicorn forks)."""
+    app = Flask("prediction_service")
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, MONITORING_TOKEN=settings.monitoring_token)
+    model = load_model(settings.model_path)
+    mongo = store.connect(settings) if settings.log_to_mongodb else None
+    app.extensions[EXTENSION] = ServiceState(
+        settings=settings,
+        model=model,
+        monitoring=Monitoring(settings),
+        probe=DependencyProbe(
+            mongo,
+            settings.evidently_service_url if settings.forward_to_metrics else None,
+            settings.health_cache_seconds,
+        ),
+        mongo=mongo,
+        collection=store.predictions(mongo, settings) if mongo is not None else None,
+    )
+    metrics.MODEL_INFO.labels(settings.model_name, model.version).set(1)
+    register_error_handlers(app)
+    _register_input_errors(app)
+    _register_request_metrics(app)
+    app.register_blueprint(bp)
+    return app
+
+
+def _register_input_errors(app: Flask) -> None:
+    @app.errorhandler(InputError)
+    def input_error(exc: InputError):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        for reason in exc.reasons:
+            metrics.REJECTED_INPUTS.labels(endpoint, reason).inc()
+        return json_error(exc.status, exc.message, exc.details)
+
+
+def _register_request_metrics(app: Flask) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        # Route templates, not paths, so label values stay bounded whatever clients request.
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        method = request.method if request.method in _METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            metrics.HTTP_LATENCY.labels(endpoint, method).observe(time.perf_counter() - started)
+        return response

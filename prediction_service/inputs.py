@@ -1,0 +1,123 @@
+"""Read and validate request bodies: content type, size, JSON, one ride or a batch; errors name the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ride_duration.validation import error_details, validate_ride
+
+
+class InputError(Exception):
+    """A client error: answered as the contract's JSON error body and counted by reason."""
+
+    def __init__(self, status: int, message: str, details: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+    @property
+    def reasons(self) -> set[str]:
+        """Return the distinct reasons of the problems found."""
+        return {d.get("reason", "invalid_value") for d in self.details} or {"invalid_value"}
+
+
+def _problem(field: str, message: str, reason: str) -> dict[str, str]:
+    return {"field": field, "message": message, "reason": reason}
+
+
+def read_json(request: Request) -> Any:
+    """Return the parsed JSON body or raise InputError (415 content type, 413 size, 400 invalid JSON)."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise InputError(
+            415,
+            "unsupported content type",
+            [_problem("Content-Type", f"expected application/json, got {mimetype or 'nothing'}", "wrong_content_type")],
+        )
+    limit = request.max_content_length
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise InputError(413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")])
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise InputError(
+            413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")]
+        ) from None
+    try:
+        # NaN/Infinity tokens parse (Python's json allows them) so validation can name the field as not finite.
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise InputError(400, "invalid JSON", [_problem("body", message, "invalid_json")]) from None
+
+
+def as_items(body: Any, max_rows: int, what: str) -> tuple[list[Any], bool]:
+    """Return (items, is_batch) for a JSON object or a non-empty list of at most `max_rows` objects."""
+    if isinstance(body, dict):
+        return [body], False
+    if isinstance(body, list):
+        if not body:
+            raise InputError(400, f"empty list of {what}", [_problem("body", "send at least one", "invalid_value")])
+        if len(body) > max_rows:
+            raise InputError(
+                413,
+                f"too many {what}",
+                [_problem("body", f"{len(body)} items; the limit is {max_rows} per call", "too_many_rows")],
+            )
+        return body, True
+    raise InputError(
+        400,
+        "body must be a JSON object or a list of objects",
+        [_problem("body", f"got a JSON {type(body).__name__}", "not_an_object")],
+    )
+
+
+def validate_items(items: list[Any], is_batch: bool, validate, what: str) -> list[BaseModel]:
+    """Validate every item; a batch with any invalid item is rejected whole, fields prefixed by their index."""
+    models: list[BaseModel] = []
+    details: list[dict[str, str]] = []
+    for index, item in enumerate(items):
+        prefix = f"{index}." if is_batch else ""
+        if not isinstance(item, dict):
+            details.append(_problem(prefix.rstrip(".") or "body", "must be a JSON object", "not_an_object"))
+            continue
+        try:
+            models.append(validate(item))
+        except ValidationError as exc:
+            details.extend(error_details(exc, prefix))
+    if not details:
+        details = _duplicate_ids(models, is_batch)
+    if details:
+        raise InputError(400, f"invalid {what}", details)
+    return models
+
+
+def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, str]]:
+    seen: set[str] = set()
+    details = []
+    for index, model in enumerate(models):
+        request_id = getattr(model, "request_id", None)
+        if request_id is None:
+            continue
+        if request_id in seen:
+            details.append(
+                _problem(
+                    f"{index}.request_id" if is_batch else "request_id",
+                    f"{request_id!r} appears twice in this call",
+                    "invalid_value",
+                )
+            )
+        seen.add(request_id)
+    return details
+
+
+def parse_rides(request: Request, max_rows: int) -> tuple[list[BaseModel], bool]:
+    """Return the validated rides of a /predict body and whether it was a batch."""
+    items, is_batch = as_items(read_json(request), max_rows, "rides")
+    return validate_items(items, is_batch, validate_ride, "ride"), is_batch

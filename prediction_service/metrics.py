@@ -1,0 +1,85 @@
+"""The service's Prometheus metrics (catalogue: docs/metrics.md), multiprocess-safe under gunicorn.
+
+Gauges carry a multiprocess mode: per-worker queues are summed over live workers, the
+shared spool directory is seen identically by every worker, so its gauges take the max.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter("prediction_http_requests_total", "HTTP requests answered.", ["endpoint", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "prediction_http_request_duration_seconds",
+    "Request latency measured in the server, from the request's arrival to its response.",
+    ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PREDICTIONS = Counter(
+    "prediction_predictions_total", "Predictions served; a batch call counts each ride.", ["model", "model_version"]
+)
+PREDICTED_DURATION = Histogram(
+    "prediction_predicted_duration_seconds",
+    "Distribution of the predicted ride duration.",
+    ["model"],
+    buckets=(60, 180, 300, 450, 600, 900, 1200, 1500, 1800, 2400, 3000, 3600, 5400),
+)
+REJECTED_INPUTS = Counter(
+    "prediction_rejected_inputs_total",
+    "Rejected request bodies, counted once per distinct reason found in the body.",
+    ["endpoint", "reason"],
+)
+MODEL_INFO = Gauge(
+    "prediction_model_info",
+    "Always 1: the model version the workers serve.",
+    ["model", "model_version"],
+    multiprocess_mode="livemax",
+)
+QUEUE_SIZE = Gauge(
+    "prediction_queue_size",
+    "Records waiting in an in-memory queue, summed over workers.",
+    ["queue"],
+    multiprocess_mode="livesum",
+)
+QUEUE_CAPACITY = Gauge(
+    "prediction_queue_capacity",
+    "Capacity of an in-memory queue, summed over workers.",
+    ["queue"],
+    multiprocess_mode="livesum",
+)
+SPOOL_RECORDS = Gauge(
+    "prediction_spool_records", "Records waiting in the on-disk spool for MongoDB.", multiprocess_mode="livemax"
+)
+SPOOL_CAPACITY = Gauge(
+    "prediction_spool_capacity_records", "Capacity of the on-disk spool in records.", multiprocess_mode="livemax"
+)
+MONGO_WRITES = Counter("prediction_mongo_writes_total", "Batch writes to MongoDB by result.", ["result"])
+MONGO_WRITTEN = Counter(
+    "prediction_mongo_written_records_total", "Prediction documents written to MongoDB (duplicates excluded)."
+)
+DROPPED = Counter("prediction_records_dropped_total", "Records lost, by queue and reason.", ["queue", "reason"])
+FORWARDED = Counter("prediction_forwarded_rows_total", "Rows sent to the metrics service by result.", ["result"])
+FEEDBACK = Counter("prediction_feedback_total", "Ground-truth labels received by result.", ["result"])
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def render() -> tuple[bytes, str]:
+    """Return the exposition text and its content type, merged over workers in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

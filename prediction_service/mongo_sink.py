@@ -1,0 +1,226 @@
+"""Background MongoDB writer: bounded queue -> batched idempotent writes, spooling to disk when MongoDB is away.
+
+Records are operations: `{"op": "insert", "doc": {...}}` (a prediction document) or
+`{"op": "label", "request_id", "target", "target_timestamp", "since"}` (ground truth that
+could not be applied synchronously). A batch is applied inserts first, then labels; if
+any part fails the whole batch goes to the spool, which is safe because inserts are
+idempotent (unique `request_id`) and labels only set a missing target.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+
+from pymongo.errors import PyMongoError
+
+from prediction_service import metrics, store
+from prediction_service.settings import Settings
+from prediction_service.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class MongoSink:
+    """One per worker: takes records off the request path and gets them into MongoDB exactly once."""
+
+    def __init__(self, settings: Settings, spool: Spool) -> None:
+        self.settings = settings
+        self.spool = spool
+        self._queue: queue.Queue[dict] = queue.Queue(maxsize=settings.queue_capacity)
+        self._client = store.connect(settings)
+        self._collection = store.predictions(self._client, settings)
+        self._indexed = False
+        self._healthy = True
+        self._next_attempt = 0.0
+        self._pending_labels: list[dict] = []
+        self._next_label_retry = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        metrics.QUEUE_CAPACITY.labels("mongo").set(settings.queue_capacity)
+        metrics.SPOOL_CAPACITY.set(settings.spool_capacity_records)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the last write to MongoDB succeeded."""
+        return self._healthy
+
+    def size(self) -> int:
+        """Return the records waiting in this worker's queue."""
+        return self._queue.qsize()
+
+    def submit(self, records: list[dict]) -> None:
+        """Queue records without blocking; count the ones a full queue cannot take."""
+        self._ensure_started()
+        for i, record in enumerate(records):
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                metrics.DROPPED.labels("mongo", "queue_full").inc(len(records) - i)
+                return
+
+    def idle(self) -> bool:
+        """Return whether everything queued so far has been handled (written or spooled)."""
+        return self._queue.empty() and not self._busy
+
+    def _ensure_started(self) -> None:
+        # Started on first use, i.e. in the worker after gunicorn forked it: threads do not survive fork.
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="mongo-sink", daemon=True)
+                self._thread.start()
+
+    def start(self) -> None:
+        """Start the writer thread now (it also starts on the first submitted record)."""
+        self._ensure_started()
+
+    def _take(self, timeout: float) -> list[dict]:
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        self._busy = True
+        batch = [first]
+        while len(batch) < self.settings.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._cycle(self.settings.flush_interval_seconds)
+            except Exception:  # noqa: BLE001 - the writer must outlive any one bad batch
+                log.exception("mongo sink cycle failed")
+                time.sleep(self.settings.flush_interval_seconds)
+
+    def _cycle(self, timeout: float) -> None:
+        batch = self._take(timeout)
+        try:
+            if batch:
+                self._handle(batch)
+            if self._usable():
+                self._replay_one()
+            if self._pending_labels and time.monotonic() >= self._next_label_retry:
+                self._retry_labels()
+        finally:
+            self._busy = False
+            metrics.QUEUE_SIZE.labels("mongo").set(self._queue.qsize())
+            metrics.SPOOL_RECORDS.set(self.spool.size())
+
+    def _usable(self) -> bool:
+        return self._healthy or time.monotonic() >= self._next_attempt
+
+    def _handle(self, batch: list[dict]) -> None:
+        if self._usable() and self._write(batch):
+            return
+        self._to_spool(batch)
+
+    def _write(self, batch: list[dict]) -> bool:
+        try:
+            if not self._indexed:
+                store.ensure_indexes(self._collection)
+                self._indexed = True
+            docs = [r["doc"] for r in batch if r["op"] == "insert"]
+            written = store.insert_documents(self._collection, docs)
+            labels = [r for r in batch if r["op"] == "label"]
+            if labels:
+                self._settle_labels(labels)
+        except PyMongoError as exc:
+            metrics.MONGO_WRITES.labels("error").inc()
+            if self._healthy:
+                log.warning("mongodb write failed; spooling until it is back", extra={"error": str(exc)})
+            self._healthy = False
+            self._next_attempt = time.monotonic() + self.settings.mongo_retry_seconds
+            return False
+        metrics.MONGO_WRITES.labels("ok").inc()
+        metrics.MONGO_WRITTEN.inc(written)
+        if not self._healthy:
+            log.warning("mongodb is back")
+        self._healthy = True
+        return True
+
+    def _settle_labels(self, labels: list[dict]) -> None:
+        by_id: dict[str, dict] = {}
+        for lab in labels:
+            by_id.setdefault(lab["request_id"], lab)
+        # A second label for the same id in this batch loses: the first label wins.
+        repeats = len(labels) - len(by_id)
+        outcome = store.apply_labels(self._collection, list(by_id.values()))
+        metrics.FEEDBACK.labels("duplicate").inc(len(outcome.duplicate) + repeats)
+        now = time.time()
+        for request_id in outcome.unknown:
+            label = by_id[request_id]
+            # The prediction may still sit in another worker's queue or spool: retry for a while.
+            if now - label.get("since", now) < self.settings.label_retry_seconds:
+                self._pending_labels.append(label)
+            else:
+                metrics.DROPPED.labels("feedback", "unknown_id").inc()
+                metrics.FEEDBACK.labels("unknown").inc()
+
+    def _retry_labels(self) -> None:
+        labels, self._pending_labels = self._pending_labels, []
+        self._next_label_retry = time.monotonic() + max(1.0, self.settings.mongo_retry_seconds)
+        self._handle(labels)
+
+    def _to_spool(self, batch: list[dict]) -> None:
+        try:
+            if self.spool.write(batch):
+                return
+            reason = "spool_full"
+        except OSError as exc:
+            log.error("cannot write the spool", extra={"error": str(exc)})
+            reason = "spool_error"
+        metrics.DROPPED.labels("mongo", reason).inc(len(batch))
+
+    def _replay_one(self) -> None:
+        segment = self.spool.claim()
+        if segment is None:
+            return
+        try:
+            records = self.spool.read(segment)
+        except (OSError, ValueError) as exc:
+            log.error("unreadable spool segment kept aside", extra={"segment": str(segment), "error": str(exc)})
+            segment.rename(segment.with_name("." + segment.name + ".bad"))
+            return
+        if self._write(records):
+            self.spool.done(segment)
+        else:
+            self.spool.release(segment)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread, then write what is left or spool it, so a restart loses nothing."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        leftovers: list[dict] = list(self._pending_labels)
+        self._pending_labels = []
+        while True:
+            try:
+                leftovers.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for start in range(0, len(leftovers), self.settings.batch_size):
+            self._handle(leftovers[start : start + self.settings.batch_size])
+        metrics.QUEUE_SIZE.labels("mongo").set(0)
+        self._client.close()
+
+
+def label_record(request_id: str, target: float, target_timestamp: datetime) -> dict:
+    """Return a queued label operation."""
+    return {
+        "op": "label",
+        "request_id": request_id,
+        "target": target,
+        "target_timestamp": target_timestamp,
+        "since": datetime.now(UTC).timestamp(),
+    }

@@ -1,0 +1,140 @@
+"""Where served predictions and labels go: off, asynchronously (the default), or synchronously (benchmark baseline)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import requests
+from pymongo.errors import PyMongoError
+
+from prediction_service import metrics, store
+from prediction_service.forwarder import Forwarder
+from prediction_service.mongo_sink import MongoSink, label_record
+from prediction_service.settings import Settings
+from prediction_service.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def utc_now_ms() -> datetime:
+    """Return the current UTC time truncated to milliseconds (BSON's precision)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(ts: datetime) -> str:
+    """Return an ISO-8601 UTC string ending in Z."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Monitoring:
+    """Per-worker pipelines that take predictions and labels off the request path."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir, settings.spool_capacity_records) if settings.log_to_mongodb else None
+        self.sink: MongoSink | None = None
+        self.rows: Forwarder | None = None
+        self.labels: Forwarder | None = None
+        base = f"{settings.evidently_service_url}"
+        if settings.sync_monitoring:
+            self._client = store.connect(settings)
+            self._collection = store.predictions(self._client, settings)
+            self._session = requests.Session()
+            self._headers = {"Content-Type": "application/json"}
+            if settings.monitoring_token:
+                self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
+            return
+        if settings.log_to_mongodb and self.spool is not None:
+            self.sink = MongoSink(settings, self.spool)
+        if settings.forward_to_metrics:
+            common = dict(
+                capacity=settings.forward_capacity,
+                batch_size=settings.batch_size,
+                flush_interval=settings.flush_interval_seconds,
+                timeout=settings.forward_timeout_seconds,
+                retries=settings.forward_retries,
+                token=settings.monitoring_token,
+            )
+            self.rows = Forwarder(f"{base}/iterate/{settings.model_name}", "forward", **common)
+            self.labels = Forwarder(f"{base}/feedback/{settings.model_name}", "feedback", **common)
+
+    def start(self) -> None:
+        """Start the background threads of this worker (they also start on first use)."""
+        if self.sink is not None:
+            self.sink.start()
+
+    def record_predictions(self, docs: list[dict], rows: list[dict]) -> None:
+        """Hand prediction documents to MongoDB and rows to the metrics service, without waiting."""
+        if self.settings.sync_monitoring:
+            self._record_sync(docs, rows)
+            return
+        if self.sink is not None:
+            self.sink.submit([{"op": "insert", "doc": doc} for doc in docs])
+        if self.rows is not None:
+            self.rows.submit(rows)
+
+    def _record_sync(self, docs: list[dict], rows: list[dict]) -> None:
+        # The naive design the benchmark compares against: both writes inside the request.
+        if self.settings.log_to_mongodb:
+            try:
+                metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
+                metrics.MONGO_WRITES.labels("ok").inc()
+            except PyMongoError:
+                metrics.MONGO_WRITES.labels("error").inc()
+                metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
+        if self.settings.forward_to_metrics:
+            try:
+                url = f"{self.settings.evidently_service_url}/iterate/{self.settings.model_name}"
+                response = self._session.post(
+                    url, data=json.dumps(rows), headers=self._headers, timeout=self.settings.forward_timeout_seconds
+                )
+                response.raise_for_status()
+                metrics.FORWARDED.labels("ok").inc(len(rows))
+            except requests.RequestException:
+                metrics.FORWARDED.labels("error").inc(len(rows))
+
+    def queue_labels(self, labels: list[dict]) -> None:
+        """Queue labels MongoDB could not take now; the writer applies (or spools) them later."""
+        if self.sink is not None:
+            self.sink.submit(
+                [label_record(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
+            )
+
+    def forward_labels(self, labels: list[dict]) -> None:
+        """Pass accepted labels on to the metrics service for online model quality."""
+        if self.labels is not None and labels:
+            self.labels.submit(
+                [
+                    {
+                        "request_id": lab["request_id"],
+                        "duration": lab["target"],
+                        "timestamp": iso(lab["target_timestamp"]),
+                    }
+                    for lab in labels
+                ]
+            )
+
+    def idle(self) -> bool:
+        """Return whether this worker's queues are drained (used by /feedback before it calls an id unknown)."""
+        return self.sink is None or self.sink.idle()
+
+    def sizes(self) -> dict[str, int]:
+        """Return the records waiting in this worker's queues and in the shared spool."""
+        return {
+            "mongo_queue": self.sink.size() if self.sink else 0,
+            "forward_queue": self.rows.size() if self.rows else 0,
+            "feedback_queue": self.labels.size() if self.labels else 0,
+            "spool_records": self.spool.size() if self.spool else 0,
+        }
+
+    def close(self) -> None:
+        """Flush on shutdown: MongoDB records are written or spooled; rows get one last send."""
+        for part in (self.rows, self.labels, self.sink):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # noqa: BLE001 - closing one part must not stop the others
+                    log.exception("closing a monitoring pipeline failed")

@@ -1,0 +1,38 @@
+"""The per-worker state kept on `app.extensions["prediction_service"]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from prediction_service.health import DependencyProbe
+from prediction_service.monitoring import Monitoring
+from prediction_service.settings import Settings
+from ride_duration.model import RideDurationModel
+
+EXTENSION = "prediction_service"
+
+
+@dataclass
+class ServiceState:
+    """The model, the monitoring pipelines and the MongoDB client of one worker."""
+
+    settings: Settings
+    model: RideDurationModel
+    monitoring: Monitoring
+    probe: DependencyProbe
+    mongo: MongoClient | None
+    collection: Collection | None
+
+    def close(self) -> None:
+        """Flush the pipelines and release clients (called when the worker exits)."""
+        self.monitoring.close()
+        self.probe.close()
+
+
+def current_state() -> ServiceState:
+    """Return the state of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
