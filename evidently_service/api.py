@@ -1,0 +1,148 @@
+"""HTTP routes: /iterate and /feedback per model, /health and /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from evidently_service.evaluator import ModelMonitor
+from evidently_service.rows import validate_labels, validate_rows
+from service_common.auth import require_token
+from service_common.errors import json_error
+
+log = logging.getLogger(__name__)
+bp = Blueprint("evidently_service", __name__)
+EXTENSION = "evidently_service"
+MAX_DETAILS = 50  # per-row errors echoed back; the counts cover the rest
+
+
+def _state() -> Any:
+    return current_app.extensions[EXTENSION]
+
+
+def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
+    monitors = _state().monitors
+    if model not in monitors:
+        body = {
+            "error": f"unknown model {model!r}",
+            "known_models": sorted(monitors),
+            "details": [
+                {"field": "model", "message": f"known models: {', '.join(sorted(monitors))}", "reason": "unknown_model"}
+            ],
+        }
+        return jsonify(body), 404
+    return monitors[model]
+
+
+def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]:
+    """Parse the body as a JSON list (one object counts as a list of one), or return the 4xx answer."""
+
+    def reject(status: int, reason: str, message: str, rows: int = 1) -> tuple[Response, int]:
+        if monitor is not None:
+            monitor.count("rejected", reason, rows)
+        return json_error(status, message, [{"field": "body", "message": message, "reason": reason}])
+
+    if not request.is_json:
+        return reject(415, "wrong_content_type", "send the body as application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        return reject(400, "invalid_json", "the body is not valid JSON")
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list):
+        return reject(400, "not_an_object", "expected a JSON list of objects")
+    limit = _state().settings.max_rows_per_request
+    if len(body) > limit:
+        return reject(413, "too_many_rows", f"at most {limit} items per request, got {len(body)}", len(body))
+    return body
+
+
+def _details(bad: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [problem for entry in bad[:MAX_DETAILS] for problem in entry["problems"]]
+
+
+@bp.post("/iterate/<model>")
+@require_token
+def iterate(model: str):
+    """Append a batch of served predictions to the model's window."""
+    monitor = _monitor(model)
+    if not isinstance(monitor, ModelMonitor):
+        return monitor
+    items = _json_list(monitor)
+    if not isinstance(items, list):
+        return items
+    good, bad = validate_rows(items)
+    for entry in bad:  # one reason per rejected row, so the counter counts rows
+        monitor.count("rejected", entry["problems"][0]["reason"] if entry["problems"] else "invalid_value")
+    if bad and not good:
+        return json_error(400, f"no valid row among {len(items)}", _details(bad))
+    appended = monitor.window.append(good)
+    monitor.count("received", "", appended.appended)
+    monitor.count("rejected", "duplicate", appended.duplicates)
+    if bad:
+        log.info("rows rejected", extra={"model": model, "rejected": len(bad), "accepted": appended.appended})
+    return jsonify(
+        {
+            "model": model,
+            "accepted": appended.appended,
+            "duplicates": appended.duplicates,
+            "rejected": len(bad),
+            "window_rows": len(monitor.window),
+            "details": _details(bad),
+        }
+    )
+
+
+@bp.post("/feedback/<model>")
+@require_token
+def feedback(model: str):
+    """Join ground-truth labels to the model's window rows by request id."""
+    monitor = _monitor(model)
+    if not isinstance(monitor, ModelMonitor):
+        return monitor
+    items = _json_list(None)
+    if not isinstance(items, list):
+        return items
+    good, bad = validate_labels(items, now=time.time())
+    monitor.count("labels", "invalid", len(bad))
+    if bad and not good:
+        return json_error(400, f"no valid label among {len(items)}", _details(bad))
+    result = monitor.window.add_labels(good)
+    for name in ("matched", "pending", "duplicates", "pending_dropped"):
+        monitor.count("labels", name, getattr(result, name))
+    return jsonify(
+        {
+            "model": model,
+            "matched": result.matched,
+            "pending": result.pending,
+            "duplicates": result.duplicates,
+            "rejected": len(bad),
+            "details": _details(bad),
+        }
+    )
+
+
+@bp.get("/health")
+def health():
+    """Report liveness and, per model, the window size and the last evaluation time."""
+    models = {}
+    for name, monitor in _state().monitors.items():
+        latest = monitor.latest
+        models[name] = {
+            "window_rows": len(monitor.window),
+            "min_rows": monitor.config.min_rows,
+            "last_evaluation": latest.computed_at if latest else None,
+            "reference_rows": monitor.reference.rows,
+            "reference_hash": monitor.reference.content_hash,
+        }
+    return jsonify({"status": "ok", "models": models})
+
+
+@bp.get("/metrics")
+def metrics():
+    """Expose every model's metrics in the Prometheus text format."""
+    return Response(generate_latest(_state().registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,138 @@
+"""Load and validate `config.yaml`: per-model window, verdict and stat-test settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ride_duration.drift import MULTIPLE_TESTING
+from ride_duration.schema import DriftTest, drift_tests
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.yaml"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or invalid."""
+
+
+class _FeatureOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stattest: str | None = None
+    threshold: float | None = Field(default=None, gt=0)
+
+
+class _ModelSection(BaseModel):
+    """Every key optional: a model entry overrides `defaults`, which override the built-in ones."""
+
+    model_config = ConfigDict(extra="forbid")
+    reference_path: str | None = None
+    window_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    min_rows: int | None = Field(default=None, ge=1)
+    evaluation_period_seconds: float | None = Field(default=None, gt=0, le=3600)
+    dataset_drift_share: float | None = Field(default=None, gt=0, le=1)
+    multiple_testing: Literal[MULTIPLE_TESTING] | None = None  # type: ignore[valid-type]
+    min_labelled_rows: int | None = Field(default=None, ge=1)
+    segment_min_rows: int | None = Field(default=None, ge=1)
+    segment_min_labelled_rows: int | None = Field(default=None, ge=1)
+    max_pending_labels: int | None = Field(default=None, ge=0)
+    features: dict[str, _FeatureOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_features(self) -> _ModelSection:
+        unknown = set(self.features) - set(drift_tests())
+        if unknown:
+            raise ValueError(f"unknown monitored column(s) {sorted(unknown)}; known: {sorted(drift_tests())}")
+        return self
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    defaults: _ModelSection = Field(default_factory=_ModelSection)
+    models: dict[str, _ModelSection | None] = Field(default_factory=dict)
+
+
+# The built-in defaults, used for any key neither the model entry nor `defaults` sets.
+BUILTIN = _ModelSection(
+    window_size=2000,
+    min_rows=1000,
+    evaluation_period_seconds=10.0,
+    dataset_drift_share=0.5,
+    multiple_testing="none",
+    min_labelled_rows=100,
+    segment_min_rows=500,
+    segment_min_labelled_rows=50,
+    max_pending_labels=10_000,
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the service needs to monitor one model."""
+
+    name: str
+    reference_path: Path
+    window_size: int
+    min_rows: int
+    evaluation_period_seconds: float
+    dataset_drift_share: float
+    multiple_testing: str
+    min_labelled_rows: int
+    segment_min_rows: int
+    segment_min_labelled_rows: int
+    max_pending_labels: int
+    tests: dict[str, DriftTest]
+
+
+def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_path: Path, base: Path) -> ModelConfig:
+    def pick(key: str) -> Any:
+        for section in (entry, defaults, BUILTIN):
+            value = getattr(section, key)
+            if value is not None:
+                return value
+        raise ConfigError(f"no value for {key}")
+
+    tests = dict(drift_tests())
+    for section in (defaults, entry):  # the model entry wins over `defaults`
+        for column, override in section.features.items():
+            current = tests[column]
+            tests[column] = DriftTest(override.stattest or current.method, override.threshold or current.threshold)
+    path = reference_path
+    if entry.reference_path:  # relative to the config file, like any path written in it
+        path = Path(entry.reference_path) if Path(entry.reference_path).is_absolute() else base / entry.reference_path
+    config = ModelConfig(
+        name=name,
+        reference_path=path,
+        tests=tests,
+        **{
+            key: pick(key) for key in ModelConfig.__dataclass_fields__ if key not in {"name", "reference_path", "tests"}
+        },
+    )
+    if config.min_rows > config.window_size:
+        raise ConfigError(f"model {name!r}: min_rows ({config.min_rows}) exceeds window_size ({config.window_size})")
+    return config
+
+
+def load_config(path: Path, default_model: str, reference_path: Path) -> dict[str, ModelConfig]:
+    """Read `path` and return the configuration of every monitored model, by name."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
+    try:
+        parsed = _ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {path}: {exc}") from exc
+    entries = parsed.models or {default_model: None}
+    base = Path(path).resolve().parent
+    configs = {}
+    for name, entry in entries.items():
+        if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
+            raise ConfigError(f"invalid model name {name!r}: use letters, digits, '_', '.', '-'")
+        configs[name] = _merge(name, entry or _ModelSection(), parsed.defaults, reference_path, base)
+    return configs

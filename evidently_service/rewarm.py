@@ -1,0 +1,66 @@
+"""Refill a window from the latest prediction documents in MongoDB, so a restart does not blind the dashboards."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from evidently_service.evaluator import ModelMonitor
+from evidently_service.rows import epoch, row_model, to_window_row
+from ride_duration.schema import FIELD_NAMES, PREDICTION, REQUEST_ID, TIMESTAMP
+
+log = logging.getLogger(__name__)
+COLLECTION = "predictions"
+_ROW_KEYS = (*FIELD_NAMES, REQUEST_ID, TIMESTAMP, "model_version", PREDICTION)
+
+
+def _as_row(document: dict[str, Any]) -> dict[str, Any]:
+    # A document is the row the prediction service forwarded, plus Mongo's own keys and the label.
+    row = {key: document.get(key) for key in _ROW_KEYS if document.get(key) is not None}
+    for key, value in row.items():
+        if isinstance(value, datetime):
+            row[key] = value.isoformat()
+    return row
+
+
+def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 3000) -> int:
+    """Load the model's latest `window_size` predictions (with their labels) into its window; return the count.
+
+    A database that cannot be reached only costs the warm start: the service starts
+    with an empty window and says so in the log.
+    """
+    from pymongo import DESCENDING, MongoClient
+    from pymongo.errors import PyMongoError
+
+    name = monitor.config.name
+    try:
+        with MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms) as client:
+            cursor = (
+                client[database][COLLECTION]
+                .find({"model_name": name}, {"_id": 0})
+                .sort(TIMESTAMP, DESCENDING)
+                .limit(monitor.config.window_size)
+            )
+            documents = list(cursor)
+    except PyMongoError as exc:
+        log.warning("window not re-warmed: MongoDB unreachable", extra={"model": name, "error": str(exc)})
+        return 0
+    documents.reverse()  # oldest first, so the window evicts in time order
+    model = row_model()
+    rows, labels, skipped = [], [], 0
+    for document in documents:
+        try:
+            rows.append(to_window_row(model.model_validate(_as_row(document))))
+        except ValidationError:
+            skipped += 1
+            continue
+        target, at = document.get("target"), document.get("target_timestamp")
+        if isinstance(target, int | float) and isinstance(at, datetime):
+            labels.append((document[REQUEST_ID], float(target), epoch(at)))
+    monitor.window.append(rows)
+    monitor.window.add_labels(labels)
+    log.info("window re-warmed", extra={"model": name, "rows": len(rows), "labels": len(labels), "skipped": skipped})
+    return len(rows)

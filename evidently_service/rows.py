@@ -1,0 +1,98 @@
+"""Validate incoming rows and labels against the shared schema and turn them into window values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+
+from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, PREDICTION, REQUEST_ID, TIMESTAMP, Kind
+from ride_duration.validation import error_details, ride_model
+
+_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="The prediction's id.")
+MAX_LABEL_MINUTES = 24 * 60.0
+
+
+def _number(value: Any) -> Any:
+    # A string or a bool where a number belongs is an upstream bug: reject it, never coerce it.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+
+
+@lru_cache(maxsize=1)
+def row_model() -> type[BaseModel]:
+    """Return the pydantic model of one /iterate row: the ride's schema fields plus prediction facts."""
+    return create_model(
+        "MonitoredRow",
+        __base__=ride_model(),
+        __doc__="One served prediction as the prediction service forwards it.",
+        request_id=(str, _ID),
+        timestamp=(datetime, Field(description="Prediction time, ISO-8601 (UTC when no offset).")),
+        model_version=(str | None, Field(default=None, max_length=128)),
+        prediction=(Number, Field(allow_inf_nan=False, description="Predicted duration, minutes.")),
+    )
+
+
+class Label(BaseModel, extra="forbid"):
+    """One ground-truth label: the real duration of a predicted ride."""
+
+    request_id: str = _ID
+    duration: Number = Field(ge=0, le=MAX_LABEL_MINUTES, allow_inf_nan=False, description="Minutes.")
+    timestamp: datetime | None = Field(default=None, description="When the label arrived; now when absent.")
+
+
+def epoch(value: datetime | None) -> float | None:
+    """Return Unix seconds of a datetime (naive means UTC), or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _window_value(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if FIELDS_BY_NAME[name].kind is Kind.DATETIME:
+        return epoch(value)
+    return float(value)
+
+
+def to_window_row(row: BaseModel) -> dict[str, Any]:
+    """Return the window's view of a validated row: numbers (epoch seconds for times), None when missing."""
+    values = {name: _window_value(name, getattr(row, name)) for name in FIELD_NAMES}
+    values[REQUEST_ID] = row.request_id
+    values[TIMESTAMP] = epoch(row.timestamp)
+    values[PREDICTION] = float(row.prediction)
+    return values
+
+
+def validate_rows(items: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate every item; return (window rows of the good ones, one error entry per bad one)."""
+    model = row_model()
+    good, bad = [], []
+    for index, item in enumerate(items):
+        try:
+            good.append(to_window_row(model.model_validate(item)))
+        except ValidationError as exc:
+            bad.append({"index": index, "problems": error_details(exc, prefix=f"[{index}].")})
+    return good, bad
+
+
+def validate_labels(items: list[Any], now: float) -> tuple[list[tuple[str, float, float]], list[dict[str, Any]]]:
+    """Validate labels; return ((request_id, minutes, epoch seconds) of the good ones, errors of the bad)."""
+    good, bad = [], []
+    for index, item in enumerate(items):
+        try:
+            label = Label.model_validate(item)
+        except ValidationError as exc:
+            bad.append({"index": index, "problems": error_details(exc, prefix=f"[{index}].")})
+            continue
+        good.append((label.request_id, float(label.duration), epoch(label.timestamp) or now))
+    return good, bad
