@@ -1,0 +1,1 @@
+"""Grafana dashboards of the stack, generated with grafana-foundation-sdk (`python -m grafana.dashboards`)."""

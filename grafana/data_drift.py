@@ -1,0 +1,191 @@
+"""Data drift: has the input (or the prediction) distribution moved away from the reference?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
+
+from grafana.common import (
+    DATASOURCE,
+    MODEL,
+    dashed_series,
+    model_variable,
+    new_dashboard,
+    query,
+    row,
+    stat_panel,
+    state_timeline_panel,
+    table_panel,
+    timeseries_panel,
+    value_text,
+)
+
+UID = "ride-data-drift"
+FEATURE = 'feature=~"$feature"'
+
+
+def dataset_drift_now() -> stat.Panel:
+    """The latest dataset-level verdict."""
+    return stat_panel(
+        "Dataset drift",
+        "The latest dataset-level verdict: drift when the share of drifted features reaches the dataset-drift "
+        "share. No value while the window holds too few rows (see Window).",
+        "none",
+        query(f"evidently_dataset_drift{{{MODEL}}}", "dataset drift"),
+    ).mappings(value_text({0: ("No drift", "green"), 1: ("Drift", "red")}))
+
+
+def enough_data() -> stat.Panel:
+    """Whether the window holds enough rows for any verdict."""
+    return stat_panel(
+        "Window state",
+        "Whether the sliding window holds the minimum rows for a drift verdict. 'Not enough data' means the "
+        "drift panels show no verdict yet, not that there is no drift.",
+        "none",
+        query(f"model:evidently_window_has_enough_rows:bool{{{MODEL}}}", "window"),
+    ).mappings(value_text({0: ("Not enough data", "orange"), 1: ("Enough data", "green")}))
+
+
+def drifted_share_now() -> stat.Panel:
+    """The latest share of drifted features."""
+    return stat_panel(
+        "Drifted features",
+        "Share of monitored features (prediction excluded) whose pinned drift test fires in the latest evaluation.",
+        "percentunit",
+        query(f"evidently_drifted_features_share{{{MODEL}}}", "drifted share"),
+    )
+
+
+def window_rows_now() -> stat.Panel:
+    """Rows in the current window."""
+    return stat_panel(
+        "Window rows",
+        "Rows in the metrics service's current window (the minimum needed for a verdict is on the Window panel).",
+        "short",
+        query(f"evidently_window_rows{{{MODEL}}}", "rows"),
+    )
+
+
+def dataset_drift_over_time() -> statetimeline.Panel:
+    """Dataset drift verdict over time."""
+    return state_timeline_panel(
+        "Dataset drift over time",
+        "The dataset-level verdict of every evaluation; gaps are periods with too few rows. "
+        "DataDriftDetected fires after 10 minutes of drift.",
+        query(f"evidently_dataset_drift{{{MODEL}}}", "dataset drift"),
+    ).mappings(value_text({0: ("No drift", "green"), 1: ("Drift", "red")}))
+
+
+def drifted_share_over_time() -> timeseries.Panel:
+    """Share of drifted features over time, overall and per pickup borough."""
+    return (
+        timeseries_panel(
+            "Share of drifted features",
+            "Share of monitored features that drifted, for the whole window and per pickup borough "
+            "(boroughs with enough rows).",
+            "percentunit",
+            query(f"evidently_drifted_features_share{{{MODEL}}}", "all boroughs"),
+            query(f"evidently_segment_drifted_features_share{{{MODEL}}}", "{{segment}}", "B"),
+        )
+        .min(0)
+        .max(1)
+    )
+
+
+def feature_drift_score() -> timeseries.Panel:
+    """Per-feature drift score with its threshold, one panel per feature."""
+    return (
+        dashed_series(
+            timeseries_panel(
+                "Drift score: $feature",
+                "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
+                "Jensen-Shannon distance for zones) and its threshold (dashed): drift above the line.",
+                "none",
+                query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
+                query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
+            ),
+            "B",
+        )
+        .repeat("feature")
+        .repeat_direction("h")
+        .span(8)
+        .min(0)
+    )
+
+
+def feature_drift_detected() -> statetimeline.Panel:
+    """Drift verdict of every feature over time."""
+    return state_timeline_panel(
+        "Drift detected per feature",
+        "The 0/1 verdict of each feature's drift test over time. FeatureDriftDetected fires after 15 minutes.",
+        query(f"evidently_feature_drift_detected{{{MODEL}}}", "{{feature}}"),
+    ).mappings(value_text({0: ("ok", "green"), 1: ("drift", "red")}))
+
+
+def window_rows() -> timeseries.Panel:
+    """Rows in the window against the minimum for a verdict."""
+    return dashed_series(
+        timeseries_panel(
+            "Window",
+            "Rows in the current window and the minimum (dashed) below which no drift or quality verdict is exported.",
+            "short",
+            query(f"evidently_window_rows{{{MODEL}}}", "rows in window"),
+            query(f"evidently_window_min_rows{{{MODEL}}}", "minimum rows", "B"),
+        ),
+        "B",
+    )
+
+
+def reference_info() -> table.Panel:
+    """Which reference dataset the drift is measured against."""
+    return table_panel(
+        "Reference",
+        "The reference dataset the drift tests compare with: content hash, the model version it was built "
+        "with, and its size.",
+        query(f"evidently_reference_info{{{MODEL}}}", "reference"),
+        query(f"evidently_reference_rows{{{MODEL}}}", "rows", "B"),
+    )
+
+
+def feature_variable() -> dashboard.QueryVariable:
+    """The `feature` variable: every monitored column of the model, prediction included."""
+    return (
+        dashboard.QueryVariable("feature")
+        .label("Feature")
+        .description("The monitored features (and the prediction) to show a drift score panel for.")
+        .datasource(DATASOURCE)
+        .query(f"label_values(evidently_feature_drift_score{{{MODEL}}}, feature)")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+    )
+
+
+def build() -> dashboard.Dashboard:
+    """Return the data drift dashboard."""
+    return (
+        new_dashboard(
+            UID,
+            "Ride duration: data drift",
+            "Has the distribution of the rides (or of the predictions) moved away from the reference, and which "
+            "features moved?",
+            ["drift"],
+        )
+        .with_variable(model_variable("evidently_window_rows"))
+        .with_variable(feature_variable())
+        .with_row(row("Now"))
+        .with_panel(dataset_drift_now())
+        .with_panel(enough_data())
+        .with_panel(drifted_share_now())
+        .with_panel(window_rows_now())
+        .with_row(row("Over time"))
+        .with_panel(dataset_drift_over_time())
+        .with_panel(drifted_share_over_time())
+        .with_panel(feature_drift_detected())
+        .with_panel(window_rows())
+        .with_row(row("Per feature"))
+        .with_panel(feature_drift_score())
+        .with_row(row("Reference"))
+        .with_panel(reference_info())
+    )

@@ -1,0 +1,108 @@
+"""Data quality: are the rides well-formed, and which inputs are being rejected?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard, timeseries
+
+from grafana.common import MODEL, model_variable, new_dashboard, query, row, threshold_line, timeseries_panel
+
+UID = "ride-data-quality"
+
+
+def missing_share() -> timeseries.Panel:
+    """Share of window rows with a field missing."""
+    return timeseries_panel(
+        "Missing values",
+        "Share of window rows with the field missing (null), per field.",
+        "percentunit",
+        query(f"evidently_feature_missing_share{{{MODEL}}}", "{{feature}}"),
+    ).min(0)
+
+
+def out_of_range_share() -> timeseries.Panel:
+    """Share of numerical values outside the reference range."""
+    return timeseries_panel(
+        "Out of reference range",
+        "Share of window rows whose numerical field lies outside the reference's min..max.",
+        "percentunit",
+        query(f"evidently_feature_out_of_range_share{{{MODEL}}}", "{{feature}}"),
+    ).min(0)
+
+
+def new_category_share() -> timeseries.Panel:
+    """Share of categorical values the reference never saw."""
+    return timeseries_panel(
+        "New categories",
+        "Share of window rows whose categorical field (pickup / dropoff zone) never appears in the reference.",
+        "percentunit",
+        query(f"evidently_feature_new_category_share{{{MODEL}}}", "{{feature}}"),
+    ).min(0)
+
+
+def rejected_by_reason() -> timeseries.Panel:
+    """Inputs rejected by the prediction service, by reason."""
+    return timeseries_panel(
+        "Rejected inputs by reason",
+        "Inputs the prediction service rejected per second, by endpoint and reason (missing_field, wrong_type, "
+        "out_of_range, ...). A new reason appearing usually means an upstream schema change.",
+        "ops",
+        query("endpoint_reason:prediction_rejected_inputs:rate5m", "{{endpoint}} {{reason}}"),
+    )
+
+
+def rejected_share() -> timeseries.Panel:
+    """Share of inputs rejected."""
+    return threshold_line(
+        timeseries_panel(
+            "Rejected input share",
+            "Share of rides sent to the prediction service that failed validation; HighInputErrorRate fires "
+            "above the dashed line (5%) for 10 minutes.",
+            "percentunit",
+            query(":prediction_rejected_inputs:ratio_rate5m", "rejected share"),
+        ),
+        0.05,
+    ).min(0)
+
+
+def rows_received() -> timeseries.Panel:
+    """Rows the metrics service accepts and rejects."""
+    return timeseries_panel(
+        "Rows reaching the metrics service",
+        "Rows per second accepted by the metrics service's /iterate, and rejected ones by reason (B).",
+        "ops",
+        query(f"model:evidently_rows_received:rate5m{{{MODEL}}}", "accepted"),
+        query(f"model_reason:evidently_rows_rejected:rate5m{{{MODEL}}}", "rejected {{reason}}", "B"),
+    )
+
+
+def rows_per_segment() -> timeseries.Panel:
+    """Window rows per pickup borough."""
+    return timeseries_panel(
+        "Window rows per pickup borough",
+        "Rows in the window per pickup borough: a borough vanishing or appearing is a data quality signal.",
+        "short",
+        query(f"evidently_segment_window_rows{{{MODEL}}}", "{{segment}}"),
+    )
+
+
+def build() -> dashboard.Dashboard:
+    """Return the data quality dashboard."""
+    return (
+        new_dashboard(
+            UID,
+            "Ride duration: data quality",
+            "Are the rides well-formed: missing values, values outside the reference range, unseen zones, and "
+            "inputs rejected by validation?",
+            ["quality"],
+        )
+        .with_variable(model_variable("evidently_window_rows"))
+        .with_row(row("Window"))
+        .with_panel(missing_share())
+        .with_panel(out_of_range_share())
+        .with_panel(new_category_share())
+        .with_panel(rows_per_segment())
+        .with_row(row("Validation"))
+        .with_panel(rejected_by_reason())
+        .with_panel(rejected_share())
+        .with_panel(rows_received())
+    )

@@ -1,0 +1,168 @@
+"""Model quality: how good are the predictions where ground truth has arrived?"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard, stat, timeseries
+
+from grafana.common import (
+    MODEL,
+    model_variable,
+    new_dashboard,
+    query,
+    row,
+    stat_panel,
+    threshold_line,
+    timeseries_panel,
+)
+
+UID = "ride-model-quality"
+
+
+def rmse_now() -> stat.Panel:
+    """The latest RMSE."""
+    return stat_panel(
+        "RMSE",
+        "Root mean squared error (minutes) over the labelled rows of the window; ModelQualityDegraded fires "
+        "above 8 minutes.",
+        "m",
+        query(f'evidently_model_quality{{{MODEL}, metric="rmse"}}', "rmse"),
+    )
+
+
+def label_coverage_now() -> stat.Panel:
+    """The latest label coverage."""
+    return stat_panel(
+        "Label coverage",
+        "Share of window rows whose ground truth has arrived; quality alerts need at least 10%.",
+        "percentunit",
+        query(f"evidently_label_coverage{{{MODEL}}}", "coverage"),
+    )
+
+
+def labelled_rows_now() -> stat.Panel:
+    """Rows with ground truth in the window."""
+    return stat_panel(
+        "Labelled rows",
+        "Window rows with ground truth: the sample the quality metrics are computed on.",
+        "short",
+        query(f"evidently_labelled_rows{{{MODEL}}}", "labelled rows"),
+    )
+
+
+def feedback_rate() -> stat.Panel:
+    """Ground truth labels arriving."""
+    return stat_panel(
+        "Labels received",
+        "Ground-truth labels accepted by the prediction service's /feedback per second.",
+        "ops",
+        query('sum(result:prediction_feedback:rate5m{result="accepted"})', "accepted"),
+    )
+
+
+def quality_over_time() -> timeseries.Panel:
+    """RMSE, MAE and mean error over time."""
+    return threshold_line(
+        timeseries_panel(
+            "RMSE, MAE and mean error",
+            "Quality over the labelled rows of the window, in minutes. Mean error is prediction minus truth: "
+            "below zero the model under-predicts. The dashed line is the RMSE alert threshold.",
+            "m",
+            query(f"evidently_model_quality{{{MODEL}}}", "{{metric}}"),
+        ),
+        8,
+    )
+
+
+def label_coverage() -> timeseries.Panel:
+    """Label coverage over time."""
+    return (
+        threshold_line(
+            timeseries_panel(
+                "Label coverage",
+                "Share of window rows with ground truth. Below the dashed line (10%) quality alerts are held back.",
+                "percentunit",
+                query(f"evidently_label_coverage{{{MODEL}}}", "coverage"),
+            ),
+            0.1,
+            "orange",
+        )
+        .min(0)
+        .max(1)
+    )
+
+
+def label_delay() -> timeseries.Panel:
+    """How long ground truth takes to arrive."""
+    return timeseries_panel(
+        "Label delay",
+        "Time between a prediction and its ground truth (median and 90th percentile) over labelled window rows.",
+        "s",
+        query(f"evidently_label_delay_seconds{{{MODEL}}}", "p{{quantile}}"),
+    )
+
+
+def segment_rmse() -> timeseries.Panel:
+    """RMSE per pickup borough."""
+    return timeseries_panel(
+        "RMSE per pickup borough",
+        "RMSE (minutes) per pickup borough with enough labels: shows whether one borough drives a degradation.",
+        "m",
+        query(f'evidently_segment_model_quality{{{MODEL}, metric="rmse"}}', "{{segment}}"),
+    )
+
+
+def segment_bias() -> timeseries.Panel:
+    """Mean error per pickup borough."""
+    return timeseries_panel(
+        "Mean error per pickup borough",
+        "Mean error (prediction minus truth, minutes) per pickup borough: a borough-local slowdown shows as a "
+        "negative bias in that borough only.",
+        "m",
+        query(f'evidently_segment_model_quality{{{MODEL}, metric="mean_error"}}', "{{segment}}"),
+    )
+
+
+def predicted_duration() -> timeseries.Panel:
+    """Distribution of predicted durations."""
+    return timeseries_panel(
+        "Predicted duration",
+        "Median and 90th percentile of the predicted ride duration served: moves with prediction drift, before "
+        "any label arrives.",
+        "s",
+        query(
+            f"histogram_quantile(0.5, sum by (le) (rate(prediction_predicted_duration_seconds_bucket{{{MODEL}}}[5m])))",
+            "p50",
+        ),
+        query(
+            f"histogram_quantile(0.9, sum by (le) (rate(prediction_predicted_duration_seconds_bucket{{{MODEL}}}[5m])))",
+            "p90",
+            "B",
+        ),
+    )
+
+
+def build() -> dashboard.Dashboard:
+    """Return the model quality dashboard."""
+    return (
+        new_dashboard(
+            UID,
+            "Ride duration: model quality",
+            "How good are the predictions where ground truth has arrived, how much ground truth is there, and "
+            "where does the error come from?",
+            ["model"],
+        )
+        .with_variable(model_variable("evidently_window_rows"))
+        .with_row(row("Now"))
+        .with_panel(rmse_now())
+        .with_panel(label_coverage_now())
+        .with_panel(labelled_rows_now())
+        .with_panel(feedback_rate())
+        .with_row(row("Over time"))
+        .with_panel(quality_over_time())
+        .with_panel(label_coverage())
+        .with_panel(label_delay())
+        .with_panel(predicted_duration())
+        .with_row(row("Per segment"))
+        .with_panel(segment_rmse())
+        .with_panel(segment_bias())
+    )

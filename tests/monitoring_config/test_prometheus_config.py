@@ -1,0 +1,37 @@
+"""The loopback config and short-`for:` rules derived from the committed Prometheus files."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+
+
+def test_targets_are_rewritten_and_other_jobs_dropped() -> None:
+    config = yaml.safe_load(local_prometheus_config({"evidently_service": "127.0.0.1:1234"}, ["a.yml"], "2s"))
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "evidently_service"
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:1234"]}]
+    assert config["rule_files"] == ["a.yml"]
+    assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "2s"
+    assert config["global"]["scrape_timeout"] == "2s"  # never longer than the interval
+
+
+def test_alertmanager_target_is_kept_when_given() -> None:
+    config = yaml.safe_load(local_prometheus_config({}, [], alertmanager="127.0.0.1:9093"))
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+
+
+def test_an_unknown_job_is_an_error() -> None:
+    with pytest.raises(KeyError, match="prediction_servce"):
+        local_prometheus_config({"prediction_servce": "127.0.0.1:1"}, [])
+
+
+def test_short_for_changes_only_the_alerts_for() -> None:
+    original = yaml.safe_load(rule_files()["alerts.yml"])
+    short = yaml.safe_load(with_short_for(rule_files()["alerts.yml"], "3s"))
+    for group, short_group in zip(original["groups"], short["groups"], strict=True):
+        for rule, short_rule in zip(group["rules"], short_group["rules"], strict=True):
+            assert short_rule["for"] == "3s"
+            assert {k: v for k, v in short_rule.items() if k != "for"} == {k: v for k, v in rule.items() if k != "for"}
