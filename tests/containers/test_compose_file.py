@@ -1,0 +1,288 @@
+"""docker-compose.yml checked offline with the real Compose v2 binary (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from containers_support import COMPOSE_FILE, ENV_EXAMPLE, EXTERNAL_MONGO_FILE, ONE_SHOT, REPO, run_compose
+
+# CONTRACT.md "Commands": each container runs exactly what the local run and the tests run.
+CONTRACT_COMMANDS = {
+    "trainer": ["python", "-m", "ride_duration.train", "--out-dir", "/artifacts"],
+    "prediction_service": ["python", "-m", "prediction_service"],
+    "evidently_service": ["python", "-m", "evidently_service"],
+    "prefect_flows": ["python", "-m", "prefect_flows.serve"],
+}
+# The simulator's arguments come from .env; its command starts with the contract's.
+CONTRACT_PREFIXES = {"simulator": ["python", "-m", "usage_simulation"]}
+
+# CONTRACT.md "Ports": what a person opens in a browser or points the simulator at. Nothing else is published.
+PUBLISHED = {
+    "prediction_service": 9696,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "grafana": 3000,
+    "prefect_server": 4200,
+    "evidently_ui": 8000,
+    "reports": 8080,
+}
+INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows"}
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET")
+VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)")
+
+
+def env_example() -> dict[str, str]:
+    """Return the NAME=value pairs of .env.example, commented-out examples included (value '')."""
+    pairs = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            pairs[match.group(1)] = "" if line.lstrip().startswith("#") else match.group(2)
+    return pairs
+
+
+def secret_names() -> list[str]:
+    """Return the .env.example variables that hold secrets."""
+    return sorted(name for name in env_example() if SECRET_NAME.search(name))
+
+
+def code_lines(path: Path) -> str:
+    """Return a compose file without its comment lines (they may mention `${VAR}` as prose)."""
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML loader that accepts Compose's merge tags (`!override`, `!reset`) as plain values."""
+
+
+for _tag in ("!override", "!reset"):
+    _ComposeLoader.add_constructor(
+        _tag,
+        lambda loader, node: (
+            loader.construct_mapping(node)
+            if isinstance(node, yaml.MappingNode)
+            else loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_scalar(node)
+        ),
+    )
+
+
+def load_raw(path: Path) -> dict:
+    """Parse a compose file as written, before interpolation."""
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 -- a SafeLoader subclass
+
+
+def test_config_passes_compose_validation():
+    result = run_compose("config", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_simulate_profile_and_external_mongo_override_validate():
+    assert run_compose("--profile", "simulate", "config", "-q").returncode == 0
+    result = run_compose(
+        "config",
+        "-q",
+        files=(COMPOSE_FILE, EXTERNAL_MONGO_FILE),
+        env={"MONGODB_URI": "mongodb://app:pw@db.example:27017/prediction_service"},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_external_mongo_override_drops_the_bundled_database(tmp_path: Path):
+    result = run_compose(
+        "config",
+        "--format",
+        "json",
+        files=(COMPOSE_FILE, EXTERNAL_MONGO_FILE),
+        env={"MONGODB_URI": "mongodb://app:pw@db.example:27017/prediction_service"},
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert "mongo" not in services
+    for name in ("prediction_service", "prefect_flows"):
+        assert "mongo" not in services[name].get("depends_on", {})
+        assert services[name]["environment"]["MONGODB_URI"] == "mongodb://app:pw@db.example:27017/prediction_service"
+    # Without the URI the override refuses to start rather than falling back to a missing host.
+    assert run_compose("config", "-q", files=(COMPOSE_FILE, EXTERNAL_MONGO_FILE)).returncode != 0
+
+
+@pytest.mark.parametrize("name", secret_names())
+def test_each_secret_is_required(tmp_path: Path, name: str):
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env_example().items() if k != name and v))
+    result = run_compose("config", "-q", env_file=env_file)
+    assert result.returncode != 0, f"compose accepted a missing {name}"
+    assert name in result.stderr
+
+
+def test_no_secret_in_the_compose_files():
+    for path in (COMPOSE_FILE, EXTERNAL_MONGO_FILE):
+        text = code_lines(path)
+        for name in secret_names():
+            # Required (`:?`), never defaulted (`:-` would put a default password in the file).
+            assert f"${{{name}:-" not in text, f"{path.name} gives {name} a default"
+            for use in re.findall(rf"\$\{{{name}[^}}]*\}}", text):
+                assert use.startswith(f"${{{name}:?"), f"{path.name}: {use} is not required"
+        raw = load_raw(path)
+        for service, spec in raw["services"].items():
+            for key, value in (spec.get("environment") or {}).items():
+                if SECRET_NAME.search(key) or key == "MONGODB_URI":
+                    assert "${" in str(value), f"{service}.{key} holds a literal value"
+    for name in secret_names():
+        assert env_example()[name] == "change-me", f".env.example must hold a placeholder for {name}"
+
+
+def test_env_example_documents_every_variable():
+    used = set()
+    for path in (COMPOSE_FILE, EXTERNAL_MONGO_FILE):
+        used |= set(VARIABLE.findall(code_lines(path)))
+    documented = set(env_example())
+    assert used - documented == set(), "variables missing from .env.example"
+    assert documented - used == set(), ".env.example documents variables compose never reads"
+
+
+def test_every_long_running_service_has_a_healthcheck(rendered: dict):
+    for name, spec in rendered["services"].items():
+        if name in ONE_SHOT:
+            assert "healthcheck" not in spec or spec["healthcheck"].get("disable"), name
+            continue
+        check = spec.get("healthcheck", {})
+        assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_start_order_waits_for_health_not_for_start(rendered: dict):
+    services = rendered["services"]
+    for name, spec in services.items():
+        for dependency, how in spec.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert how["condition"] == expected, f"{name} -> {dependency}"
+    for reader in ("prediction_service", "evidently_service", "prefect_flows"):
+        assert "trainer" in services[reader]["depends_on"], f"{reader} would start before the model exists"
+    assert {"mongo", "evidently_service"} <= set(services["prediction_service"]["depends_on"])
+    assert {"prediction_service", "evidently_service"} <= set(services["prometheus"]["depends_on"])
+    assert "prometheus" in services["grafana"]["depends_on"]
+
+
+def test_images_are_pinned(rendered: dict):
+    for name, spec in rendered["services"].items():
+        assert "build" in spec or "image" in spec, name
+        if "build" in spec:
+            continue
+        repository, _, tag = spec["image"].rpartition(":")
+        assert repository and tag and tag != "latest", f"{name}: {spec['image']} is not pinned"
+        assert re.search(r"\d+\.\d+\.\d+", tag), f"{name}: {spec['image']} needs a full version"
+
+
+def test_built_services_run_as_non_root(rendered: dict, dockerfile_of):
+    for name, spec in rendered["services"].items():
+        if "build" not in spec:
+            continue
+        assert spec.get("user") not in (None, "", "0", "root") and not spec["user"].startswith("0:"), name
+        assert dockerfile_of(name).last("USER") == spec["user"], f"{name}: compose user differs from the image's"
+
+
+@pytest.mark.parametrize("service", sorted(CONTRACT_COMMANDS))
+def test_command_is_the_contract_command(rendered: dict, dockerfile_of, service: str):
+    expected = CONTRACT_COMMANDS[service]
+    assert rendered["services"][service]["command"] == expected
+    assert dockerfile_of(service).cmd == expected, "the image's own CMD must match too"
+
+
+def test_simulator_command_uses_real_options(rendered: dict):
+    command = rendered["services"]["simulator"]["command"]
+    assert command[:3] == CONTRACT_PREFIXES["simulator"]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "usage_simulation", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    ).stdout
+    for option in (word for word in command if word.startswith("--")):
+        assert option in help_text, f"usage_simulation has no {option}"
+    scenario = command[command.index("--scenario") + 1]
+    assert (REPO / "usage_simulation" / "scenarios" / f"{scenario}.yaml").is_file()
+
+
+def test_published_ports_are_the_user_facing_ones_on_loopback(rendered: dict):
+    published = {}
+    for name, spec in rendered["services"].items():
+        for port in spec.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", f"{name} is published beyond loopback"
+            published[name] = port["target"]
+            assert str(port["published"]).split("-")[0] == str(port["target"]), name
+    assert published == PUBLISHED
+
+
+def test_internal_services_live_on_the_internal_network(rendered: dict):
+    assert rendered["networks"]["backend"].get("internal") is True
+    for name in INTERNAL_ONLY:
+        assert set(rendered["services"][name]["networks"]) == {"backend"}, name
+    assert rendered["services"]["trainer"]["network_mode"] == "none"
+
+
+def test_every_bind_mount_exists_in_the_repository(rendered: dict):
+    missing = []
+    for name, spec in rendered["services"].items():
+        for volume in spec.get("volumes", []):
+            if volume["type"] != "bind":
+                continue
+            source = Path(volume["source"])
+            assert source.is_relative_to(REPO), f"{name} mounts {source} from outside the repository"
+            wants_file = Path(volume["target"]).suffix in {".yml", ".yaml", ".conf", ".json", ".js"}
+            if not (source.is_file() if wants_file else source.is_dir()):
+                missing.append(f"{name}: {source.relative_to(REPO)}")
+            assert volume.get("read_only"), f"{name} mounts {source} writable"
+    assert missing == [], "mounted paths missing from the repository"
+
+
+def test_every_contract_module_exists():
+    for command in [*CONTRACT_COMMANDS.values(), *CONTRACT_PREFIXES.values()]:
+        module = command[2]
+        path = REPO / Path(*module.split("."))
+        assert path.with_suffix(".py").is_file() or (path / "__main__.py").is_file(), f"{module} does not exist"
+
+
+def _listening_port(spec: dict) -> set[int]:
+    """Return the ports a service listens on, as far as its compose spec says."""
+    ports = {int(p["target"]) for p in spec.get("ports", [])}
+    if "PORT" in (spec.get("environment") or {}):
+        ports.add(int(spec["environment"]["PORT"]))
+    return ports
+
+
+def test_prometheus_scrapes_compose_services_it_can_reach(rendered: dict):
+    services = rendered["services"]
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    targets = [
+        t for job in config["scrape_configs"] for group in job.get("static_configs", []) for t in group["targets"]
+    ]
+    targets += [t for am in config["alerting"]["alertmanagers"] for g in am["static_configs"] for t in g["targets"]]
+    prometheus_networks = set(services["prometheus"]["networks"])
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if host == "localhost":
+            continue
+        assert host in services, f"Prometheus target {target} is not a compose service"
+        assert prometheus_networks & set(services[host]["networks"]), f"Prometheus cannot reach {host}"
+        known = _listening_port(services[host]) or {9093}  # alertmanager listens on its default port
+        assert int(port) in known, f"{target}: {host} listens on {known}"
+
+
+def test_grafana_provisioning_matches_the_mounts(rendered: dict):
+    grafana = rendered["services"]["grafana"]
+    mounts = {v["target"]: Path(v["source"]) for v in grafana["volumes"] if v["type"] == "bind"}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    for source in (provisioning / "datasources").glob("*.y*ml"):
+        for datasource in yaml.safe_load(source.read_text()).get("datasources", []):
+            if datasource["type"] == "prometheus":
+                assert datasource["url"] == "http://prometheus:9090"
+    for source in (provisioning / "dashboards").glob("*.y*ml"):
+        for provider in yaml.safe_load(source.read_text()).get("providers", []):
+            path = provider["options"]["path"]
+            assert path in mounts, f"dashboard provider reads {path}, which is not mounted"
+            assert list(mounts[path].glob("*.json")), f"no dashboards in {mounts[path]}"
