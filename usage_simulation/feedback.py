@@ -48,7 +48,8 @@ class FeedbackSender:
         self._rng = np.random.default_rng(seed)
         self._heap: list[tuple[float, str, float]] = []
         self._cond = threading.Condition()
-        self._closing = False
+        self._draining = False  # no more labels will be scheduled: stop once the heap is empty
+        self._stopping = False  # stop now
         self._thread = threading.Thread(target=self._loop, name="feedback", daemon=True)
         self._session = requests.Session()
 
@@ -84,10 +85,12 @@ class FeedbackSender:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and not (self._heap and self._heap[0][0] <= time.monotonic()):
+                while not self._stopping and not (self._heap and self._heap[0][0] <= time.monotonic()):
+                    if self._draining and not self._heap:
+                        return
                     wait = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._cond.wait(timeout=wait)
-                if self._closing:
+                if self._stopping:
                     return
                 batch = self._take_due(everything=False)
             self._post(batch)
@@ -106,20 +109,27 @@ class FeedbackSender:
         else:
             self.stats.failed += len(batch)
 
-    def close(self, flush: bool) -> None:
-        """Stop the thread; send every waiting label now when `flush`, else count them as dropped."""
+    def close(self, drain: bool) -> bool:
+        """Stop the thread; with `drain`, first wait until every waiting label came due and was sent.
+
+        Returns whether the wait was interrupted (Ctrl-C); labels still waiting then are counted as dropped.
+        """
+        interrupted = False
         with self._cond:
-            self._closing = True
+            self._draining = True
+            self._stopping = not drain
             self._cond.notify()
-        if self._thread.is_alive():
+        try:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.2)  # a bounded join stays responsive to Ctrl-C
+        except KeyboardInterrupt:
+            interrupted = True
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
             self._thread.join(timeout=self._timeout + 1)
         with self._cond:
-            remaining = []
-            while self._heap:
-                remaining.extend(self._take_due(everything=True))
-        if flush:
-            for start in range(0, len(remaining), BATCH_MAX):
-                self._post(remaining[start : start + BATCH_MAX])
-        else:
-            self.stats.dropped += len(remaining)
+            self.stats.dropped += len(self._heap)
+            self._heap.clear()
         self._session.close()
+        return interrupted

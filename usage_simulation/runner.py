@@ -198,10 +198,13 @@ class Runner:
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            # At most `concurrency` requests are queued or in flight (the slots): let them finish.
+            pool.shutdown(wait=True)
             if result.phases:
                 result.phases[-1].end = time.time()
-            feedback.close(flush=not result.interrupted)
+            if cfg.progress and not result.interrupted and feedback.pending():
+                bar.write(f"waiting for {feedback.pending()} labels still on their way (Ctrl-C drops them)")
+            result.interrupted = feedback.close(drain=not result.interrupted) or result.interrupted
             result.feedback = feedback.stats
             result.ended_at = time.time()
             self._show(bar, result)

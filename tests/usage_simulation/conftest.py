@@ -50,8 +50,9 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
             now = time.time()
+            counted = self.path == "/predict"
             with recorder.lock:
-                recorder.in_flight += 1
+                recorder.in_flight += counted
                 recorder.max_in_flight = max(recorder.max_in_flight, recorder.in_flight)
             try:
                 if recorder.delay_seconds:
@@ -74,7 +75,7 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                 return self._reply(404, {"error": "not found"})
             finally:
                 with recorder.lock:
-                    recorder.in_flight -= 1
+                    recorder.in_flight -= counted
 
     return Handler
 

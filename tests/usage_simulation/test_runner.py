@@ -1,0 +1,112 @@
+"""The runner against an in-test HTTP recorder: target rate, bounded concurrency, phases, delayed labels."""
+
+from __future__ import annotations
+
+from local_stack.processes import free_port
+from usage_simulation.rides import PhaseFeed, RideSource
+from usage_simulation.runner import RunConfig, Runner, RunResult, classify, format_summary
+from usage_simulation.scenario import Scenario, load_scenario
+
+
+def _run(url: str, scenario: Scenario, **config) -> RunResult:
+    config = {"feedback_delay_seconds": 0.2, "progress": False, **config}
+    return Runner(RunConfig(url=url, **config), scenario, PhaseFeed(RideSource(seed=1), seed=1)).run()
+
+
+def test_sends_at_the_target_rate_evenly(recorder) -> None:
+    result = _run(recorder.url, load_scenario("baseline"), rps=40, duration_seconds=2.5)
+    times = recorder.predict_times()
+    assert 85 <= len(times) <= 101
+    assert result.totals().sent == result.totals().ok == len(times)
+    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    assert max(gaps) < 0.25, "traffic came in bursts instead of a steady rate"
+
+
+def test_concurrency_is_bounded_when_the_service_is_slow(recorder) -> None:
+    recorder.delay_seconds = 0.25
+    result = _run(recorder.url, load_scenario("baseline"), rps=200, duration_seconds=1.5, concurrency=3)
+    assert recorder.max_in_flight == 3
+    # The rate falls behind instead of piling up requests: about 1.5 s / 0.25 s x 3 in flight.
+    assert 12 <= result.totals().sent <= 24
+
+
+def test_labels_arrive_later_for_a_share_of_rides_with_the_token(recorder) -> None:
+    result = _run(
+        recorder.url,
+        load_scenario("baseline"),
+        rps=100,
+        duration_seconds=2,
+        feedback_share=0.5,
+        feedback_delay_seconds=0.4,
+        token="s3cret",
+    )
+    served = {body["request_id"]: (t, body) for t, body in recorder.predictions}
+    labels = recorder.feedback
+    assert 0.35 * len(served) < len(labels) < 0.65 * len(served)
+    assert result.feedback.sent == len(labels) and result.feedback.skipped + len(labels) == len(served)
+    # Every label is the ground truth of the ride the simulator generated for that id.
+    truth = PhaseFeed(RideSource(seed=1), seed=1)
+    expected = {}
+    for seq in range(len(served)):
+        body, duration = truth.next(0, load_scenario("baseline").phases[0])
+        expected[f"sim-{{}}-{seq}"] = (body, duration)
+    for arrived, label in labels:
+        sent_at, body = served[label["request_id"]]
+        assert arrived - sent_at >= 0.19, "label arrived before its delay"
+        seq = int(label["request_id"].rsplit("-", 1)[1])
+        assert abs(label["duration"] - expected[f"sim-{{}}-{seq}"][1]) < 1e-3
+        assert {k: v for k, v in body.items() if k != "request_id"} == expected[f"sim-{{}}-{seq}"][0]
+
+
+def test_outage_phase_sends_nothing_then_traffic_resumes(recorder) -> None:
+    scenario = Scenario.parse(
+        {
+            "name": "o",
+            "phases": [
+                {"name": "a", "duration_seconds": 1},
+                {"name": "down", "duration_seconds": 1, "outage": True},
+                {"name": "b", "duration_seconds": 1},
+            ],
+        }
+    )
+    result = _run(recorder.url, scenario, rps=50)
+    windows = {w.name: w for w in result.phases}
+    times = recorder.predict_times()
+    assert not [t for t in times if windows["down"].start + 0.05 < t < windows["down"].end - 0.05]
+    assert result.counts[1].sent == 0 and result.counts[0].sent > 30 and result.counts[2].sent > 30
+    assert windows["down"].end - windows["down"].start > 0.9
+    assert "phase down" in format_summary(result)
+
+
+def test_rows_limit_sends_exactly_that_many(recorder) -> None:
+    result = _run(recorder.url, load_scenario("covariate_shift"), rps=100, rows=30)
+    assert result.totals().sent == 30 == len(recorder.predictions)
+    assert [w.name for w in result.phases] == ["clean", "longer_trips"]
+
+
+def test_schema_change_phase_is_rejected_and_counted(recorder) -> None:
+    result = _run(recorder.url, load_scenario("schema_change"), rps=80, duration_seconds=1.5)
+    clean, changed = result.counts[0], result.counts[1]
+    assert clean.ok == clean.sent > 0 and clean.rejected == 0
+    assert changed.rejected == changed.sent > 0 and changed.ok == 0
+    assert result.rows_between(result.phases[1].start, result.ended_at + 1) == changed.sent
+
+
+def test_unreachable_service_counts_errors_without_raising() -> None:
+    result = _run(
+        f"http://127.0.0.1:{free_port()}", load_scenario("baseline"), rps=20, duration_seconds=0.5, timeout_seconds=0.5
+    )
+    assert result.totals().errors == result.totals().sent > 0
+    assert result.feedback.scheduled == 0
+
+
+def test_classify() -> None:
+    assert [classify(s) for s in (200, 202, 400, 413, 500, 503, None)] == [
+        "ok",
+        "ok",
+        "rejected",
+        "rejected",
+        "errors",
+        "errors",
+        "errors",
+    ]
