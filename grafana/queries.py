@@ -90,3 +90,19 @@ def substitute(text: str, values: dict[str, str]) -> str:
         return values[name]
 
     return _VARIABLE.sub(replace, text)
+
+
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Return the metric names a PromQL expression selects (a lexical approximation, enough for checks)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # strings may hold anything
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w:.])([a-zA-Z_:][\w:]*)(?![\w:])(?!\s*\()", text):
+        if match[1] not in _KEYWORDS:
+            names.add(match[1])
+    return names

@@ -1,0 +1,63 @@
+"""Alertmanager config: valid for amtool, and every severity the rules use reaches its receiver."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+ALERTS = ROOT / "prometheus" / "rules" / "alerts.yml"
+EXPECTED_RECEIVER = {"critical": "pager-webhook", "warning": "team-webhook", "info": "info-webhook"}
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess:
+    """Run amtool and return the finished process (output captured)."""
+    binary = shutil.which("amtool")
+    assert binary, "amtool is not installed: apt-get install -y prometheus-alertmanager"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60)
+
+
+def severities_in_rules() -> set[str]:
+    """Return the severities the alert rules set."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return {rule["labels"]["severity"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def test_config_is_valid() -> None:
+    result = amtool("check-config", str(CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize("severity", sorted(EXPECTED_RECEIVER))
+def test_severity_routes_to_its_receiver(severity: str) -> None:
+    result = amtool(
+        "config", "routes", "test", f"--config.file={CONFIG}", f"severity={severity}", "alertname=DataDriftDetected"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == EXPECTED_RECEIVER[severity]
+
+
+def test_every_rule_severity_has_a_route() -> None:
+    assert severities_in_rules() <= set(EXPECTED_RECEIVER)
+
+
+def test_inhibitions_name_real_alerts() -> None:
+    names = {
+        rule["alert"]
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    config = yaml.safe_load(CONFIG.read_text())
+    for inhibit in config["inhibit_rules"]:
+        for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]:
+            label, _, value = matcher.partition("=")
+            if label == "alertname":
+                for name in value.strip('~"').split("|"):
+                    assert name in names, f"inhibit rule names unknown alert {name}"
