@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +99,62 @@ def parse_dockerfile(path: Path) -> Dockerfile:
         op, _, args = line.partition(" ")
         instructions.append((op.upper(), args.strip()))
     return Dockerfile(path, tuple(instructions))
+
+
+def _module_file(module: str) -> Path | None:
+    """Return the source file of a first-party module (package `__init__` or plain module), or None."""
+    path = REPO / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Return the absolute module names `path` imports, skipping `if TYPE_CHECKING:` blocks."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for stmt in block.body
+        for node in ast.walk(stmt)
+    }
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            # `from pkg import sub` may name a submodule.
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return found
+
+
+def reachable_imports(entry: str, first_party: set[str]) -> tuple[set[str], set[str]]:
+    """Walk the imports from module `entry`: return (first-party modules reached, third-party top-level names)."""
+    seen, third_party, todo = set(), set(), [entry, f"{entry}.__main__"]
+    while todo:
+        module = todo.pop()
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top == "__future__":
+            continue
+        if top not in first_party:
+            third_party.add(top)
+            continue
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        parents = [".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)]
+        for name in [*parents, module]:
+            path = _module_file(name)
+            if name in seen or path is None:
+                continue
+            seen.add(name)
+            todo += sorted(_imports(path, name))
+    return seen, third_party

@@ -1,0 +1,113 @@
+"""The scripts under docker/: the images' healthcheck probe and the .env generator."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from containers_support import ENV_EXAMPLE, REPO, run_compose
+
+from local_stack.processes import ManagedProcess, free_port, http_ok
+
+HEALTHCHECK = REPO / "docker" / "healthcheck.py"
+MAKE_ENV = REPO / "docker" / "make_env.py"
+SECRET_KEYS = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if line.endswith("=change-me")}
+
+
+def probe(*args: str) -> subprocess.CompletedProcess:
+    """Run the healthcheck exactly as a container does: `python healthcheck.py URL`."""
+    return subprocess.run([sys.executable, str(HEALTHCHECK), *args], capture_output=True, text=True, timeout=30)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 -- the http.server API
+        status = {"/health": 200, "/sick": 503, "/missing": 404}.get(self.path, 500)
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args) -> None:
+        """Keep test output quiet."""
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A real HTTP server on a free loopback port answering /health 200, /sick 503, /missing 404."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_healthcheck_passes_on_2xx(server: str):
+    assert probe(f"{server}/health").returncode == 0
+
+
+@pytest.mark.parametrize("path", ["/sick", "/missing"])
+def test_healthcheck_fails_on_error_status(server: str, path: str):
+    result = probe(f"{server}{path}")
+    assert result.returncode == 1
+    assert "unhealthy" in result.stderr
+
+
+def test_healthcheck_fails_when_nothing_listens():
+    result = probe(f"http://127.0.0.1:{free_port()}/health", "1")
+    assert result.returncode == 1
+
+
+def test_healthcheck_needs_a_url():
+    assert probe().returncode == 2
+
+
+def run_make_env(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(MAKE_ENV), *args], capture_output=True, text=True, timeout=30)
+
+
+def test_make_env_fills_every_secret_and_compose_accepts_it(tmp_path: Path):
+    out = tmp_path / ".env"
+    assert run_make_env("--out", str(out)).returncode == 0
+    text = out.read_text()
+    assert "=change-me" not in text
+    assert out.stat().st_mode & 0o777 == 0o600
+    secrets = {line.split("=", 1)[1] for line in text.splitlines() if line.split("=", 1)[0] in SECRET_KEYS}
+    assert len(secrets) == len(SECRET_KEYS), "each secret is distinct"
+    assert all(len(value) >= 32 for value in secrets)
+    result = run_compose("config", "-q", env_file=out)
+    assert result.returncode == 0, result.stderr
+
+
+def test_make_env_never_overwrites_without_force(tmp_path: Path):
+    out = tmp_path / ".env"
+    out.write_text("MONITORING_TOKEN=mine\n")
+    assert run_make_env("--out", str(out)).returncode == 1
+    assert out.read_text() == "MONITORING_TOKEN=mine\n"
+    assert run_make_env("--out", str(out), "--force").returncode == 0
+    assert "MONITORING_TOKEN=mine" not in out.read_text()
+
+
+@pytest.mark.integration
+def test_evidently_ui_answers_the_compose_healthcheck(rendered: dict, tmp_path: Path):
+    """Run the evidently_ui container's command locally (loopback port) and probe it as compose does."""
+    service = rendered["services"]["evidently_ui"]
+    command = list(service["command"])
+    port = free_port()
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--workspace") + 1] = str(tmp_path / "workspace")
+    assert command[0] == "evidently"
+    executable = str(Path(sys.executable).parent / "evidently")
+    env = {"DO_NOT_TRACK": "1", "EVIDENTLY_SECRET": "test-secret"}
+    proc = ManagedProcess("evidently-ui", [executable, *command[1:]], tmp_path / "ui.log", env=env).start()
+    try:
+        url = service["healthcheck"]["test"][-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        proc.wait_ready(lambda: http_ok(url), timeout=60)
+        assert probe(url).returncode == 0
+    finally:
+        proc.stop()

