@@ -1,0 +1,123 @@
+"""The real process under gunicorn, scraped by a real Prometheus; re-warming from a real MongoDB wire server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from evidently_service import create_app
+from evidently_service.settings import Settings
+from local_stack.components import prometheus_query
+from local_stack.processes import free_port, wait_until
+from ride_duration.synthetic import DriftParams
+
+pytestmark = pytest.mark.integration
+
+
+def test_prometheus_reads_the_drift_gauges_of_the_real_process(
+    service_factory, prometheus_factory, write_config, artifacts_dir, make_rows
+):
+    token = "integration-token"
+    _, url = service_factory(
+        "evidently_service",
+        {
+            "EVIDENTLY_CONFIG": str(write_config(evaluation_period_seconds=0.5)),
+            "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+            "MONITORING_TOKEN": token,
+        },
+    )
+    rows, labels = make_rows(1000, seed=41, drift=DriftParams(distance_scale=1.6))
+    auth = {"Authorization": f"Bearer {token}"}
+    for start in range(0, len(rows), 250):
+        response = requests.post(
+            f"{url}/iterate/ride_duration", json=rows[start : start + 250], headers=auth, timeout=10
+        )
+        assert response.status_code == 200, response.text
+    assert (
+        requests.post(f"{url}/feedback/ride_duration", json=labels, headers=auth, timeout=10).json()["matched"] == 1000
+    )
+
+    target = url.removeprefix("http://")
+    config = f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: evidently_service
+    static_configs: [{{targets: ["{target}"]}}]
+"""
+    _, prometheus = prometheus_factory(config)
+    detected = wait_until(
+        lambda: prometheus_query(prometheus, 'evidently_feature_drift_detected{feature="trip_distance"} == 1'),
+        timeout=40,
+        what="trip_distance drift verdict in Prometheus",
+    )
+    assert detected[0]["metric"]["model"] == "ride_duration"
+    score = prometheus_query(prometheus, 'evidently_feature_drift_score{feature="trip_distance"}')
+    assert score[0]["metric"]["stattest"] == "wasserstein" and float(score[0]["value"][1]) > 0.1
+    assert prometheus_query(prometheus, "evidently_window_rows")[0]["value"][1] == "1000"
+    assert len(prometheus_query(prometheus, "evidently_dataset_drift")) == 1
+    assert len(prometheus_query(prometheus, "evidently_model_quality")) == 3
+    assert prometheus_query(prometheus, "evidently_label_coverage")[0]["value"][1] == "1"
+    info = prometheus_query(prometheus, "evidently_reference_info")[0]["metric"]
+    assert info["model_version"].startswith("synthetic-") and len(info["reference_hash"]) == 16
+
+
+def _documents(rows, labels, model_name="ride_duration"):
+    documents = []
+    for row in rows:
+        doc = {**row, "model_name": model_name, "timestamp": datetime.fromisoformat(row["timestamp"])}
+        doc["lpep_pickup_datetime"] = datetime.fromisoformat(row["lpep_pickup_datetime"])
+        documents.append(doc)
+    for doc, label in list(zip(documents, labels, strict=True))[::2]:  # half of them labelled
+        doc["target"] = label["duration"]
+        doc["target_timestamp"] = doc["timestamp"] + timedelta(minutes=10)
+    return documents
+
+
+def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifacts_dir, make_rows, monitor_of):
+    from pymongo import MongoClient
+
+    _, uri = mongo
+    rows, labels = make_rows(700, seed=42)
+    other, other_labels = make_rows(50, seed=43, prefix="other")
+    with MongoClient(uri) as client:
+        collection = client["monitoring"]["predictions"]
+        collection.insert_many(_documents(rows, labels) + _documents(other, other_labels, model_name="other_model"))
+    settings = Settings(
+        config_path=write_config(window_size=600),
+        reference_path=artifacts_dir / "reference.parquet",
+        mongodb_uri=uri,
+        mongodb_database="monitoring",
+        rewarm_from_mongodb=True,
+        run_evaluators=False,
+    )
+    app = create_app(settings)
+    monitor = monitor_of(app)
+    window = monitor.window.snapshot()
+    # The newest 600 of this model's 700 documents, oldest first, labels included.
+    assert window["request_id"].tolist() == [r["request_id"] for r in rows[100:]]
+    result = monitor.evaluate()
+    assert result.labelled_rows == 300 and result.drift is not None
+    assert result.label_delay[0.5] == pytest.approx(600)
+    assert app.test_client().get("/health").json["models"]["ride_duration"]["window_rows"] == 600
+
+
+def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifacts_dir, monitor_of):
+    settings = Settings(
+        config_path=write_config(),
+        reference_path=artifacts_dir / "reference.parquet",
+        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=500",
+        rewarm_from_mongodb=True,
+        run_evaluators=False,
+    )
+    app = create_app(settings)
+    assert len(monitor_of(app).window) == 0
+
+
+def test_the_packaged_config_loads(artifacts_dir):
+    from evidently_service.config import DEFAULT_CONFIG_PATH, load_config
+
+    configs = load_config(DEFAULT_CONFIG_PATH, "ride_duration", Path(artifacts_dir / "reference.parquet"))
+    assert configs["ride_duration"].min_rows <= configs["ride_duration"].window_size
