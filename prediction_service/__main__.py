@@ -83,6 +83,8 @@ def main() -> int:
             "child_exit": child_exit,
             "worker_exit": worker_exit,
             "post_worker_init": post_worker_init,
+            # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.
+            "control_socket_disable": True,
         },
     )
     return 0

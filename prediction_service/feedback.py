@@ -32,7 +32,11 @@ def label_model() -> type[BaseModel]:
             description="The request_id the prediction answered with.",
         )
         duration: float = Field(
-            gt=0, le=MAX_LABEL_MINUTES, allow_inf_nan=False, description="Observed ride duration in minutes."
+            gt=0,
+            le=MAX_LABEL_MINUTES,
+            allow_inf_nan=False,
+            strict=True,
+            description="Observed ride duration in minutes.",
         )
 
     return Label

@@ -45,6 +45,9 @@ def read_json(request: Request) -> Any:
         raise InputError(413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")])
     try:
         raw = request.get_data(cache=False)
+        # A chunked body (no Content-Length) is cut at the limit rather than refused: treat reaching it as over.
+        if limit is not None and request.content_length is None and len(raw) >= limit:
+            raise RequestEntityTooLarge()
     except RequestEntityTooLarge:
         raise InputError(
             413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")]

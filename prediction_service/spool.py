@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC
 from pathlib import Path
 
 from bson import json_util
 
 _SUFFIX = ".jsonl"
+# Extended JSON keeps datetimes (and ObjectIds) typed through the disk round trip.
+_JSON = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
 _CLAIM = ".claimed-"
 
 
@@ -63,7 +66,7 @@ class Spool:
         tmp = self.directory / f".{name}.tmp"
         with open(tmp, "w", encoding="utf-8") as out:
             for record in records:
-                out.write(json_util.dumps(record))
+                out.write(json_util.dumps(record, json_options=_JSON))
                 out.write("\n")
             out.flush()
             os.fsync(out.fileno())
@@ -100,7 +103,7 @@ class Spool:
     def read(segment: Path) -> list[dict]:
         """Return the records of a claimed segment."""
         with open(segment, encoding="utf-8") as src:
-            return [json_util.loads(line) for line in src if line.strip()]
+            return [json_util.loads(line, json_options=_JSON) for line in src if line.strip()]
 
     @staticmethod
     def done(segment: Path) -> None:

@@ -1,0 +1,19 @@
+"""The OpenAPI document describes the validated models and the batch limits."""
+
+from __future__ import annotations
+
+from ride_duration.schema import FIELDS
+
+
+def test_openapi_document_lists_every_schema_field_and_limit(client, offline_settings) -> None:
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    ride = doc["components"]["schemas"]["Ride"]
+    assert set(ride["properties"]) == {f.name for f in FIELDS} | {"request_id"}
+    assert set(ride["required"]) == {f.name for f in FIELDS if f.required}
+    assert ride["additionalProperties"] is False
+    assert ride["properties"]["PULocationID"]["maximum"] == 265
+    batch = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
+    assert batch["maxItems"] == offline_settings.max_batch_rows
+    assert {"200", "400", "413", "415"} <= set(doc["paths"]["/predict"]["post"]["responses"])
+    assert doc["components"]["schemas"]["Label"]["properties"]["duration"]["exclusiveMinimum"] == 0

@@ -1,0 +1,164 @@
+"""The service as it runs in production (gunicorn, 2 workers) against nx-27017 and a recording metrics service.
+
+The tests share one stack: each uses its own request ids and compares metrics before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import RIDE, metric_value
+
+from local_stack.processes import wait_until
+from ride_duration.schema import FIELD_NAMES
+
+pytestmark = pytest.mark.integration
+
+ITERATE = "/iterate/ride_duration"
+FEEDBACK = "/feedback/ride_duration"
+
+
+def scrape(stack) -> str:
+    return requests.get(f"{stack.url}/metrics", timeout=5).text
+
+
+def test_valid_predictions_are_logged_with_every_field_and_forwarded(shared_stack) -> None:
+    stack = shared_stack
+    written_before = stack.metric("prediction_mongo_written_records_total")
+    started = datetime.now(UTC)
+    rides = [{**RIDE, "request_id": f"log-{i}", "trip_distance": 1.0 + i} for i in range(20)]
+    answers = [requests.post(f"{stack.url}/predict", json=r, timeout=5).json() for r in rides[:10]]
+    answers += requests.post(f"{stack.url}/predict", json=rides[10:], timeout=5).json()
+    answers.append(requests.post(f"{stack.url}/predict", json=RIDE, timeout=5).json())  # a server-made id
+    ids = [a["request_id"] for a in answers]
+
+    collection = stack.predictions
+    query = {"request_id": {"$in": ids}}
+    wait_until(lambda: collection.count_documents(query) == len(ids), timeout=15, what="documents in MongoDB")
+    docs = {d["request_id"]: d for d in collection.find(query, {"_id": 0})}
+    for answer in answers:
+        doc = docs[answer["request_id"]]
+        assert set(doc) == {"request_id", "timestamp", "model_name", "model_version", "prediction", *FIELD_NAMES}
+        assert doc["prediction"] == pytest.approx(answer["duration"])
+        assert doc["model_version"] == answer["model_version"] and doc["model_name"] == "ride_duration"
+        assert isinstance(doc["timestamp"], datetime)
+        assert started - timedelta(seconds=1) <= doc["timestamp"] <= datetime.now(UTC)
+    assert docs["log-3"]["trip_distance"] == 4.0 and docs["log-3"]["PULocationID"] == RIDE["PULocationID"]
+    assert docs["log-3"]["lpep_pickup_datetime"] == RIDE["lpep_pickup_datetime"]
+
+    def forwarded() -> list[dict]:
+        return [r for r in stack.recorder.rows(ITERATE) if r["request_id"] in set(ids)]
+
+    rows = wait_until(lambda: len(r := forwarded()) == len(ids) and r, timeout=15, what="forwarded rows")
+    row = next(r for r in rows if r["request_id"] == "log-3")
+    assert set(row) == {"request_id", "timestamp", "model_version", "prediction", *FIELD_NAMES}
+    assert datetime.fromisoformat(row["timestamp"]).tzinfo is not None
+    assert row["prediction"] == pytest.approx(docs["log-3"]["prediction"])
+    assert stack.metric("prediction_mongo_written_records_total") == written_before + len(ids)
+
+
+BAD = [
+    (b"{oops", "application/json", 400, "invalid_json"),
+    (json.dumps({**RIDE, "trip_distance": -1}).encode(), "application/json", 400, "out_of_range"),
+    (json.dumps({**RIDE, "PULocationID": 999}).encode(), "application/json", 400, "out_of_range"),
+    (json.dumps({**RIDE, "trip_distance": "far"}).encode(), "application/json", 400, "wrong_type"),
+    (b'{"PULocationID": 1, "DOLocationID": 2, "trip_distance": NaN}', "application/json", 400, "not_finite"),
+    (json.dumps({"DOLocationID": 2, "trip_distance": 1}).encode(), "application/json", 400, "missing_field"),
+    (json.dumps({**RIDE, "tip": 1}).encode(), "application/json", 400, "unknown_field"),
+    (json.dumps(RIDE).encode(), "text/plain", 415, "wrong_content_type"),
+    (b'{"a": "' + b"x" * 300_000 + b'"}', "application/json", 413, "too_large"),
+    (json.dumps([RIDE] * 101).encode(), "application/json", 413, "too_many_rows"),
+]
+
+
+def test_bad_inputs_get_their_4xx_and_counter_in_the_real_process(shared_stack) -> None:
+    stack = shared_stack
+    before = scrape(stack)
+    for body, content_type, status, reason in BAD:
+        response = requests.post(f"{stack.url}/predict", data=body, headers={"Content-Type": content_type}, timeout=5)
+        assert response.status_code == status, (reason, response.text)
+        assert reason in {d["reason"] for d in response.json()["details"]}
+    # Chunked upload with no Content-Length, over the limit: still a JSON 413, not a dropped connection.
+    chunks = (b"[" + b" " * 65_536 for _ in range(8))
+    response = requests.post(
+        f"{stack.url}/predict", data=chunks, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert response.status_code == 413 and response.json()["details"][0]["reason"] == "too_large"
+    after = scrape(stack)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    for reason, count in Counter([reason for *_, reason in BAD] + ["too_large"]).items():
+        assert delta("prediction_rejected_inputs_total", endpoint="/predict", reason=reason) == count, reason
+    assert delta("prediction_http_requests_total", endpoint="/predict", status="400") == 7
+    assert metric_value(after, "prediction_http_requests_total", status="500") == 0
+    assert delta("prediction_predictions_total") == 0
+
+
+def test_feedback_lands_on_the_right_document_and_is_forwarded(shared_stack) -> None:
+    stack = shared_stack
+    before = scrape(stack)
+    for i in range(3):
+        requests.post(f"{stack.url}/predict", json={**RIDE, "request_id": f"fb-{i}"}, timeout=5).raise_for_status()
+    # Sent at once: the label may overtake its prediction's write, and /feedback waits for it briefly.
+    response = requests.post(
+        f"{stack.url}/feedback",
+        json=[{"request_id": "fb-1", "duration": 17.5}, {"request_id": "nobody", "duration": 3.0}],
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "queued": 0, "unknown": ["nobody"], "duplicate": []}
+    again = requests.post(f"{stack.url}/feedback", json={"request_id": "fb-1", "duration": 99.0}, timeout=10)
+    assert again.status_code == 200 and again.json()["duplicate"] == ["fb-1"]
+
+    labelled = stack.predictions.find_one({"request_id": "fb-1"})
+    assert labelled["target"] == 17.5 and isinstance(labelled["target_timestamp"], datetime)
+    assert labelled["target_timestamp"] >= labelled["timestamp"]
+    others = {"request_id": {"$in": ["fb-0", "fb-2"]}, "target": {"$exists": True}}
+    assert stack.predictions.count_documents(others) == 0  # only the right document was touched
+
+    def forwarded() -> list[dict]:
+        return [r for r in stack.recorder.rows(FEEDBACK) if r["request_id"].startswith("fb-")]
+
+    labels = wait_until(forwarded, timeout=10, what="forwarded labels")
+    assert [(r["request_id"], r["duration"]) for r in labels] == [("fb-1", 17.5)]
+    assert datetime.fromisoformat(labels[0]["timestamp"]).tzinfo is not None
+    after = scrape(stack)
+    for result in ("accepted", "unknown", "duplicate"):
+        assert (
+            metric_value(after, "prediction_feedback_total", result=result)
+            - metric_value(before, "prediction_feedback_total", result=result)
+            == 1
+        ), result
+
+
+def test_counts_add_up_across_gunicorn_workers(shared_stack) -> None:
+    stack = shared_stack
+    before = scrape(stack)
+    n = 60
+    for i in range(n):
+        # A new connection each time, so both workers take requests.
+        requests.post(
+            f"{stack.url}/predict", json={**RIDE, "request_id": f"w-{i}"}, timeout=5, headers={"Connection": "close"}
+        ).raise_for_status()
+    pids = {p.stem.rsplit("_", 1)[1] for p in Path(stack.env["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}
+    assert len(pids) == 2, pids
+    after = scrape(stack)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert delta("prediction_predictions_total") == n
+    assert delta("prediction_http_requests_total", endpoint="/predict", status="200") == n
+    assert delta("prediction_http_request_duration_seconds_count", endpoint="/predict") == n
+    assert delta("prediction_predicted_duration_seconds_count") == n
+    assert metric_value(after, "prediction_model_info") == 1  # one version, however many workers
+    assert metric_value(after, "prediction_queue_capacity", queue="mongo") == 2 * 20_000  # summed over workers
+    query = {"request_id": {"$regex": "^w-"}}
+    wait_until(lambda: stack.predictions.count_documents(query) == n, timeout=15, what="documents")

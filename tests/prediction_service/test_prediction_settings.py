@@ -1,0 +1,48 @@
+"""Settings come from the environment once, typed and frozen; bad values name the variable."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from prediction_service.settings import Settings
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.port == 9696 and settings.model_name == "ride_duration"
+    assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
+    assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
+    assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.sync_monitoring
+
+
+def test_environment_overrides() -> None:
+    settings = Settings.from_env(
+        {
+            "MODEL_PATH": "/m.pkl",
+            "EVIDENTLY_SERVICE_URL": "http://e:1/",
+            "WORKERS": "3",
+            "PREDICTION_LOG_TO_MONGODB": "false",
+            "PREDICTION_MAX_BATCH_ROWS": "7",
+            "PREDICTION_FLUSH_INTERVAL_SECONDS": "0.5",
+            "MONITORING_TOKEN": "t",
+        }
+    )
+    assert settings.model_path == Path("/m.pkl") and settings.evidently_service_url == "http://e:1"
+    assert settings.workers == 3 and not settings.log_to_mongodb and settings.max_batch_rows == 7
+    assert settings.flush_interval_seconds == 0.5 and settings.monitoring_token == "t"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("PORT", "http"), ("PREDICTION_LOG_TO_MONGODB", "maybe"), ("PREDICTION_QUEUE_CAPACITY", "-1")]
+)
+def test_bad_values_name_the_variable(name, value) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1  # type: ignore[misc]
