@@ -63,8 +63,9 @@ def test_rule_files_are_valid() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_pass() -> None:
-    result = promtool("test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+@pytest.mark.parametrize("name", ["alerts_test.yml", "recording_test.yml"])
+def test_promtool_unit_tests_pass(name: str) -> None:
+    result = promtool("test", "rules", name, cwd=RULE_TESTS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

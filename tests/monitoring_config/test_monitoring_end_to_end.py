@@ -1,0 +1,209 @@
+"""End to end: real services, real Prometheus with the committed rules, traffic with injected drift.
+
+Proves that every dashboard query returns data from what the services actually export, and
+that the drift alert fires after drift is injected and stays quiet on reference-like traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from grafana.queries import load_dashboards, panel_queries, substitute, variable_queries
+from local_stack.processes import free_port, wait_until
+from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+from ride_duration.synthetic import DriftParams, generate_trips
+from usage_simulation.rides import to_payloads
+
+pytestmark = pytest.mark.integration
+
+MODEL = "ride_duration"
+TOKEN = "end-to-end-token"
+WINDOW = 1000  # rows per phase: each phase fills the whole window
+BATCH = 100  # rides per /predict call (the service's default batch limit)
+# Several features at once, as an upstream change would: longer trips, pickups in zones the
+# reference never saw, passenger counts going missing, and slower rides (concept drift).
+DRIFT = DriftParams(distance_scale=1.8, new_zone_share=0.5, missing_share=0.4, congestion=1.5)
+BAD_INPUTS = (
+    {"DOLocationID": 74, "trip_distance": 2.5},  # missing_field
+    {"PULocationID": "74", "DOLocationID": 74, "trip_distance": 2.5},  # wrong_type
+    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": -3.0},  # out_of_range
+    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": 2.5, "tip": 1},  # unknown_field
+)
+
+
+def metrics_service_config(tmp_path: Path) -> Path:
+    """Write the committed metrics-service config with a small window and a 1 s evaluation period."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "evidently_service" / "config.yaml").read_text())
+    config["defaults"].update(
+        window_size=WINDOW,
+        min_rows=800,
+        evaluation_period_seconds=1,
+        min_labelled_rows=100,
+        segment_min_rows=100,
+        segment_min_labelled_rows=30,
+    )
+    path = tmp_path / "evidently.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def query(url: str, promql: str) -> list[dict]:
+    """Run an instant query and return its result vector."""
+    response = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def query_range(url: str, promql: str, seconds: int = 120) -> list[dict]:
+    """Run a range query over the last `seconds`, as a Grafana panel does."""
+    end = time.time()
+    params = {"query": promql, "start": end - seconds, "end": end, "step": 2}
+    response = requests.get(f"{url}/api/v1/query_range", params=params, timeout=10)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def alerts(url: str, name: str) -> list[dict]:
+    """Return the active (pending or firing) alerts named `name`."""
+    response = requests.get(f"{url}/api/v1/alerts", timeout=5)
+    response.raise_for_status()
+    return [alert for alert in response.json()["data"]["alerts"] if alert["labels"]["alertname"] == name]
+
+
+def wait_for(url: str, promql: str, timeout: float, what: str) -> list[dict]:
+    """Poll an instant query until it returns something."""
+    return wait_until(lambda: query(url, promql), timeout, what, interval=0.5)
+
+
+def send_rides(prediction_url: str, drift: DriftParams, seed: int) -> list[tuple[str, float]]:
+    """Send one window of rides in batches; return (request id, true duration) pairs."""
+    payloads = to_payloads(generate_trips(WINDOW, seed=seed, drift=drift))
+    sent = []
+    with requests.Session() as session:
+        for start in range(0, len(payloads), BATCH):
+            chunk = payloads[start : start + BATCH]
+            response = session.post(f"{prediction_url}/predict", json=[body for body, _ in chunk], timeout=30)
+            assert response.status_code == 200, response.text
+            sent += [(answer["request_id"], truth) for answer, (_, truth) in zip(response.json(), chunk, strict=True)]
+    return sent
+
+
+def send_feedback(prediction_url: str, labels: list[tuple[str, float]]) -> None:
+    """Send ground truth for the given predictions through the prediction service."""
+    body = [{"request_id": request_id, "duration": duration} for request_id, duration in labels]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    response = requests.post(f"{prediction_url}/feedback", json=body, headers=headers, timeout=30)
+    assert response.status_code in (200, 202), response.text
+
+
+def send_bad_inputs(prediction_url: str, evidently_url: str) -> None:
+    """Send inputs each service must reject (the rejection panels need data)."""
+    for body in BAD_INPUTS:
+        response = requests.post(f"{prediction_url}/predict", json=body, timeout=10)
+        assert response.status_code == 400, response.text
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    response = requests.post(
+        f"{evidently_url}/iterate/{MODEL}", json=[{"request_id": "x"}], headers=headers, timeout=10
+    )
+    assert response.status_code == 400, response.text
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path,
+    artifacts_dir: Path,
+    mongo: tuple,
+    service_factory: Callable,
+    prometheus_factory: Callable,
+) -> dict[str, str]:
+    """Start MongoDB, both services and Prometheus (committed rules, `for:` shortened); return URLs."""
+    _, mongo_uri = mongo
+    evidently_env = {
+        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "EVIDENTLY_CONFIG": str(metrics_service_config(tmp_path)),
+        "MODEL_NAME": MODEL,
+        "MONITORING_TOKEN": TOKEN,
+    }
+    _, evidently_url = service_factory("evidently_service", evidently_env)
+    prediction_env = {
+        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_NAME": MODEL,
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": "end_to_end",
+        "EVIDENTLY_SERVICE_URL": evidently_url,
+        "MONITORING_TOKEN": TOKEN,
+        "WORKERS": "1",
+        "PREDICTION_SPOOL_DIR": str(tmp_path / "spool"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "multiproc"),
+    }
+    _, prediction_url = service_factory("prediction_service", prediction_env)
+
+    port = free_port()
+    rules = {name: with_short_for(text, "2s") if name == "alerts.yml" else text for name, text in rule_files().items()}
+    targets = {
+        "prediction_service": prediction_url.removeprefix("http://"),
+        "evidently_service": evidently_url.removeprefix("http://"),
+        "prometheus": f"127.0.0.1:{port}",
+    }
+    config = local_prometheus_config(targets, sorted(rules), interval="1s")
+    _, prometheus_url = prometheus_factory(config, rule_files=rules, port=port)
+    for job in targets:
+        wait_for(prometheus_url, f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
+    return {"prediction": prediction_url, "evidently": evidently_url, "prometheus": prometheus_url}
+
+
+def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict[str, str]) -> None:
+    prometheus = stack["prometheus"]
+
+    # Phase 1: reference-like traffic fills the window; no drift verdict, no drift alert.
+    reference_like = send_rides(stack["prediction"], DriftParams(), seed=101)
+    send_feedback(stack["prediction"], reference_like)
+    wait_for(prometheus, f'model:evidently_window_has_enough_rows:bool{{model="{MODEL}"}} == 1', 60, "a full window")
+    # Enough verdicts on the reference-like window that a 2 s `for:` would have fired on any drift.
+    wait_for(prometheus, f'count_over_time(evidently_dataset_drift{{model="{MODEL}"}}[1m]) >= 8', 60, "eight verdicts")
+    assert query(prometheus, f'max_over_time(evidently_dataset_drift{{model="{MODEL}"}}[1m]) == 0'), (
+        "the reference-like window was judged as drifted"
+    )
+    assert alerts(prometheus, "DataDriftDetected") == []
+
+    # Phase 2: drifted traffic (and some bad inputs) replaces the window; the alert must fire.
+    drift_started = time.time()
+    drifted = send_rides(stack["prediction"], DRIFT, seed=202)
+    send_feedback(stack["prediction"], drifted)
+    send_bad_inputs(stack["prediction"], stack["evidently"])
+    firing = wait_until(
+        lambda: [alert for alert in alerts(prometheus, "DataDriftDetected") if alert["state"] == "firing"],
+        90,
+        "DataDriftDetected firing",
+        interval=0.5,
+    )
+    assert firing[0]["labels"]["model"] == MODEL
+    assert firing[0]["labels"]["severity"] == "warning"
+    active_at = datetime.strptime(firing[0]["activeAt"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    assert active_at.timestamp() >= int(drift_started) - 1, "the alert was already active before the drift"
+
+    # Every dashboard query, variables substituted, returns data from this live stack.
+    wait_for(prometheus, f'evidently_model_quality{{model="{MODEL}"}}', 60, "quality metrics of labelled rows")
+    empty = []
+    for name, board in load_dashboards().items():
+        values = {}
+        for variable in variable_queries(board):
+            selector = substitute(variable.selector or "", values) or None
+            params = {"match[]": selector} if selector else {}
+            response = requests.get(f"{prometheus}/api/v1/label/{variable.label}/values", params=params, timeout=5)
+            options = response.json()["data"]
+            assert options, f"{name}: variable ${variable.variable} has no values"
+            values[variable.variable] = MODEL if variable.variable == "model" else options[0]
+            if variable.variable == "model":
+                assert MODEL in options
+        for panel_query in panel_queries(name, board):
+            if not query_range(prometheus, substitute(panel_query.expr, values)):
+                empty.append(f"{panel_query.where}: {panel_query.expr}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
