@@ -25,6 +25,8 @@ COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
 COPY ride_duration/ ride_duration/
 COPY service_common/ service_common/
+# The batch flow reads the metrics service's drift config (evidently_service/config.yaml) through its loader.
+COPY evidently_service/ evidently_service/
 COPY prefect_flows/ prefect_flows/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app

@@ -106,7 +106,7 @@ def test_external_mongo_override_drops_the_bundled_database(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert "mongo" not in services
-    for name in ("prediction_service", "prefect_flows"):
+    for name in ("prediction_service", "evidently_service", "prefect_flows"):
         assert "mongo" not in services[name].get("depends_on", {})
         assert services[name]["environment"]["MONGODB_URI"] == "mongodb://app:pw@db.example:27017/prediction_service"
     # Without the URI the override refuses to start rather than falling back to a missing host.

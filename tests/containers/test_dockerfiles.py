@@ -18,6 +18,9 @@ from packaging.requirements import Requirement
 # Our top-level packages: anything else an image imports must come from its requirements.
 FIRST_PARTY = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
 ONE_SHOT_IMAGES = {"docker/trainer.Dockerfile", "docker/usage_simulation.Dockerfile"}
+# Modules an image runs besides its CMD: the batch flow's one-shot contract command runs in the worker image
+# (`docker compose run --rm prefect_flows python -m prefect_flows.batch_monitoring`).
+EXTRA_ENTRIES = {"docker/prefect_flows.Dockerfile": ["prefect_flows.batch_monitoring"]}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
 
 
@@ -170,16 +173,18 @@ def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Pat
     lines = rr.runtime_lines((REPO / "requirements.txt").read_text().splitlines(), without)
     installed = _requirement_closure({rr.requirement_name(line) for line in lines})
     copied = {source.strip("/") for source in dockerfile.copied_sources} & FIRST_PARTY
-    entry = dockerfile.cmd[2]
-    modules, third_party = reachable_imports(entry, FIRST_PARTY)
-    assert entry in modules, f"{entry} does not exist"
+    modules, third_party = set(), set()
+    for entry in [dockerfile.cmd[2], *EXTRA_ENTRIES.get(str(path.relative_to(REPO)), [])]:
+        reached, imported = reachable_imports(entry, FIRST_PARTY)
+        assert entry in reached, f"{entry} does not exist"
+        modules, third_party = modules | reached, third_party | imported
     missing_code = {m.split(".")[0] for m in modules} - copied
     assert missing_code == set(), f"{path.name} runs code from packages it does not copy"
     providers = importlib.metadata.packages_distributions()
     for name in sorted(third_party):
         distributions = {rr.canonical(d) for d in providers.get(name, [])}
-        assert distributions, f"{entry} imports {name}, which no installed distribution provides"
-        assert distributions & installed, f"{path.name}: {entry} imports {name} ({distributions}), not installed"
+        assert distributions, f"{path.name}: code imports {name}, which no installed distribution provides"
+        assert distributions & installed, f"{path.name}: code imports {name} ({distributions}), not installed"
 
 
 def test_runtime_requirements_drop_only_tooling():
@@ -200,3 +205,42 @@ def test_runtime_requirements_rejects_an_unknown_without(tmp_path: Path):
         timeout=30,
     )
     assert result.returncode == 2 and "prefekt" in result.stderr
+
+
+def _prefect_setting_names() -> set[str]:
+    """Return every PREFECT_* environment variable Prefect reads (the pinned version's settings model)."""
+    from prefect.settings import Settings
+    from prefect.settings.legacy import _get_settings_fields
+
+    return set(_get_settings_fields(Settings))
+
+
+# Variables read by third-party code in our images (Evidently's telemetry opt-out and UI secret).
+THIRD_PARTY_ENV = {"DO_NOT_TRACK", "EVIDENTLY_SECRET"}
+
+
+def test_every_variable_a_container_gets_is_read_by_its_code(rendered: dict, dockerfile_of):
+    """A misspelt variable (MONGO_URI for MONGODB_URI) would be silently ignored: each one must be read."""
+    prefect_names, problems = _prefect_setting_names(), []
+    for service, spec in rendered["services"].items():
+        if "build" not in spec:
+            continue
+        command = spec.get("command") or dockerfile_of(service).cmd
+        entry = command[2] if command[:2] == ["python", "-m"] else None
+        modules = reachable_imports(entry, FIRST_PARTY)[0] if entry else set()
+        source = "\n".join(_module_source(m) for m in modules)
+        for name in spec.get("environment") or {}:
+            if name.startswith("PREFECT_"):
+                if name not in prefect_names:
+                    problems.append(f"{service}: Prefect has no setting {name}")
+            elif name not in THIRD_PARTY_ENV and f'"{name}"' not in source and f"'{name}'" not in source:
+                problems.append(f"{service}: nothing in {entry or command[0]} reads {name}")
+    assert problems == []
+
+
+def _module_source(module: str) -> str:
+    path = REPO / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate.read_text()
+    return ""
