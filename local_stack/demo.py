@@ -1,19 +1,313 @@
-"""`make demo`: train the model and run the stack locally (filled in as the services land)."""
+"""`make demo`: train the model, start the whole stack locally, send traffic with drift, score detection.
+
+Everything it starts it stops by PID at the end (unless KEEP_RUNNING=1); parts of the stack
+that are not there yet are reported as "not built yet" and skipped.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import os
+import secrets
+import shutil
+import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
-from ride_duration.model import ARTIFACTS_DIR
-from ride_duration.train import train
+from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
+from local_stack.processes import ManagedProcess, free_port, port_open, python_module
+from ride_duration.model import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_EVIDENTLY_CONFIG = Path(__file__).resolve().parent / "demo_evidently.yaml"
+DEFAULT_DURATION = 100.0
+ALERT_FOR = "10s"  # the demo shortens every alert's `for:` so alerts can fire within two minutes
+SCRAPE_INTERVAL = "2s"
+MODEL_NAME = "ride_duration"
 
 
-def main() -> int:
-    """Train the model; later parts print 'not built yet' until they exist."""
-    train("synthetic", 30_000, 42, ARTIFACTS_DIR, "2021-01", ARTIFACTS_DIR)
-    for part in ("prediction_service", "evidently_service", "prefect_flows", "usage_simulation"):
-        print(f"[demo] {part}: not built yet")
+def say(message: str) -> None:
+    """Print one progress line of the demo."""
+    print(f"[demo] {message}", flush=True)
+
+
+def built(module: str) -> bool:
+    """Return whether a part of the stack exists in this checkout."""
+    return importlib.util.find_spec(module) is not None
+
+
+def pick_port(default: int) -> int:
+    """Return the contract's default port when it is free, else any free port."""
+    return default if not port_open(default) else free_port()
+
+
+@dataclass
+class Stack:
+    """The processes the demo started, their URLs, and where their files are."""
+
+    workdir: Path
+    token: str
+    processes: list[ManagedProcess] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """Stop every process the demo started, by PID, newest first."""
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+def ensure_prometheus() -> bool:
+    """Return whether Prometheus is installed, installing it with apt-get when running as root."""
+    if prometheus_binary():
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("installing Prometheus with apt-get (about 15 s)")
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+            subprocess.run(install, env=env, capture_output=True)
+        if prometheus_binary():
+            return True
+    say("Prometheus is not installed, so there are no alerts and no detection scoring this time. Install it with")
+    say("  sudo apt-get install -y --no-install-recommends prometheus   (Debian/Ubuntu), then run `make demo` again")
+    return False
+
+
+def start_stack(
+    workdir: Path,
+    artifacts_dir: Path,
+    with_prometheus: bool = True,
+    mongo_data_dir: Path | None = None,
+    evidently_config: Path = DEMO_EVIDENTLY_CONFIG,
+    interval: str = SCRAPE_INTERVAL,
+    alert_for: str = ALERT_FOR,
+    default_ports: bool = True,
+) -> Stack:
+    """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order."""
+    logs = workdir / "logs"
+    token = os.environ.get("MONITORING_TOKEN") or secrets.token_hex(16)
+    stack = Stack(workdir=workdir, token=token)
+    port = pick_port if default_ports else (lambda _default: free_port())
+    try:
+        mongo, uri = start_mongo(logs, port=port(27017), data_dir=mongo_data_dir)
+        stack.processes.append(mongo)
+        stack.urls["mongodb"] = uri
+        say(f"MongoDB wire server (nx-27017) at {uri}" + (f", data in {mongo_data_dir}" if mongo_data_dir else ""))
+        common = {
+            "MODEL_NAME": MODEL_NAME,
+            "MONITORING_TOKEN": token,
+            "MONGODB_URI": uri,
+            "MONGODB_DATABASE": "prediction_service",
+            "REFERENCE_PATH": str(artifacts_dir / REFERENCE_FILE),
+        }
+        stack.env = common
+        if built("evidently_service"):
+            proc, url = start_service(
+                "evidently_service", logs, {**common, "EVIDENTLY_CONFIG": str(evidently_config)}, port=port(8085)
+            )
+            stack.processes.append(proc)
+            stack.urls["evidently_service"] = url
+            say(f"metrics service at {url} (config {evidently_config.relative_to(ROOT)})")
+        else:
+            say("evidently_service: not built yet")
+        if built("prediction_service"):
+            env = {
+                **common,
+                "MODEL_PATH": str(artifacts_dir / MODEL_FILE),
+                "EVIDENTLY_SERVICE_URL": stack.urls.get("evidently_service", "http://127.0.0.1:9"),
+                "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
+                "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus_multiproc"),
+            }
+            proc, url = start_service("prediction_service", logs, env, port=port(9696))
+            stack.processes.append(proc)
+            stack.urls["prediction_service"] = url
+            say(f"prediction service at {url}")
+        else:
+            say("prediction_service: not built yet")
+        if with_prometheus and ensure_prometheus():
+            prometheus_port = port(9090)
+            config = write_prometheus_config(workdir / "prometheus", stack.urls, prometheus_port, interval, alert_for)
+            proc, url = start_prometheus(config, workdir / "prometheus", port=prometheus_port)
+            stack.processes.append(proc)
+            stack.urls["prometheus"] = url
+            say(f"Prometheus at {url} (project rules, scrape every {interval}, alert `for:` shortened to {alert_for})")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def write_prometheus_config(folder: Path, urls: dict[str, str], port: int, interval: str, alert_for: str) -> Path:
+    """Write a loopback copy of prometheus/prometheus.yml and the project's rules; return the config path."""
+    from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rules").mkdir(exist_ok=True)
+    names = []
+    for name, text in rule_files().items():
+        (folder / "rules" / name).write_text(with_short_for(text, alert_for) if "alert:" in text else text)
+        names.append(f"rules/{name}")
+    targets = {
+        job: urls[job].removeprefix("http://") for job in ("prediction_service", "evidently_service") if job in urls
+    }
+    targets["prometheus"] = f"127.0.0.1:{port}"
+    config = folder / "prometheus.yml"
+    config.write_text(local_prometheus_config(targets, names, interval=interval))
+    return config
+
+
+def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Path) -> list[str]:
+    """Run the batch flow over the run's period; return the lines it printed."""
+    env = {
+        **os.environ,
+        **stack.env,
+        "REPORTS_DIR": str(reports_dir),
+        "PREFECT_HOME": str(stack.workdir / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    args = python_module("prefect_flows.batch_monitoring", "--start", start.isoformat(), "--end", end.isoformat())
+    log = stack.workdir / "logs" / "batch_monitoring.log"
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        say(f"batch flow failed (exit {done.returncode}); see {log}")
+        return []
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the demo's options (environment variables give the defaults)."""
+    p = argparse.ArgumentParser(prog="python -m local_stack.demo", description=__doc__)
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=float(os.environ.get("DEMO_DURATION") or DEFAULT_DURATION),
+        help="seconds of simulated traffic (env DEMO_DURATION); half clean, half drifted",
+    )
+    p.add_argument("--rps", type=float, help="requests per second (default: enough to fill the window in half the run)")
+    p.add_argument("--scenario", default="demo", help="built-in scenario name or scenario YAML path")
+    p.add_argument("--workdir", type=Path, default=ROOT / ".demo", help="logs, MongoDB data, Prometheus data")
+    p.add_argument("--artifacts-dir", type=Path, default=ARTIFACTS_DIR, help="where the trained model goes")
+    p.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=Path(os.environ.get("REPORTS_DIR") or ROOT / "reports"),
+        help="where the batch flow writes its reports (env REPORTS_DIR)",
+    )
+    p.add_argument("--train-rows", type=int, default=30_000, help="rows to train the model on")
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        default=os.environ.get("KEEP_RUNNING") == "1",
+        help="leave the stack running at the end (env KEEP_RUNNING=1)",
+    )
+    p.add_argument("--free-ports", action="store_true", help="use free ports instead of the contract's defaults")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo end to end; return 0 when it completed."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    from ride_duration.train import train
+
+    say(f"training the model into {args.artifacts_dir}")
+    train("synthetic", args.train_rows, 42, args.artifacts_dir, "2021-01", args.workdir / "data")
+    stack = start_stack(
+        args.workdir, args.artifacts_dir, mongo_data_dir=args.workdir / "mongo", default_ports=not args.free_ports
+    )
+    keep = False
+    try:
+        card, run = simulate(args, stack)
+        if run is not None and built("prefect_flows"):
+            start = datetime.fromtimestamp(int(run.started_at), UTC)
+            end = datetime.fromtimestamp(int(run.ended_at) + 2, UTC)
+            say(f"running the batch flow over {start:%H:%M:%S}-{end:%H:%M:%S} UTC")
+            batch = run_batch_flow(stack, start, end, args.reports_dir)
+        else:
+            say("prefect_flows: not built yet" if not built("prefect_flows") else "no traffic, no batch run")
+            batch = []
+        print_where_to_look(stack, args, batch, card)
+        keep = args.keep_running
+        say(f"done in {time.monotonic() - started:.0f}s")
+    finally:
+        if keep:
+            pids = " ".join(str(p.pid) for p in stack.processes)
+            say(f"KEEP_RUNNING=1: still running (PIDs {pids}); stop them with: kill {pids}")
+        else:
+            stack.stop()
+            say("stopped everything the demo started")
     return 0
+
+
+def simulate(args: argparse.Namespace, stack: Stack):
+    """Send the scenario's traffic and score it; return (scorecard or None, run or None)."""
+    if "prediction_service" not in stack.urls:
+        say("usage simulation skipped: the prediction service is not built yet")
+        return None, None
+    from usage_simulation.cli import parser, run_and_score
+
+    rps = args.rps or max(20.0, round(2000.0 / args.duration))
+    argv = [
+        "--scenario",
+        args.scenario,
+        "--url",
+        stack.urls["prediction_service"],
+        "--duration",
+        str(args.duration),
+        "--rps",
+        str(rps),
+        "--feedback-delay",
+        "3",
+        "--settle",
+        "40",
+        "--json",
+        str(args.workdir / "scoring.json"),
+    ]
+    if "prometheus" in stack.urls:
+        argv += ["--prometheus-url", stack.urls["prometheus"]]
+    if not sys.stderr.isatty():
+        argv.append("--no-progress")
+    say(f"sending the {args.scenario} scenario: {args.duration:.0f}s at {rps:g} rides/s (half clean, half drifted)")
+    os.environ["MONITORING_TOKEN"] = stack.token  # the simulator sends labels with it
+    run, card = run_and_score(parser().parse_args(argv))
+    return card, run
+
+
+def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str], card) -> None:
+    """Print the URLs, the report paths and how to open the Evidently UI."""
+    urls = stack.urls
+    print("\nWhere to look", flush=True)
+    if "prediction_service" in urls:
+        print(f"  prediction API      {urls['prediction_service']}/predict  (spec: /openapi.json, metrics: /metrics)")
+    if "evidently_service" in urls:
+        print(f"  metrics service     {urls['evidently_service']}/metrics")
+    if "prometheus" in urls:
+        print(f"  Prometheus          {urls['prometheus']}/alerts  (graph: {urls['prometheus']}/graph)")
+    print(f"  scoring (JSON)      {args.workdir / 'scoring.json'}")
+    for line in batch:
+        print(f"  batch flow          {line}")
+    reports = sorted(args.reports_dir.rglob("*.html")) if args.reports_dir.exists() else []
+    for path in reports[-6:]:
+        print(f"  report              {path}")
+    workspace = args.reports_dir / "workspace"
+    print(
+        f"  Evidently UI        {ROOT / '.venv/bin/evidently'} ui --workspace {workspace} --port 8000"
+        "  (then http://127.0.0.1:8000)"
+    )
+    print(f"  logs                {stack.workdir / 'logs'}")
+    if card is not None:
+        verdict = "every expected signal fired" if card.detected_all else "some expected signals did NOT fire"
+        print(f"  detection           {verdict}; false alarms: {len(card.false_alarms)}", flush=True)
 
 
 if __name__ == "__main__":
