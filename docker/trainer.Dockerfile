@@ -8,9 +8,10 @@ FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
 COPY requirements.txt docker/runtime_requirements.py ./
-# Runtime pins only (test tooling dropped and the monitoring stacks training never imports).
+# Runtime pins only (test tooling dropped, and the monitoring stacks and charts training never imports).
 # This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
-RUN python runtime_requirements.py requirements.txt --without evidently --without prefect > runtime.txt \
+RUN python runtime_requirements.py requirements.txt \
+      --without evidently --without prefect --without plotly > runtime.txt \
  && python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
 
