@@ -1,0 +1,134 @@
+"""Turn one period's rows into reports and the run summary's verdicts (no I/O: files and databases are elsewhere)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from prefect_flows.io_mongo import MODEL_VERSION, TARGET_FIELD, Sampling
+from prefect_flows.period import Period
+from prefect_flows.reports import (
+    DATA_SUMMARY,
+    DRIFT,
+    QUALITY,
+    BuiltReport,
+    build_data_summary,
+    build_drift,
+    build_quality,
+    current_frame,
+    drift_results,
+    quality_results,
+    reference_frame,
+    segment_quality,
+    snapshot_meta,
+)
+from ride_duration.schema import TARGET, DriftTest, drift_tests
+
+OK, NOT_ENOUGH_DATA = "ok", "not_enough_data"
+SEGMENT_MIN_LABELLED_ROWS = 10  # fewer labels make a segment's RMSE noise
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The row counts below which a run gives no verdict, and the drift verdict's settings."""
+
+    min_rows: int = 50
+    min_labelled_rows: int = 30
+    dataset_drift_share: float = 0.5
+    multiple_testing: str = "none"
+    tests: dict[str, DriftTest] = field(default_factory=drift_tests)
+
+
+@dataclass
+class Analysis:
+    """A run's reports and its summary (verdicts, counts, notes) without file paths yet."""
+
+    summary: dict[str, Any]
+    reports: list[BuiltReport] = field(default_factory=list)
+
+
+def base_summary(rid: str, model_name: str, period: Period, period_rows: pd.DataFrame, sampling: Sampling) -> dict:
+    """Return the summary fields every run has, whatever its outcome."""
+    labelled = int(period_rows[TARGET_FIELD].notna().sum()) if len(period_rows) else 0
+    versions = period_rows[MODEL_VERSION].fillna("unknown").value_counts() if len(period_rows) else pd.Series()
+    return {
+        "run_id": rid,
+        "model_name": model_name,
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "generated_at": datetime.now(UTC).isoformat(),
+        "rows": {"period": len(period_rows), "analysed": sampling.analysed_rows, "labelled": labelled},
+        "label_coverage": labelled / len(period_rows) if len(period_rows) else None,
+        "model_versions": {str(k): int(v) for k, v in versions.items()},
+        "sampling": sampling.as_dict(),
+        "reports": {},
+    }
+
+
+def analyse(
+    rid: str,
+    model_name: str,
+    period: Period,
+    reference: pd.DataFrame,
+    period_rows: pd.DataFrame,
+    analysed_rows: pd.DataFrame,
+    sampling: Sampling,
+    limits: Limits,
+) -> Analysis:
+    """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts."""
+    summary = base_summary(rid, model_name, period, period_rows, sampling)
+    if len(analysed_rows) < limits.min_rows:
+        summary.update(
+            status=NOT_ENOUGH_DATA,
+            message=f"not enough data: {len(analysed_rows)} rows in the period, at least {limits.min_rows} needed",
+            drift=None,
+            quality={"available": False, "reason": "not enough data"},
+        )
+        return Analysis(summary)
+
+    tests = limits.tests
+    reference, current = reference_frame(reference), current_frame(analysed_rows)
+    meta = {kind: snapshot_meta(model_name, period.start, period.end, kind) for kind in (DRIFT, DATA_SUMMARY, QUALITY)}
+    reports = [
+        build_drift(reference, current, tests, limits.dataset_drift_share, meta[DRIFT]),
+        build_data_summary(reference, current, meta[DATA_SUMMARY]),
+    ]
+    drift = drift_results(reports[0].snapshot, tests, limits.dataset_drift_share, limits.multiple_testing)
+    summary.update(status=OK, drift=drift)
+
+    labelled = current[current[TARGET].notna()]
+    if len(labelled) < limits.min_labelled_rows:
+        reason = (
+            "no ground truth in this period"
+            if labelled.empty
+            else (f"only {len(labelled)} labelled rows, at least {limits.min_labelled_rows} needed")
+        )
+        summary["quality"] = {"available": False, "reason": reason}
+    else:
+        reports.append(build_quality(reference, labelled, meta[QUALITY]))
+        summary["quality"] = {
+            "available": True,
+            "labelled_rows": len(labelled),
+            **quality_results(reports[-1].snapshot),
+            "segments": segment_quality(labelled, SEGMENT_MIN_LABELLED_ROWS),
+        }
+    summary["message"] = _message(summary, sampling)
+    return Analysis(summary, reports)
+
+
+def _message(summary: dict[str, Any], sampling: Sampling) -> str:
+    drift = summary["drift"]
+    parts = [
+        f"dataset drift ({len(drift['drifted_features'])} features: {', '.join(drift['drifted_features'])})"
+        if drift["dataset_drift"]
+        else f"no dataset drift ({drift['drifted_share']:.0%} of features drifted)"
+    ]
+    quality = summary["quality"]
+    parts.append(
+        f"RMSE {quality['rmse']:.2f} min" if quality["available"] else f"quality unavailable: {quality['reason']}"
+    )
+    if sampling.applied:
+        parts.append(f"analysed a seeded sample of {sampling.analysed_rows} of {sampling.period_rows} rows")
+    return "; ".join(parts)

@@ -1,0 +1,161 @@
+"""The batch monitoring flow: a period's logged predictions -> Evidently reports, history and index.
+
+`python -m prefect_flows.batch_monitoring [--start ISO] [--end ISO] [--model NAME]` runs it once
+(default: the previous full hour); `python -m prefect_flows.serve` runs it on a schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pymongo import MongoClient
+
+from prefect_flows import io_mongo, publish
+from prefect_flows.analysis import Analysis, Limits, analyse
+from prefect_flows.drift_config import DriftSettings, online_drift_settings
+from prefect_flows.index_page import write_index
+from prefect_flows.period import Period
+from prefect_flows.settings import BatchSettings
+
+# Frames are large: hashing them for Prefect's cache would cost more than the work.
+_TASK = {"cache_policy": NO_CACHE}
+
+
+@task(name="load-reference", retries=2, retry_delay_seconds=2, **_TASK)
+def load_reference(path: Path) -> pd.DataFrame:
+    """Read the reference dataset written by training."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no reference at {path}: run `python -m ride_duration.train` first")
+    reference = pd.read_parquet(path)
+    get_run_logger().info("reference: %d rows from %s", len(reference), path)
+    return reference
+
+
+@task(name="load-drift-settings", **_TASK)
+def load_drift_settings(settings: BatchSettings, model_name: str) -> DriftSettings:
+    """Read the online service's pinned tests and verdict settings for the model."""
+    drift = online_drift_settings(settings.drift_config, model_name, settings.reference_path)
+    get_run_logger().info("drift tests: %s", {c: (t.method, t.threshold) for c, t in drift.tests.items()})
+    return drift
+
+
+@task(name="read-period-predictions", retries=3, retry_delay_seconds=5, **_TASK)
+def read_period(settings: BatchSettings, model_name: str, period: Period) -> pd.DataFrame:
+    """Read the period's predictions (projected fields, batched cursor) with progress in the log."""
+    logger = get_run_logger()
+    with MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
+        rows = io_mongo.read_predictions(
+            client,
+            settings.mongodb_database,
+            model_name,
+            period,
+            batch_size=settings.read_batch_size,
+            progress=lambda n: logger.info("read %d rows so far", n),
+        )
+    logger.info("%d predictions of %s in %s .. %s", len(rows), model_name, period.start, period.end)
+    return rows
+
+
+@task(name="build-reports", **_TASK)
+def build_reports(
+    rid: str,
+    model_name: str,
+    period: Period,
+    reference: pd.DataFrame,
+    rows: pd.DataFrame,
+    settings: BatchSettings,
+    drift: DriftSettings,
+) -> Analysis:
+    """Sample above the row limit, then build the Evidently reports and the verdicts."""
+    seed = io_mongo.sampling_seed(model_name, period)
+    analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
+    if sampling.applied:
+        get_run_logger().info("sampling %d of %d rows (seed %d)", sampling.analysed_rows, sampling.period_rows, seed)
+    limits = Limits(
+        settings.min_rows, settings.min_labelled_rows, drift.dataset_drift_share, drift.multiple_testing, drift.tests
+    )
+    return analyse(rid, model_name, period, reference, rows, analysed, sampling, limits)
+
+
+@task(name="write-report-files", retries=1, **_TASK)
+def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str, dict[str, str]]:
+    """Save each report's HTML and JSON under REPORTS_DIR."""
+    return publish.write_reports(settings.reports_dir, analysis.summary["run_id"], analysis.reports)
+
+
+@task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)
+def record_snapshots(settings: BatchSettings, model_name: str, analysis: Analysis) -> dict[str, Any]:
+    """Add the run's snapshots to the Evidently UI workspace."""
+    return publish.record_snapshots(settings.workspace, model_name, analysis.reports)
+
+
+@task(name="store-run-summary", retries=3, retry_delay_seconds=5, **_TASK)
+def store_summary(settings: BatchSettings, period: Period, summary: dict[str, Any]) -> None:
+    """Write the summary JSON file and the `reports` document in MongoDB."""
+    publish.write_summary(settings.reports_dir, summary)
+    # BSON datetimes beside the ISO strings, so the history can be queried by time.
+    document = {**summary, "period_start": period.start, "period_end": period.end}
+    with MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000) as client:
+        io_mongo.store_summary(client, settings.mongodb_database, document)
+
+
+@task(name="write-index", retries=1, **_TASK)
+def update_index(settings: BatchSettings) -> Path:
+    """Regenerate REPORTS_DIR/index.html from every run's summary."""
+    return write_index(settings.reports_dir)
+
+
+@flow(name="batch-monitoring")
+def batch_monitoring(start: datetime | None = None, end: datetime | None = None, model_name: str | None = None) -> dict:
+    """Build the drift, data and quality reports of one model over one period and publish them."""
+    logger = get_run_logger()
+    settings = BatchSettings.from_env()
+    model_name = model_name or settings.model_name
+    period = Period.resolve(start, end)
+    rid = publish.run_id(model_name, period.slug)
+    logger.info("batch run %s", rid)
+
+    drift = load_drift_settings(settings, model_name)
+    reference = load_reference(drift.reference_path)
+    rows = read_period(settings, model_name, period)
+    analysis = build_reports(rid, model_name, period, reference, rows, settings, drift)
+    summary = analysis.summary
+    if analysis.reports:
+        summary["reports"] = write_report_files(settings, analysis)
+        summary["workspace"] = record_snapshots(settings, model_name, analysis)
+    store_summary(settings, period, summary)
+    summary["index"] = str(update_index(settings))
+    logger.info("%s: %s", rid, summary["message"])
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the flow once over the given period and print its verdict."""
+    parser = argparse.ArgumentParser(description="Run the batch monitoring flow once over one period.")
+    parser.add_argument("--start", help="period start, ISO-8601 (UTC if no offset); default: the previous full hour")
+    parser.add_argument("--end", help="period end (exclusive), ISO-8601; default: one hour after --start")
+    parser.add_argument("--model", help="model name (default: $MODEL_NAME or ride_duration)")
+    args = parser.parse_args(argv)
+    try:
+        period = Period.resolve(args.start, args.end)
+    except ValueError as exc:
+        parser.error(str(exc))
+    # No telemetry from a monitoring job; the user's own setting wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    summary = batch_monitoring(start=period.start, end=period.end, model_name=args.model)
+    print(f"{summary['run_id']}: {summary['message']}")
+    print(f"index: {summary['index']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Render `index.html`: every batch run, newest period first, with its verdicts and report links."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from prefect_flows.publish import SUMMARY_FILE, read_summaries, verdict
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, TITLES
+
+INDEX_FILE = "index.html"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: .4rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+.drift { color: #b00020; font-weight: 600; }
+.ok { color: #1b5e20; }
+.nodata { color: #777; font-style: italic; }
+.note { color: #555; font-size: .9em; }
+"""
+
+
+def _period(summary: dict[str, Any]) -> str:
+    start, end = summary["period"]["start"], summary["period"]["end"]
+    return f"{escape(start[:16].replace('T', ' '))} &ndash; {escape(end[:16].replace('T', ' '))} UTC"
+
+
+def _rows(summary: dict[str, Any]) -> str:
+    rows = summary["rows"]
+    text = f"{rows['analysed']:,}"
+    if summary.get("sampling", {}).get("applied"):
+        text += f' <span class="note">(sample of {rows["period"]:,}, seed {summary["sampling"]["seed"]})</span>'
+    return text
+
+
+def _coverage(summary: dict[str, Any]) -> str:
+    coverage = summary.get("label_coverage")
+    return "&ndash;" if coverage is None else f"{coverage:.0%} ({summary['rows']['labelled']:,})"
+
+
+def _links(summary: dict[str, Any]) -> str:
+    links = [
+        f'<a href="{escape(paths["html"])}">{escape(TITLES[kind].lower())}</a>'
+        for kind in (DRIFT, DATA_SUMMARY, QUALITY)
+        if (paths := summary.get("reports", {}).get(kind))
+    ]
+    links.append(f'<a href="{escape(summary["run_id"])}/{SUMMARY_FILE}">summary.json</a>')
+    return " &middot; ".join(links)
+
+
+def _row(summary: dict[str, Any]) -> str:
+    css = "nodata" if summary["status"] != "ok" else "drift" if summary[DRIFT]["dataset_drift"] else "ok"
+    return (
+        "<tr>"
+        f"<td>{_period(summary)}</td>"
+        f"<td>{escape(summary['model_name'])}</td>"
+        f"<td>{_rows(summary)}</td>"
+        f"<td>{_coverage(summary)}</td>"
+        f'<td class="{css}">{escape(verdict(summary))}</td>'
+        f"<td>{_links(summary)}</td>"
+        "</tr>"
+    )
+
+
+def render_index(summaries: list[dict[str, Any]], now: datetime | None = None) -> str:
+    """Return the index page listing `summaries` in the given order."""
+    now = now or datetime.now(UTC)
+    body = "\n".join(_row(s) for s in summaries) or '<tr><td colspan="6" class="nodata">no runs yet</td></tr>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Batch monitoring reports</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>Batch monitoring reports</h1>
+<p class="note">{len(summaries)} run(s), newest period first. Generated {now:%Y-%m-%d %H:%M} UTC.
+Drift uses the online service's pinned tests (<code>ride_duration.schema</code>); quality is computed on rows
+whose ground truth had arrived when the run started.</p>
+<table>
+<thead><tr><th>period</th><th>model</th><th>rows</th><th>label coverage</th><th>verdict</th><th>reports</th></tr>
+</thead>
+<tbody>
+{body}
+</tbody>
+</table>
+</body></html>
+"""
+
+
+def write_index(reports_dir: Path) -> Path:
+    """Regenerate `index.html` in reports_dir from every run's summary."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    path = reports_dir / INDEX_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_index(read_summaries(reports_dir)))
+    tmp.replace(path)
+    return path

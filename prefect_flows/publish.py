@@ -1,0 +1,114 @@
+"""Publish a run: HTML and JSON files named by model and period, and the Evidently workspace snapshots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect_flows.reports import DRIFT, QUALITY, BuiltReport
+
+SUMMARY_FILE = "summary.json"
+
+
+def run_id(model_name: str, period_slug: str) -> str:
+    """Return the run's id: model and period, also the stem of its files."""
+    return f"{model_name}_{period_slug}"
+
+
+def run_dir(reports_dir: Path, rid: str) -> Path:
+    """Return the folder holding one run's files."""
+    return reports_dir / rid
+
+
+def write_reports(reports_dir: Path, rid: str, reports: list[BuiltReport]) -> dict[str, dict[str, str]]:
+    """Write each report as self-contained HTML plus Evidently's JSON; return paths relative to reports_dir."""
+    folder = run_dir(reports_dir, rid)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, dict[str, str]] = {}
+    for report in reports:
+        html, js = folder / f"{rid}_{report.kind}.html", folder / f"{rid}_{report.kind}.json"
+        report.snapshot.save_html(str(html))  # a Path silently writes nothing (NOTES.md)
+        if not html.exists() or html.stat().st_size == 0:
+            raise OSError(f"Evidently wrote no HTML to {html}")
+        js.write_text(report.snapshot.json())
+        paths[report.kind] = {"html": str(html.relative_to(reports_dir)), "json": str(js.relative_to(reports_dir))}
+    return paths
+
+
+def write_summary(reports_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write the run's summary (verdicts, counts, paths) as JSON beside its reports."""
+    folder = run_dir(reports_dir, summary["run_id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SUMMARY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)  # atomic: the index never reads half a summary
+    return path
+
+
+def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
+    """Return every run summary under reports_dir, newest period first."""
+    summaries = []
+    for path in reports_dir.glob(f"*/{SUMMARY_FILE}"):
+        try:
+            summaries.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # a damaged file must not hide the other runs
+    return sorted(summaries, key=lambda s: (s["period"]["end"], s["period"]["start"], s["generated_at"]), reverse=True)
+
+
+# Dashboard panels the Evidently UI shows over time for a new project.
+def _dashboard_panels() -> list:
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import line_plot_panel
+
+    from ride_duration.schema import drift_tests
+
+    return [
+        line_plot_panel(
+            title="Drifted features (share)",
+            values=[PanelMetric(metric="DriftedColumnsCount", legend="share", view_params={"value_type": "share"})],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Drift score per column",
+            values=[PanelMetric(metric="ValueDrift", metric_labels={"column": c}, legend=c) for c in drift_tests()],
+            size="half",
+        ),
+        line_plot_panel(
+            title="Regression quality (minutes)",
+            values=[PanelMetric(metric=m, legend=m) for m in ("RMSE", "MAE")],
+            size="half",
+        ),
+    ]
+
+
+def record_snapshots(workspace_dir: Path, model_name: str, reports: list[BuiltReport]) -> dict[str, Any]:
+    """Add the run's snapshots to the model's project in the Evidently workspace; return their ids."""
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(str(workspace_dir))
+    found = [p for p in workspace.search_project(model_name) if p.name == model_name]
+    if found:
+        project = found[0]
+    else:
+        project = workspace.create_project(model_name, description=f"Batch monitoring reports of {model_name}")
+        for panel in _dashboard_panels():
+            project.dashboard.add_panel(panel, tab="Batch monitoring")
+    snapshots = {r.kind: str(workspace.add_run(project.id, r.snapshot).id) for r in reports}
+    return {"path": str(workspace_dir), "project_id": str(project.id), "snapshots": snapshots}
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """Return the one-line verdict shown in the index."""
+    if summary["status"] != "ok":
+        return summary["message"]
+    drift = summary[DRIFT]
+    text = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
+    if drift["drifted_features"]:
+        text += f" ({', '.join(drift['drifted_features'])})"
+    quality = summary[QUALITY]
+    if quality["available"]:
+        text += f"; RMSE {quality['rmse']:.2f} min"
+    return text

@@ -1,0 +1,240 @@
+"""Build the Evidently 0.7 reports of one period and read their verdicts back from the snapshots."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prefect_flows.io_mongo import TARGET_FIELD
+from ride_duration.drift import corrected_thresholds, data_definition, report_drift_metrics
+from ride_duration.schema import (
+    CATEGORICAL_FEATURES,
+    NUMERICAL_FEATURES,
+    PREDICTION,
+    SEGMENT,
+    TARGET,
+    DriftTest,
+    drift_tests,
+)
+from ride_duration.zones import borough_of
+
+DRIFT, DATA_SUMMARY, QUALITY = "drift", "data_summary", "quality"
+TITLES = {DRIFT: "Data drift", DATA_SUMMARY: "Data summary and quality", QUALITY: "Regression quality"}
+_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
+_QUALITY_METRICS = {
+    "evidently:metric_v2:RMSE": "rmse",
+    "evidently:metric_v2:MAE": "mae",
+    "evidently:metric_v2:MeanError": "mean_error",
+    "evidently:metric_v2:R2Score": "r2",
+    "evidently:metric_v2:AbsMaxError": "abs_max_error",
+}
+
+
+@dataclass(frozen=True)
+class BuiltReport:
+    """One Evidently report of a run: its kind and its snapshot."""
+
+    kind: str
+    snapshot: Any  # evidently.core.report.Snapshot
+
+
+def with_segment(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return `frame` with the pickup-borough segment column added."""
+    boroughs = {zone: borough_of(zone) for zone in frame["PULocationID"].dropna().unique()}
+    return frame.assign(**{SEGMENT: frame["PULocationID"].map(boroughs).fillna("Unknown")})
+
+
+def current_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Return the logged rows in the reference's column names (the label as the schema's target)."""
+    return with_segment(rows.rename(columns={TARGET_FIELD: TARGET}))
+
+
+def reference_frame(reference: pd.DataFrame) -> pd.DataFrame:
+    """Return the reference's columns the reports use, with the segment."""
+    columns = [*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES, PREDICTION, TARGET]
+    missing = [c for c in columns if c not in reference.columns]
+    if missing:
+        raise ValueError(f"reference lacks column(s) {missing}")
+    return with_segment(reference[columns])
+
+
+# The columns of the summary and quality reports; current and reference must have the same.
+REPORT_COLUMNS: tuple[str, ...] = (*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES, PREDICTION, TARGET, SEGMENT)
+
+
+def _summary_definition() -> Any:
+    from evidently import DataDefinition
+
+    return DataDefinition(
+        numerical_columns=[*NUMERICAL_FEATURES, PREDICTION, TARGET],
+        categorical_columns=[*CATEGORICAL_FEATURES, SEGMENT],
+    )
+
+
+def _run(metrics: list, current: pd.DataFrame, reference: pd.DataFrame, definition: Any, **meta: Any) -> Any:
+    from evidently import Dataset, Report
+
+    return Report(metrics).run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+        **meta,
+    )
+
+
+def build_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    tests: Mapping[str, DriftTest],
+    dataset_drift_share: float,
+    meta: dict[str, Any],
+) -> BuiltReport:
+    """Run the drift report: the online service's pinned tests (same adapter, same schema)."""
+    columns = list(tests)
+    snapshot = _run(
+        report_drift_metrics(tests, dataset_drift_share),
+        current[columns],
+        reference[columns],
+        data_definition(tests),
+        **meta,
+    )
+    return BuiltReport(DRIFT, snapshot)
+
+
+def build_data_summary(reference: pd.DataFrame, current: pd.DataFrame, meta: dict[str, Any]) -> BuiltReport:
+    """Run the data summary and quality report (counts, missing values, distributions) against the reference."""
+    from evidently.presets import DataSummaryPreset
+
+    columns = list(REPORT_COLUMNS)
+    snapshot = _run([DataSummaryPreset()], current[columns], reference[columns], _summary_definition(), **meta)
+    return BuiltReport(DATA_SUMMARY, snapshot)
+
+
+# Per-row errors (prediction - target, Evidently's sign) for the per-segment view. Evidently 0.7.23's
+# GroupBy over the legacy-backed regression metrics (RMSE, MAE, MeanError) repeats the overall value
+# for every segment, so the segments use native MeanValue metrics over these columns instead.
+ERROR, ABS_ERROR = "error", "abs_error"
+
+
+def with_errors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return labelled rows with their signed and absolute prediction errors in minutes."""
+    error = frame[PREDICTION] - frame[TARGET]
+    return frame.assign(**{ERROR: error, ABS_ERROR: error.abs()})
+
+
+def build_quality(reference: pd.DataFrame, labelled: pd.DataFrame, meta: dict[str, Any]) -> BuiltReport:
+    """Run regression quality on the labelled rows, overall and per pickup borough."""
+    from evidently import DataDefinition, Regression
+    from evidently.metrics import GroupBy, MeanValue
+    from evidently.presets import RegressionPreset
+
+    columns = [*REPORT_COLUMNS, ERROR, ABS_ERROR]
+    definition = DataDefinition(
+        numerical_columns=[*NUMERICAL_FEATURES, PREDICTION, TARGET, ERROR, ABS_ERROR],
+        categorical_columns=[*CATEGORICAL_FEATURES, SEGMENT],
+        regression=[Regression(target=TARGET, prediction=PREDICTION)],
+    )
+    metrics = [
+        RegressionPreset(),
+        GroupBy(MeanValue(column=ABS_ERROR), SEGMENT),
+        GroupBy(MeanValue(column=ERROR), SEGMENT),
+    ]
+    current, ref = with_errors(labelled)[columns], with_errors(reference)[columns]
+    return BuiltReport(QUALITY, _run(metrics, current, ref, definition, **meta))
+
+
+def detected(score: float, test: DriftTest) -> bool:
+    """Return Evidently's verdict for a score: p-values drift at or below, distances at or above the threshold."""
+    if math.isnan(score):
+        return False
+    return score <= test.threshold if test.is_p_value else score >= test.threshold
+
+
+def drift_results(
+    snapshot: Any,
+    tests: Mapping[str, DriftTest] | None = None,
+    dataset_drift_share: float = 0.5,
+    multiple_testing: str = "none",
+) -> dict[str, Any]:
+    """Read per-column scores from a drift snapshot and derive the verdicts as the online service does."""
+    tests = dict(tests if tests is not None else drift_tests())
+    scores = {
+        metric["config"]["column"]: float(metric["value"])
+        for metric in snapshot.dict()["metrics"]
+        if metric["config"].get("type") == _VALUE_DRIFT and metric["config"]["column"] in tests
+    }
+    # The same multiple-testing family as the online evaluator: features with a p-value test.
+    family = {c: s for c, s in scores.items() if c != PREDICTION and tests[c].is_p_value and not math.isnan(s)}
+    corrected = corrected_thresholds(family, {c: tests[c].threshold for c in family}, multiple_testing)
+    columns: dict[str, dict[str, Any]] = {}
+    for column, score in scores.items():
+        test = DriftTest(tests[column].method, corrected.get(column, tests[column].threshold))
+        columns[column] = {
+            "stattest": test.method,
+            "threshold": test.threshold,
+            "score": None if math.isnan(score) else score,
+            "detected": detected(score, test),
+        }
+    features = [c for c in tests if c != PREDICTION and columns.get(c, {}).get("score") is not None]
+    drifted = [c for c in features if columns[c]["detected"]]
+    share = len(drifted) / len(features) if features else 0.0
+    return {
+        "dataset_drift": bool(features) and share >= dataset_drift_share,
+        "drifted_share": share,
+        "dataset_drift_share": dataset_drift_share,
+        "multiple_testing": multiple_testing,
+        "drifted_features": drifted,
+        "prediction_drift": columns.get(PREDICTION, {}).get("detected", False),
+        "columns": columns,
+    }
+
+
+def quality_results(snapshot: Any) -> dict[str, float]:
+    """Read the overall regression metrics (minutes) from a quality snapshot."""
+    values: dict[str, float] = {}
+    for metric in snapshot.dict()["metrics"]:
+        name = _QUALITY_METRICS.get(metric["config"].get("type"))
+        if name is None:
+            continue
+        value = metric["value"]
+        values.setdefault(name, float(value["mean"] if isinstance(value, dict) else value))
+    return values
+
+
+def segment_quality(labelled: pd.DataFrame, min_rows: int) -> list[dict[str, Any]]:
+    """Return quality per pickup borough (segments with at least `min_rows` labels), largest first."""
+    error = labelled[PREDICTION] - labelled[TARGET]  # Evidently's sign: positive = over-predicted
+    table = []
+    for segment, errors in error.groupby(labelled[SEGMENT]):
+        if len(errors) < min_rows:
+            continue
+        table.append(
+            {
+                "segment": str(segment),
+                "labelled_rows": int(len(errors)),
+                "rmse": float(np.sqrt(np.mean(errors**2))),
+                "mae": float(np.mean(np.abs(errors))),
+                "mean_error": float(np.mean(errors)),
+            }
+        )
+    return sorted(table, key=lambda row: -row["labelled_rows"])
+
+
+def snapshot_meta(model_name: str, period_start: datetime, period_end: datetime, kind: str) -> dict[str, Any]:
+    """Return the run arguments that date and label a snapshot for the Evidently UI."""
+    return {
+        # The snapshot's time is the period's end, so the UI's time axis follows the periods.
+        "timestamp": period_end.replace(tzinfo=None),
+        "name": f"{model_name} {TITLES[kind].lower()} {period_start:%Y-%m-%d %H:%M}-{period_end:%H:%M} UTC",
+        "tags": [model_name, kind],
+        "metadata": {
+            "model": model_name,
+            "period_start": period_start.isoformat(),
+            "period_end": period_end.isoformat(),
+        },
+    }

@@ -1,0 +1,208 @@
+"""The real flow over nx-27017: drift flagged where injected, reports, history, index and workspace written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+
+from local_stack.components import start_mongo
+from local_stack.logged_predictions import insert_documents, prediction_documents
+from ride_duration.model import load_model
+from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, drift_tests
+from ride_duration.synthetic import DriftParams, generate_trips
+
+pytestmark = pytest.mark.integration
+
+DB = "prediction_service"
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+# name -> (start hour, rows, drift, label share)
+PERIODS = {
+    # Reference-like rows need a window the size the metrics service judges (>= 1,000 rows):
+    # Jensen-Shannon over sparse zone ids reads high on small samples of the same distribution.
+    "reference_like": (10, 1400, DriftParams(), 0.8),
+    "drifted_unlabelled": (11, 600, DriftParams(distance_scale=1.8, new_zone_share=0.4), 0.0),
+    "tiny": (12, 10, DriftParams(), 1.0),
+    "empty": (13, 0, DriftParams(), 1.0),
+}
+MAX_ROWS = 1200  # below the reference-like period's 1,400 rows, so that run samples
+
+
+def _period(name: str) -> tuple[datetime, datetime]:
+    start = DAY + timedelta(hours=PERIODS[name][0])
+    return start, start + timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, artifacts_dir, prefect_env):
+    """Seed nx-27017 with four logged periods, run the flow over each in this process; yield what it produced."""
+    workdir = tmp_path_factory.mktemp("batch")
+    proc, uri = start_mongo(workdir / "mongo")
+    model = load_model(artifacts_dir / "model.pkl")
+    docs = []
+    for seed, (name, (_, rows, drift, labels)) in enumerate(PERIODS.items()):
+        if rows:
+            start, end = _period(name)
+            rides = generate_trips(rows, seed=100 + seed, drift=drift)
+            docs += prediction_documents(rides, model, start, end, label_share=labels, seed=seed, id_prefix=name)
+    insert_documents(uri, DB, docs)
+    env = {
+        "MONGODB_URI": uri,
+        "MONGODB_DATABASE": DB,
+        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "REPORTS_DIR": str(workdir / "reports"),
+        "BATCH_MAX_ROWS": str(MAX_ROWS),
+    }
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            from prefect_flows.batch_monitoring import batch_monitoring
+
+            summaries = {name: batch_monitoring(*_period(name)) for name in PERIODS}
+        yield {"uri": uri, "env": env, "reports_dir": workdir / "reports", "summaries": summaries}
+    finally:
+        proc.stop()
+
+
+def test_drift_period_flagged_and_reference_like_not(stack):
+    drifted, clean = stack["summaries"]["drifted_unlabelled"], stack["summaries"]["reference_like"]
+    assert drifted["status"] == clean["status"] == "ok"
+    assert drifted["drift"]["dataset_drift"] is True
+    assert {"trip_distance", "PULocationID"} <= set(drifted["drift"]["drifted_features"])
+    assert clean["drift"]["dataset_drift"] is False
+    assert clean["drift"]["drifted_features"] == []
+    assert set(clean["drift"]["columns"]) == set(drift_tests())
+    # The zone tests use the metrics service's calibrated threshold, not the schema's default.
+    assert clean["drift"]["columns"]["PULocationID"]["threshold"] == 0.3
+
+
+def test_json_results_match_the_verdicts(stack):
+    summary = stack["summaries"]["drifted_unlabelled"]
+    on_disk = json.loads((stack["reports_dir"] / summary["run_id"] / "summary.json").read_text())
+    assert on_disk["drift"] == summary["drift"]
+    evidently_json = json.loads((stack["reports_dir"] / summary["reports"]["drift"]["json"]).read_text())
+    scores = {m["config"]["column"]: m["value"] for m in evidently_json["metrics"] if "column" in m["config"]}
+    for column, result in summary["drift"]["columns"].items():
+        assert math.isclose(scores[column], result["score"], rel_tol=1e-12)
+
+
+def test_html_reports_exist_and_contain_the_report(stack):
+    reports_dir = stack["reports_dir"]
+    clean = stack["summaries"]["reference_like"]
+    assert set(clean["reports"]) == {"drift", "data_summary", "quality"}
+    for kind, paths in clean["reports"].items():
+        html = reports_dir / paths["html"]
+        assert html.name == f"ride_duration_20260105T100000Z-20260105T110000Z_{kind}.html"
+        text = html.read_text()
+        assert text.lstrip().startswith("<!DOCTYPE html>") and len(text) > 100_000  # the JS bundle is inlined
+        # The widgets name what they show: every monitored column, or the regression metrics.
+        expected = ["RMSE", "pickup_borough"] if kind == "quality" else [*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES]
+        assert all(word in text for word in expected), kind
+
+
+def test_quality_on_labelled_rows_and_unavailable_without_labels(stack):
+    clean, drifted = stack["summaries"]["reference_like"], stack["summaries"]["drifted_unlabelled"]
+    quality = clean["quality"]
+    assert quality["available"] is True
+    assert 0 < quality["mae"] <= quality["rmse"] < 15
+    assert {s["segment"] for s in quality["segments"]} >= {"Manhattan"}
+    assert 0.7 < clean["label_coverage"] < 0.9
+    assert drifted["quality"] == {"available": False, "reason": "no ground truth in this period"}
+    assert "quality" not in drifted["reports"] and drifted["label_coverage"] == 0.0
+    assert "quality unavailable" in drifted["message"]
+
+
+def test_large_period_is_sampled_with_a_seed_and_says_so(stack):
+    clean = stack["summaries"]["reference_like"]
+    assert clean["rows"]["period"] == 1400 and clean["rows"]["analysed"] == MAX_ROWS
+    assert clean["sampling"]["applied"] is True and clean["sampling"]["max_rows"] == MAX_ROWS
+    assert "seeded sample of 1200 of 1400 rows" in clean["message"]
+    assert stack["summaries"]["drifted_unlabelled"]["sampling"]["applied"] is False
+
+
+@pytest.mark.parametrize("name, rows", [("tiny", 10), ("empty", 0)])
+def test_tiny_and_empty_periods_say_not_enough_data(stack, name, rows):
+    summary = stack["summaries"][name]
+    assert summary["status"] == "not_enough_data"
+    assert summary["message"].startswith(f"not enough data: {rows} rows")
+    assert summary["reports"] == {} and summary["drift"] is None
+    assert not any((stack["reports_dir"] / summary["run_id"]).glob("*.html"))
+
+
+def test_reports_collection_holds_each_run(stack):
+    with MongoClient(stack["uri"], tz_aware=True) as client:
+        docs = {d["run_id"]: d for d in client[DB]["reports"].find({})}
+    assert set(docs) == {s["run_id"] for s in stack["summaries"].values()}
+    drifted = docs[stack["summaries"]["drifted_unlabelled"]["run_id"]]
+    assert drifted["drift"]["dataset_drift"] is True and drifted["rows"]["period"] == 600
+    assert drifted["period_start"] == _period("drifted_unlabelled")[0]
+    assert drifted["reports"]["drift"]["html"].endswith("_drift.html")
+    assert docs[stack["summaries"]["tiny"]["run_id"]]["status"] == "not_enough_data"
+
+
+def test_index_lists_every_run_newest_first(stack):
+    text = (stack["reports_dir"] / "index.html").read_text()
+    ids = [stack["summaries"][name]["run_id"] for name in ("empty", "tiny", "drifted_unlabelled", "reference_like")]
+    positions = [text.index(f"{rid}/summary.json") for rid in ids]
+    assert positions == sorted(positions)
+    assert "DATASET DRIFT" in text and "not enough data" in text
+    assert stack["summaries"]["reference_like"]["reports"]["drift"]["html"] in text
+
+
+def test_workspace_holds_the_snapshots(stack):
+    from evidently.ui.workspace import Workspace
+
+    summary = stack["summaries"]["reference_like"]
+    workspace = Workspace(summary["workspace"]["path"])
+    project = workspace.get_project(summary["workspace"]["project_id"])
+    assert project is not None and project.name == "ride_duration"
+    runs = {str(r) for r in workspace.list_runs(project.id)}
+    for name in ("reference_like", "drifted_unlabelled"):
+        assert set(stack["summaries"][name]["workspace"]["snapshots"].values()) <= runs
+    snapshot = workspace.get_run(project.id, summary["workspace"]["snapshots"]["drift"])
+    assert snapshot is not None and snapshot.timestamp.replace(tzinfo=UTC) == _period("reference_like")[1]
+
+
+def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, reference):
+    """Parity: the flow's drift scores equal ride_duration.drift.DriftEvaluator's (the online service's)."""
+    from prefect_flows.drift_config import online_drift_settings
+    from prefect_flows.io_mongo import read_predictions
+    from prefect_flows.period import Period
+    from ride_duration.drift import DriftEvaluator
+
+    summary = stack["summaries"]["drifted_unlabelled"]
+    with MongoClient(stack["uri"], tz_aware=True) as client:
+        rows = read_predictions(client, DB, "ride_duration", Period(*_period("drifted_unlabelled")))
+    # The metrics service's own settings: its config.yaml over the schema's pinned tests.
+    config = online_drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
+    online = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
+    online = online.evaluate(rows)
+    batch = summary["drift"]
+    assert batch["dataset_drift"] == online.dataset_drift
+    assert math.isclose(batch["drifted_share"], online.drifted_share)
+    for column, result in online.columns.items():
+        assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=1e-12, abs_tol=1e-15), column
+        assert batch["columns"][column]["detected"] == result.detected, column
+
+
+def test_command_line_runs_the_flow_once(stack, prefect_env):
+    start, end = _period("tiny")
+    command = ["-m", "prefect_flows.batch_monitoring", "--start", start.isoformat(), "--end", end.isoformat()]
+    result = subprocess.run(
+        [sys.executable, *command],
+        env={**os.environ, **prefect_env, **stack["env"]},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ride_duration_20260105T120000Z-20260105T130000Z: not enough data: 10 rows" in result.stdout
+    assert f"index: {Path(stack['env']['REPORTS_DIR']) / 'index.html'}" in result.stdout
