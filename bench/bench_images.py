@@ -68,6 +68,9 @@ def main(argv: list[str]) -> int:
     baseline = installed_bytes(closure(everything, rr.canonical))
     print(f"baseline: every pin of requirements.txt        {baseline / 2**20:8.1f} MiB  1.00x")
     for dockerfile in sorted((REPO / "docker").glob("*.Dockerfile")):
+        if "runtime_requirements.py" not in dockerfile.read_text():
+            print(f"{dockerfile.name:<45} {0:8.1f} MiB  0.00x (stdlib only)")
+            continue
         without = re.findall(r"--without (\S+)", dockerfile.read_text())
         kept = {rr.requirement_name(line) for line in rr.runtime_lines(lines, without)}
         size = installed_bytes(closure(kept, rr.canonical))

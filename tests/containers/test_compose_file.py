@@ -22,6 +22,8 @@ CONTRACT_COMMANDS = {
 CONTRACT_PREFIXES = {"simulator": ["python", "-m", "usage_simulation"]}
 
 # CONTRACT.md "Ports": what a person opens in a browser or points the simulator at. Nothing else is published.
+# Services that run another service's image with a different command.
+SHARED_IMAGE = {"evidently_ui", "prefect_server"}
 PUBLISHED = {
     "prediction_service": 9696,
     "prometheus": 9090,
@@ -31,7 +33,7 @@ PUBLISHED = {
     "evidently_ui": 8000,
     "reports": 8080,
 }
-INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows"}
+INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows", "alert-webhook"}
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET")
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)")
 
@@ -286,3 +288,23 @@ def test_grafana_provisioning_matches_the_mounts(rendered: dict):
             path = provider["options"]["path"]
             assert path in mounts, f"dashboard provider reads {path}, which is not mounted"
             assert list(mounts[path].glob("*.json")), f"no dashboards in {mounts[path]}"
+
+
+def test_built_services_run_their_image_command(rendered: dict, dockerfile_of):
+    for name, spec in rendered["services"].items():
+        if "build" in spec and name not in SHARED_IMAGE and name not in CONTRACT_PREFIXES:
+            assert spec["command"] == dockerfile_of(name).cmd, f"{name}: compose and Dockerfile disagree"
+
+
+def test_alertmanager_receivers_are_reachable_compose_services(rendered: dict):
+    services = rendered["services"]
+    config = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    urls = [hook["url"] for receiver in config["receivers"] for hook in receiver.get("webhook_configs", [])]
+    assert urls, "no webhook receivers to check"
+    for url in urls:
+        host, _, rest = url.removeprefix("http://").partition(":")
+        port = int(rest.split("/")[0])
+        assert host in services, f"Alertmanager posts to {host}, which is not a compose service"
+        assert set(services["alertmanager"]["networks"]) & set(services[host]["networks"])
+        command = services[host]["command"]
+        assert command[command.index("--port") + 1] == str(port), f"{host} does not listen on {port}"

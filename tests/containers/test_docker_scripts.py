@@ -111,3 +111,73 @@ def test_evidently_ui_answers_the_compose_healthcheck(rendered: dict, tmp_path: 
         assert probe(url).returncode == 0
     finally:
         proc.stop()
+
+
+ALERTMANAGER_PAYLOAD = {
+    "receiver": "team-webhook",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "DataDriftDetected", "severity": "warning", "model": "ride_duration"},
+            "annotations": {"summary": "Dataset drift"},
+            "startsAt": "2026-01-01T00:00:00Z",
+        },
+        {
+            "status": "resolved",
+            "labels": {"alertname": "NoPredictionTraffic", "severity": "critical"},
+            "annotations": {},
+            "startsAt": "2026-01-01T00:00:00Z",
+        },
+    ],
+}
+
+
+@pytest.fixture
+def alert_webhook(tmp_path: Path) -> Iterator[tuple[ManagedProcess, str]]:
+    """The alert receiver as compose runs it (its own script, one process), on a free loopback port."""
+    port = free_port()
+    args = [sys.executable, str(REPO / "docker" / "alert_webhook.py"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = ManagedProcess("alert-webhook", args, tmp_path / "webhook.log").start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_ready(lambda: http_ok(f"{url}/health"), timeout=20)
+    yield proc, url
+    proc.stop()
+
+
+@pytest.mark.integration
+def test_alert_webhook_logs_each_alert_as_a_json_line(alert_webhook):
+    import json
+
+    import requests
+
+    proc, url = alert_webhook
+    response = requests.post(f"{url}/alerts/warning", json=ALERTMANAGER_PAYLOAD, timeout=5)
+    assert response.status_code == 200 and response.json() == {"received": 2}
+    assert probe(f"{url}/health").returncode == 0
+
+    def logged() -> list[dict]:
+        lines = [json.loads(line) for line in proc.log_path.read_text().splitlines() if '"route"' in line]
+        return lines if len(lines) == 2 else []
+
+    from local_stack.processes import wait_until
+
+    records = wait_until(logged, timeout=10, what="alert lines in the log")
+    assert [r["alertname"] for r in records] == ["DataDriftDetected", "NoPredictionTraffic"]
+    assert (
+        records[0] | {"route": "warning", "severity": "warning", "model": "ride_duration", "status": "firing"}
+        == records[0]
+    )
+
+
+@pytest.mark.integration
+def test_alert_webhook_rejects_bad_bodies_with_4xx(alert_webhook):
+    import requests
+
+    _, url = alert_webhook
+    assert requests.post(f"{url}/alerts/warning", data=b"not json", timeout=5).status_code == 400
+    assert requests.post(f"{url}/alerts/warning", data=b"[1, 2]", timeout=5).status_code == 400
+    assert requests.post(f"{url}/elsewhere", json={}, timeout=5).status_code == 404
+    big = b"{" + b" " * (1024 * 1024 + 1) + b"}"
+    assert requests.post(f"{url}/alerts/warning", data=big, timeout=5).status_code == 413
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib.metadata
 import importlib.util
@@ -18,6 +19,9 @@ from packaging.requirements import Requirement
 # Our top-level packages: anything else an image imports must come from its requirements.
 FIRST_PARTY = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
 ONE_SHOT_IMAGES = {"docker/trainer.Dockerfile", "docker/usage_simulation.Dockerfile"}
+# Images of a single stdlib script: nothing installed, so one stage.
+STDLIB_ONLY = {"docker/alert_webhook.Dockerfile"}
+PYTHON_IMAGES = [p for p in DOCKERFILES if str(p.relative_to(REPO)) not in STDLIB_ONLY]
 # Modules an image runs besides its CMD: the batch flow's one-shot contract command runs in the worker image
 # (`docker compose run --rm prefect_flows python -m prefect_flows.batch_monitoring`).
 EXTRA_ENTRIES = {"docker/prefect_flows.Dockerfile": ["prefect_flows.batch_monitoring"]}
@@ -74,7 +78,7 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path):
     assert "DL3007" in result.stdout  # `latest` tag
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=lambda p: p.name)
 def test_dockerfile_structure(dockerfiles: dict, path: Path):
     name = str(path.relative_to(REPO))
     dockerfile = dockerfiles[name]
@@ -163,7 +167,24 @@ def _requirement_closure(names: set[str]) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(REPO / name for name in STDLIB_ONLY), ids=lambda p: p.name)
+def test_stdlib_image_structure(dockerfiles: dict, path: Path):
+    dockerfile = dockerfiles[str(path.relative_to(REPO))]
+    assert len(dockerfile.base_images) == 1 and BASE_IMAGE.match(dockerfile.base_images[0])
+    assert not any(op == "RUN" and "pip" in args for op, args in dockerfile.instructions), "installs nothing"
+    user = dockerfile.last("USER")
+    assert user and user.split(":")[0].isdigit() and user.split(":")[0] != "0"
+    assert "/usr/local/lib/healthcheck.py" in (dockerfile.last("HEALTHCHECK") or "")
+    script = dockerfile.cmd[1]
+    assert dockerfile.cmd[0] == "python" and script.startswith("/usr/local/lib/")
+    copies = dict(reversed(args.split()) for op, args in dockerfile.final_stage if op == "COPY")
+    tree = ast.parse((REPO / copies[script]).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, "the script must need nothing installed"
+
+
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=lambda p: p.name)
 def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Path):
     """Each image leaves packages out (test tooling, and Evidently/Prefect where unused): prove nothing needed is."""
     rr = load_runtime_requirements()
