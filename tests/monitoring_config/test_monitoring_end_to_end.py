@@ -1,13 +1,15 @@
 """End to end: real services, real Prometheus with the committed rules, traffic with injected drift.
 
 Proves that every dashboard query returns data from what the services actually export, and
-that the drift alert fires after drift is injected and stays quiet on reference-like traffic.
+that the drift and quality alerts fire after drift is injected and stay quiet on reference-like
+traffic.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,38 +127,45 @@ def stack(
 ) -> dict[str, str]:
     """Start MongoDB, both services and Prometheus (committed rules, `for:` shortened); return URLs."""
     _, mongo_uri = mongo
+    ports = {job: free_port() for job in ("prediction_service", "evidently_service", "prometheus")}
+    urls = {job: f"http://127.0.0.1:{port}" for job, port in ports.items()}
+    # Prometheus first: its first scrapes then overlap the services' start-up.
+    rules = {name: with_short_for(text, "2s") if name == "alerts.yml" else text for name, text in rule_files().items()}
+    targets = {job: url.removeprefix("http://") for job, url in urls.items()}
+    config = local_prometheus_config(targets, sorted(rules), interval="1s")
+    prometheus_factory(config, rule_files=rules, port=ports["prometheus"])
     evidently_env = {
         "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
         "EVIDENTLY_CONFIG": str(metrics_service_config(tmp_path)),
         "MODEL_NAME": MODEL,
         "MONITORING_TOKEN": TOKEN,
     }
-    _, evidently_url = service_factory("evidently_service", evidently_env)
     prediction_env = {
         "MODEL_PATH": str(artifacts_dir / "model.pkl"),
         "MODEL_NAME": MODEL,
         "MONGODB_URI": mongo_uri,
         "MONGODB_DATABASE": "end_to_end",
-        "EVIDENTLY_SERVICE_URL": evidently_url,
+        "EVIDENTLY_SERVICE_URL": urls["evidently_service"],
         "MONITORING_TOKEN": TOKEN,
         "WORKERS": "1",
         "PREDICTION_SPOOL_DIR": str(tmp_path / "spool"),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "multiproc"),
     }
-    _, prediction_url = service_factory("prediction_service", prediction_env)
-
-    port = free_port()
-    rules = {name: with_short_for(text, "2s") if name == "alerts.yml" else text for name, text in rule_files().items()}
-    targets = {
-        "prediction_service": prediction_url.removeprefix("http://"),
-        "evidently_service": evidently_url.removeprefix("http://"),
-        "prometheus": f"127.0.0.1:{port}",
-    }
-    config = local_prometheus_config(targets, sorted(rules), interval="1s")
-    _, prometheus_url = prometheus_factory(config, rule_files=rules, port=port)
+    # Both services start at once (the prediction service retries forwarding until the other is up).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        starts = [
+            pool.submit(service_factory, "evidently_service", evidently_env, port=ports["evidently_service"]),
+            pool.submit(service_factory, "prediction_service", prediction_env, port=ports["prediction_service"]),
+        ]
+        for start in starts:
+            start.result()
     for job in targets:
-        wait_for(prometheus_url, f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
-    return {"prediction": prediction_url, "evidently": evidently_url, "prometheus": prometheus_url}
+        wait_for(urls["prometheus"], f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
+    return {
+        "prediction": urls["prediction_service"],
+        "evidently": urls["evidently_service"],
+        "prometheus": urls["prometheus"],
+    }
 
 
 def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict[str, str]) -> None:
@@ -172,6 +181,11 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict
         "the reference-like window was judged as drifted"
     )
     assert alerts(prometheus, "DataDriftDetected") == []
+    # Same for quality: several RMSE values over the labelled reference-like rows, no quality alert.
+    wait_for(
+        prometheus, f'count_over_time(evidently_model_quality{{model="{MODEL}", metric="rmse"}}[1m]) >= 5', 60, "RMSE"
+    )
+    assert alerts(prometheus, "ModelQualityDegraded") == []
 
     # Phase 2: drifted traffic (and some bad inputs) replaces the window; the alert must fire.
     drift_started = time.time()
@@ -189,8 +203,15 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict
     active_at = datetime.strptime(firing[0]["activeAt"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     assert active_at.timestamp() >= int(drift_started) - 1, "the alert was already active before the drift"
 
+    # The drifted rides are also 50% slower: once their labels are in, the quality alert fires.
+    wait_until(
+        lambda: [alert for alert in alerts(prometheus, "ModelQualityDegraded") if alert["state"] == "firing"],
+        60,
+        "ModelQualityDegraded firing",
+        interval=0.5,
+    )
+
     # Every dashboard query, variables substituted, returns data from this live stack.
-    wait_for(prometheus, f'evidently_model_quality{{model="{MODEL}"}}', 60, "quality metrics of labelled rows")
     empty = []
     for name, board in load_dashboards().items():
         values = {}
