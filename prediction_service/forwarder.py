@@ -49,6 +49,7 @@ class Forwarder:
         self._next_attempt = 0.0
         self._busy = False
         self.reachable: bool | None = None
+        self._size_gauge = metrics.QUEUE_SIZE.labels(queue_name)
         metrics.QUEUE_CAPACITY.labels(queue_name).set(capacity)
 
     def size(self) -> int:
@@ -70,6 +71,7 @@ class Forwarder:
             self._buffer.extend(rows)
             if len(self._buffer) >= self.batch_size:
                 self._cond.notify()
+        self._size_gauge.set(self.size())
 
     def _ensure_started(self) -> None:
         # Started on first use, in the worker after fork.
@@ -103,7 +105,7 @@ class Forwarder:
                     self._send(batch)
         finally:
             self._busy = False
-            metrics.QUEUE_SIZE.labels(self.queue_name).set(self.size())
+            self._size_gauge.set(self.size())
 
     def _take(self) -> list[dict]:
         with self._cond:

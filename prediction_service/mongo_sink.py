@@ -42,6 +42,8 @@ class MongoSink:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._busy = False
+        self._inflight: list[dict] = []
+        self._size_gauge = metrics.QUEUE_SIZE.labels("mongo")
         metrics.QUEUE_CAPACITY.labels("mongo").set(settings.queue_capacity)
         metrics.SPOOL_CAPACITY.set(settings.spool_capacity_records)
 
@@ -62,7 +64,9 @@ class MongoSink:
                 self._queue.put_nowait(record)
             except queue.Full:
                 metrics.DROPPED.labels("mongo", "queue_full").inc(len(records) - i)
-                return
+                break
+        # Set here too, not only by the writer: a writer stuck on MongoDB must not hide a growing queue.
+        self._size_gauge.set(self._queue.qsize())
 
     def idle(self) -> bool:
         """Return whether everything queued so far has been handled (written or spooled)."""
@@ -88,6 +92,7 @@ class MongoSink:
             return []
         self._busy = True
         batch = [first]
+        self._inflight = batch
         while len(batch) < self.settings.batch_size:
             try:
                 batch.append(self._queue.get_nowait())
@@ -114,7 +119,8 @@ class MongoSink:
                 self._retry_labels()
         finally:
             self._busy = False
-            metrics.QUEUE_SIZE.labels("mongo").set(self._queue.qsize())
+            self._inflight = []
+            self._size_gauge.set(self._queue.qsize())
             metrics.SPOOL_RECORDS.set(self.spool.size())
 
     def _usable(self) -> bool:
@@ -197,12 +203,21 @@ class MongoSink:
         else:
             self.spool.release(segment)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread, then write what is left or spool it, so a restart loses nothing."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread and spool whatever is still queued, so a restart loses nothing.
+
+        Queued records go straight to the spool rather than to MongoDB: a spool write is
+        fast and durable, while a MongoDB that hangs could hold the shutdown past the
+        server's grace period. The next start replays the spool.
+        """
         self._stop.set()
+        leftovers: list[dict] = []
         if self._thread is not None:
             self._thread.join(timeout)
-        leftovers: list[dict] = list(self._pending_labels)
+            if self._thread.is_alive():
+                # Stuck in a write: the batch may or may not land; spooling it too is safe (idempotent replay).
+                leftovers.extend(self._inflight)
+        leftovers.extend(self._pending_labels)
         self._pending_labels = []
         while True:
             try:
@@ -210,7 +225,9 @@ class MongoSink:
             except queue.Empty:
                 break
         for start in range(0, len(leftovers), self.settings.batch_size):
-            self._handle(leftovers[start : start + self.settings.batch_size])
+            self._to_spool(leftovers[start : start + self.settings.batch_size])
+        if leftovers:
+            log.warning("spooled queued records at shutdown", extra={"records": len(leftovers)})
         metrics.QUEUE_SIZE.labels("mongo").set(0)
         self._client.close()
 
