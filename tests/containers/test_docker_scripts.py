@@ -181,3 +181,65 @@ def test_alert_webhook_rejects_bad_bodies_with_4xx(alert_webhook):
     big = b"{" + b" " * (1024 * 1024 + 1) + b"}"
     assert requests.post(f"{url}/alerts/warning", data=big, timeout=5).status_code == 413
     assert requests.get(f"{url}/health", timeout=5).status_code == 200
+
+
+def _image_env(dockerfile) -> dict[str, str]:
+    """Return the final stage's ENV settings (KEY=value pairs, as the image sets them)."""
+    env = {}
+    for op, args in dockerfile.final_stage:
+        if op == "ENV":
+            env |= dict(pair.split("=", 1) for pair in args.split() if "=" in pair)
+    return env
+
+
+@pytest.mark.integration
+def test_prefect_server_and_served_flow_answer_their_compose_healthchecks(
+    rendered: dict, dockerfile_of, tmp_path: Path
+):
+    """Run the prefect_server and prefect_flows containers' commands locally and probe them as compose does."""
+    services = rendered["services"]
+    server_port, runner_port = free_port(), free_port()
+    command = list(services["prefect_server"]["command"])
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(server_port)
+    server_env = {
+        **services["prefect_server"]["environment"],
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{server_port}/api",
+    }
+    server = ManagedProcess(
+        "prefect-server",
+        [str(Path(sys.executable).parent / command[0]), *command[1:]],
+        tmp_path / "server.log",
+        env=server_env,
+    ).start()
+    worker = None
+    try:
+        server_health = services["prefect_server"]["healthcheck"]["test"][-1].replace(":4200/", f":{server_port}/")
+        server.wait_ready(lambda: http_ok(server_health), timeout=120)
+        assert probe(server_health).returncode == 0
+
+        image_env = _image_env(dockerfile_of("prefect_flows"))
+        worker_env = {
+            **{k: v for k, v in image_env.items() if k.startswith("PREFECT_RUNNER_")},
+            **services["prefect_flows"]["environment"],
+            "PREFECT_API_URL": f"http://127.0.0.1:{server_port}/api",
+            "PREFECT_HOME": str(tmp_path / "prefect-worker"),
+            "PREFECT_RUNNER_SERVER_PORT": str(runner_port),
+            "BATCH_SCHEDULE_CRON": "0 0 1 1 *",  # no run may start during the test
+        }
+        assert worker_env["PREFECT_RUNNER_SERVER_ENABLE"] == "true"
+        worker_command = services["prefect_flows"]["command"]
+        worker = ManagedProcess(
+            "prefect-flows", [sys.executable, *worker_command[1:]], tmp_path / "worker.log", env=worker_env, cwd=REPO
+        ).start()
+        runner_port_in_image = image_env["PREFECT_RUNNER_SERVER_PORT"]
+        health = services["prefect_flows"]["healthcheck"]["test"][-1].replace(
+            f":{runner_port_in_image}/", f":{runner_port}/"
+        )
+        worker.wait_ready(lambda: http_ok(health), timeout=120)
+        assert probe(health).returncode == 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()

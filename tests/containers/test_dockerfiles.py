@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -184,6 +185,12 @@ def test_stdlib_image_structure(dockerfiles: dict, path: Path):
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, "the script must need nothing installed"
 
 
+@functools.cache
+def _providers() -> dict[str, list[str]]:
+    """Map top-level import names to the installed distributions providing them (slow: computed once)."""
+    return importlib.metadata.packages_distributions()
+
+
 @pytest.mark.parametrize("path", PYTHON_IMAGES, ids=lambda p: p.name)
 def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Path):
     """Each image leaves packages out (test tooling, and Evidently/Prefect where unused): prove nothing needed is."""
@@ -201,7 +208,7 @@ def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Pat
         modules, third_party = modules | reached, third_party | imported
     missing_code = {m.split(".")[0] for m in modules} - copied
     assert missing_code == set(), f"{path.name} runs code from packages it does not copy"
-    providers = importlib.metadata.packages_distributions()
+    providers = _providers()
     for name in sorted(third_party):
         distributions = {rr.canonical(d) for d in providers.get(name, [])}
         assert distributions, f"{path.name}: code imports {name}, which no installed distribution provides"
