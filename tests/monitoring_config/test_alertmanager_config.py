@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from local_stack.alertmanager import local_alertmanager_config
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 ALERTS = ROOT / "prometheus" / "rules" / "alerts.yml"
@@ -61,3 +63,17 @@ def test_inhibitions_name_real_alerts() -> None:
             if label == "alertname":
                 for name in value.strip('~"').split("|"):
                     assert name in names, f"inhibit rule names unknown alert {name}"
+
+
+def test_loopback_copy_keeps_the_routing_and_moves_only_the_webhooks(tmp_path: Path) -> None:
+    text = local_alertmanager_config("http://127.0.0.1:5001/")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(text)
+    assert amtool("check-config", str(path)).returncode == 0
+    local, committed = yaml.safe_load(text), yaml.safe_load(CONFIG.read_text())
+    urls = [hook["url"] for receiver in local["receivers"] for hook in receiver["webhook_configs"]]
+    assert urls == [f"http://127.0.0.1:5001/alerts/{severity}" for severity in ("critical", "warning", "info")]
+    assert local["inhibit_rules"] == committed["inhibit_rules"]
+    for severity, receiver in EXPECTED_RECEIVER.items():
+        result = amtool("config", "routes", "test", f"--config.file={path}", f"severity={severity}")
+        assert result.stdout.strip() == receiver

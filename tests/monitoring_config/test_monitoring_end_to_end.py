@@ -7,10 +7,13 @@ traffic.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ import requests
 import yaml
 
 from grafana.queries import load_dashboards, panel_queries, substitute, variable_queries
+from local_stack.alertmanager import local_alertmanager_config, start_alertmanager
 from local_stack.processes import free_port, wait_until
 from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
 from ride_duration.synthetic import DriftParams, generate_trips
@@ -117,6 +121,38 @@ def send_bad_inputs(prediction_url: str, evidently_url: str) -> None:
     assert response.status_code == 400, response.text
 
 
+class _Recorder(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.posts.append((self.path, body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass  # quiet: the test reports what it needs
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    """A local webhook receiver recording Alertmanager's posts as (path, body) in `.posts`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.posts = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def notified(server: ThreadingHTTPServer, path: str, alertname: str) -> bool:
+    """Return whether Alertmanager posted a firing `alertname` to the receiver at `path`."""
+    return any(
+        posted_path == path and alert["status"] == "firing" and alert["labels"]["alertname"] == alertname
+        for posted_path, body in server.posts  # type: ignore[attr-defined]
+        for alert in body["alerts"]
+    )
+
+
 @pytest.fixture
 def stack(
     tmp_path: Path,
@@ -124,15 +160,21 @@ def stack(
     mongo: tuple,
     service_factory: Callable,
     prometheus_factory: Callable,
-) -> dict[str, str]:
-    """Start MongoDB, both services and Prometheus (committed rules, `for:` shortened); return URLs."""
+    webhook: ThreadingHTTPServer,
+) -> Iterator[dict[str, str]]:
+    """Start MongoDB, both services, Alertmanager and Prometheus (committed rules, `for:` shortened)."""
     _, mongo_uri = mongo
+    am_config = tmp_path / "alertmanager.yml"
+    am_config.write_text(local_alertmanager_config(f"http://127.0.0.1:{webhook.server_port}"))
+    alertmanager, alertmanager_url = start_alertmanager(am_config, tmp_path / "alertmanager")
     ports = {job: free_port() for job in ("prediction_service", "evidently_service", "prometheus")}
     urls = {job: f"http://127.0.0.1:{port}" for job, port in ports.items()}
     # Prometheus first: its first scrapes then overlap the services' start-up.
     rules = {name: with_short_for(text, "2s") if name == "alerts.yml" else text for name, text in rule_files().items()}
     targets = {job: url.removeprefix("http://") for job, url in urls.items()}
-    config = local_prometheus_config(targets, sorted(rules), interval="1s")
+    config = local_prometheus_config(
+        targets, sorted(rules), interval="1s", alertmanager=alertmanager_url.removeprefix("http://")
+    )
     prometheus_factory(config, rule_files=rules, port=ports["prometheus"])
     evidently_env = {
         "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
@@ -161,14 +203,17 @@ def stack(
             start.result()
     for job in targets:
         wait_for(urls["prometheus"], f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
-    return {
+    yield {
         "prediction": urls["prediction_service"],
         "evidently": urls["evidently_service"],
         "prometheus": urls["prometheus"],
     }
+    alertmanager.stop()
 
 
-def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict[str, str]) -> None:
+def test_drift_alert_and_every_dashboard_query_against_live_services(
+    stack: dict[str, str], webhook: ThreadingHTTPServer
+) -> None:
     prometheus = stack["prometheus"]
 
     # Phase 1: reference-like traffic fills the window; no drift verdict, no drift alert.
@@ -202,6 +247,10 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(stack: dict
     assert firing[0]["labels"]["severity"] == "warning"
     active_at = datetime.strptime(firing[0]["activeAt"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     assert active_at.timestamp() >= int(drift_started) - 1, "the alert was already active before the drift"
+
+    # Alertmanager routes it by severity to the team webhook, with the committed routing tree.
+    wait_until(lambda: notified(webhook, "/alerts/warning", "DataDriftDetected"), 30, "the warning webhook")
+    assert not notified(webhook, "/alerts/critical", "DataDriftDetected")
 
     # The drifted rides are also 50% slower: once their labels are in, the quality alert fires.
     wait_until(
