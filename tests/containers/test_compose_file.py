@@ -308,3 +308,31 @@ def test_alertmanager_receivers_are_reachable_compose_services(rendered: dict):
         assert set(services["alertmanager"]["networks"]) & set(services[host]["networks"])
         command = services[host]["command"]
         assert command[command.index("--port") + 1] == str(port), f"{host} does not listen on {port}"
+
+
+def test_shared_volumes_are_initialised_by_our_images(rendered: dict):
+    """A named volume takes its owner from the first container that mounts it: for volumes our non-root
+    services write, that must be one of our images, so third-party readers wait for one and copy nothing."""
+    services = rendered["services"]
+    for name, spec in services.items():
+        if "build" in spec:
+            continue
+        for volume in spec.get("volumes", []):
+            writers = {
+                other
+                for other, o in services.items()
+                if "build" in o
+                for v in o.get("volumes", [])
+                if v["type"] == "volume" and v["source"] == volume.get("source") and not v.get("read_only")
+            }
+            if volume["type"] != "volume" or not writers:
+                continue
+            assert volume.get("volume", {}).get("nocopy"), f"{name} would copy its image's files into {volume}"
+            ours = {
+                d
+                for d in spec.get("depends_on", {})
+                if any(
+                    v["type"] == "volume" and v["source"] == volume["source"] for v in services[d].get("volumes", [])
+                )
+            }
+            assert ours, f"{name} may mount {volume['source']} before any of our images initialises it"
