@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard, stat, timeseries
+from grafana_foundation_sdk.models.common import BigValueTextMode
 
 from grafana.common import (
     MODEL,
@@ -44,12 +45,16 @@ def firing_alerts() -> stat.Panel:
 
 def model_version_served() -> stat.Panel:
     """The model version the workers serve."""
-    return stat_panel(
-        "Model version served",
-        "The model version loaded by the prediction service workers (prediction_model_info).",
-        "none",
-        query(f"max by (model_version) (prediction_model_info{{{MODEL}}})", "{{model_version}}"),
-    ).span(12)
+    return (
+        stat_panel(
+            "Model version served",
+            "The model version loaded by the prediction service workers (prediction_model_info).",
+            "none",
+            query(f"max by (model_version) (prediction_model_info{{{MODEL}}})", "{{model_version}}"),
+        )
+        .span(12)
+        .text_mode(BigValueTextMode.NAME)
+    )  # the version is the series name; the value is always 1
 
 
 def request_rate() -> timeseries.Panel:

@@ -170,3 +170,16 @@ def test_substitute_fails_on_an_unknown_variable() -> None:
         substitute('x{model="${model}", f=~"[[feature]]"}', EXAMPLE_VALUES)
         == 'x{model="ride_duration", f=~"trip_distance"}'
     )
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
+    # Nobody can open Grafana here: check the layout a person would see instead.
+    taken: dict[tuple[int, int], str] = {}
+    for panel in BOARDS[name]["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
