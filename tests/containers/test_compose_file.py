@@ -336,3 +336,12 @@ def test_shared_volumes_are_initialised_by_our_images(rendered: dict):
                 )
             }
             assert ours, f"{name} may mount {volume['source']} before any of our images initialises it"
+
+
+def test_ports_stay_on_loopback_when_bind_address_is_unset(tmp_path: Path):
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env_example().items() if k != "BIND_ADDRESS" and v))
+    result = run_compose("config", "--format", "json", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    for name, spec in yaml.safe_load(result.stdout)["services"].items():
+        assert all(port["host_ip"] == "127.0.0.1" for port in spec.get("ports", [])), name
