@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
-from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, PREDICTION, REQUEST_ID, TIMESTAMP, Kind
+from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, TIMESTAMP, Kind
 from ride_duration.validation import error_details, ride_model
 
 _ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="The prediction's id.")
@@ -56,20 +56,16 @@ def epoch(value: datetime | None) -> float | None:
     return value.timestamp()
 
 
-def _window_value(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if FIELDS_BY_NAME[name].kind is Kind.DATETIME:
-        return epoch(value)
-    return float(value)
+_DATETIME_FIELDS = tuple(name for name in FIELD_NAMES if FIELDS_BY_NAME[name].kind is Kind.DATETIME)
 
 
 def to_window_row(row: BaseModel) -> dict[str, Any]:
     """Return the window's view of a validated row: numbers (epoch seconds for times), None when missing."""
-    values = {name: _window_value(name, getattr(row, name)) for name in FIELD_NAMES}
-    values[REQUEST_ID] = row.request_id
-    values[TIMESTAMP] = epoch(row.timestamp)
-    values[PREDICTION] = float(row.prediction)
+    # The validated model's own dict already holds ints, floats and None; only times need converting.
+    values = dict(row.__dict__)
+    for name in _DATETIME_FIELDS:
+        values[name] = epoch(values[name])
+    values[TIMESTAMP] = epoch(values[TIMESTAMP])
     return values
 
 

@@ -8,7 +8,7 @@ with `report_drift_metrics()` computes, without the Report's widget rendering.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,66 @@ def _clean(series: pd.Series) -> pd.Series:
     return series.replace([-np.inf, np.inf], np.nan).dropna()
 
 
-@dataclass(frozen=True)
 class _PreparedColumn:
-    column: str
-    test: DriftTest
-    column_type: Any
-    stattest: Any  # evidently StatTest, resolved once
-    reference: pd.Series
+    """One column's reference, cleaned and prepared once for its pinned stat test."""
+
+    def __init__(self, column: str, test: DriftTest, reference: pd.Series) -> None:
+        from evidently.legacy.calculations.stattests import get_stattest
+
+        self.column = column
+        self.test = test
+        self.column_type = _evidently_column_type(column)
+        self.reference = _clean(reference).reset_index(drop=True)
+        if self.reference.empty:
+            raise ValueError(f"reference column {column!r} has no usable value")
+        # With an explicit method the test does not depend on the data: resolve it once.
+        self.stattest = get_stattest(self.reference, self.reference, self.column_type, test.method)
+        self._fast = self._prepare_fast()
+
+    def _prepare_fast(self) -> Callable[[np.ndarray], float] | None:
+        """Return Evidently's formula for the pinned method on reference statistics computed once, if known.
+
+        Only the two methods the schema pins have a fast path, each the exact formula of
+        Evidently 0.7's implementation (wasserstein_distance_norm.py, jensenshannon.py with
+        utils.get_binned_data); every other method calls Evidently's stat test as is. The
+        parity tests compare both paths with an Evidently Report.
+        """
+        from scipy import stats
+        from scipy.spatial import distance
+
+        if not pd.api.types.is_numeric_dtype(self.reference.dtype):
+            return None
+        values = self.reference.to_numpy(dtype=float)
+        if self.test.method == "wasserstein" and column_kind(self.column) is not Kind.CATEGORICAL:
+            norm = max(float(np.std(self.reference)), 0.001)
+            return lambda current: stats.wasserstein_distance(values, current) / norm
+        if self.test.method == "jensenshannon" and column_kind(self.column) is Kind.CATEGORICAL:
+            # Categorical: one bin per value seen in either sample, shares of each sample's length.
+            keys, counts = np.unique(values, return_counts=True)
+            shares = counts / len(values)
+
+            def jensenshannon(current: np.ndarray) -> float:
+                current_keys, current_counts = np.unique(current, return_counts=True)
+                union = np.union1d(keys, current_keys)
+                reference_percents = np.zeros(len(union))
+                reference_percents[np.searchsorted(union, keys)] = shares
+                current_percents = np.zeros(len(union))
+                current_percents[np.searchsorted(union, current_keys)] = current_counts / len(current)
+                return distance.jensenshannon(reference_percents, current_percents)
+
+            return jensenshannon
+        return None
+
+    def score(self, current: pd.Series) -> tuple[float, bool]:
+        """Return (score, Evidently's verdict) of the pinned test on `current`; NaN score when no data."""
+        cur = _clean(current)
+        if cur.empty:
+            return float("nan"), False
+        if self._fast is not None and pd.api.types.is_numeric_dtype(cur.dtype):
+            score = float(self._fast(cur.to_numpy(dtype=float)))
+            return score, score >= self.test.threshold  # both pinned methods are distances
+        result = self.stattest(self.reference, cur, self.column_type, self.test.threshold)
+        return float(result.drift_score), bool(result.drifted)
 
 
 class DriftEvaluator:
@@ -79,8 +132,6 @@ class DriftEvaluator:
         dataset_drift_share: float = 0.5,
         multiple_testing: str = "none",
     ) -> None:
-        from evidently.legacy.calculations.stattests import get_stattest
-
         if multiple_testing not in MULTIPLE_TESTING:
             raise ValueError(f"multiple_testing must be one of {MULTIPLE_TESTING}, got {multiple_testing!r}")
         if not 0 < dataset_drift_share <= 1:
@@ -91,15 +142,9 @@ class DriftEvaluator:
         missing = [c for c in self.tests if c not in reference.columns]
         if missing:
             raise ValueError(f"reference lacks monitored column(s) {missing}")
-        self._columns: dict[str, _PreparedColumn] = {}
-        for column, test in self.tests.items():
-            ref = _clean(reference[column]).reset_index(drop=True)
-            if ref.empty:
-                raise ValueError(f"reference column {column!r} has no usable value")
-            column_type = _evidently_column_type(column)
-            # With an explicit method the test does not depend on the data: resolve it once.
-            stattest = get_stattest(ref, ref, column_type, test.method)
-            self._columns[column] = _PreparedColumn(column, test, column_type, stattest, ref)
+        self._columns = {
+            column: _PreparedColumn(column, test, reference[column]) for column, test in self.tests.items()
+        }
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -108,12 +153,7 @@ class DriftEvaluator:
 
     def score(self, column: str, current: pd.Series) -> tuple[float, bool]:
         """Return (score, Evidently's verdict) of the pinned test on one column; NaN score when no data."""
-        prepared = self._columns[column]
-        cur = _clean(current)
-        if cur.empty:
-            return float("nan"), False
-        result = prepared.stattest(prepared.reference, cur, prepared.column_type, prepared.test.threshold)
-        return float(result.drift_score), bool(result.drifted)
+        return self._columns[column].score(current)
 
     def evaluate(self, current: pd.DataFrame) -> DriftResult:
         """Compute every pinned test on `current` and the dataset-level verdict."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -114,10 +113,3 @@ def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifact
     )
     app = create_app(settings)
     assert len(monitor_of(app).window) == 0
-
-
-def test_the_packaged_config_loads(artifacts_dir):
-    from evidently_service.config import DEFAULT_CONFIG_PATH, load_config
-
-    configs = load_config(DEFAULT_CONFIG_PATH, "ride_duration", Path(artifacts_dir / "reference.parquet"))
-    assert configs["ride_duration"].min_rows <= configs["ride_duration"].window_size

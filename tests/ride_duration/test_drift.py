@@ -182,3 +182,21 @@ def test_corrections_apply_to_p_value_features_only(reference):
         assert corrected.columns[column].score == plain.columns[column].score
     for column in ("trip_distance", PREDICTION):
         assert corrected.columns[column] == plain.columns[column]
+
+
+@pytest.mark.parametrize(
+    ("edit", "rows"),
+    [
+        pytest.param({"passenger_count": 1.0}, 300, id="constant reference"),
+        pytest.param({}, 1, id="one current row"),
+        pytest.param({"PULocationID": 74}, 300, id="one reference category"),
+    ],
+)
+def test_edge_cases_equal_an_evidently_report(reference, edit, rows):
+    ref = reference.assign(**edit)
+    current = _with_prediction(generate_trips(rows, seed=3))
+    result = DriftEvaluator(ref).evaluate(current)
+    expected, _ = _report_results(ref, current, drift_tests())
+    for column, (score, detected) in expected.items():
+        assert result.columns[column].score == pytest.approx(score, abs=1e-9, rel=0), column
+        assert result.columns[column].detected is detected, column

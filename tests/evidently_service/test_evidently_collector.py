@@ -1,0 +1,84 @@
+"""/metrics: exactly the catalogue's names and labels, no verdict below the minimums, no stale label sets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ride_duration.synthetic import DriftParams
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+
+
+def _catalogue() -> dict[str, set[str]]:
+    """Return {metric name: label names} of the evidently_service table in docs/metrics.md."""
+    section = CATALOGUE.read_text().split("## evidently_service", 1)[1].split("\n## ", 1)[0]
+    names = {}
+    for match in re.finditer(r"^\| `(evidently_\w+)` \| \w[^|]* \| ([^|]*) \|", section, re.MULTILINE):
+        names[match.group(1)] = set(re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", match.group(2))))
+    return names
+
+
+def _exported(text: str) -> dict[str, set[str]]:
+    exported: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name.removesuffix("_created")
+            exported.setdefault(name, set()).update(sample.labels)
+    return exported
+
+
+def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows, monitor_of):
+    app = make_app(segment_min_rows=100, segment_min_labelled_rows=20)
+    client = app.test_client()
+    rows, labels = make_rows(1000, seed=51, drift=DriftParams(missing_share=0.1))
+    client.post("/iterate/ride_duration", json=rows + [{"request_id": "bad"}])
+    client.post("/feedback/ride_duration", json=labels)
+    monitor_of(app).evaluate()
+    exported = _exported(client.get("/metrics").text)
+    catalogue = _catalogue()
+    assert catalogue, "no evidently_service table found in docs/metrics.md"
+    for name, labels_ in catalogue.items():
+        assert name in exported, f"{name} is catalogued but not exported"
+        assert exported[name] == labels_, name
+    uncatalogued = set(exported) - set(catalogue)
+    assert not uncatalogued, f"exported but not in docs/metrics.md: {sorted(uncatalogued)}"
+
+
+def test_below_the_minimum_only_counts_and_timestamps_are_exported(make_app, make_rows, monitor_of):
+    app = make_app(min_rows=500, min_labelled_rows=100)
+    client = app.test_client()
+    rows, labels = make_rows(50, seed=52)
+    client.post("/iterate/ride_duration", json=rows)
+    client.post("/feedback/ride_duration", json=labels)
+    monitor_of(app).evaluate()
+    exported = _exported(client.get("/metrics").text)
+    for absent in (
+        "evidently_dataset_drift",
+        "evidently_feature_drift_score",
+        "evidently_feature_drift_detected",
+        "evidently_model_quality",
+        "evidently_feature_missing_share",
+    ):
+        assert absent not in exported, absent
+    for present in (
+        "evidently_window_rows",
+        "evidently_window_min_rows",
+        "evidently_last_evaluation_timestamp_seconds",
+        "evidently_labelled_rows",
+        "evidently_label_coverage",
+    ):
+        assert present in exported, present
+
+
+def test_window_rows_is_live_and_the_result_swaps_whole(make_app, make_rows, monitor_of):
+    app = make_app()
+    client = app.test_client()
+    client.post("/iterate/ride_duration", json=make_rows(600, seed=53)[0])
+    monitor_of(app).evaluate()
+    client.post("/iterate/ride_duration", json=make_rows(10, seed=54)[0])
+    text = client.get("/metrics").text
+    assert 'evidently_window_rows{model="ride_duration"} 610.0' in text  # live
+    assert 'evidently_labelled_rows{model="ride_duration"} 0.0' in text  # from the last evaluation
