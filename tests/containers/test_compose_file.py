@@ -345,3 +345,19 @@ def test_ports_stay_on_loopback_when_bind_address_is_unset(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     for name, spec in yaml.safe_load(result.stdout)["services"].items():
         assert all(port["host_ip"] == "127.0.0.1" for port in spec.get("ports", [])), name
+
+
+def test_prometheus_finds_its_rule_files_inside_the_container(rendered: dict):
+    """rule_files resolve against the config's path in the container: each glob must hit mounted rule files."""
+    mounts = {
+        v["target"]: Path(v["source"]) for v in rendered["services"]["prometheus"]["volumes"] if v["type"] == "bind"
+    }
+    config_target = next(t for t in mounts if t.endswith("prometheus.yml"))
+    config = yaml.safe_load(mounts[config_target].read_text())
+    assert config.get("rule_files"), "Prometheus would load no alert rules"
+    for pattern in config["rule_files"]:
+        in_container = Path(config_target).parent / pattern
+        mount = next((t for t in mounts if in_container.is_relative_to(t) and t != config_target), None)
+        assert mount, f"{in_container} is not under any mount"
+        matches = list(mounts[mount].glob(str(in_container.relative_to(mount))))
+        assert matches, f"{pattern} matches no file in {mounts[mount]}"
