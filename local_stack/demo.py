@@ -113,7 +113,7 @@ def start_stack(
             )
             stack.processes.append(proc)
             stack.urls["evidently_service"] = url
-            say(f"metrics service at {url} (config {evidently_config.relative_to(ROOT)})")
+            say(f"metrics service at {url} (config {evidently_config})")
         else:
             say("evidently_service: not built yet")
         if built("prediction_service"):

@@ -93,7 +93,9 @@ class RunResult:
 
     def summary(self) -> dict:
         """Return the run as plain data (for printing and --json)."""
-        total, elapsed = self.totals(), max(self.ended_at - self.started_at, 1e-9)
+        # The rate over the sending phases: the wait for late labels at the end sends no rides.
+        sending_end = self.phases[-1].end if self.phases else self.ended_at
+        total, elapsed = self.totals(), max(sending_end - self.started_at, 1e-9)
         return {
             "scenario": self.scenario,
             "started_at": self.started_at,

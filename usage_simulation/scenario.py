@@ -62,10 +62,10 @@ class Signal:
 
     @classmethod
     def parse(cls, spec: Any, where: str) -> Signal:
-        """Build a signal from `"AlertName"`, `"<promql>"`, `{alert: X[, state: S]}` or `{promql: E[, name: N]}`."""
+        """Build a signal from `"AlertName"`, `"<promql>"`, `{alert: X[, state, labels]}` or `{promql: E[, name]}`."""
         if isinstance(spec, str):
             spec = {"alert": spec} if spec.isidentifier() and spec[:1].isupper() else {"promql": spec}
-        _check_keys(where, spec, {"name", "promql", "alert", "state"})
+        _check_keys(where, spec, {"name", "promql", "alert", "state", "labels"})
         if ("alert" in spec) == ("promql" in spec):
             raise ScenarioError(f"{where}: give exactly one of `alert` or `promql`")
         if "alert" in spec:
@@ -73,8 +73,12 @@ class Signal:
             if state not in ("firing", "pending"):
                 raise ScenarioError(f"{where}: state must be firing or pending, got {state!r}")
             # `pending` accepts an alert whose condition holds but whose `for:` has not elapsed yet.
-            selector = f'alertname="{alert}"' + (',alertstate="firing"' if state == "firing" else "")
-            name = spec.get("name") or (alert if state == "firing" else f"{alert} (pending)")
+            # `labels` narrows the alert to one of its label sets, e.g. {feature: trip_distance}.
+            labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+            matchers = [f'alertname="{alert}"', *(f'{k}="{v}"' for k, v in sorted(labels.items()))]
+            selector = ",".join(matchers + (['alertstate="firing"'] if state == "firing" else []))
+            shown = alert + "".join(f" {k}={v}" for k, v in sorted(labels.items()))
+            name = spec.get("name") or (shown if state == "firing" else f"{shown} (pending)")
             return cls(name=str(name), promql=f"ALERTS{{{selector}}}", alert=alert)
         promql = str(spec["promql"]).strip()
         if not promql:
