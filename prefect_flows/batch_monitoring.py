@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,19 @@ def update_index(settings: BatchSettings) -> Path:
     return write_index(settings.reports_dir)
 
 
+class _Clock:
+    """Seconds spent per stage of a run, for the summary and the benchmark."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(now - self._last, 4)
+        self._last = now
+
+
 @flow(name="batch-monitoring")
 def batch_monitoring(start: datetime | None = None, end: datetime | None = None, model_name: str | None = None) -> dict:
     """Build the drift, data and quality reports of one model over one period and publish them."""
@@ -123,16 +137,23 @@ def batch_monitoring(start: datetime | None = None, end: datetime | None = None,
     rid = publish.run_id(model_name, period.slug)
     logger.info("batch run %s", rid)
 
+    clock = _Clock()
     drift = load_drift_settings(settings, model_name)
     reference = load_reference(drift.reference_path)
+    clock.lap("load")
     rows = read_period(settings, model_name, period)
+    clock.lap("read")
     analysis = build_reports(rid, model_name, period, reference, rows, settings, drift)
+    clock.lap("reports")
     summary = analysis.summary
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
         summary["workspace"] = record_snapshots(settings, model_name, analysis)
+    clock.lap("publish")
+    summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)
     summary["index"] = str(update_index(settings))
+    clock.lap("store")
     logger.info("%s: %s", rid, summary["message"])
     return summary
 
@@ -151,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     # No telemetry from a monitoring job; the user's own setting wins.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Without PREFECT_API_URL a temporary server starts first: give a busy machine time for it.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     summary = batch_monitoring(start=period.start, end=period.end, model_name=args.model)
     print(f"{summary['run_id']}: {summary['message']}")
     print(f"index: {summary['index']}")

@@ -45,6 +45,13 @@ def stack(tmp_path_factory, artifacts_dir, prefect_env):
     """Seed nx-27017 with four logged periods, run the flow over each in this process; yield what it produced."""
     workdir = tmp_path_factory.mktemp("batch")
     proc, uri = start_mongo(workdir / "mongo")
+    try:
+        yield from _seed_and_run(workdir, uri, artifacts_dir)
+    finally:
+        proc.stop()
+
+
+def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path):
     model = load_model(artifacts_dir / "model.pkl")
     docs = []
     for seed, (name, (_, rows, drift, labels)) in enumerate(PERIODS.items()):
@@ -60,16 +67,13 @@ def stack(tmp_path_factory, artifacts_dir, prefect_env):
         "REPORTS_DIR": str(workdir / "reports"),
         "BATCH_MAX_ROWS": str(MAX_ROWS),
     }
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            from prefect_flows.batch_monitoring import batch_monitoring
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        from prefect_flows.batch_monitoring import batch_monitoring
 
-            summaries = {name: batch_monitoring(*_period(name)) for name in PERIODS}
-        yield {"uri": uri, "env": env, "reports_dir": workdir / "reports", "summaries": summaries}
-    finally:
-        proc.stop()
+        summaries = {name: batch_monitoring(*_period(name)) for name in PERIODS}
+    yield {"uri": uri, "env": env, "reports_dir": workdir / "reports", "summaries": summaries}
 
 
 def test_drift_period_flagged_and_reference_like_not(stack):

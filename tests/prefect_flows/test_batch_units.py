@@ -1,0 +1,120 @@
+"""Pure parts of the batch flow: periods, settings, sampling, summaries on disk and the index page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prefect_flows.index_page import render_index, write_index
+from prefect_flows.io_mongo import COLUMNS, period_filter, projection, sample_rows, sampling_seed
+from prefect_flows.period import Period, parse_utc
+from prefect_flows.publish import read_summaries, run_id, write_summary
+from prefect_flows.settings import BatchSettings
+from ride_duration.schema import MONITORED_FIELDS, PREDICTION
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-05T10:00:00Z", datetime(2026, 1, 5, 10, tzinfo=UTC)),
+        ("2026-01-05T10:00:00", datetime(2026, 1, 5, 10, tzinfo=UTC)),
+        ("2026-01-05T12:00:00+02:00", datetime(2026, 1, 5, 10, tzinfo=UTC)),
+        ("2026-01-05", datetime(2026, 1, 5, tzinfo=UTC)),
+    ],
+)
+def test_parse_utc(text, expected):
+    assert parse_utc(text) == expected
+
+
+def test_default_period_is_the_previous_full_hour():
+    now = datetime(2026, 1, 5, 10, 7, 30, tzinfo=UTC)
+    assert Period.resolve(None, None, now=now) == Period(datetime(2026, 1, 5, 9), datetime(2026, 1, 5, 10))
+
+
+def test_one_bound_gives_an_hour_and_bad_order_is_refused():
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    assert Period.resolve(start, None).end == start + timedelta(hours=1)
+    assert Period.resolve(None, "2026-01-05T10:00:00Z").start == start
+    with pytest.raises(ValueError, match="must be after its start"):
+        Period.resolve("2026-01-05T10:00:00Z", "2026-01-05T09:00:00Z")
+
+
+def test_period_slug_names_model_and_period_in_files():
+    period = Period(datetime(2026, 1, 5, 9, tzinfo=timezone(timedelta(hours=-1))), datetime(2026, 1, 5, 11, tzinfo=UTC))
+    assert run_id("ride_duration", period.slug) == "ride_duration_20260105T100000Z-20260105T110000Z"
+
+
+def test_settings_from_env_and_bad_values():
+    settings = BatchSettings.from_env({"MONGODB_URI": "mongodb://h:1", "REPORTS_DIR": "/r", "BATCH_MAX_ROWS": "7"})
+    assert settings.mongodb_uri == "mongodb://h:1" and settings.max_rows == 7
+    assert str(settings.workspace) == "/r/workspace"
+    assert BatchSettings.from_env({}).mongodb_database == "prediction_service"
+    assert str(BatchSettings.from_env({"EVIDENTLY_WORKSPACE": "/w"}).workspace) == "/w"
+    with pytest.raises(ValueError, match="BATCH_MIN_ROWS must be an integer"):
+        BatchSettings.from_env({"BATCH_MIN_ROWS": "many"})
+    with pytest.raises(ValueError, match="BATCH_MAX_ROWS must be >= 1"):
+        BatchSettings.from_env({"BATCH_MAX_ROWS": "0"})
+
+
+def test_projection_reads_only_what_the_reports_use():
+    fields = set(projection()) - {"_id"}
+    assert fields == set(COLUMNS)
+    assert {f.name for f in MONITORED_FIELDS} | {PREDICTION, "target", "model_version"} == fields
+    assert projection()["_id"] == 0
+    query = period_filter("m", Period(datetime(2026, 1, 1), datetime(2026, 1, 2)))
+    assert query["model_name"] == "m" and set(query["timestamp"]) == {"$gte", "$lt"}
+
+
+def test_sampling_is_seeded_uniform_and_keeps_order():
+    frame = pd.DataFrame({"i": np.arange(1000)})
+    same, info = sample_rows(frame, 1000, seed=1)
+    assert same is frame and not info.applied
+    first, info = sample_rows(frame, 100, seed=1)
+    again, _ = sample_rows(frame, 100, seed=1)
+    other, _ = sample_rows(frame, 100, seed=2)
+    assert info.applied and info.period_rows == 1000 and info.analysed_rows == 100
+    assert first["i"].tolist() == again["i"].tolist() != other["i"].tolist()
+    assert first["i"].is_monotonic_increasing and first["i"].is_unique
+    period = Period(datetime(2026, 1, 1), datetime(2026, 1, 2))
+    assert sampling_seed("m", period) == sampling_seed("m", period) != sampling_seed("n", period)
+
+
+def _summary(rid: str, start: str, end: str, status: str = "ok", drift: bool = False) -> dict:
+    verdict = {"dataset_drift": drift, "drifted_features": ["trip_distance"] if drift else []}
+    return {
+        "run_id": rid,
+        "model_name": "ride_duration",
+        "period": {"start": start, "end": end},
+        "generated_at": "2026-01-06T00:00:00+00:00",
+        "status": status,
+        "message": "not enough data: 3 rows in the period, at least 50 needed" if status != "ok" else "fine",
+        "rows": {"period": 3, "analysed": 3, "labelled": 0},
+        "label_coverage": 0.0,
+        "sampling": {"applied": False},
+        "reports": {"drift": {"html": f"{rid}/{rid}_drift.html"}} if status == "ok" else {},
+        "drift": verdict if status == "ok" else None,
+        "quality": {"available": False, "reason": "no ground truth in this period"},
+    }
+
+
+def test_index_lists_runs_newest_period_first_with_verdicts(tmp_path):
+    write_summary(tmp_path, _summary("a", "2026-01-05T09:00:00+00:00", "2026-01-05T10:00:00+00:00", drift=True))
+    write_summary(tmp_path, _summary("c", "2026-01-05T11:00:00+00:00", "2026-01-05T12:00:00+00:00", "not_enough_data"))
+    write_summary(tmp_path, _summary("b", "2026-01-05T10:00:00+00:00", "2026-01-05T11:00:00+00:00"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "summary.json").write_text("{")  # one damaged run must not hide the others
+    assert [s["run_id"] for s in read_summaries(tmp_path)] == ["c", "b", "a"]
+    text = write_index(tmp_path).read_text()
+    assert text.index("c/summary.json") < text.index("b/summary.json") < text.index("a/summary.json")
+    assert "DATASET DRIFT (trip_distance)" in text and "not enough data: 3 rows" in text
+    assert 'href="a/a_drift.html"' in text
+
+
+def test_index_escapes_what_it_shows():
+    summary = _summary("<x>", "2026-01-05T09:00:00+00:00", "2026-01-05T10:00:00+00:00")
+    summary["model_name"] = "<script>"
+    text = render_index([summary])
+    assert "<script>" not in text.split("<body>")[1] and "&lt;script&gt;" in text
