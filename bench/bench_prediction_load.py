@@ -1,0 +1,234 @@
+"""Load on the prediction service three ways in one run: bare, full async monitoring, naive synchronous monitoring.
+
+`python -m bench prediction_load [--duration S] [--connections N] [--threads N] [--workers N]`
+
+Each mode runs the real service (`python -m prediction_service`, gunicorn) on loopback and
+`wrk` sends POST /predict at a fixed concurrency:
+- bare: MongoDB logging and forwarding switched off (the baseline);
+- full: every prediction queued for MongoDB (nx-27017) and forwarded to a metrics sink in batches;
+- sync: the naive design, inserting into MongoDB and POSTing to the sink inside each request.
+Targets: full >= 90% of bare throughput, full p99 <= 1.5x bare p99, full >= 3x sync throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from pymongo import MongoClient
+
+from local_stack.components import start_mongo, start_service
+from local_stack.processes import wait_until
+from local_stack.recorder import Recorder
+from ride_duration.schema import FIELD_NAMES
+
+MODES = {
+    "bare": {"PREDICTION_LOG_TO_MONGODB": "false", "PREDICTION_FORWARD_TO_METRICS": "false"},
+    "full": {},
+    "sync": {"PREDICTION_SYNC_MONITORING": "true"},
+}
+
+# wrk runs this: a fixed pool of realistic rides, and one machine-readable line at the end.
+WRK_SCRIPT = """
+local bodies = {BODIES}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, "/predict", nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One wrk measurement."""
+
+    mode: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def _bodies(n: int, seed: int) -> list[str]:
+    from ride_duration.synthetic import generate_trips
+
+    frame = generate_trips(n, seed=seed)
+    rides = []
+    for record in frame[list(FIELD_NAMES)].to_dict(orient="records"):
+        ride = {k: v for k, v in record.items() if v == v}  # drop NaN (missing passenger_count)
+        ride["lpep_pickup_datetime"] = ride["lpep_pickup_datetime"].isoformat()
+        for key in ("PULocationID", "DOLocationID", "passenger_count"):
+            if key in ride:
+                ride[key] = int(ride[key])
+        rides.append(json.dumps(ride))
+    random.Random(seed).shuffle(rides)
+    return rides
+
+
+def _lua(bodies: list[str]) -> str:
+    quoted = ", ".join("[==[" + b + "]==]" for b in bodies)
+    return WRK_SCRIPT.replace("{BODIES}", "{" + quoted + "}")
+
+
+def _wrk(url: str, script: Path, threads: int, connections: int, seconds: float) -> tuple[int, int, int, int, int, int]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if not match:
+        raise RuntimeError(f"no RESULT line in wrk output:\n{out}")
+    return tuple(int(x) for x in match.groups())  # type: ignore[return-value]
+
+
+def _queued(url: str) -> float:
+    """Return the records still waiting in the service's queues and spool."""
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(("prediction_queue_size", "prediction_spool_records"))
+    )
+
+
+def _round(mode: str, url: str, script: Path, args: argparse.Namespace) -> Run:
+    requests_, micros, p50, p99, non_2xx, errors = _wrk(url, script, args.threads, args.connections, args.duration)
+    # Let the background writers finish before the next measurement, so no mode pays for another's backlog.
+    wait_until(lambda: _queued(url) == 0, timeout=120, what=f"{mode} queues drained")
+    return Run(mode, requests_, micros / 1e6, p50 / 1000, p99 / 1000, non_2xx, errors)
+
+
+def _median(runs: list[Run]) -> Run:
+    """Return the run with the median throughput (its own latencies, not a mix of runs)."""
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
+def _train(out: Path) -> Path:
+    from ride_duration.train import train
+
+    train(source="synthetic", rows=8_000, seed=7, out_dir=out, month="2021-01", data_dir=out)
+    return out / "model.pkl"
+
+
+def main(argv: list[str]) -> int:
+    """Run the three modes and print throughput, p50/p99 and the ratios against the targets."""
+    parser = argparse.ArgumentParser(prog="python -m bench prediction_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of measured load per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each mode's median round is reported")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each mode")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections (fixed)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of the service")
+    parser.add_argument("--modes", default="bare,full,sync", help="comma-separated subset of bare,full,sync")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_prediction_load_"))
+    print(f"[bench] training a model in {workdir}", flush=True)
+    model_path = _train(workdir / "artifacts")
+    script = workdir / "predict.lua"
+    script.write_text(_lua(_bodies(500, seed=11)))
+    modes = args.modes.split(",")
+    mongo, uri = start_mongo(workdir / "mongo")
+    sink = Recorder(keep_bodies=False).start()
+    services: dict[str, tuple] = {}
+    rounds: dict[str, list[Run]] = {mode: [] for mode in modes}
+    try:
+        for mode in modes:
+            env = {
+                "MODEL_PATH": str(model_path),
+                "MONGODB_URI": uri,
+                "MONGODB_DATABASE": f"bench_{mode}",
+                "EVIDENTLY_SERVICE_URL": sink.url,
+                "WORKERS": str(args.workers),
+                "PREDICTION_SPOOL_DIR": str(workdir / f"spool-{mode}"),
+                **MODES[mode],
+            }
+            services[mode] = start_service("prediction_service", workdir / mode, env)
+            _wrk(services[mode][1], script, args.threads, args.connections, args.warmup)  # connections, first batch
+            wait_until(lambda url=services[mode][1]: _queued(url) == 0, timeout=120, what="warm-up drained")
+        # Modes take turns, so a burst of load from elsewhere on the machine hits all of them alike.
+        for number in range(1, args.rounds + 1):
+            for mode in modes:
+                run = _round(mode, services[mode][1], script, args)
+                rounds[mode].append(run)
+                print(
+                    f"[bench] round {number} {mode}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, "
+                    f"p99 {run.p99_ms:.1f} ms",
+                    flush=True,
+                )
+        for mode in modes:
+            if mode != "bare":
+                logged = MongoClient(uri)[f"bench_{mode}"]["predictions"].count_documents({})
+                served = sum(r.requests for r in rounds[mode])
+                print(
+                    f"[bench] {mode}: {logged} documents in MongoDB for {served} measured responses (plus warm-up)",
+                    flush=True,
+                )
+    finally:
+        for proc, _ in services.values():
+            proc.stop(timeout=30)
+        sink.stop()
+        mongo.stop()
+    runs = {mode: _median(rounds[mode]) for mode in modes}
+
+    print(f"\n{'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
+    for run in runs.values():
+        print(
+            f"{run.mode:<6} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
+            f"{run.socket_errors:>8}"
+        )
+    if {"bare", "full", "sync"} <= set(runs):
+        bare, full, sync = runs["bare"], runs["full"], runs["sync"]
+        checks = [
+            ("full / bare throughput", full.rps / bare.rps, ">=", 0.90),
+            ("full / bare p99", full.p99_ms / bare.p99_ms, "<=", 1.5),
+            ("full / sync throughput", full.rps / sync.rps, ">=", 3.0),
+        ]
+        print()
+        for name, value, op, target in checks:
+            met = value >= target if op == ">=" else value <= target
+            print(f"{name:<24} {value:6.2f}  (target {op} {target})  {'met' if met else 'MISSED'}")
+    failed = any(run.non_2xx or run.socket_errors for run in runs.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
