@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     registry.register(MonitorCollector(monitors))
     if settings.rewarm_from_mongodb:
         for monitor in monitors.values():
-            rewarm(monitor, settings.mongodb_uri, settings.mongodb_database)
+            rewarm(monitor, settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout_ms)
 
     app = Flask(__name__)
     app.config[TOKEN_CONFIG_KEY] = settings.monitoring_token

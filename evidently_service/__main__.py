@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+from evidently_service.config import ConfigError, load_config
 from evidently_service.settings import Settings
 from service_common.logging import configure_logging
 from service_common.server import serve
 
 
-def main() -> None:
-    """Start gunicorn: one worker process, several threads."""
+def worker_exit(server, worker) -> None:  # noqa: ARG001 - gunicorn's hook signature
+    """Stop the evaluation threads of the exiting worker."""
+    from evidently_service.api import EXTENSION
+
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
+    if state is not None:
+        state.stop()
+
+
+def main() -> int:
+    """Check the settings and config, then run gunicorn (one worker process, several threads) until SIGTERM."""
     configure_logging()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        configs = load_config(settings.config_path, settings.model_name, settings.reference_path)
+    except (ValueError, ConfigError) as exc:
+        print(f"evidently_service: {exc}", file=sys.stderr)
+        return 2
+    missing = [str(c.reference_path) for c in configs.values() if not c.reference_path.exists()]
+    if missing:
+        print(
+            f"evidently_service: no reference at {', '.join(missing)}: run `python -m ride_duration.train`",
+            file=sys.stderr,
+        )
+        return 2
+
+    from evidently_service import create_app
 
     serve(
-        lambda: _app(settings),
+        lambda: create_app(settings),
         {
-            "bind": f"0.0.0.0:{settings.port}",
+            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
             # several workers would each see a part of the rows. Threads serve requests
             # concurrently; evaluation runs in its own thread on a copy of the window.
@@ -24,17 +52,16 @@ def main() -> None:
             "threads": 8,
             "timeout": 60,
             "graceful_timeout": 10,
+            "keepalive": 5,
+            "loglevel": os.environ.get("LOG_LEVEL", "warning").lower(),
             "accesslog": None,
-            "loglevel": "warning",
+            "worker_exit": worker_exit,
+            # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.
+            "control_socket_disable": True,
         },
     )
-
-
-def _app(settings: Settings):
-    from evidently_service import create_app
-
-    return create_app(settings)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,6 +25,7 @@ class Settings:
     mongodb_uri: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = "prediction_service"
     rewarm_from_mongodb: bool = False
+    mongodb_timeout_ms: int = 3000  # how long a re-warm waits for MongoDB before starting empty
     port: int = DEFAULT_PORT
     max_rows_per_request: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
@@ -42,6 +43,7 @@ class Settings:
             mongodb_uri=env.get("MONGODB_URI") or "mongodb://127.0.0.1:27017",
             mongodb_database=env.get("MONGODB_DATABASE") or "prediction_service",
             rewarm_from_mongodb=(env.get("REWARM_FROM_MONGODB") or "").strip().lower() in _TRUE,
+            mongodb_timeout_ms=int(env.get("MONGODB_TIMEOUT_MS") or 3000),
             port=int(env.get("PORT") or DEFAULT_PORT),
             max_rows_per_request=int(env.get("MAX_ROWS_PER_REQUEST") or 10_000),
         )

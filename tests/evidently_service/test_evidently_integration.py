@@ -107,9 +107,33 @@ def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifact
     settings = Settings(
         config_path=write_config(),
         reference_path=artifacts_dir / "reference.parquet",
-        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=500",
+        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
         rewarm_from_mongodb=True,
+        mongodb_timeout_ms=300,
         run_evaluators=False,
     )
     app = create_app(settings)
     assert len(monitor_of(app).window) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EVIDENTLY_CONFIG": "/nonexistent/config.yaml"}, "cannot read config"),
+        ({"REFERENCE_PATH": "/nonexistent/reference.parquet"}, "no reference at"),
+    ],
+)
+def test_the_command_refuses_to_start_without_config_or_reference(env, message):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "evidently_service"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
