@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Flask, g, request
@@ -16,6 +17,7 @@ from prediction_service.state import EXTENSION, ServiceState
 from ride_duration.model import load_model
 from service_common.errors import json_error, register_error_handlers
 
+log = logging.getLogger(__name__)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -51,6 +53,15 @@ def _register_input_errors(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         for reason in exc.reasons:
             metrics.REJECTED_INPUTS.labels(endpoint, reason).inc()
+        # Once per rejection, at info: visible with LOG_LEVEL=info, quiet by default (the counter always counts).
+        log.info(
+            "rejected input",
+            extra={
+                "endpoint": endpoint,
+                "status": exc.status,
+                "problems": [f"{d['field']}: {d.get('reason')}" for d in exc.details[:10]],
+            },
+        )
         return json_error(exc.status, exc.message, exc.details)
 
 

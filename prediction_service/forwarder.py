@@ -49,6 +49,7 @@ class Forwarder:
         self._next_attempt = 0.0
         self._busy = False
         self.reachable: bool | None = None
+        self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels(queue_name)
         metrics.QUEUE_CAPACITY.labels(queue_name).set(capacity)
 
@@ -136,6 +137,10 @@ class Forwarder:
         if self._attempts > self.retries:
             metrics.FORWARDED.labels("error").inc(len(batch))
             metrics.DROPPED.labels(self.queue_name, "unreachable").inc(len(batch))
+            log.warning(
+                "dropped rows the metrics service did not take after retries",
+                extra={"url": self.url, "rows": len(batch), "attempts": self._attempts},
+            )
             self._failed_batch, self._attempts = [], 0
             return
         self._failed_batch = batch

@@ -43,6 +43,7 @@ class MongoSink:
         self._lock = threading.Lock()
         self._busy = False
         self._inflight: list[dict] = []
+        self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels("mongo")
         metrics.QUEUE_CAPACITY.labels("mongo").set(settings.queue_capacity)
         metrics.SPOOL_CAPACITY.set(settings.spool_capacity_records)
@@ -64,6 +65,9 @@ class MongoSink:
                 self._queue.put_nowait(record)
             except queue.Full:
                 metrics.DROPPED.labels("mongo", "queue_full").inc(len(records) - i)
+                if time.monotonic() - self._last_drop_log > 60:
+                    self._last_drop_log = time.monotonic()
+                    log.error("MongoDB queue full: dropping records", extra={"capacity": self._queue.maxsize})
                 break
         # Set here too, not only by the writer: a writer stuck on MongoDB must not hide a growing queue.
         self._size_gauge.set(self._queue.qsize())
@@ -187,6 +191,9 @@ class MongoSink:
             log.error("cannot write the spool", extra={"error": str(exc)})
             reason = "spool_error"
         metrics.DROPPED.labels("mongo", reason).inc(len(batch))
+        if time.monotonic() - self._last_drop_log > 60:  # at most once a minute: the counter has the totals
+            self._last_drop_log = time.monotonic()
+            log.error("dropped records MongoDB could not take", extra={"reason": reason, "records": len(batch)})
 
     def _replay_one(self) -> None:
         segment = self.spool.claim()
