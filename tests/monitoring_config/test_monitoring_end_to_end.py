@@ -199,8 +199,7 @@ def stack(
             pool.submit(service_factory, "evidently_service", evidently_env, port=ports["evidently_service"]),
             pool.submit(service_factory, "prediction_service", prediction_env, port=ports["prediction_service"]),
         ]
-        for start in starts:
-            start.result()
+        services = [start.result()[0] for start in starts]
     for job in targets:
         wait_for(urls["prometheus"], f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
     yield {
@@ -209,6 +208,9 @@ def stack(
         "prometheus": urls["prometheus"],
     }
     alertmanager.stop()
+    # Both services drain their queues on shutdown (several seconds each): stop them side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda service: service.stop(), services))
 
 
 def test_drift_alert_and_every_dashboard_query_against_live_services(
