@@ -101,6 +101,20 @@ def label_delay() -> timeseries.Panel:
     )
 
 
+def labels_joined() -> timeseries.Panel:
+    """Labels reaching the metrics service, by how they joined the window."""
+    return timeseries_panel(
+        "Labels at the metrics service",
+        "Ground-truth labels per second reaching the metrics service, by result: matched to a window row, "
+        "pending (arrived before their row), duplicates, dropped or invalid. Few matched labels mean low coverage.",
+        "ops",
+        query(
+            f"sum by (result) (rate(evidently_labels_received_total{{{MODEL}}}[5m]))",
+            "{{result}}",
+        ),
+    )
+
+
 def segment_rmse() -> timeseries.Panel:
     """RMSE per pickup borough."""
     return timeseries_panel(
@@ -162,6 +176,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(label_coverage())
         .with_panel(label_delay())
         .with_panel(predicted_duration())
+        .with_panel(labels_joined())
         .with_row(row("Per segment"))
         .with_panel(segment_rmse())
         .with_panel(segment_bias())

@@ -179,6 +179,17 @@ def metrics_service_evaluation() -> timeseries.Panel:
     )
 
 
+def metrics_service_errors() -> timeseries.Panel:
+    """Failed evaluations of the metrics service."""
+    return timeseries_panel(
+        "Metrics service evaluation errors",
+        "Evaluations of the metrics service that raised in the last 10 minutes (the exported result then stays "
+        "the last good one); any value fires MetricsServiceEvaluationFailing.",
+        "short",
+        query(f"increase(evidently_evaluation_errors_total{{{MODEL}}}[10m])", "failed evaluations"),
+    ).min(0)
+
+
 def build() -> dashboard.Dashboard:
     """Return the service health dashboard."""
     return (
@@ -204,4 +215,5 @@ def build() -> dashboard.Dashboard:
         .with_panel(monitoring_throughput())
         .with_panel(records_dropped())
         .with_panel(metrics_service_evaluation())
+        .with_panel(metrics_service_errors())
     )
