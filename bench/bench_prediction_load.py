@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +68,34 @@ class Run:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    service_cpu_us: float  # CPU of the service's processes per response, background writes included
+    mongo_cpu_us: float  # CPU of the MongoDB stand-in (nx-27017) per response
+    sink_cpu_us: float  # CPU of this process (the metrics sink runs in it) per response
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return the user+system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """Return a process and its children (the gunicorn master and its workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(c) for c in children)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one mode runs: the service's URL and pid, and the MongoDB stand-in's pid."""
+
+    url: str
+    pid: int
+    mongo_pid: int
 
 
 def _bodies(n: int, seed: int) -> list[str]:
@@ -126,11 +152,18 @@ def _queued(url: str) -> float:
     )
 
 
-def _round(mode: str, url: str, script: Path, args: argparse.Namespace) -> Run:
-    requests_, micros, p50, p99, non_2xx, errors = _wrk(url, script, args.threads, args.connections, args.duration)
-    # Let the background writers finish before the next measurement, so no mode pays for another's backlog.
-    wait_until(lambda: _queued(url) == 0, timeout=120, what=f"{mode} queues drained")
-    return Run(mode, requests_, micros / 1e6, p50 / 1000, p99 / 1000, non_2xx, errors)
+def _round(mode: str, target: Target, script: Path, args: argparse.Namespace) -> Run:
+    pids = _tree(target.pid)
+    before = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), time.process_time())
+    requests_, micros, p50, p99, non_2xx, errors = _wrk(
+        target.url, script, args.threads, args.connections, args.duration
+    )
+    # Let the background writers finish before the next measurement, so no mode pays for another's backlog;
+    # the CPU they spend draining counts for this mode.
+    wait_until(lambda: _queued(target.url) == 0, timeout=120, what=f"{mode} queues drained")
+    after = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), time.process_time())
+    per = [(a - b) / max(requests_, 1) * 1e6 for a, b in zip(after, before, strict=True)]
+    return Run(mode, requests_, micros / 1e6, p50 / 1000, p99 / 1000, non_2xx, errors, *per)
 
 
 def _median(runs: list[Run]) -> Run:
@@ -169,6 +202,7 @@ def main(argv: list[str]) -> int:
     mongo, uri = start_mongo(workdir / "mongo")
     sink = Recorder(keep_bodies=False).start()
     services: dict[str, tuple] = {}
+    targets: dict[str, Target] = {}
     rounds: dict[str, list[Run]] = {mode: [] for mode in modes}
     try:
         for mode in modes:
@@ -182,12 +216,13 @@ def main(argv: list[str]) -> int:
                 **MODES[mode],
             }
             services[mode] = start_service("prediction_service", workdir / mode, env)
+            targets[mode] = Target(services[mode][1], services[mode][0].pid, mongo.pid)
             _wrk(services[mode][1], script, args.threads, args.connections, args.warmup)  # connections, first batch
             wait_until(lambda url=services[mode][1]: _queued(url) == 0, timeout=120, what="warm-up drained")
         # Modes take turns, so a burst of load from elsewhere on the machine hits all of them alike.
         for number in range(1, args.rounds + 1):
             for mode in modes:
-                run = _round(mode, services[mode][1], script, args)
+                run = _round(mode, targets[mode], script, args)
                 rounds[mode].append(run)
                 print(
                     f"[bench] round {number} {mode}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, "
@@ -209,11 +244,18 @@ def main(argv: list[str]) -> int:
         mongo.stop()
     runs = {mode: _median(rounds[mode]) for mode in modes}
 
-    print(f"\n{'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
+    print(
+        f"\nmedian of {args.rounds} rounds, {args.connections} connections, {args.workers} workers; "
+        "CPU in microseconds per response"
+    )
+    print(
+        f"{'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
+        f"{'svc CPU':>8} {'mongo CPU':>9} {'sink CPU':>8}"
+    )
     for run in runs.values():
         print(
             f"{run.mode:<6} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
-            f"{run.socket_errors:>8}"
+            f"{run.socket_errors:>8} {run.service_cpu_us:>8.0f} {run.mongo_cpu_us:>9.0f} {run.sink_cpu_us:>8.0f}"
         )
     if {"bare", "full", "sync"} <= set(runs):
         bare, full, sync = runs["bare"], runs["full"], runs["sync"]

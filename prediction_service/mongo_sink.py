@@ -97,9 +97,13 @@ class MongoSink:
         self._busy = True
         batch = [first]
         self._inflight = batch
-        while len(batch) < self.settings.batch_size:
+        # Fill the batch for up to one flush interval: one write of many documents costs MongoDB and
+        # this worker far less than many writes of a few.
+        deadline = time.monotonic() + self.settings.flush_interval_seconds
+        while len(batch) < self.settings.batch_size and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get_nowait())
+                batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
         return batch
