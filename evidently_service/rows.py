@@ -47,13 +47,16 @@ class Label(BaseModel, extra="forbid"):
     timestamp: datetime | None = Field(default=None, description="When the label arrived; now when absent.")
 
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+
+
 def epoch(value: datetime | None) -> float | None:
     """Return Unix seconds of a datetime (naive means UTC), or None."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
+    # A subtraction is several times faster than .timestamp() on the ingestion hot path.
+    return (value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH_UTC)).total_seconds()
 
 
 _DATETIME_FIELDS = tuple(name for name in FIELD_NAMES if FIELDS_BY_NAME[name].kind is Kind.DATETIME)

@@ -60,6 +60,21 @@ def _clean(series: pd.Series) -> pd.Series:
     return series.replace([-np.inf, np.inf], np.nan).dropna()
 
 
+def _wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> float:
+    """Return scipy.stats.wasserstein_distance(reference, current) with the reference sorted beforehand.
+
+    The same steps as scipy's `_cdf_distance` for p=1 without weights (sorting the 5,000
+    reference values on every call was half of the cost).
+    """
+    current_sorted = np.sort(current)
+    all_values = np.concatenate((reference_sorted, current_sorted))
+    all_values.sort(kind="mergesort")
+    deltas = np.diff(all_values)
+    reference_cdf = reference_sorted.searchsorted(all_values[:-1], "right") / reference_sorted.size
+    current_cdf = current_sorted.searchsorted(all_values[:-1], "right") / current_sorted.size
+    return float(np.dot(np.abs(reference_cdf - current_cdf), deltas))
+
+
 class _PreparedColumn:
     """One column's reference, cleaned and prepared once for its pinned stat test."""
 
@@ -80,11 +95,11 @@ class _PreparedColumn:
         """Return Evidently's formula for the pinned method on reference statistics computed once, if known.
 
         Only the two methods the schema pins have a fast path, each the exact formula of
-        Evidently 0.7's implementation (wasserstein_distance_norm.py, jensenshannon.py with
-        utils.get_binned_data); every other method calls Evidently's stat test as is. The
-        parity tests compare both paths with an Evidently Report.
+        Evidently 0.7's implementation (wasserstein_distance_norm.py: scipy's Wasserstein
+        distance over the reference's std; jensenshannon.py with utils.get_binned_data);
+        every other method calls Evidently's stat test as is. The parity tests compare both
+        paths with an Evidently Report.
         """
-        from scipy import stats
         from scipy.spatial import distance
 
         if not pd.api.types.is_numeric_dtype(self.reference.dtype):
@@ -92,7 +107,8 @@ class _PreparedColumn:
         values = self.reference.to_numpy(dtype=float)
         if self.test.method == "wasserstein" and column_kind(self.column) is not Kind.CATEGORICAL:
             norm = max(float(np.std(self.reference)), 0.001)
-            return lambda current: stats.wasserstein_distance(values, current) / norm
+            ordered = np.sort(values)
+            return lambda current: _wasserstein_sorted(ordered, current) / norm
         if self.test.method == "jensenshannon" and column_kind(self.column) is Kind.CATEGORICAL:
             # Categorical: one bin per value seen in either sample, shares of each sample's length.
             keys, counts = np.unique(values, return_counts=True)
