@@ -175,12 +175,17 @@ def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Pa
     }
     args = python_module("prefect_flows.batch_monitoring", "--start", start.isoformat(), "--end", end.isoformat())
     log = stack.workdir / "logs" / "batch_monitoring.log"
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    log.write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        say(f"batch flow failed (exit {done.returncode}); see {log}")
-        return []
-    return [line for line in done.stdout.splitlines() if line.strip()]
+    for attempt in (1, 2):
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        log.write_text(done.stdout + done.stderr)
+        if done.returncode == 0:
+            return [line for line in done.stdout.splitlines() if line.strip()]
+        # Prefect's temporary API server sometimes misses its start-up deadline on a loaded machine: retry once.
+        retry = attempt == 1 and "ephemeral Prefect API server" in done.stderr
+        say(f"batch flow failed (exit {done.returncode}){'; retrying' if retry else ''}; see {log}")
+        if not retry:
+            break
+    return []
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -86,3 +86,19 @@ def test_drift_on_real_rides() -> None:
     slowed = drift_real_rides(frame, DriftParams(borough="Manhattan", borough_congestion=3.0), 0)
     manhattan = frame["PULocationID"].map(borough_of) == "Manhattan"
     assert (slowed.loc[manhattan, TARGET] == 30.0).all() and (slowed.loc[~manhattan, TARGET] == 10.0).all()
+
+
+def test_tlc_file_is_replayed_with_the_phase_faults(tmp_path) -> None:
+    from ride_duration.synthetic import generate_trips
+
+    path = tmp_path / "green_tripdata_2021-01.parquet"
+    generate_trips(500, seed=2).drop(columns=[TARGET]).to_parquet(path)  # the TLC file's own columns
+    source = RideSource(seed=4, data_path=path)
+    clean = to_payloads(next(source.chunks(0, Phase("clean"))))
+    shifted = to_payloads(next(source.chunks(1, Phase("shift", drift=DriftParams(distance_scale=2.0)))))
+    assert len(clean) == 500
+    for body, duration in clean[:50]:
+        validate_ride(body)
+        assert 1 <= duration <= 60
+    mean = lambda pairs: np.mean([body["trip_distance"] for body, _ in pairs])  # noqa: E731
+    assert mean(shifted) == pytest.approx(2 * mean(clean), rel=0.01)
