@@ -104,8 +104,8 @@ def _ingestion_in_process(window: pd.DataFrame, size: int) -> tuple[float, float
     return append_rate, validated_rate
 
 
-def _ingestion_http(reference: pd.DataFrame, window: pd.DataFrame, clients: int = 2, batch: int = 500) -> float:
-    """Return rows/s through POST /iterate of the real service process (gunicorn), batches of `batch`."""
+def _ingestion_http(reference: pd.DataFrame, window: pd.DataFrame, rounds: int = 3, batch: int = 500) -> list[float]:
+    """Return rows/s of each round through POST /iterate of the real service process (gunicorn)."""
     import requests
 
     from local_stack.components import start_service
@@ -117,29 +117,54 @@ def _ingestion_http(reference: pd.DataFrame, window: pd.DataFrame, clients: int 
     )
     env = {"REFERENCE_PATH": str(workdir / "reference.parquet"), "EVIDENTLY_CONFIG": str(workdir / "config.yaml")}
     proc, url = start_service("evidently_service", workdir, env, timeout=120)
+    headers = {"Content-Type": "application/json"}
+
+    def send(bodies: list[str]) -> None:
+        with requests.Session() as session:
+            for body in bodies:
+                session.post(f"{url}/iterate/ride_duration", data=body, headers=headers, timeout=30).raise_for_status()
+
     try:
-        rows = _contract_rows(pd.concat([window] * 20, ignore_index=True), "h")
-        bodies = [json.dumps(rows[s : s + batch]) for s in range(0, len(rows), batch)]
-        headers = {"Content-Type": "application/json"}
-        session = requests.Session()
-        session.post(f"{url}/iterate/ride_duration", data=bodies[0], headers=headers, timeout=30).raise_for_status()
-
-        def send(part: list[str]) -> None:
-            with requests.Session() as own:
-                for body in part:
-                    own.post(f"{url}/iterate/ride_duration", data=body, headers=headers, timeout=30).raise_for_status()
-
-        parts = [bodies[1:][k::clients] for k in range(clients)]
-        threads = [threading.Thread(target=send, args=(part,)) for part in parts]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        return sum(len(json.loads(b)) for b in bodies[1:]) / elapsed
+        send([json.dumps(_contract_rows(window.head(batch), "warm"))])
+        rates = []
+        for round_ in range(rounds):
+            rows = _contract_rows(pd.concat([window] * 20, ignore_index=True), f"h{round_}")
+            bodies = [json.dumps(rows[s : s + batch]) for s in range(0, len(rows), batch)]
+            threads = [threading.Thread(target=send, args=(bodies[k::2],)) for k in range(2)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            rates.append(len(rows) / (time.perf_counter() - started))
+        return rates
     finally:
         proc.stop()
+
+
+def _service_evaluation(reference: pd.DataFrame, window: pd.DataFrame, repeats: int) -> float:
+    """Return the median time of one full ModelMonitor.evaluate() on the window (labels on half the rows)."""
+    from evidently_service.config import BUILTIN, ModelConfig
+    from evidently_service.evaluator import ModelMonitor
+    from evidently_service.rows import validate_rows
+
+    settings = {key: getattr(BUILTIN, key) for key in ModelConfig.__dataclass_fields__ if hasattr(BUILTIN, key)}
+    settings.update(
+        name="bench",
+        reference_path=Path("reference.parquet"),
+        tests=drift_tests(),
+        min_rows=1,
+        window_size=len(window),
+        min_labelled_rows=1,
+        segment_min_rows=50,
+    )
+    settings.pop("features", None)
+    monitor = ModelMonitor(ModelConfig(**settings), reference, model_version="bench")
+    rows, bad = validate_rows(_contract_rows(window, "s"))
+    assert not bad, bad[:1]
+    monitor.window.append(rows)
+    monitor.window.add_labels([(r["request_id"], 10.0, r["timestamp"] + 600) for r in rows[::2]])
+    return _timed(monitor.evaluate, repeats)[0]
 
 
 def main(argv: list[str]) -> int:
@@ -154,32 +179,38 @@ def main(argv: list[str]) -> int:
     print(f"data: {args.reference_rows} reference rows, {args.window_rows} window rows, columns {list(drift_tests())}")
     reference, window = _data(args.reference_rows, args.window_rows)
     started = time.perf_counter()
+    import evidently  # noqa: F401 - timed apart: paid once per process
+
+    imported = time.perf_counter() - started
     from ride_duration.drift import DriftEvaluator
 
+    started = time.perf_counter()
     evaluator = DriftEvaluator(reference)
     prepare = time.perf_counter() - started
     adapter_time, result = _timed(lambda: evaluator.evaluate(window), args.repeats)
     report_time, report_scores = _timed(_report_scores(reference, window), max(3, args.repeats // 3))
+    service_time = _service_evaluation(reference, window, args.repeats)
 
     worst = max(abs(result.columns[c].score - s) for c, s in report_scores.items())
     identical = set(report_scores) == set(result.columns) and worst <= SCORE_TOLERANCE
     ratio = report_time / adapter_time
-    print(f"prepare reference once (incl. import evidently): {prepare * 1000:9.1f} ms")
-    print(f"DriftEvaluator.evaluate (one window):            {adapter_time * 1000:9.2f} ms")
-    print(
-        f"Report.run with {len(report_scores)} pinned ValueDrift metrics:      {report_time * 1000:9.2f} ms  (baseline)"
-    )
+    print(f"import evidently (once per process):      {imported * 1000:9.1f} ms")
+    print(f"prepare the reference (once per model):   {prepare * 1000:9.2f} ms")
+    print(f"DriftEvaluator.evaluate (one window):     {adapter_time * 1000:9.2f} ms")
+    print(f"Report.run, {len(report_scores)} pinned ValueDrift metrics: {report_time * 1000:9.2f} ms  (baseline)")
     print(f"speed-up: {ratio:.1f}x (target >= 20x: {'met' if ratio >= 20 else 'NOT met'})")
     print(f"scores identical to Report: {identical} (largest difference {worst:.1e}, tolerance {SCORE_TOLERANCE:g})")
+    print(f"whole service evaluation (drift, data and model quality, 7 segments): {service_time * 1000:.2f} ms")
 
     append_rate, validated_rate = _ingestion_in_process(window, size=5_000)
-    print(f"ingestion, Window.append only:        {append_rate:12,.0f} rows/s")
-    print(f"ingestion, validation + append:       {validated_rate:12,.0f} rows/s")
+    print(f"ingestion, Window.append only:      {append_rate:12,.0f} rows/s")
+    print(f"ingestion, validation + append:     {validated_rate:12,.0f} rows/s")
     if not args.no_http:
-        http_rate = _ingestion_http(reference, window)
-        verdict = "met" if http_rate >= 20_000 else "NOT met"
+        rates = _ingestion_http(reference, window)
+        best, median = max(rates), statistics.median(rates)
+        verdict = "met" if median >= 20_000 else "NOT met"
         print(
-            f"ingestion, HTTP /iterate (batches of 500, 2 clients, 1 gunicorn worker): {http_rate:,.0f} rows/s "
-            f"(target >= 20,000: {verdict})"
+            f"ingestion, HTTP /iterate (batches of 500, 2 client threads, 1 gunicorn worker), {len(rates)} rounds: "
+            f"median {median:,.0f} rows/s, best {best:,.0f} (target >= 20,000: {verdict})"
         )
     return 0 if identical else 1
