@@ -82,3 +82,11 @@ def test_window_rows_is_live_and_the_result_swaps_whole(make_app, make_rows, mon
     text = client.get("/metrics").text
     assert 'evidently_window_rows{model="ride_duration"} 610.0' in text  # live
     assert 'evidently_labelled_rows{model="ride_duration"} 0.0' in text  # from the last evaluation
+
+
+def test_an_empty_window_evaluates_to_counts_only(make_app, monitor_of):
+    app = make_app()
+    result = monitor_of(app).evaluate()
+    assert (result.window_rows, result.drift, result.model_quality, result.segments) == (0, None, None, {})
+    exported = _exported(app.test_client().get("/metrics").text)
+    assert "evidently_window_rows" in exported and "evidently_feature_drift_score" not in exported
