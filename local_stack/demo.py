@@ -11,6 +11,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from ride_duration.model import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVIDENTLY_CONFIG = Path(__file__).resolve().parent / "demo_evidently.yaml"
-DEFAULT_DURATION = 100.0
+DEFAULT_DURATION = 90.0
 ALERT_FOR = "10s"  # the demo shortens every alert's `for:` so alerts can fire within two minutes
 SCRAPE_INTERVAL = "2s"
 MODEL_NAME = "ride_duration"
@@ -132,8 +133,9 @@ def start_stack(
             say("prediction_service: not built yet")
         if with_prometheus and ensure_prometheus():
             prometheus_port = port(9090)
-            config = write_prometheus_config(workdir / "prometheus", stack.urls, prometheus_port, interval, alert_for)
-            proc, url = start_prometheus(config, workdir / "prometheus", port=prometheus_port)
+            folder = fresh_prometheus_folder(workdir / "prometheus", prometheus_port)
+            config = write_prometheus_config(folder, stack.urls, prometheus_port, interval, alert_for)
+            proc, url = start_prometheus(config, folder, port=prometheus_port)
             stack.processes.append(proc)
             stack.urls["prometheus"] = url
             say(f"Prometheus at {url} (project rules, scrape every {interval}, alert `for:` shortened to {alert_for})")
@@ -141,6 +143,21 @@ def start_stack(
         stack.stop()
         raise
     return stack
+
+
+def fresh_prometheus_folder(parent: Path, port: int) -> Path:
+    """Return an empty folder for this run's Prometheus, removing those of earlier runs that are not running.
+
+    A previous run's samples would otherwise still answer queries (5 minutes of lookback, and no
+    staleness markers after a restart) and show its drift during this run's clean phase.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob("run-*"):
+        if old.name.removeprefix("run-").isdigit() and not port_open(int(old.name.removeprefix("run-"))):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"run-{port}"
+    folder.mkdir()
+    return folder
 
 
 def write_prometheus_config(folder: Path, urls: dict[str, str], port: int, interval: str, alert_for: str) -> Path:
@@ -221,7 +238,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end; return 0 when it completed."""
     args = parse_args(argv)
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
+    # SIGTERM stops the demo like Ctrl-C does: through the `finally` that stops every process it started.
+    signal.signal(signal.SIGTERM, _interrupt)
     args.workdir.mkdir(parents=True, exist_ok=True)
     from ride_duration.train import train
 
@@ -233,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     keep = False
     try:
         card, run = simulate(args, stack)
-        if run is not None and built("prefect_flows"):
+        if run is not None and run.interrupted:
+            say("interrupted: skipping the batch flow")
+        elif run is not None and built("prefect_flows"):
             start = datetime.fromtimestamp(int(run.started_at), UTC)
             end = datetime.fromtimestamp(int(run.ended_at) + 2, UTC)
             say(f"running the batch flow over {start:%H:%M:%S}-{end:%H:%M:%S} UTC")
@@ -241,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             say("prefect_flows: not built yet" if not built("prefect_flows") else "no traffic, no batch run")
             batch = []
-        print_where_to_look(stack, args, batch, card)
+        print_where_to_look(stack, args, batch, card, since=wall_started)
         keep = args.keep_running
         say(f"done in {time.monotonic() - started:.0f}s")
     finally:
@@ -252,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop()
             say("stopped everything the demo started")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def simulate(args: argparse.Namespace, stack: Stack):
@@ -288,7 +313,7 @@ def simulate(args: argparse.Namespace, stack: Stack):
     return card, run
 
 
-def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str], card) -> None:
+def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str], card, since: float) -> None:
     """Print the URLs, the report paths and how to open the Evidently UI."""
     urls = stack.urls
     print("\nWhere to look", flush=True)
@@ -302,7 +327,7 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
     for line in batch:
         print(f"  batch flow          {line}")
     reports = sorted(args.reports_dir.rglob("*.html")) if args.reports_dir.exists() else []
-    for path in reports[-6:]:
+    for path in [p for p in reports if p.stat().st_mtime >= since]:  # this run's reports only
         print(f"  report              {path}")
     workspace = args.reports_dir / "workspace"
     print(

@@ -94,6 +94,12 @@ def test_pending_alert_signal_accepts_either_state() -> None:
     assert signal.promql == 'ALERTS{alertname="DataDriftDetected"}' and "pending" in signal.name
 
 
+def test_alert_signal_narrowed_by_labels() -> None:
+    signal = Signal.parse({"alert": "FeatureDriftDetected", "labels": {"feature": "trip_distance"}}, "x")
+    assert signal.promql == 'ALERTS{alertname="FeatureDriftDetected",feature="trip_distance",alertstate="firing"}'
+    assert signal.name == "FeatureDriftDetected feature=trip_distance"
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
