@@ -88,6 +88,8 @@ def main(argv: list[str]) -> int:
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         PREFECT_LOGGING_LEVEL="WARNING",
+        # The temporary server starts in ~7 s idle, minutes on a loaded 2-core machine.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
     )
     try:
         from prefect_flows.batch_monitoring import batch_monitoring

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     # Without PREFECT_API_URL a temporary server starts first: give a busy machine time for it.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     summary = batch_monitoring(start=period.start, end=period.end, model_name=args.model)
