@@ -18,6 +18,8 @@ from usage_simulation.runner import RunResult
 from usage_simulation.scenario import Scenario, Signal
 
 MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series
+# Labels every alert of the stack carries: left out when listing active alerts.
+_COMMON_LABELS = {"alertname", "severity", "model", "job", "instance", "stack"}
 
 
 class PrometheusClient:
@@ -151,7 +153,12 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
                     FalseAlarm(window.name, signal.name, signal.promql, at, round(at - run.started_at, 1))
                 )
     card.active_alerts = [
-        {"alertname": a["labels"].get("alertname", "?"), "state": a.get("state", "?")} for a in client.alerts()
+        {
+            "alertname": a["labels"].get("alertname", "?"),
+            "state": a.get("state", "?"),
+            "labels": {k: v for k, v in a["labels"].items() if k not in _COMMON_LABELS},
+        }
+        for a in client.alerts()
     ]
     return card
 
@@ -185,6 +192,12 @@ def format_scorecard(card: Scorecard) -> str:
         out += [f"  {f.phase}: {f.signal} on at +{f.offset_seconds:.0f}s" for f in card.false_alarms]
     else:
         out.append("false alarms in clean phases: none")
-    alerts = ", ".join(f"{a['alertname']} ({a['state']})" for a in card.active_alerts) or "none"
+    alerts = (
+        ", ".join(
+            a["alertname"] + "".join(f" {k}={v}" for k, v in sorted(a.get("labels", {}).items())) + f" ({a['state']})"
+            for a in card.active_alerts
+        )
+        or "none"
+    )
     out.append(f"alerts active now: {alerts}")
     return "\n".join(out)

@@ -101,7 +101,7 @@ def test_scorer_reports_fired_with_delay_a_miss_and_a_false_alarm(prometheus_fac
     assert not by_name["never"].fired and by_name["never"].delay_seconds is None
     assert not card.detected_all
     assert [(f.phase, f.signal) for f in card.false_alarms] == [("clean", "noise")]
-    assert {"alertname": "DataDriftDetected", "state": "firing"} in card.active_alerts
+    assert {"alertname": "DataDriftDetected", "state": "firing", "labels": {}} in card.active_alerts
 
     table = format_scorecard(card)
     assert "detected 2/3 expected signals" in table
