@@ -95,7 +95,8 @@ def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str,
 @task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)
 def record_snapshots(settings: BatchSettings, model_name: str, analysis: Analysis) -> dict[str, Any]:
     """Add the run's snapshots to the Evidently UI workspace."""
-    return publish.record_snapshots(settings.workspace, model_name, analysis.reports)
+    earlier = publish.previous_snapshots(settings.reports_dir, analysis.summary["run_id"])
+    return publish.record_snapshots(settings.workspace, model_name, analysis.reports, replaces=earlier)
 
 
 @task(name="store-run-summary", retries=3, retry_delay_seconds=5, **_TASK)

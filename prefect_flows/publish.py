@@ -68,7 +68,7 @@ def _dashboard_panels() -> list:
     return [
         line_plot_panel(
             title="Drifted features (share)",
-            values=[PanelMetric(metric="DriftedColumnsCount", legend="share", view_params={"value_type": "share"})],
+            values=[PanelMetric(metric="DriftedColumnsCount", legend="share", metric_labels={"value_type": "share"})],
             size="half",
         ),
         line_plot_panel(
@@ -84,8 +84,19 @@ def _dashboard_panels() -> list:
     ]
 
 
-def record_snapshots(workspace_dir: Path, model_name: str, reports: list[BuiltReport]) -> dict[str, Any]:
-    """Add the run's snapshots to the model's project in the Evidently workspace; return their ids."""
+def previous_snapshots(reports_dir: Path, rid: str) -> list[str]:
+    """Return the workspace snapshot ids an earlier run of the same period recorded, if any."""
+    try:
+        summary = json.loads((run_dir(reports_dir, rid) / SUMMARY_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return list((summary.get("workspace") or {}).get("snapshots", {}).values())
+
+
+def record_snapshots(
+    workspace_dir: Path, model_name: str, reports: list[BuiltReport], replaces: list[str] | None = None
+) -> dict[str, Any]:
+    """Add the run's snapshots to the model's project (dropping those of an earlier run of the period)."""
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace.create(str(workspace_dir))
@@ -95,8 +106,14 @@ def record_snapshots(workspace_dir: Path, model_name: str, reports: list[BuiltRe
     else:
         project = workspace.create_project(model_name, description=f"Batch monitoring reports of {model_name}")
         for panel in _dashboard_panels():
-            project.dashboard.add_panel(panel, tab="Batch monitoring")
+            # No tab name: Evidently 0.7.23 lists a panel twice when added to an existing named tab.
+            project.dashboard.add_panel(panel)
     snapshots = {r.kind: str(workspace.add_run(project.id, r.snapshot).id) for r in reports}
+    # A re-run replaces the period's points in the UI's time series instead of doubling them.
+    known = {str(s) for s in workspace.list_runs(project.id)}
+    for snapshot_id in replaces or []:
+        if snapshot_id in known and snapshot_id not in snapshots.values():
+            workspace.delete_run(project.id, snapshot_id)
     return {"path": str(workspace_dir), "project_id": str(project.id), "snapshots": snapshots}
 
 

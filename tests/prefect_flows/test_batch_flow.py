@@ -74,7 +74,13 @@ def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path):
         from prefect_flows.batch_monitoring import batch_monitoring
 
         summaries = {name: batch_monitoring(*_period(name)) for name in PERIODS}
-    yield {"uri": uri, "env": env, "reports_dir": workdir / "reports", "summaries": summaries}
+        yield {
+            "uri": uri,
+            "env": env,
+            "reports_dir": workdir / "reports",
+            "summaries": summaries,
+            "rerun": lambda name: batch_monitoring(*_period(name)),
+        }
 
 
 def test_drift_period_flagged_and_reference_like_not(stack):
@@ -211,3 +217,61 @@ def test_command_line_runs_the_flow_once(stack, prefect_env):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ride_duration_20260105T120000Z-20260105T130000Z: not enough data: 10 rows" in result.stdout
     assert f"index: {Path(stack['env']['REPORTS_DIR']) / 'index.html'}" in result.stdout
+
+
+def test_evidently_ui_serves_drift_and_quality_over_time(stack, tmp_path):
+    """`evidently ui` on the workspace returns the runs' drift share and RMSE as time series."""
+    import requests
+
+    from local_stack.processes import ManagedProcess, free_port, http_ok
+
+    workspace = stack["summaries"]["reference_like"]["workspace"]
+    port = free_port()
+    binary = str(Path(sys.executable).parent / "evidently")
+    args = [binary, "ui", "--workspace", workspace["path"], "--host", "127.0.0.1", "--port", str(port)]
+    ui = ManagedProcess("evidently-ui", args, tmp_path / "ui.log", env={"DO_NOT_TRACK": "1"}).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        ui.wait_ready(lambda: http_ok(f"{url}/api/version"), timeout=90)
+        assert [p["name"] for p in requests.get(f"{url}/api/projects", timeout=10).json()] == ["ride_duration"]
+        series = [
+            {
+                "tags": [],
+                "metadata": {},
+                "metric": "evidently:metric_v2:DriftedColumnsCount",
+                "metric_labels": {"value_type": "share"},
+            },
+            {"tags": [], "metadata": {}, "metric": "evidently:metric_v2:RMSE", "metric_labels": {}},
+        ]
+        answer = requests.post(
+            f"{url}/api/v2/snapshots/{workspace['project_id']}/data_series_batch",
+            json={"series_filter": series},
+            timeout=30,
+        )
+        assert answer.status_code in (200, 201), answer.text[:500]
+        shares, rmse = ([v for v in s["values"] if v is not None] for s in answer.json()["series"])
+        summaries = stack["summaries"]
+        assert sorted(shares) == sorted(
+            summaries[n]["drift"]["drifted_share"] for n in ("reference_like", "drifted_unlabelled")
+        )
+        assert rmse == [pytest.approx(summaries["reference_like"]["quality"]["rmse"])]
+        dashboard = requests.get(f"{url}/api/v2/dashboards/{workspace['project_id']}", timeout=10).json()
+        assert {p["title"] for p in dashboard["panels"]} >= {"Drifted features (share)", "Regression quality (minutes)"}
+    finally:
+        ui.stop()
+
+
+def test_rerunning_a_period_replaces_its_results(stack):
+    """Last in this module: it replaces the drifted period's snapshots the tests above read."""
+    from evidently.ui.workspace import Workspace
+
+    before = stack["summaries"]["drifted_unlabelled"]
+    after = stack["rerun"]("drifted_unlabelled")
+    assert after["run_id"] == before["run_id"] and after["drift"] == before["drift"]
+    with MongoClient(stack["uri"]) as client:
+        assert client[DB]["reports"].count_documents({"run_id": after["run_id"]}) == 1
+    workspace = Workspace(after["workspace"]["path"])
+    runs = {str(r) for r in workspace.list_runs(after["workspace"]["project_id"])}
+    assert set(after["workspace"]["snapshots"].values()) <= runs
+    assert not set(before["workspace"]["snapshots"].values()) & runs
+    assert (stack["reports_dir"] / "index.html").read_text().count(f"{after['run_id']}/summary.json") == 1
