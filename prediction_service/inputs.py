@@ -9,6 +9,7 @@ from flask import Request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ride_duration.schema import FIELDS, Kind
 from ride_duration.validation import error_details, validate_ride
 
 
@@ -69,7 +70,7 @@ def as_items(body: Any, max_rows: int, what: str) -> tuple[list[Any], bool]:
             raise InputError(400, f"empty list of {what}", [_problem("body", "send at least one", "invalid_value")])
         if len(body) > max_rows:
             raise InputError(
-                413,
+                400,
                 f"too many {what}",
                 [_problem("body", f"{len(body)} items; the limit is {max_rows} per call", "too_many_rows")],
             )
@@ -90,15 +91,29 @@ def validate_items(items: list[Any], is_batch: bool, validate, what: str) -> lis
         if not isinstance(item, dict):
             details.append(_problem(prefix.rstrip(".") or "body", "must be a JSON object", "not_an_object"))
             continue
+        problems = []
         try:
             models.append(validate(item))
         except ValidationError as exc:
-            details.extend(error_details(exc, prefix))
-    if not details:
-        details = _duplicate_ids(models, is_batch)
+            problems = error_details(exc, prefix)
+        details.extend(_merge(problems, _datetime_type_problems(item, prefix)))
     if details:
         raise InputError(400, f"invalid {what}", details)
     return models
+
+
+def _datetime_type_problems(item: dict, prefix: str) -> list[dict[str, str]]:
+    # pydantic's datetime also takes a number (Unix time); the API's contract is an ISO-8601 string.
+    return [
+        _problem(f"{prefix}{spec.name}", "must be an ISO-8601 string", "wrong_type")
+        for spec in FIELDS
+        if spec.kind is Kind.DATETIME and item.get(spec.name) is not None and not isinstance(item[spec.name], str)
+    ]
+
+
+def _merge(problems: list[dict[str, str]], extra: list[dict[str, str]]) -> list[dict[str, str]]:
+    named = {p["field"] for p in problems}
+    return problems + [p for p in extra if p["field"] not in named]
 
 
 def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, str]]:
@@ -123,4 +138,9 @@ def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, st
 def parse_rides(request: Request, max_rows: int) -> tuple[list[BaseModel], bool]:
     """Return the validated rides of a /predict body and whether it was a batch."""
     items, is_batch = as_items(read_json(request), max_rows, "rides")
-    return validate_items(items, is_batch, validate_ride, "ride"), is_batch
+    rides = validate_items(items, is_batch, validate_ride, "ride")
+    repeated = _duplicate_ids(rides, is_batch)
+    if repeated:
+        # 409, not 400: every ride is valid on its own (the schema cannot say "ids unique"), they conflict.
+        raise InputError(409, "request_id used twice in one call", repeated)
+    return rides, is_batch

@@ -77,6 +77,14 @@ BAD_INPUTS = [
         "lpep_pickup_datetime",
         "wrong_type",
     ),
+    (
+        "number for datetime",
+        json.dumps({**RIDE, "lpep_pickup_datetime": 0}),
+        None,
+        400,
+        "lpep_pickup_datetime",
+        "wrong_type",
+    ),
     ("bad request id", json.dumps({**RIDE, "request_id": "a b"}), None, 400, "request_id", "invalid_value"),
     (
         "invalid ride in batch",
@@ -91,12 +99,12 @@ BAD_INPUTS = [
         "repeated id in batch",
         json.dumps([{**RIDE, "request_id": "x"}, {**RIDE, "request_id": "x"}]),
         None,
-        400,
+        409,
         "1.request_id",
         "invalid_value",
     ),
     ("empty batch", b"[]", None, 400, "body", "invalid_value"),
-    ("batch over the limit", json.dumps([RIDE] * 101), None, 413, "body", "too_many_rows"),
+    ("batch over the limit", json.dumps([RIDE] * 101), None, 400, "body", "too_many_rows"),
     ("body over the size limit", b"[" + b" " * 300_000 + b"]", None, 413, "body", "too_large"),
     ("text/plain", json.dumps(RIDE), "text/plain", 415, "Content-Type", "wrong_content_type"),
     ("form", b"a=1", "application/x-www-form-urlencoded", 415, "Content-Type", "wrong_content_type"),
@@ -137,6 +145,7 @@ def test_unknown_route_and_wrong_method_are_json_4xx(client) -> None:
     assert client.get("/nowhere").status_code == 404
     response = client.get("/predict")
     assert response.status_code == 405 and response.get_json()["error"]
+    assert "POST" in response.headers["Allow"]
 
 
 def test_feedback_validation_names_the_field(client) -> None:
@@ -208,3 +217,10 @@ def test_metrics_endpoint_exposes_the_catalogue(client) -> None:
         "prediction_model_info",
     ):
         assert name in text
+
+
+def test_a_label_repeated_in_one_call_is_a_duplicate_not_an_error(client) -> None:
+    labels = [{"request_id": "r", "duration": 3.0}, {"request_id": "r", "duration": 4.0}]
+    response = client.post("/feedback", json=labels)
+    assert response.status_code == 200
+    assert response.get_json() == {"accepted": 1, "queued": 0, "unknown": [], "duplicate": ["r"]}

@@ -72,7 +72,7 @@ BAD = [
     (json.dumps({**RIDE, "tip": 1}).encode(), "application/json", 400, "unknown_field"),
     (json.dumps(RIDE).encode(), "text/plain", 415, "wrong_content_type"),
     (b'{"a": "' + b"x" * 300_000 + b'"}', "application/json", 413, "too_large"),
-    (json.dumps([RIDE] * 101).encode(), "application/json", 413, "too_many_rows"),
+    (json.dumps([RIDE] * 101).encode(), "application/json", 400, "too_many_rows"),
 ]
 
 
@@ -96,7 +96,7 @@ def test_bad_inputs_get_their_4xx_and_counter_in_the_real_process(shared_stack) 
 
     for reason, count in Counter([reason for *_, reason in BAD] + ["too_large"]).items():
         assert delta("prediction_rejected_inputs_total", endpoint="/predict", reason=reason) == count, reason
-    assert delta("prediction_http_requests_total", endpoint="/predict", status="400") == 7
+    assert delta("prediction_http_requests_total", endpoint="/predict", status="400") == 8
     assert metric_value(after, "prediction_http_requests_total", status="500") == 0
     assert delta("prediction_predictions_total") == 0
 
