@@ -14,6 +14,7 @@ import pytest
 import requests
 from conftest import RIDE, metric_value
 
+from local_stack.components import prometheus_query
 from local_stack.processes import wait_until
 from ride_duration.schema import FIELD_NAMES
 
@@ -162,3 +163,28 @@ def test_counts_add_up_across_gunicorn_workers(shared_stack) -> None:
     assert metric_value(after, "prediction_queue_capacity", queue="mongo") == 2 * 20_000  # summed over workers
     query = {"request_id": {"$regex": "^w-"}}
     wait_until(lambda: stack.predictions.count_documents(query) == n, timeout=15, what="documents")
+
+
+def test_prometheus_scraping_the_workers_sees_the_summed_counts(shared_stack, prometheus_factory) -> None:
+    stack = shared_stack
+    target = stack.url.removeprefix("http://")
+    config = (
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: prediction_service\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    _, prometheus = prometheus_factory(config)
+    for i in range(30):
+        requests.post(
+            f"{stack.url}/predict", json={**RIDE, "request_id": f"prom-{i}"}, timeout=5, headers={"Connection": "close"}
+        ).raise_for_status()
+    served = metric_value(scrape(stack), "prediction_predictions_total")
+    query = 'sum(prediction_predictions_total{job="prediction_service"})'
+
+    def seen() -> float | None:
+        result = prometheus_query(prometheus, query)
+        return result and float(result[0]["value"][1]) == served
+
+    wait_until(seen, timeout=30, what="Prometheus sees every prediction")
+    info = prometheus_query(prometheus, 'prediction_model_info{job="prediction_service"}')
+    assert len(info) == 1 and info[0]["metric"]["model_version"].startswith("synthetic-")
