@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,9 +16,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def prepare_multiprocess_dir() -> Path:
     """Point prometheus-client at an empty folder, shared by the workers (wiped: old files are stale counts)."""
     directory = Path(os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="prediction_service_metrics_"))
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Only prometheus-client's own files: the variable might name a folder that holds other things.
+    for stale in directory.glob("*.db"):
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(directory)
     return directory
 
@@ -71,7 +71,7 @@ def main() -> int:
     serve(
         lambda: create_app(settings),
         {
-            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "threads": settings.threads,
             "worker_class": "gthread",

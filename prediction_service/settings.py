@@ -45,6 +45,7 @@ class Settings:
     mongodb_database: str = "prediction_service"
     evidently_service_url: str = "http://127.0.0.1:8085"
     monitoring_token: str | None = None
+    host: str = "0.0.0.0"
     port: int = 9696
     workers: int = 2
     threads: int = 4
@@ -84,6 +85,7 @@ class Settings:
             mongodb_database=env.get("MONGODB_DATABASE") or d.mongodb_database,
             evidently_service_url=(env.get("EVIDENTLY_SERVICE_URL") or d.evidently_service_url).rstrip("/"),
             monitoring_token=env.get("MONITORING_TOKEN") or None,
+            host=env.get("HOST") or d.host,
             port=int(_number(env, "PORT", d.port)),
             workers=max(1, int(_number(env, "WORKERS", d.workers))),
             threads=max(1, int(_number(env, "THREADS", d.threads))),

@@ -46,3 +46,13 @@ def test_bad_values_name_the_variable(name, value) -> None:
 def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_multiprocess_dir_is_emptied_of_metric_files_only(tmp_path, monkeypatch) -> None:
+    from prediction_service.__main__ import prepare_multiprocess_dir
+
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_multiprocess_dir() == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
