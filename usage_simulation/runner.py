@@ -200,8 +200,13 @@ class Runner:
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
-            # At most `concurrency` requests are queued or in flight (the slots): let them finish.
-            pool.shutdown(wait=True)
+            # At most `concurrency` requests are queued or in flight (the slots): let them finish,
+            # unless a second Ctrl-C says not to wait (each ends within its timeout anyway).
+            try:
+                pool.shutdown(wait=True)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                pool.shutdown(wait=False, cancel_futures=True)
             if result.phases:
                 result.phases[-1].end = time.time()
             if cfg.progress and not result.interrupted and feedback.pending():
