@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         result, card = run_and_score(args)
+    except KeyboardInterrupt:
+        print("interrupted while scoring: the run summary above stands, no scoring", file=sys.stderr)
+        return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -55,3 +55,28 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("MONITORING_TOKEN", "DEMO_DURATION", "KEEP_RUNNING")}
+
+
+def test_without_prometheus_and_not_root_the_demo_explains_how_to_install(monkeypatch, capsys) -> None:
+    from local_stack import demo
+
+    monkeypatch.setattr(demo, "prometheus_binary", lambda name="prometheus": None)
+    monkeypatch.setattr(demo.os, "geteuid", lambda: 1000)
+    assert demo.ensure_prometheus() is False
+    assert "apt-get install -y --no-install-recommends prometheus" in capsys.readouterr().out
+
+
+def test_parts_not_built_yet_are_reported_and_skipped(monkeypatch, tmp_path: Path, capsys) -> None:
+    from local_stack import demo
+
+    monkeypatch.setattr(demo, "built", lambda module: False)
+    stack = demo.start_stack(tmp_path, tmp_path / "artifacts", with_prometheus=False, default_ports=False)
+    try:
+        assert [p.name for p in stack.processes] == ["mongodb"]
+        out = capsys.readouterr().out
+        assert "evidently_service: not built yet" in out and "prediction_service: not built yet" in out
+        args = demo.parse_args(["--workdir", str(tmp_path)])
+        assert demo.simulate(args, stack) == (None, None)
+    finally:
+        stack.stop()
+    assert not stack.processes[0].alive()
