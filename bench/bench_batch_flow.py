@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     """Run the benchmark and print flow time, report time and the overhead ratio per size."""
     parser = argparse.ArgumentParser(prog="python -m bench batch_flow", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="10000,100000", help="comma-separated logged-row counts")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per size; the fastest of each counts")
+    parser.add_argument("--repeat", type=int, default=4, help="timed runs per size; the fastest of each counts")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.rows.split(",")]
 
