@@ -189,20 +189,38 @@ def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Pa
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # A fresh Prefect home migrates its database first: on a busy 2-core machine that can exceed the 20 s default.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     }
     args = python_module("prefect_flows.batch_monitoring", "--start", start.isoformat(), "--end", end.isoformat())
     log = stack.workdir / "logs" / "batch_monitoring.log"
     for attempt in (1, 2):
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-        log.write_text(done.stdout + done.stderr)
-        if done.returncode == 0:
-            return [line for line in done.stdout.splitlines() if line.strip()]
+        code, out = _run_in_own_group(args, env, log)
+        if code == 0:
+            return [line for line in out.splitlines() if line.strip()]
         # Prefect's temporary API server sometimes misses its start-up deadline on a loaded machine: retry once.
-        retry = attempt == 1 and "ephemeral Prefect API server" in done.stderr
-        say(f"batch flow failed (exit {done.returncode}){'; retrying' if retry else ''}; see {log}")
+        retry = attempt == 1 and "ephemeral Prefect API server" in log.read_text(errors="replace")
+        say(f"batch flow failed (exit {code}){'; retrying' if retry else ''}; see {log}")
         if not retry:
             break
     return []
+
+
+def _run_in_own_group(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
+    """Run a command in its own process group (stderr to `log`); on interruption stop the group by its PID."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, start_new_session=True
+        )
+        try:
+            out, _ = proc.communicate(timeout=600)
+        except BaseException:
+            # The flow and Prefect's temporary API server it started, together.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    return proc.returncode, out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
