@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from usage_simulation.rides import PhaseFeed, RideSource
@@ -124,6 +125,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_thread() -> bool:
-    import threading
-
+    # signal.signal only works in the main thread (the demo and tests may call main from others).
     return threading.current_thread() is threading.main_thread()
