@@ -89,7 +89,7 @@ def build_reports(
 @task(name="write-report-files", retries=1, **_TASK)
 def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str, dict[str, str]]:
     """Save each report's HTML and JSON under REPORTS_DIR."""
-    return publish.write_reports(settings.reports_dir, analysis.summary["run_id"], analysis.reports)
+    return publish.write_reports(settings.reports_dir, analysis.summary, analysis.reports)
 
 
 @task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
-from prefect_flows.reports import DRIFT, QUALITY, BuiltReport
+from prefect_flows.reports import DRIFT, QUALITY, TITLES, BuiltReport
 
 SUMMARY_FILE = "summary.json"
 
@@ -21,16 +22,44 @@ def run_dir(reports_dir: Path, rid: str) -> Path:
     return reports_dir / rid
 
 
-def write_reports(reports_dir: Path, rid: str, reports: list[BuiltReport]) -> dict[str, dict[str, str]]:
-    """Write each report as self-contained HTML plus Evidently's JSON; return paths relative to reports_dir."""
+def banner(summary: dict[str, Any], kind: str) -> str:
+    """Return the header naming a report's model, period, rows and sampling, shown above Evidently's widgets."""
+    rows, sampling = summary["rows"], summary["sampling"]
+    start, end = (summary["period"][k][:16].replace("T", " ") for k in ("start", "end"))
+    counted = f"{rows['analysed']:,} rows analysed"
+    if kind == QUALITY:
+        counted = f"{summary[QUALITY]['labelled_rows']:,} labelled rows of {rows['analysed']:,} analysed"
+    lines = [
+        f"<b>{escape(TITLES[kind])}</b> &middot; model {escape(summary['model_name'])} &middot; "
+        f"{escape(start)} &ndash; {escape(end)} UTC &middot; {counted}"
+    ]
+    if sampling["applied"]:
+        lines.append(
+            f"The period had {sampling['period_rows']:,} rows; this report analyses {sampling['analysed_rows']:,} of "
+            f"them, a uniform random sample without replacement seeded by model and period (seed {sampling['seed']})."
+        )
+    if kind == DRIFT:
+        drift = summary[DRIFT]
+        features = ", ".join(drift["drifted_features"]) or "none"
+        state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
+        lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
+    style = "font-family:sans-serif;padding:.6rem 1rem;background:#f4f4f4;border-bottom:1px solid #ccc"
+    return f'<div id="batch-run" style="{style}">' + "<br>".join(lines) + "</div>"
+
+
+def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:
+    """Write each report as self-contained HTML (with a header) plus Evidently's JSON; return relative paths."""
+    rid = summary["run_id"]
     folder = run_dir(reports_dir, rid)
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, dict[str, str]] = {}
     for report in reports:
         html, js = folder / f"{rid}_{report.kind}.html", folder / f"{rid}_{report.kind}.json"
         report.snapshot.save_html(str(html))  # a Path silently writes nothing (NOTES.md)
-        if not html.exists() or html.stat().st_size == 0:
-            raise OSError(f"Evidently wrote no HTML to {html}")
+        text = html.read_text() if html.exists() else ""
+        if "<body>" not in text:
+            raise OSError(f"Evidently wrote no HTML page to {html}")
+        html.write_text(text.replace("<body>", "<body>\n" + banner(summary, report.kind), 1))
         js.write_text(report.snapshot.json())
         paths[report.kind] = {"html": str(html.relative_to(reports_dir)), "json": str(js.relative_to(reports_dir))}
     return paths

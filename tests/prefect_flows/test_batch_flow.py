@@ -117,6 +117,10 @@ def test_html_reports_exist_and_contain_the_report(stack):
         # The widgets name what they show: every monitored column, or the regression metrics by borough.
         expected = QUALITY_WORDS if kind == "quality" else [*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES]
         assert all(word in text for word in expected), kind
+        # The header says what the report covers, and that the rows are a seeded sample.
+        header = text[text.index('<div id="batch-run"') :][:1500]
+        assert "2026-01-05 10:00 &ndash; 2026-01-05 11:00 UTC" in header
+        assert f"analyses {MAX_ROWS:,} of them" in header and f"(seed {clean['sampling']['seed']})" in header, header
 
 
 def test_quality_on_labelled_rows_and_unavailable_without_labels(stack):
