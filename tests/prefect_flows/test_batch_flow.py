@@ -194,8 +194,11 @@ def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, r
     from ride_duration.drift import DriftEvaluator
 
     summary = stack["summaries"]["drifted_unlabelled"]
+    progress: list[int] = []
+    period = Period(*_period("drifted_unlabelled"))
     with MongoClient(stack["uri"], tz_aware=True) as client:
-        rows = read_predictions(client, DB, "ride_duration", Period(*_period("drifted_unlabelled")))
+        rows = read_predictions(client, DB, "ride_duration", period, batch_size=250, progress=progress.append)
+    assert progress == [250, 500, 600]  # one progress step per cursor batch, and the total
     # The metrics service's own settings: its config.yaml over the schema's pinned tests.
     config = online_drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
     online = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
