@@ -41,7 +41,6 @@ class MongoSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._busy = False
         self._inflight: list[dict] = []
         self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels("mongo")
@@ -74,7 +73,7 @@ class MongoSink:
 
     def idle(self) -> bool:
         """Return whether everything queued so far has been handled (written or spooled)."""
-        return self._queue.empty() and not self._busy
+        return self._queue.unfinished_tasks == 0  # counts records taken but not yet written or spooled
 
     def _ensure_started(self) -> None:
         # Started on first use, i.e. in the worker after gunicorn forked it: threads do not survive fork.
@@ -94,7 +93,6 @@ class MongoSink:
             first = self._queue.get(timeout=timeout)
         except queue.Empty:
             return []
-        self._busy = True
         batch = [first]
         self._inflight = batch
         # Fill the batch for up to one flush interval: one write of many documents costs MongoDB and
@@ -126,7 +124,8 @@ class MongoSink:
             if self._pending_labels and time.monotonic() >= self._next_label_retry:
                 self._retry_labels()
         finally:
-            self._busy = False
+            for _ in batch:
+                self._queue.task_done()
             self._inflight = []
             self._size_gauge.set(self._queue.qsize())
             metrics.SPOOL_RECORDS.set(self.spool.size())

@@ -117,10 +117,6 @@ class Monitoring:
                 ]
             )
 
-    def idle(self) -> bool:
-        """Return whether this worker's queues are drained (used by /feedback before it calls an id unknown)."""
-        return self.sink is None or self.sink.idle()
-
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {
