@@ -163,13 +163,11 @@ class MongoSink:
         return True
 
     def _settle_labels(self, labels: list[dict]) -> None:
+        # Labels were counted in prediction_feedback_total when they arrived; here only losses are counted.
         by_id: dict[str, dict] = {}
         for lab in labels:
-            by_id.setdefault(lab["request_id"], lab)
-        # A second label for the same id in this batch loses: the first label wins.
-        repeats = len(labels) - len(by_id)
+            by_id.setdefault(lab["request_id"], lab)  # a second label for an id in this batch loses
         outcome = store.apply_labels(self._collection, list(by_id.values()))
-        metrics.FEEDBACK.labels("duplicate").inc(len(outcome.duplicate) + repeats)
         now = time.time()
         for request_id in outcome.unknown:
             label = by_id[request_id]
@@ -178,7 +176,6 @@ class MongoSink:
                 self._pending_labels.append(label)
             else:
                 metrics.DROPPED.labels("feedback", "unknown_id").inc()
-                metrics.FEEDBACK.labels("unknown").inc()
 
     def _retry_labels(self) -> None:
         labels, self._pending_labels = self._pending_labels, []

@@ -78,7 +78,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "413": _error("body over the size limit"),
         "415": _error("content type is not application/json"),
     }
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {"title": "Ride-duration prediction service", "version": "1.0.0"},
         "paths": {
@@ -193,3 +193,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             }
         },
     }
+    if settings.monitoring_token:
+        document["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        document["paths"]["/feedback"]["post"]["security"] = [{"bearerAuth": []}]
+    return document

@@ -17,3 +17,11 @@ def test_openapi_document_lists_every_schema_field_and_limit(client, offline_set
     assert batch["maxItems"] == offline_settings.max_batch_rows
     assert {"200", "400", "413", "415"} <= set(doc["paths"]["/predict"]["post"]["responses"])
     assert doc["components"]["schemas"]["Label"]["properties"]["duration"]["exclusiveMinimum"] == 0
+
+
+def test_openapi_declares_the_bearer_token_when_one_is_required(settings_with) -> None:
+    from prediction_service import create_app
+
+    doc = create_app(settings_with(monitoring_token="t")).test_client().get("/openapi.json").get_json()
+    assert doc["paths"]["/feedback"]["post"]["security"] == [{"bearerAuth": []}]
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
