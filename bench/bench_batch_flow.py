@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -132,6 +133,9 @@ def main(argv: list[str]) -> int:
         )
     finally:
         proc.stop()
+        # The reports (~11 MB a run) and data go; Prefect's home stays until its server exits with us.
+        for folder in ("reports", "baseline", "mongo", "artifacts"):
+            shutil.rmtree(work / folder, ignore_errors=True)
     return 0
 
 
