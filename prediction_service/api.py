@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel
 
 from prediction_service import metrics
 from prediction_service.feedback import parse_labels, record_feedback
@@ -53,7 +54,7 @@ def predict():
     return jsonify(answers if is_batch else answers[0])
 
 
-def _fields(ride) -> dict:
+def _fields(ride: BaseModel) -> dict:
     # Every schema field by name; datetimes as ISO strings, as clients sent them.
     values = {}
     for name in FIELD_NAMES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import Request
@@ -82,7 +83,9 @@ def as_items(body: Any, max_rows: int, what: str) -> tuple[list[Any], bool]:
     )
 
 
-def validate_items(items: list[Any], is_batch: bool, validate, what: str) -> list[BaseModel]:
+def validate_items(
+    items: list[Any], is_batch: bool, validate: Callable[[Any], BaseModel], what: str
+) -> list[BaseModel]:
     """Validate every item; a batch with any invalid item is rejected whole, fields prefixed by their index."""
     models: list[BaseModel] = []
     details: list[dict[str, str]] = []
