@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from ride_duration.model import DEFAULT_MODEL_PATH
 
+_DEFAULT_URI = "mongodb://127.0.0.1:27017"
+_DEFAULT_DATABASE = "prediction_service"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -35,14 +38,20 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
+def _default_spool_dir(mongodb_uri: str, mongodb_database: str) -> Path:
+    # One spool per MongoDB target: two services on one host never replay each other's records.
+    digest = hashlib.sha256(f"{mongodb_uri}|{mongodb_database}".encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"prediction_service_spool-{digest}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment (see README "Prediction service")."""
 
     model_path: Path = DEFAULT_MODEL_PATH
     model_name: str = "ride_duration"
-    mongodb_uri: str = "mongodb://127.0.0.1:27017"
-    mongodb_database: str = "prediction_service"
+    mongodb_uri: str = _DEFAULT_URI
+    mongodb_database: str = _DEFAULT_DATABASE
     evidently_service_url: str = "http://127.0.0.1:8085"
     monitoring_token: str | None = None
     host: str = "0.0.0.0"
@@ -66,7 +75,7 @@ class Settings:
     mongo_retry_seconds: float = 1.0
     forward_timeout_seconds: float = 2.0
     forward_retries: int = 3
-    spool_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "prediction_service_spool")
+    spool_dir: Path = field(default_factory=lambda: _default_spool_dir(_DEFAULT_URI, _DEFAULT_DATABASE))
     spool_capacity_records: int = 1_000_000
     # How long /feedback waits for a prediction that may still be in a worker's queue.
     feedback_wait_seconds: float = 1.0
@@ -78,11 +87,13 @@ class Settings:
         """Parse the settings from `env` (default: os.environ); raise ValueError naming a bad variable."""
         env = os.environ if env is None else env
         d = cls()
+        mongodb_uri = env.get("MONGODB_URI") or d.mongodb_uri
+        mongodb_database = env.get("MONGODB_DATABASE") or d.mongodb_database
         return cls(
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             model_name=env.get("MODEL_NAME") or d.model_name,
-            mongodb_uri=env.get("MONGODB_URI") or d.mongodb_uri,
-            mongodb_database=env.get("MONGODB_DATABASE") or d.mongodb_database,
+            mongodb_uri=mongodb_uri,
+            mongodb_database=mongodb_database,
             evidently_service_url=(env.get("EVIDENTLY_SERVICE_URL") or d.evidently_service_url).rstrip("/"),
             monitoring_token=env.get("MONITORING_TOKEN") or None,
             host=env.get("HOST") or d.host,
@@ -104,7 +115,7 @@ class Settings:
                 env, "PREDICTION_FORWARD_TIMEOUT_SECONDS", d.forward_timeout_seconds, float
             ),
             forward_retries=int(_number(env, "PREDICTION_FORWARD_RETRIES", d.forward_retries)),
-            spool_dir=Path(env.get("PREDICTION_SPOOL_DIR") or d.spool_dir),
+            spool_dir=Path(env.get("PREDICTION_SPOOL_DIR") or _default_spool_dir(mongodb_uri, mongodb_database)),
             spool_capacity_records=int(_number(env, "PREDICTION_SPOOL_CAPACITY_RECORDS", d.spool_capacity_records)),
             feedback_wait_seconds=_number(env, "PREDICTION_FEEDBACK_WAIT_SECONDS", d.feedback_wait_seconds, float),
             label_retry_seconds=_number(env, "PREDICTION_LABEL_RETRY_SECONDS", d.label_retry_seconds, float),

@@ -56,3 +56,11 @@ def test_multiprocess_dir_is_emptied_of_metric_files_only(tmp_path, monkeypatch)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     assert prepare_multiprocess_dir() == tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_default_spool_is_per_mongodb_target() -> None:
+    a = Settings.from_env({"MONGODB_URI": "mongodb://a:27017"}).spool_dir
+    assert a == Settings.from_env({"MONGODB_URI": "mongodb://a:27017"}).spool_dir
+    assert a != Settings.from_env({"MONGODB_URI": "mongodb://b:27017"}).spool_dir
+    assert a != Settings.from_env({"MONGODB_URI": "mongodb://a:27017", "MONGODB_DATABASE": "other"}).spool_dir
+    assert Settings.from_env({"PREDICTION_SPOOL_DIR": "/var/spool/x"}).spool_dir == Path("/var/spool/x")
