@@ -255,6 +255,7 @@ def main(argv: list[str]) -> int:
             proc.stop(timeout=30)
         sink.stop()
         mongo.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # model, spools and logs of this run only
     runs = {mode: _median(rounds[mode]) for mode in modes}
 
     print(
