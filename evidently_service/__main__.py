@@ -48,16 +48,10 @@ def main() -> int:
             # several workers would each see a part of the rows. Threads serve requests
             # concurrently; evaluation runs in its own thread on a copy of the window.
             "workers": 1,
-            "worker_class": "gthread",
             "threads": 8,
             "timeout": 60,
             "graceful_timeout": 10,
-            "keepalive": 5,
-            "loglevel": os.environ.get("LOG_LEVEL", "warning").lower(),
-            "accesslog": None,
             "worker_exit": worker_exit,
-            # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.
-            "control_socket_disable": True,
         },
     )
     return 0

@@ -74,17 +74,11 @@ def main() -> int:
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "threads": settings.threads,
-            "worker_class": "gthread",
             "timeout": 30,
             "graceful_timeout": 15,
-            "keepalive": 5,
-            "loglevel": os.environ.get("LOG_LEVEL", "warning").lower(),
-            "accesslog": None,
             "child_exit": child_exit,
             "worker_exit": worker_exit,
             "post_worker_init": post_worker_init,
-            # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.
-            "control_socket_disable": True,
         },
     )
     return 0

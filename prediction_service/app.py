@@ -6,7 +6,6 @@ import logging
 import time
 
 from flask import Flask, g, request
-from werkzeug.exceptions import MethodNotAllowed
 
 from prediction_service import metrics, store
 from prediction_service.api import bp
@@ -42,24 +41,10 @@ def build_app(settings: Settings) -> Flask:
     )
     metrics.MODEL_INFO.labels(settings.model_name, model.version).set(1)
     register_error_handlers(app)
-    _register_allow_header(app)
     _register_input_errors(app)
     _register_request_metrics(app)
     app.register_blueprint(bp)
     return app
-
-
-def _register_allow_header(app: Flask) -> None:
-    @app.errorhandler(MethodNotAllowed)
-    def method_not_allowed(exc: MethodNotAllowed):
-        # The shared JSON error handler drops the exception's headers; 405 must say what is allowed (RFC 9110).
-        response, status = json_error(
-            405,
-            "method not allowed",
-            [{"field": "method", "message": f"{request.method} is not allowed here", "reason": "method_not_allowed"}],
-        )
-        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods or []))
-        return response, status
 
 
 def _register_input_errors(app: Flask) -> None:

@@ -10,7 +10,6 @@ from flask import Request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ride_duration.schema import FIELDS, Kind
 from ride_duration.validation import error_details, validate_ride
 
 
@@ -94,29 +93,13 @@ def validate_items(
         if not isinstance(item, dict):
             details.append(_problem(prefix.rstrip(".") or "body", "must be a JSON object", "not_an_object"))
             continue
-        problems = []
         try:
             models.append(validate(item))
         except ValidationError as exc:
-            problems = error_details(exc, prefix)
-        details.extend(_merge(problems, _datetime_type_problems(item, prefix)))
+            details.extend(error_details(exc, prefix))
     if details:
         raise InputError(400, f"invalid {what}", details)
     return models
-
-
-def _datetime_type_problems(item: dict, prefix: str) -> list[dict[str, str]]:
-    # pydantic's datetime also takes a number (Unix time); the API's contract is an ISO-8601 string.
-    return [
-        _problem(f"{prefix}{spec.name}", "must be an ISO-8601 string", "wrong_type")
-        for spec in FIELDS
-        if spec.kind is Kind.DATETIME and item.get(spec.name) is not None and not isinstance(item[spec.name], str)
-    ]
-
-
-def _merge(problems: list[dict[str, str]], extra: list[dict[str, str]]) -> list[dict[str, str]]:
-    named = {p["field"] for p in problems}
-    return problems + [p for p in extra if p["field"] not in named]
 
 
 def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, str]]:

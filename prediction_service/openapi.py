@@ -11,23 +11,8 @@ from ride_duration.validation import ride_model
 _REF = "#/components/schemas/{model}"
 
 
-_CONSTRAINTS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
-
-
-def _standard(node: Any) -> Any:
-    # pydantic writes a nullable field's bounds as raw `ge`/`le` keys inside the union member;
-    # JSON Schema (and every client generator or fuzzer) only knows minimum/maximum.
-    if isinstance(node, dict):
-        return {
-            _CONSTRAINTS.get(k, k) if k in _CONSTRAINTS and "type" in node else k: _standard(v) for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_standard(v) for v in node]
-    return node
-
-
 def _schema(model) -> tuple[dict[str, Any], dict[str, Any]]:
-    schema = _standard(model.model_json_schema(ref_template=_REF))
+    schema = model.model_json_schema(ref_template=_REF)
     defs = schema.pop("$defs", {})
     return schema, defs
 

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from ride_duration.features import frame_features, ride_features
+from ride_duration.schema import MIN_DURATION_MINUTES
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
 MODEL_FILE = "model.pkl"
@@ -31,11 +32,17 @@ class RideDurationModel:
 
     def predict_rides(self, rides: list[dict]) -> np.ndarray:
         """Predict the duration in minutes of raw rides (API field dicts)."""
-        return self.pipeline.predict([ride_features(r) for r in rides])
+        return _plausible(self.pipeline.predict([ride_features(r) for r in rides]))
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Predict the duration in minutes of every row of a frame of raw rides."""
-        return self.pipeline.predict(frame_features(frame))
+        return _plausible(self.pipeline.predict(frame_features(frame)))
+
+
+def _plausible(minutes: np.ndarray) -> np.ndarray:
+    # A linear model extrapolates below zero for zero-distance rides; no ride is shorter
+    # than the shortest one it was trained on.
+    return np.maximum(minutes, MIN_DURATION_MINUTES)
 
 
 def fingerprint(pipeline: Pipeline) -> str:

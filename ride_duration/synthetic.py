@@ -28,12 +28,26 @@ RARE_ZONES: tuple[int, ...] = zones_in("Staten Island") + zones_in("EWR") + zone
 BUSY_ZONES: tuple[int, ...] = (74, 75, 41, 166, 7, 82, 95, 97, 42, 244, 129, 260, 255, 65, 43, 181, 92, 152)
 
 # Mean speed (mph) by borough of pickup; Manhattan is slowest.
-BOROUGH_SPEED = {"Manhattan": 9.0, "Brooklyn": 12.0, "Queens": 14.0, "Bronx": 13.0,
-                 "Staten Island": 18.0, "EWR": 25.0, "Unknown": 14.0}
+BOROUGH_SPEED = {
+    "Manhattan": 9.0,
+    "Brooklyn": 12.0,
+    "Queens": 14.0,
+    "Bronx": 13.0,
+    "Staten Island": 18.0,
+    "EWR": 25.0,
+    "Unknown": 14.0,
+}
 
 # Approximate borough centres in miles on a local grid, to make distance depend on the zone pair.
-BOROUGH_CENTRE = {"Manhattan": (0.0, 3.0), "Brooklyn": (1.0, -4.0), "Queens": (7.0, 0.0), "Bronx": (3.0, 9.0),
-                  "Staten Island": (-8.0, -9.0), "EWR": (-12.0, -5.0), "Unknown": (0.0, 0.0)}
+BOROUGH_CENTRE = {
+    "Manhattan": (0.0, 3.0),
+    "Brooklyn": (1.0, -4.0),
+    "Queens": (7.0, 0.0),
+    "Bronx": (3.0, 9.0),
+    "Staten Island": (-8.0, -9.0),
+    "EWR": (-12.0, -5.0),
+    "Unknown": (0.0, 0.0),
+}
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,10 @@ def download(month: str, data_dir: Path = DEFAULT_DATA_DIR, progress: bool = Tru
         with requests.get(url, stream=True, timeout=(10, 60)) as response:
             response.raise_for_status()
             total = int(response.headers.get("content-length", 0)) or None
-            with open(partial, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress
-            ) as bar:
+            with (
+                open(partial, "wb") as out,
+                tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar,
+            ):
                 for chunk in response.iter_content(chunk_size=1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))

@@ -16,8 +16,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind
 
 # Error reasons are Prometheus label values: keep this set small and fixed.
-REASONS = ("invalid_json", "not_an_object", "missing_field", "unknown_field", "wrong_type", "out_of_range",
-           "not_finite", "invalid_value", "too_large", "too_many_rows", "wrong_content_type")
+REASONS = (
+    "invalid_json",
+    "not_an_object",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "out_of_range",
+    "not_finite",
+    "invalid_value",
+    "too_large",
+    "too_many_rows",
+    "wrong_content_type",
+)
 
 _REASON_BY_PYDANTIC_TYPE = {
     "missing": "missing_field",
@@ -49,24 +60,27 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+def _iso_string(value: Any) -> Any:
+    # pydantic's datetime also takes a number (Unix time); the contract is an ISO-8601 string.
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 string")
+    return value
+
+
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
-        annotation: Any = datetime
-        field = Field(default=None, description=spec.description)
-        return annotation | None, field
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
+        return annotation | None, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
     check = _whole_number if spec.dtype is int else _no_strings_or_bools
-    annotation = Annotated[base, BeforeValidator(check)]
+    # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
+    # nullable field still says minimum/maximum.
+    bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
+    annotation = Annotated[base, bounds, BeforeValidator(check)]
     if spec.nullable:
         annotation = annotation | None
-    field = Field(
-        default=None if not spec.required else ...,
-        ge=spec.minimum,
-        le=spec.maximum,
-        allow_inf_nan=False if base is float else None,
-        description=spec.description,
-    )
-    return annotation, field
+    default = ... if spec.required else None
+    return annotation, Field(default=default, description=spec.description)
 
 
 @lru_cache(maxsize=1)
@@ -75,8 +89,13 @@ def ride_model() -> type[BaseModel]:
     fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
     fields[REQUEST_ID] = (
         str | None,
-        Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$",
-              description="Client-chosen id, echoed back; generated when absent."),
+        Field(
+            default=None,
+            min_length=1,
+            max_length=128,
+            pattern=r"^[A-Za-z0-9_.:\-]+$",
+            description="Client-chosen id, echoed back; generated when absent.",
+        ),
     )
     return create_model(
         "Ride", __config__=ConfigDict(extra="forbid"), __doc__="One green-taxi ride to predict.", **fields
@@ -105,6 +124,11 @@ def error_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]
         # Union members add their type names to the location; keep the field name only.
         field = loc.split(".")[0] if loc else ""
         message = err["msg"].removeprefix("Value error, ")
-        details.append({"field": f"{prefix}{field}" if field else prefix.rstrip(".") or "body",
-                        "message": message, "reason": error_reason(err["type"])})
+        details.append(
+            {
+                "field": f"{prefix}{field}" if field else prefix.rstrip(".") or "body",
+                "message": message,
+                "reason": error_reason(err["type"]),
+            }
+        )
     return details

@@ -27,10 +27,17 @@ def require_token(view: Callable) -> Callable:
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
-                return json_error(401, "missing or wrong bearer token", [
-                    {"field": "Authorization", "message": "expected 'Bearer <MONITORING_TOKEN>'",
-                     "reason": "unauthorized"}
-                ])
+                return json_error(
+                    401,
+                    "missing or wrong bearer token",
+                    [
+                        {
+                            "field": "Authorization",
+                            "message": "expected 'Bearer <MONITORING_TOKEN>'",
+                            "reason": "unauthorized",
+                        }
+                    ],
+                )
         return view(*args, **kwargs)
 
     return wrapped

@@ -20,8 +20,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return json_error(exc.code or 500, exc.name.lower(), [{"field": "body", "message": exc.description or "",
-                                                               "reason": exc.name.lower().replace(" ", "_")}])
+        reason = exc.name.lower().replace(" ", "_")
+        field = "method" if exc.code == 405 else "body"
+        response, status = json_error(
+            exc.code or 500, exc.name.lower(), [{"field": field, "message": exc.description or "", "reason": reason}]
+        )
+        # Keep what the exception says beyond the body: 405 must list what is allowed (RFC 9110).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,17 @@ class GunicornApp(BaseApplication):
         return self._factory()
 
 
+# What both services want unless they say otherwise.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "worker_class": "gthread",
+    "keepalive": 5,
+    "accesslog": None,  # request logs would be one line per prediction; metrics count requests instead
+    # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.
+    "control_socket_disable": True,
+}
+
+
 def serve(app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Start gunicorn with `options` (bind, workers, threads, hooks...) serving `app_factory()`."""
-    GunicornApp(app_factory, options).run()
+    """Start gunicorn with `options` (bind, workers, threads, hooks...) over the defaults, serving `app_factory()`."""
+    loglevel = os.environ.get("LOG_LEVEL", "warning").lower()
+    GunicornApp(app_factory, {**DEFAULT_OPTIONS, "loglevel": loglevel, **options}).run()

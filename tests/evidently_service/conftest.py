@@ -17,7 +17,7 @@ from ride_duration.model import RideDurationModel, load_model
 from ride_duration.schema import FIELD_NAMES, TARGET
 from ride_duration.synthetic import NO_DRIFT, DriftParams, generate_trips
 
-# Small numbers so tests fill windows fast; the zone threshold is the packaged config's.
+# Small numbers so tests fill windows fast; drift tests are the schema's.
 TEST_CONFIG: dict[str, Any] = {
     "window_size": 1000,
     "min_rows": 500,
@@ -25,7 +25,6 @@ TEST_CONFIG: dict[str, Any] = {
     "min_labelled_rows": 100,
     "segment_min_rows": 150,
     "segment_min_labelled_rows": 50,
-    "features": {"PULocationID": {"threshold": 0.3}, "DOLocationID": {"threshold": 0.3}},
 }
 PREDICTED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -27,10 +27,10 @@ def test_an_empty_file_monitors_the_default_model_with_the_schema_tests(tmp_path
     assert config.min_rows <= config.window_size
 
 
-def test_the_packaged_config_only_recalibrates_the_zone_thresholds():
+def test_the_packaged_config_uses_the_schema_tests_unchanged():
+    # One source of truth: the online service and the batch flow both get the schema's tests.
     config = load_config(DEFAULT_CONFIG_PATH, "ride_duration", REFERENCE)["ride_duration"]
-    changed = {c: t for c, t in config.tests.items() if drift_tests()[c] != t}
-    assert changed == {"PULocationID": DriftTest("jensenshannon", 0.3), "DOLocationID": DriftTest("jensenshannon", 0.3)}
+    assert config.tests == drift_tests()
 
 
 def test_model_entries_override_defaults_and_resolve_paths_next_to_the_file(tmp_path):

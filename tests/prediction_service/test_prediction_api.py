@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RIDE
+from prediction_support import RIDE
 from prometheus_client import REGISTRY
 
 from prediction_service import create_app

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import RIDE, Recorder, Stack, metric_value, service_env
+from prediction_support import RIDE, Recorder, Stack, metric_value, service_env
 
 from local_stack.components import start_mongo
 from local_stack.processes import wait_until

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import RIDE, metric_value
+from prediction_support import RIDE, metric_value
 
 from local_stack.processes import wait_until
 

@@ -29,7 +29,8 @@ def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
 # Jensen-Shannon on 265 sparse zone ids reads about 0.2 between two same-distribution
 # samples of 1,000 and 5,000 rows (sampling noise, see docs/evidently_service.md), so the
 # behavioural tests use the zone threshold the metrics service's config.yaml pins.
-CALIBRATED = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.3) for c in CATEGORICAL_FEATURES}}
+# Evidently's usual zone threshold, stricter than the schema's: parity must hold for any pinned threshold.
+STRICT_ZONES = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.1) for c in CATEGORICAL_FEATURES}}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ P_VALUE_TESTS = {
 }
 
 
-@pytest.mark.parametrize("tests", [None, CALIBRATED, P_VALUE_TESTS], ids=["schema", "calibrated", "p-value tests"])
+@pytest.mark.parametrize("tests", [None, STRICT_ZONES, P_VALUE_TESTS], ids=["schema", "strict zones", "p-value tests"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, tests):
     tests = tests or drift_tests()
@@ -97,7 +98,7 @@ def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, test
 
 def test_reference_like_rows_raise_no_verdict(reference):
     current = _with_prediction(generate_trips(1_000, seed=99))
-    result = DriftEvaluator(reference, CALIBRATED).evaluate(current)
+    result = DriftEvaluator(reference, drift_tests()).evaluate(current)
     assert not any(c.detected for c in result.columns.values())
     assert result.drifted_share == 0.0
     assert result.dataset_drift is False
@@ -111,7 +112,7 @@ def test_reference_like_rows_raise_no_verdict(reference):
     ],
 )
 def test_each_injected_fault_flags_its_feature(reference, params, flagged):
-    result = DriftEvaluator(reference, CALIBRATED).evaluate(
+    result = DriftEvaluator(reference, drift_tests()).evaluate(
         _with_prediction(generate_trips(1_000, seed=5, drift=params))
     )
     assert result.columns[flagged].detected
@@ -119,7 +120,7 @@ def test_each_injected_fault_flags_its_feature(reference, params, flagged):
 
 def test_missing_values_are_dropped_not_drift(reference):
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(missing_share=0.3)))
-    result = DriftEvaluator(reference, CALIBRATED).evaluate(current)
+    result = DriftEvaluator(reference, drift_tests()).evaluate(current)
     assert not any(c.detected for c in result.columns.values())
 
 
@@ -135,9 +136,9 @@ def test_a_column_without_values_has_no_verdict_and_leaves_the_share(reference):
 
 def test_dataset_drift_follows_the_share(reference):
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(distance_scale=1.6)))
-    result = DriftEvaluator(reference, CALIBRATED, dataset_drift_share=0.25).evaluate(current)
+    result = DriftEvaluator(reference, drift_tests(), dataset_drift_share=0.25).evaluate(current)
     assert result.drifted_share >= 0.25 and result.dataset_drift
-    strict = DriftEvaluator(reference, CALIBRATED, dataset_drift_share=1.0).evaluate(current)
+    strict = DriftEvaluator(reference, drift_tests(), dataset_drift_share=1.0).evaluate(current)
     assert strict.drifted_share < 1.0 and not strict.dataset_drift
 
 

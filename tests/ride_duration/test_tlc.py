@@ -11,21 +11,30 @@ from ride_duration.schema import FIELD_NAMES, TARGET
 
 
 def _tlc_frame() -> pd.DataFrame:
-    pickup = pd.to_datetime(["2021-01-01 00:15:56", "2021-01-01 00:25:59", "2021-01-01 00:45:57",
-                             "2021-01-01 01:00:00", "2021-01-01 02:00:00"])
+    pickup = pd.to_datetime(
+        [
+            "2021-01-01 00:15:56",
+            "2021-01-01 00:25:59",
+            "2021-01-01 00:45:57",
+            "2021-01-01 01:00:00",
+            "2021-01-01 02:00:00",
+        ]
+    )
     minutes = [5.0, 0.5, 75.0, 20.0, 12.0]
-    return pd.DataFrame({
-        "VendorID": [2, 2, 2, 1, 2],
-        "lpep_pickup_datetime": pickup,
-        "lpep_dropoff_datetime": pickup + pd.to_timedelta(minutes, unit="m"),
-        "store_and_fwd_flag": ["N"] * 5,
-        "RatecodeID": [1.0, 1.0, 1.0, None, 1.0],
-        "PULocationID": [43, 166, 41, 74, 74],
-        "DOLocationID": [151, 239, 42, 75, None],
-        "passenger_count": [1.0, 1.0, 1.0, None, 2.0],
-        "trip_distance": [1.01, 0.1, 25.0, 2.5, 1.2],
-        "fare_amount": [5.5, 2.5, 60.0, 12.0, 7.0],
-    })
+    return pd.DataFrame(
+        {
+            "VendorID": [2, 2, 2, 1, 2],
+            "lpep_pickup_datetime": pickup,
+            "lpep_dropoff_datetime": pickup + pd.to_timedelta(minutes, unit="m"),
+            "store_and_fwd_flag": ["N"] * 5,
+            "RatecodeID": [1.0, 1.0, 1.0, None, 1.0],
+            "PULocationID": [43, 166, 41, 74, 74],
+            "DOLocationID": [151, 239, 42, 75, None],
+            "passenger_count": [1.0, 1.0, 1.0, None, 2.0],
+            "trip_distance": [1.01, 0.1, 25.0, 2.5, 1.2],
+            "fare_amount": [5.5, 2.5, 60.0, 12.0, 7.0],
+        }
+    )
 
 
 def test_clean_keeps_one_to_sixty_minute_trips_with_schema_types(tmp_path) -> None:

@@ -23,6 +23,8 @@ def test_train_writes_model_and_reference(artifacts_dir) -> None:
     assert reference[PREDICTION].between(0, 90).mean() > 0.99
     pred = model.predict_rides([{"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}])
     assert 1 < pred[0] < 30
+    # Zero-distance rides do not get a negative duration.
+    assert model.predict_rides([{"PULocationID": 1, "DOLocationID": 1, "trip_distance": 0.0}])[0] >= 1.0
 
 
 def test_training_is_deterministic(tmp_path) -> None:
@@ -35,7 +37,9 @@ def test_training_is_deterministic(tmp_path) -> None:
 def test_cli_prints_rmse(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ride_duration.train", "--rows", "2000", "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "validation RMSE" in result.stdout
     assert (tmp_path / "model.pkl").exists() and (tmp_path / "reference.parquet").exists()
@@ -43,9 +47,19 @@ def test_cli_prints_rmse(tmp_path) -> None:
 
 def test_cli_reports_offline_tlc_clearly(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ride_duration.train", "--source", "tlc", "--month", "1999-99",
-         "--out-dir", str(tmp_path)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ride_duration.train",
+            "--source",
+            "tlc",
+            "--month",
+            "1999-99",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "month must look like" in result.stderr

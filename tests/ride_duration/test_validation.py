@@ -31,6 +31,7 @@ def test_good_ride_passes_with_optional_fields_defaulted() -> None:
         ({**GOOD, "passenger_count": 12}, "passenger_count", "out_of_range"),
         ({**GOOD, "trip_miles": 1.2}, "trip_miles", "unknown_field"),
         ({**GOOD, "lpep_pickup_datetime": "yesterday"}, "lpep_pickup_datetime", "wrong_type"),
+        ({**GOOD, "lpep_pickup_datetime": 1700000000}, "lpep_pickup_datetime", "wrong_type"),
         ({**GOOD, "request_id": "a b"}, "request_id", "invalid_value"),
         ([GOOD], "body", "not_an_object"),
     ],
@@ -41,3 +42,11 @@ def test_bad_input_names_the_field_and_reason(body, field, reason) -> None:
     details = error_details(info.value)
     assert {"field": field, "reason": reason} in [{"field": d["field"], "reason": d["reason"]} for d in details]
     assert all(d["reason"] in REASONS and d["message"] for d in details)
+
+
+def test_json_schema_keeps_bounds_of_nullable_fields() -> None:
+    from ride_duration.validation import ride_model
+
+    passengers = ride_model().model_json_schema()["properties"]["passenger_count"]
+    number = next(member for member in passengers["anyOf"] if member["type"] == "integer")
+    assert (number["minimum"], number["maximum"]) == (0, 9)

@@ -1,0 +1,69 @@
+"""Helpers shared by the prediction-service tests: a sample ride, the process stack, /metrics parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from pymongo import MongoClient
+from pymongo.collection import Collection
+
+from local_stack.processes import ManagedProcess
+from local_stack.recorder import Recorder
+
+RIDE = {
+    "PULocationID": 74,
+    "DOLocationID": 75,
+    "trip_distance": 1.2,
+    "passenger_count": 1,
+    "lpep_pickup_datetime": "2021-01-05T08:30:00",
+}
+
+
+@dataclass
+class Stack:
+    """A prediction service process with its MongoDB and its recorder."""
+
+    proc: ManagedProcess
+    url: str
+    mongo: ManagedProcess
+    mongo_uri: str
+    recorder: Recorder
+    env: dict[str, str]
+
+    @property
+    def predictions(self) -> Collection:
+        return MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000, tz_aware=True)["prediction_service"][
+            "predictions"
+        ]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Return one sample of the service's /metrics (0 when absent)."""
+        return metric_value(requests.get(f"{self.url}/metrics", timeout=5).text, name, **labels)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Return the sum of the samples of `name` whose labels include `labels` in Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def service_env(model_path: Path, workdir: Path, mongo_uri: str, recorder: Recorder) -> dict[str, str]:
+    """Return the environment of a service writing to `mongo_uri` and forwarding to `recorder`."""
+    return {
+        "MODEL_PATH": str(model_path),
+        "MONGODB_URI": mongo_uri,
+        "EVIDENTLY_SERVICE_URL": recorder.url,
+        "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
+        "PREDICTION_FLUSH_INTERVAL_SECONDS": "0.1",
+        "PREDICTION_FEEDBACK_WAIT_SECONDS": "0.3",
+        "WORKERS": "2",
+    }
