@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from containers_support import DOCKERFILES, REPO, reachable_imports
-from packaging.requirements import Requirement
+
+from bench.bench_images import closure
 
 # Our top-level packages: anything else an image imports must come from its requirements.
 FIRST_PARTY = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
@@ -148,26 +149,6 @@ def test_build_context_holds_only_what_images_copy(dockerfiles: dict):
         assert _dockerignore_excludes(secret_or_bulk, patterns), f"{secret_or_bulk} would enter the build context"
 
 
-def _requirement_closure(names: set[str]) -> set[str]:
-    """Return `names` plus everything they depend on (installed metadata, extras off), canonical names."""
-    rr = load_runtime_requirements()
-    todo, seen = list(names), set()
-    while todo:
-        name = rr.canonical(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for line in requires:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return seen
-
-
 @pytest.mark.parametrize("path", sorted(REPO / name for name in STDLIB_ONLY), ids=lambda p: p.name)
 def test_stdlib_image_structure(dockerfiles: dict, path: Path):
     dockerfile = dockerfiles[str(path.relative_to(REPO))]
@@ -199,7 +180,7 @@ def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Pat
     install = next(args for op, args in dockerfile.instructions if op == "RUN" and "runtime_requirements.py" in args)
     without = re.findall(r"--without (\S+)", install)
     lines = rr.runtime_lines((REPO / "requirements.txt").read_text().splitlines(), without)
-    installed = _requirement_closure({rr.requirement_name(line) for line in lines})
+    installed = closure({rr.requirement_name(line) for line in lines}, rr.canonical)
     copied = {source.strip("/") for source in dockerfile.copied_sources} & FIRST_PARTY
     modules, third_party = set(), set()
     for entry in [dockerfile.cmd[2], *EXTRA_ENTRIES.get(str(path.relative_to(REPO)), [])]:
