@@ -158,6 +158,7 @@ class SteadyTraffic:
         self.failures: list[str] = []
         self.labels_sent = 0
         self.label_failures: list[str] = []
+        self.phase = "steady"  # part of every request id, so outcomes can be told apart per fault
         self._rides = ride_payloads(2000, seed=3)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -194,7 +195,7 @@ class SteadyTraffic:
                 break
             # A slow service lowers the rate instead of piling up requests.
             next_at = max(next_at + period, time.monotonic() - period)
-            request_id = f"{self.prefix}-{index}-{n}"
+            request_id = f"{self.prefix}-{self.phase}-{index}-{n}"
             ride, duration = self._rides[(n * self.threads + index) % len(self._rides)]
             body = {**ride, "request_id": request_id}
             n += 1
