@@ -48,7 +48,10 @@ def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]
 
     if not request.is_json:
         return reject(415, "wrong_content_type", "send the body as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `silent` only covers ValueError; a deeply nested body exhausts the parser's stack
+        body = None
     if body is None:
         return reject(400, "invalid_json", "the body is not valid JSON")
     if isinstance(body, dict):
