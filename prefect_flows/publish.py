@@ -55,12 +55,12 @@ def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[Buil
     paths: dict[str, dict[str, str]] = {}
     for report in reports:
         html, js = folder / f"{rid}_{report.kind}.html", folder / f"{rid}_{report.kind}.json"
-        report.snapshot.save_html(str(html))  # a Path silently writes nothing (NOTES.md)
-        text = html.read_text() if html.exists() else ""
+        # Rendered once and written once with the header (save_html + re-read would write ~3.7 MB twice).
+        text = report.snapshot.get_html_str(as_iframe=False)
         if "<body>" not in text:
-            raise OSError(f"Evidently wrote no HTML page to {html}")
-        html.write_text(text.replace("<body>", "<body>\n" + banner(summary, report.kind), 1))
-        js.write_text(report.snapshot.json())
+            raise ValueError(f"Evidently rendered no HTML page for the {report.kind} report")
+        html.write_text(text.replace("<body>", "<body>\n" + banner(summary, report.kind), 1), encoding="utf-8")
+        js.write_text(report.snapshot.json(), encoding="utf-8")
         paths[report.kind] = {"html": str(html.relative_to(reports_dir)), "json": str(js.relative_to(reports_dir))}
     return paths
 
@@ -122,13 +122,31 @@ def previous_snapshots(reports_dir: Path, rid: str) -> list[str]:
     return list((summary.get("workspace") or {}).get("snapshots", {}).values())
 
 
-def record_snapshots(
-    workspace_dir: Path, model_name: str, reports: list[BuiltReport], replaces: list[str] | None = None
-) -> dict[str, Any]:
-    """Add the run's snapshots to the model's project (dropping those of an earlier run of the period)."""
+def open_workspace(workspace_dir: Path) -> Any:
+    """Open (or create) the Evidently workspace for adding runs, without parsing the snapshots it holds."""
+    from evidently.ui.storage.local.base import LocalState
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace.create(str(workspace_dir))
+    class SnapshotWorkspace(Workspace):
+        """Evidently 0.7.23's local Workspace without its dataset manager.
+
+        `Workspace(path)` builds a dataset manager that loads and validates every stored snapshot
+        (about 0.1-0.3 s each here): a run's cost would grow with the history. Projects, dashboards
+        and runs (`add_run` without data) only use `state`, the same files `evidently ui` reads.
+        """
+
+        def __init__(self, path: str) -> None:  # Workspace.__init__ is the costly part: not called
+            self.path = path
+            self.state = LocalState(path)
+
+    Path(workspace_dir).mkdir(parents=True, exist_ok=True)
+    return SnapshotWorkspace(str(workspace_dir))
+
+
+def record_snapshots(
+    workspace: Any, model_name: str, reports: list[BuiltReport], replaces: list[str] | None = None
+) -> dict[str, Any]:
+    """Add the run's snapshots to the model's project in an open workspace (dropping an earlier run's)."""
     found = [p for p in workspace.search_project(model_name) if p.name == model_name]
     if found:
         project = found[0]
@@ -143,7 +161,7 @@ def record_snapshots(
     for snapshot_id in replaces or []:
         if snapshot_id in known and snapshot_id not in snapshots.values():
             workspace.delete_run(project.id, snapshot_id)
-    return {"path": str(workspace_dir), "project_id": str(project.id), "snapshots": snapshots}
+    return {"path": str(workspace.path), "project_id": str(project.id), "snapshots": snapshots}
 
 
 def verdict(summary: dict[str, Any]) -> str:

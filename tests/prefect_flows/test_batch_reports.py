@@ -121,3 +121,24 @@ def test_reports_name_model_and_period_for_the_ui(model, reference):
     assert stored.metadata["period_start"] == PERIOD.start.isoformat()
     assert stored.timestamp == PERIOD.end.replace(tzinfo=None)  # the UI's time axis follows the periods
     assert drift.get_name() == "ride_duration data drift 2026-01-05 10:00-11:00 UTC"
+
+
+def test_workspace_opens_without_reading_stored_snapshots(model, reference, tmp_path):
+    """A run's cost must not grow with the history: opening the workspace leaves stored snapshots unread."""
+    from evidently.ui.workspace import Workspace
+
+    from prefect_flows.publish import open_workspace, record_snapshots
+
+    analysis = _analyse(reference, _logged(model, 300, seed=8))
+    first = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)
+    # An unparsable stored snapshot: Evidently's Workspace(path) would parse (and here reject) it on open.
+    stored = tmp_path / first["project_id"] / "snapshots"
+    unreadable = stored / "01a21a4d-0000-7000-8000-000000000000.json"
+    unreadable.write_text("{}")
+    second = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)
+    assert second["project_id"] == first["project_id"]
+    unreadable.unlink()
+    workspace = Workspace(str(tmp_path))  # what `evidently ui` reads
+    runs = {str(r) for r in workspace.list_runs(first["project_id"])}
+    assert {*first["snapshots"].values(), *second["snapshots"].values()} <= runs
+    assert workspace.get_run(first["project_id"], second["snapshots"][DRIFT]).tags == ["ride_duration", DRIFT]
