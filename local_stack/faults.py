@@ -82,7 +82,7 @@ def run_scenario(
 
     def say(message: str) -> None:
         if progress:
-            print(f"[faults] {message}", flush=True)
+            print(f"[faults] {time.strftime('%H:%M:%S')} {message}", flush=True)
 
     with SteadyTraffic(stack.prediction_url, rps, "faults", token=stack.token) as traffic:
         wait_until(lambda: _drift_exported(stack), 120, "first drift verdict", 0.2)

@@ -34,7 +34,7 @@ def test_generated_requests_get_no_5xx_and_contract_errors(stack, mode: Generati
             continue
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=examples(150), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=examples(100), deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case) -> None:
             nonlocal sent
             sent += 1
@@ -45,5 +45,5 @@ def test_generated_requests_get_no_5xx_and_contract_errors(stack, mode: Generati
             )
 
         run()
-    assert sent >= 2 * examples(150) * 0.5
+    assert sent >= 2 * examples(100) * 0.5
     assert_healthy(stack)
