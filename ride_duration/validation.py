@@ -7,6 +7,7 @@ defined once, in `ride_duration.schema`.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
@@ -60,10 +61,17 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+# A date and a time of day; the offset is optional (TLC pickup times are naive local times).
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _iso_string(value: Any) -> Any:
-    # pydantic's datetime also takes a number (Unix time); the contract is an ISO-8601 string.
-    if value is not None and not isinstance(value, str | datetime):
-        raise ValueError("must be an ISO-8601 string")
+    # pydantic's datetime also takes Unix time, as a number or as a digit string ("1102"), and a
+    # bare date; the contract (and the JSON schema's date-time format) is an ISO-8601 date and time.
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+        raise ValueError("must be an ISO-8601 date and time, e.g. 2021-01-05T08:30:00")
     return value
 
 

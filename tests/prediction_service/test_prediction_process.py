@@ -60,7 +60,12 @@ def test_valid_predictions_are_logged_with_every_field_and_forwarded(shared_stac
     assert set(row) == {"request_id", "timestamp", "model_version", "prediction", *FIELD_NAMES}
     assert datetime.fromisoformat(row["timestamp"]).tzinfo is not None
     assert row["prediction"] == pytest.approx(docs["log-3"]["prediction"])
-    assert stack.metric("prediction_mongo_written_records_total") == written_before + len(ids)
+    # Each worker counts its own writes after insert_many returns, a moment after the documents are visible.
+    wait_until(
+        lambda: stack.metric("prediction_mongo_written_records_total") == written_before + len(ids),
+        timeout=10,
+        what="written-records counter",
+    )
 
 
 BAD = [

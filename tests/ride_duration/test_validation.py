@@ -10,6 +10,13 @@ from ride_duration.validation import REASONS, error_details, validate_ride
 GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
 
 
+@pytest.mark.parametrize(
+    "stamp", ["2021-01-05T08:30:00", "2021-01-05 08:30", "2021-01-05T08:30:00.123456Z", "2021-01-05t08:30:00+05:00"]
+)
+def test_iso_date_times_with_or_without_offset_pass(stamp) -> None:
+    assert validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime.hour == 8
+
+
 def test_good_ride_passes_with_optional_fields_defaulted() -> None:
     ride = validate_ride({**GOOD, "passenger_count": 1.0, "lpep_pickup_datetime": "2021-01-05T08:30:00"})
     assert ride.passenger_count == 1 and ride.lpep_pickup_datetime.hour == 8
@@ -32,6 +39,9 @@ def test_good_ride_passes_with_optional_fields_defaulted() -> None:
         ({**GOOD, "trip_miles": 1.2}, "trip_miles", "unknown_field"),
         ({**GOOD, "lpep_pickup_datetime": "yesterday"}, "lpep_pickup_datetime", "wrong_type"),
         ({**GOOD, "lpep_pickup_datetime": 1700000000}, "lpep_pickup_datetime", "wrong_type"),
+        ({**GOOD, "lpep_pickup_datetime": "1102"}, "lpep_pickup_datetime", "wrong_type"),
+        ({**GOOD, "lpep_pickup_datetime": "2021-01-05"}, "lpep_pickup_datetime", "wrong_type"),
+        ({**GOOD, "lpep_pickup_datetime": "2021-02-30T10:00:00"}, "lpep_pickup_datetime", "wrong_type"),
         ({**GOOD, "request_id": "a b"}, "request_id", "invalid_value"),
         ([GOOD], "body", "not_an_object"),
     ],
