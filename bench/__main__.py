@@ -1,4 +1,7 @@
-"""`python -m bench [NAME ...]`: run every benchmark module (bench/bench_*.py), or the named ones."""
+"""`python -m bench [NAME ...] [OPTIONS]`: run every benchmark (bench/bench_*.py), or the named ones with OPTIONS.
+
+Example: `python -m bench soak --minutes 2`.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """Run the chosen benchmarks in turn; fail if any fails."""
-    names = argv or available()
+    """Run the chosen benchmarks in turn, passing the options to each; fail if any fails."""
+    split = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:split] or available(), argv[split:]
     unknown = set(names) - set(available())
     if unknown:
         print(f"unknown benchmark(s) {sorted(unknown)}; available: {available()}", file=sys.stderr)
@@ -25,7 +29,7 @@ def main(argv: list[str]) -> int:
     status = 0
     for name in names:
         print(f"\n=== bench {name} ===", flush=True)
-        status |= importlib.import_module(f"bench.bench_{name}").main([])
+        status |= importlib.import_module(f"bench.bench_{name}").main(list(options))
     return status
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
+from reliability_support import TOKEN
 
 from local_stack.reliability import Stack
-
-TOKEN = "reliability-secret-token-4f1c"
-ERROR_KEYS = {"error", "details"}
-
-
-def examples(default: int) -> int:
-    """Return how many generated examples a property test runs (scale with RELIABILITY_EXAMPLES for a long run)."""
-    return int(os.environ.get("RELIABILITY_EXAMPLES", default))
 
 
 @pytest.fixture(scope="session")
@@ -35,20 +26,3 @@ def stack(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield started.start()
     finally:
         started.stop()
-
-
-def assert_contract_error(response: requests.Response | object, status: int) -> None:
-    """Fail unless a 4xx body is the contract's `{"error": str, "details": [{"field", "message", ...}]}`."""
-    body = response.json()
-    assert isinstance(body, dict) and set(body) >= ERROR_KEYS, (status, body)
-    assert isinstance(body["error"], str) and body["error"], body
-    assert isinstance(body["details"], list), body
-    for detail in body["details"]:
-        assert isinstance(detail.get("field"), str) and isinstance(detail.get("message"), str), body
-
-
-def assert_healthy(stack: Stack) -> None:
-    """Fail unless both services still answer /health with 200 and their processes are alive."""
-    assert stack.prediction.alive() and stack.metrics.alive()
-    assert requests.get(f"{stack.prediction_url}/health", timeout=5).status_code == 200
-    assert requests.get(f"{stack.metrics_url}/health", timeout=5).status_code == 200

@@ -11,9 +11,9 @@ import json
 
 import pytest
 import requests
-from conftest import TOKEN, assert_contract_error, assert_healthy, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_support import TOKEN, assert_contract_error, assert_healthy, examples
 
 from ride_duration.schema import FIELD_NAMES
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import TOKEN, assert_contract_error, assert_healthy, examples
 from hypothesis import HealthCheck, given, settings
+from reliability_support import TOKEN, assert_contract_error, assert_healthy, examples
 from schemathesis import GenerationMode
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import TOKEN, assert_contract_error
+from reliability_support import TOKEN, assert_contract_error
 
 from local_stack.components import prometheus_query
 from local_stack.processes import wait_until

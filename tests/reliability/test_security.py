@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import TOKEN, assert_contract_error
+from reliability_support import TOKEN, assert_contract_error
 
 pytestmark = pytest.mark.integration
 
