@@ -25,8 +25,17 @@ def start_mongo(workdir: Path, port: int | None = None, data_dir: Path | None = 
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     # Own pid and log files: the defaults are shared fixed paths (see NOTES.md).
-    args = [nx_27017_binary(), "--host", "127.0.0.1", "-p", str(port),
-            "--pid-file", str(workdir / f"nx-{port}.pid"), "--log-file", str(workdir / f"nx-{port}.log")]
+    args = [
+        nx_27017_binary(),
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--pid-file",
+        str(workdir / f"nx-{port}.pid"),
+        "--log-file",
+        str(workdir / f"nx-{port}.log"),
+    ]
     args += ["--data-dir", str(data_dir)] if data_dir else ["--db", "memory"]
     proc = ManagedProcess("mongodb", args, workdir / f"nx-{port}.out").start()
     proc.wait_ready(lambda: port_open(port), timeout=20)
@@ -44,20 +53,33 @@ def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) 
     if binary is None:
         raise FileNotFoundError("prometheus is not installed: apt-get install -y prometheus")
     port = port or free_port()
-    args = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle", "--log.level=warn"]
+    args = [
+        binary,
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
     proc = ManagedProcess("prometheus", args, workdir / f"prometheus-{port}.log").start()
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=30)
     return proc, url
 
 
-def start_service(module: str, workdir: Path, env: dict[str, str], port: int | None = None,
-                  health_path: str = "/health", timeout: float = 60.0) -> tuple[ManagedProcess, str]:
+def start_service(
+    module: str,
+    workdir: Path,
+    env: dict[str, str],
+    port: int | None = None,
+    health_path: str = "/health",
+    timeout: float = 60.0,
+) -> tuple[ManagedProcess, str]:
     """Start `python -m module` on a free port with `env`; return it and its base URL once healthy."""
     port = port or free_port()
-    proc = ManagedProcess(module, python_module(module), workdir / f"{module}-{port}.log",
-                          env={**env, "PORT": str(port)}).start()
+    proc = ManagedProcess(
+        module, python_module(module), workdir / f"{module}-{port}.log", env={**env, "PORT": str(port)}
+    ).start()
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: http_ok(url + health_path), timeout=timeout)
     return proc, url
