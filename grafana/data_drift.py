@@ -66,6 +66,19 @@ def window_rows_now() -> stat.Panel:
     )
 
 
+def last_batch_success() -> stat.Panel:
+    """When the batch monitoring flow last succeeded for the model."""
+    return stat_panel(
+        "Last successful batch run",
+        "When the last successful run of the batch monitoring flow (hourly reports) ended, as pushed to the "
+        "Pushgateway. Older than 2.5 hours fires BatchMonitoringStale; no value means no run has pushed a "
+        "success since the Pushgateway started.",
+        "dateTimeFromNow",
+        # Grafana's date units take milliseconds.
+        query(f"batch_monitoring_last_success_timestamp_seconds{{{MODEL}}} * 1000", "last success"),
+    )
+
+
 def dataset_drift_over_time() -> statetimeline.Panel:
     """Dataset drift verdict over time."""
     return state_timeline_panel(
@@ -179,6 +192,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(enough_data())
         .with_panel(drifted_share_now())
         .with_panel(window_rows_now())
+        .with_panel(last_batch_success())
         .with_row(row("Over time"))
         .with_panel(dataset_drift_over_time())
         .with_panel(drifted_share_over_time())

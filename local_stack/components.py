@@ -67,6 +67,21 @@ def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) 
     return proc, url
 
 
+def start_pushgateway(workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start a Prometheus Pushgateway (in memory); return it and its base URL once ready."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        raise FileNotFoundError("the Pushgateway is not installed: apt-get install -y prometheus-pushgateway")
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Debian's build persists to a shared /var/lib file by default: every instance here is in memory.
+    args = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", "--log.level=warn"]
+    proc = ManagedProcess("pushgateway", args, workdir / f"pushgateway-{port}.log").start()
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=20)
+    return proc, url
+
+
 def start_service(
     module: str,
     workdir: Path,

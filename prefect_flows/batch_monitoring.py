@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pymongo import MongoClient
 
-from prefect_flows import io_mongo, publish
+from prefect_flows import io_mongo, publish, run_metrics
 from prefect_flows.analysis import Analysis, Limits, analyse
 from prefect_flows.drift_config import DriftSettings, online_drift_settings
 from prefect_flows.index_page import write_index
@@ -121,6 +121,26 @@ def update_index(settings: BatchSettings) -> Path:
     return write_index(settings.reports_dir)
 
 
+@task(name="push-run-metrics", retries=2, retry_delay_seconds=1, **_TASK)
+def push_run_metrics(url: str, model_name: str, summary: dict | None, started: float, finished: float) -> None:
+    """Push the run's outcome (a summary, or None for a failed run) to the Pushgateway."""
+    if summary is None:
+        run_metrics.push_run(url, model_name, run_metrics.failure_registry(finished), success=False)
+    else:
+        run_metrics.push_run(url, model_name, run_metrics.success_registry(summary, started, finished), success=True)
+
+
+def report_run(settings: BatchSettings, model_name: str, summary: dict | None, started: float) -> None:
+    """Push the run's metrics when PUSHGATEWAY_URL is set; a failed push only logs a warning."""
+    if not settings.pushgateway_url:
+        return
+    state = push_run_metrics(settings.pushgateway_url, model_name, summary, started, time.time(), return_state=True)
+    if state.is_failed():
+        # Monitoring of the monitoring must never fail the run it reports on: the alert on a
+        # stale success timestamp catches a Pushgateway that stays unreachable.
+        get_run_logger().warning("could not push the run's metrics to %s: %s", settings.pushgateway_url, state.message)
+
+
 class _Clock:
     """Seconds spent per stage of a run, for the summary and the benchmark."""
 
@@ -137,9 +157,21 @@ class _Clock:
 @flow(name="batch-monitoring")
 def batch_monitoring(start: datetime | None = None, end: datetime | None = None, model_name: str | None = None) -> dict:
     """Build the drift, data and quality reports of one model over one period and publish them."""
-    logger = get_run_logger()
+    started = time.time()
     settings = BatchSettings.from_env()
     model_name = model_name or settings.model_name
+    try:
+        summary = _run(settings, model_name, start, end)
+    except Exception:
+        report_run(settings, model_name, None, started)
+        raise
+    report_run(settings, model_name, summary, started)
+    return summary
+
+
+def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: datetime | None) -> dict:
+    """Run the flow's stages; return the run's summary."""
+    logger = get_run_logger()
     period = Period.resolve(start, end)
     rid = publish.run_id(model_name, period.slug)
     logger.info("batch run %s", rid)

@@ -35,6 +35,7 @@ class BatchSettings:
     max_rows: int = 200_000  # above: seeded uniform sample of this many rows
     read_batch_size: int = 10_000  # MongoDB cursor batch, and the progress step
     drift_config: Path | None = None  # the metrics service's config.yaml; None: its default path
+    pushgateway_url: str | None = None  # where each run pushes its outcome; None: no push
 
     @property
     def workspace(self) -> Path:
@@ -58,4 +59,5 @@ class BatchSettings:
             max_rows=_int(env, "BATCH_MAX_ROWS", cls.max_rows, minimum=1),
             read_batch_size=_int(env, "BATCH_READ_BATCH_SIZE", cls.read_batch_size, minimum=1),
             drift_config=Path(env["EVIDENTLY_CONFIG"]) if env.get("EVIDENTLY_CONFIG") else None,
+            pushgateway_url=env.get("PUSHGATEWAY_URL") or None,
         )

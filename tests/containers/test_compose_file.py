@@ -252,6 +252,7 @@ def test_every_contract_module_exists():
 def _listening_port(spec: dict) -> set[int]:
     """Return the ports a service listens on, as far as its compose spec says."""
     ports = {int(p["target"]) for p in spec.get("ports", [])}
+    ports |= {int(str(p).split("/")[0]) for p in spec.get("expose", [])}  # internal-only ports
     if "PORT" in (spec.get("environment") or {}):
         ports.add(int(spec["environment"]["PORT"]))
     return ports

@@ -22,6 +22,7 @@ import yaml
 
 from grafana.queries import load_dashboards, panel_queries, substitute, variable_queries
 from local_stack.alertmanager import local_alertmanager_config, start_alertmanager
+from local_stack.components import start_pushgateway
 from local_stack.processes import free_port, wait_until
 from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
 from ride_duration.synthetic import DriftParams, generate_trips
@@ -153,6 +154,15 @@ def notified(server: ThreadingHTTPServer, path: str, alertname: str) -> bool:
     )
 
 
+def push_batch_success(pushgateway_url: str) -> None:
+    """Push the metrics of a successful batch run of MODEL that just ended, as the flow does."""
+    from prefect_flows import run_metrics
+
+    now = time.time()
+    registry = run_metrics.success_registry({"rows": {"period": 600}, "drift": {"dataset_drift": False}}, now - 5, now)
+    run_metrics.push_run(pushgateway_url, MODEL, registry, success=True)
+
+
 @pytest.fixture
 def stack(
     tmp_path: Path,
@@ -167,8 +177,13 @@ def stack(
     am_config = tmp_path / "alertmanager.yml"
     am_config.write_text(local_alertmanager_config(f"http://127.0.0.1:{webhook.server_port}"))
     alertmanager, alertmanager_url = start_alertmanager(am_config, tmp_path / "alertmanager")
+    # A real Pushgateway holding what one successful batch run pushes (prefect_flows/run_metrics.py;
+    # tests/prefect_flows runs the real flow against one): the batch panels need data too.
+    pushgateway, pushgateway_url = start_pushgateway(tmp_path / "pushgateway")
+    push_batch_success(pushgateway_url)
     ports = {job: free_port() for job in ("prediction_service", "evidently_service", "prometheus")}
     urls = {job: f"http://127.0.0.1:{port}" for job, port in ports.items()}
+    urls["pushgateway"] = pushgateway_url
     # Prometheus first: its first scrapes then overlap the services' start-up.
     rules = {name: with_short_for(text, "2s") if name == "alerts.yml" else text for name, text in rule_files().items()}
     targets = {job: url.removeprefix("http://") for job, url in urls.items()}
@@ -208,6 +223,7 @@ def stack(
         "prometheus": urls["prometheus"],
     }
     alertmanager.stop()
+    pushgateway.stop()
     # Both services drain their queues on shutdown (several seconds each): stop them side by side.
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda service: service.stop(), services))

@@ -7,13 +7,14 @@ import math
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
 
-from local_stack.components import start_mongo
+from local_stack.components import start_mongo, start_pushgateway
 from local_stack.logged_predictions import insert_documents, prediction_documents
 from ride_duration.model import load_model
 from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, drift_tests
@@ -46,13 +47,15 @@ def stack(tmp_path_factory, artifacts_dir, prefect_env):
     """Seed nx-27017 with four logged periods, run the flow over each in this process; yield what it produced."""
     workdir = tmp_path_factory.mktemp("batch")
     proc, uri = start_mongo(workdir / "mongo")
+    gateway, gateway_url = start_pushgateway(workdir / "pushgateway")
     try:
-        yield from _seed_and_run(workdir, uri, artifacts_dir)
+        yield from _seed_and_run(workdir, uri, artifacts_dir, gateway_url)
     finally:
+        gateway.stop()
         proc.stop()
 
 
-def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path):
+def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path, gateway_url: str):
     model = load_model(artifacts_dir / "model.pkl")
     docs = []
     for seed, (name, (_, rows, drift, labels)) in enumerate(PERIODS.items()):
@@ -67,14 +70,21 @@ def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path):
         "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
         "REPORTS_DIR": str(workdir / "reports"),
         "BATCH_MAX_ROWS": str(MAX_ROWS),
+        "PUSHGATEWAY_URL": gateway_url,
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
         from prefect_flows.batch_monitoring import batch_monitoring
 
-        summaries = {name: batch_monitoring(*_period(name)) for name in PERIODS}
+        pushed_after: dict[str, float] = {}
+        summaries = {}
+        for name in PERIODS:
+            pushed_after[name] = time.time()
+            summaries[name] = batch_monitoring(*_period(name))
         yield {
+            "gateway": gateway_url,
+            "started": pushed_after,
             "uri": uri,
             "env": env,
             "reports_dir": workdir / "reports",
@@ -268,6 +278,57 @@ def test_evidently_ui_serves_drift_and_quality_over_time(stack, tmp_path):
         ui.stop()
 
 
+def pushed(gateway_url: str) -> dict[tuple[str, str], float]:
+    """Return the batch_monitoring samples the Pushgateway exposes, by (metric, model)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{gateway_url}/metrics", timeout=5).text
+    return {
+        (sample.name, sample.labels["model"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("batch_monitoring_") and sample.labels.get("job") == "batch_monitoring"
+    }
+
+
+def test_each_run_pushes_its_success_to_the_pushgateway(stack):
+    """The real flow pushed to a real Pushgateway: the model's success timestamp is what Prometheus scrapes."""
+    metrics = pushed(stack["gateway"])
+    success = metrics[("batch_monitoring_last_success_timestamp_seconds", "ride_duration")]
+    # At least as late as the last in-process run (the command-line test may have pushed later).
+    assert stack["started"]["empty"] <= success <= time.time()
+    assert metrics[("batch_monitoring_last_run_timestamp_seconds", "ride_duration")] == success
+    assert 0 < metrics[("batch_monitoring_last_run_duration_seconds", "ride_duration")] < 600
+    # The last run was a not-enough-data period: few rows, and no drift verdict rather than a 0.
+    assert metrics[("batch_monitoring_last_run_rows", "ride_duration")] in (0, 10)
+    assert ("batch_monitoring_last_run_dataset_drift", "ride_duration") not in metrics
+    assert ("batch_monitoring_last_failure_timestamp_seconds", "ride_duration") not in metrics
+
+
+def test_a_failed_run_pushes_its_failure_and_still_fails(stack, monkeypatch, tmp_path):
+    from prefect_flows.batch_monitoring import batch_monitoring
+
+    monkeypatch.setenv("EVIDENTLY_CONFIG", str(tmp_path / "missing.yaml"))  # fails at once, no retries
+    before = time.time()
+    with pytest.raises(Exception, match="cannot read config"):
+        batch_monitoring(*_period("tiny"), model_name="no_such_model")
+    metrics = pushed(stack["gateway"])
+    failed = metrics[("batch_monitoring_last_failure_timestamp_seconds", "no_such_model")]
+    assert before <= failed == metrics[("batch_monitoring_last_run_timestamp_seconds", "no_such_model")]
+    assert ("batch_monitoring_last_success_timestamp_seconds", "no_such_model") not in metrics
+    assert ("batch_monitoring_last_success_timestamp_seconds", "ride_duration") in metrics  # other groups kept
+
+
+def test_an_unreachable_pushgateway_does_not_fail_the_run(stack, monkeypatch):
+    from local_stack.processes import free_port
+    from prefect_flows.batch_monitoring import batch_monitoring
+
+    monkeypatch.setenv("PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    summary = batch_monitoring(*_period("tiny"))
+    assert summary["status"] == "not_enough_data"
+
+
 def test_rerunning_a_period_replaces_its_results(stack):
     """Last in this module: it replaces the drifted period's snapshots the tests above read."""
     from evidently.ui.workspace import Workspace
@@ -282,3 +343,7 @@ def test_rerunning_a_period_replaces_its_results(stack):
     assert set(after["workspace"]["snapshots"].values()) <= runs
     assert not set(before["workspace"]["snapshots"].values()) & runs
     assert (stack["reports_dir"] / "index.html").read_text().count(f"{after['run_id']}/summary.json") == 1
+    # The Pushgateway now holds this run's verdict: dataset drift on its 600 rows.
+    metrics = pushed(stack["gateway"])
+    assert metrics[("batch_monitoring_last_run_dataset_drift", "ride_duration")] == 1
+    assert metrics[("batch_monitoring_last_run_rows", "ride_duration")] == 600

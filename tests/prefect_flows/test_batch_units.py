@@ -118,3 +118,43 @@ def test_index_escapes_what_it_shows():
     summary["model_name"] = "<script>"
     text = render_index([summary])
     assert "<script>" not in text.split("<body>")[1] and "&lt;script&gt;" in text
+
+
+def _samples(registry) -> dict[str, float]:
+    return {s.name: s.value for family in registry.collect() for s in family.samples}
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"), [({"dataset_drift": True}, 1.0), ({"dataset_drift": False}, 0.0), (None, None)]
+)
+def test_success_metrics_carry_the_verdict_and_omit_it_without_enough_data(drift, expected):
+    from prefect_flows.run_metrics import success_registry
+
+    samples = _samples(success_registry({"rows": {"period": 600}, "drift": drift}, started=100.0, finished=130.5))
+    assert samples["batch_monitoring_last_success_timestamp_seconds"] == 130.5
+    assert samples["batch_monitoring_last_run_timestamp_seconds"] == 130.5
+    assert samples["batch_monitoring_last_run_rows"] == 600
+    assert samples["batch_monitoring_last_run_duration_seconds"] == 30.5
+    assert samples.get("batch_monitoring_last_run_dataset_drift") == expected
+
+
+def test_failure_metrics_leave_the_last_success_alone():
+    from prefect_flows.run_metrics import failure_registry
+
+    assert _samples(failure_registry(200.0)) == {
+        "batch_monitoring_last_run_timestamp_seconds": 200.0,
+        "batch_monitoring_last_failure_timestamp_seconds": 200.0,
+    }
+
+
+def test_push_to_an_unreachable_gateway_raises_for_the_task_to_retry():
+    from local_stack.processes import free_port
+    from prefect_flows.run_metrics import failure_registry, push_run
+
+    with pytest.raises(OSError):
+        push_run(f"http://127.0.0.1:{free_port()}", "ride_duration", failure_registry(1.0), success=False)
+
+
+def test_pushgateway_url_is_optional():
+    assert BatchSettings.from_env({}).pushgateway_url is None
+    assert BatchSettings.from_env({"PUSHGATEWAY_URL": "http://pg:9091"}).pushgateway_url == "http://pg:9091"
