@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from local_stack.processes import ManagedProcess, free_port, http_ok
+from local_stack.components import start_ready_binary
+from local_stack.processes import ManagedProcess
 
 ALERTMANAGER_CONFIG = Path(__file__).resolve().parent.parent / "alertmanager" / "alertmanager.yml"
 # Debian's prometheus-alertmanager package names the binary after the package.
@@ -40,19 +41,9 @@ def local_alertmanager_config(webhook_base: str, wait: str = "1s") -> str:
 
 def start_alertmanager(config_file: Path, workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """Start Alertmanager with `config_file` (clustering off); return it and its URL once ready."""
-    binary = alertmanager_binary()
-    if binary is None:
-        raise FileNotFoundError("alertmanager is not installed: apt-get install -y prometheus-alertmanager")
-    port = port or free_port()
-    args = [
-        binary,
+    flags = [
         f"--config.file={config_file}",
         f"--storage.path={workdir / 'alertmanager-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
-        "--log.level=warn",
     ]
-    proc = ManagedProcess("alertmanager", args, workdir / f"alertmanager-{port}.log").start()
-    url = f"http://127.0.0.1:{port}"
-    proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=30)
-    return proc, url
+    return start_ready_binary("alertmanager", alertmanager_binary(), "prometheus-alertmanager", flags, workdir, port)

@@ -47,39 +47,35 @@ def prometheus_binary(name: str = "prometheus") -> str | None:
     return shutil.which(name)
 
 
-def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """Start Prometheus with `config_file`; return it and its base URL once ready."""
-    binary = prometheus_binary()
+def start_ready_binary(
+    name: str, binary: str | None, package: str, flags: list[str], workdir: Path, port: int | None = None
+) -> tuple[ManagedProcess, str]:
+    """Start a Prometheus-family server (Prometheus, Alertmanager, Pushgateway) on loopback.
+
+    Return it and its base URL once `/-/ready` answers; a missing binary names its Debian package.
+    """
     if binary is None:
-        raise FileNotFoundError("prometheus is not installed: apt-get install -y prometheus")
+        raise FileNotFoundError(f"{name} is not installed: apt-get install -y {package}")
     port = port or free_port()
-    args = [
-        binary,
-        f"--config.file={config_file}",
-        f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
-        "--log.level=warn",
-    ]
-    proc = ManagedProcess("prometheus", args, workdir / f"prometheus-{port}.log").start()
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [binary, *flags, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    proc = ManagedProcess(name, args, workdir / f"{name}-{port}.log").start()
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=30)
     return proc, url
 
 
+def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start Prometheus with `config_file`; return it and its base URL once ready."""
+    flags = [f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}", "--web.enable-lifecycle"]
+    return start_ready_binary("prometheus", prometheus_binary(), "prometheus", flags, workdir, port)
+
+
 def start_pushgateway(workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
     """Start a Prometheus Pushgateway (in memory); return it and its base URL once ready."""
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
-    if binary is None:
-        raise FileNotFoundError("the Pushgateway is not installed: apt-get install -y prometheus-pushgateway")
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
     # Debian's build persists to a shared /var/lib file by default: every instance here is in memory.
-    args = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=", "--log.level=warn"]
-    proc = ManagedProcess("pushgateway", args, workdir / f"pushgateway-{port}.log").start()
-    url = f"http://127.0.0.1:{port}"
-    proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=20)
-    return proc, url
+    return start_ready_binary("pushgateway", binary, "prometheus-pushgateway", ["--persistence.file="], workdir, port)
 
 
 def start_service(
