@@ -12,7 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from local_stack.processes import wait_until
-from local_stack.reliability import Stack, SteadyTraffic, children, pid_alive
+from local_stack.reliability import Stack, SteadyTraffic, children
+from prediction_service.spool import pid_alive
 
 DRIFT_METRIC = "evidently_drifted_features_share"
 PHASES = ("steady", "mongo_outage", "metrics_restart", "worker_sigterm", "worker_sigkill")

@@ -6,7 +6,6 @@ come from the same code the tests run.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -224,14 +223,3 @@ class SteadyTraffic:
             self.labels_sent += len(labels)
             if problem:
                 self.label_failures.append(problem)
-
-
-def pid_alive(pid: int) -> bool:
-    """Return whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,7 +31,8 @@ def _records_in(name: str) -> int:
         return 0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Return whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,7 +85,7 @@ class Spool:
                 continue
             if _CLAIM in name:
                 owner = int(name.rsplit(_CLAIM, 1)[1] or 0)
-                if owner == os.getpid() or _pid_alive(owner):
+                if owner == os.getpid() or pid_alive(owner):
                     continue
                 base = name.rsplit(_CLAIM, 1)[0]
             elif name.endswith(_SUFFIX):
