@@ -23,6 +23,7 @@ RUN groupadd --system --gid 10001 app \
 COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
+COPY monitoring_core/ monitoring_core/
 COPY ride_duration/ ride_duration/
 COPY service_common/ service_common/
 COPY evidently_service/ evidently_service/

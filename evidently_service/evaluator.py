@@ -28,8 +28,9 @@ from evidently_service.quality import (
     segment_of,
 )
 from evidently_service.window import Window
+from monitoring_core.paths import MODEL_FILE
 from ride_duration.drift import DriftEvaluator, DriftResult
-from ride_duration.model import MODEL_FILE, load_model
+from ride_duration.model import load_model
 from ride_duration.schema import PREDICTION, TARGET
 
 log = logging.getLogger(__name__)

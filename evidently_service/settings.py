@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evidently_service.config import DEFAULT_CONFIG_PATH
-from ride_duration.model import DEFAULT_REFERENCE_PATH
+from monitoring_core.paths import DEFAULT_REFERENCE_PATH
 
 DEFAULT_PORT = 8085
 _TRUE = {"1", "true", "yes", "on"}

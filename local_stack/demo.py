@@ -21,7 +21,7 @@ from pathlib import Path
 
 from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
 from local_stack.processes import ManagedProcess, free_port, port_open, python_module
-from ride_duration.model import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
+from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVIDENTLY_CONFIG = Path(__file__).resolve().parent / "demo_evidently.yaml"

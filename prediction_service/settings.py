@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ride_duration.model import DEFAULT_MODEL_PATH
+from monitoring_core.paths import DEFAULT_MODEL_PATH
 
 _DEFAULT_URI = "mongodb://127.0.0.1:27017"
 _DEFAULT_DATABASE = "prediction_service"

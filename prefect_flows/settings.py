@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ride_duration.model import DEFAULT_REFERENCE_PATH
+from monitoring_core.paths import DEFAULT_REFERENCE_PATH
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -15,12 +15,6 @@ from sklearn.pipeline import Pipeline
 from ride_duration.features import frame_features, ride_features
 from ride_duration.schema import MIN_DURATION_MINUTES
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
-MODEL_FILE = "model.pkl"
-REFERENCE_FILE = "reference.parquet"
-DEFAULT_MODEL_PATH = ARTIFACTS_DIR / MODEL_FILE
-DEFAULT_REFERENCE_PATH = ARTIFACTS_DIR / REFERENCE_FILE
-
 
 @dataclass
 class RideDurationModel:

@@ -17,9 +17,10 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import root_mean_squared_error
 from sklearn.pipeline import make_pipeline
 
+from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
 from ride_duration import tlc
 from ride_duration.features import baseline_features, frame_features
-from ride_duration.model import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE, RideDurationModel, fingerprint, save_model
+from ride_duration.model import RideDurationModel, fingerprint, save_model
 from ride_duration.schema import FIELD_NAMES, PREDICTION, TARGET
 from ride_duration.synthetic import generate_trips
 
