@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from evidently_service.config import DEFAULT_CONFIG_PATH
+from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH
 from monitoring_core.paths import DEFAULT_REFERENCE_PATH
 
 DEFAULT_PORT = 8085
@@ -16,7 +16,7 @@ _TRUE = {"1", "true", "yes", "on"}
 
 @dataclass(frozen=True)
 class Settings:
-    """Deployment settings (the monitoring settings themselves live in config.yaml)."""
+    """Deployment settings (the monitoring settings themselves live in monitoring_core/monitoring.yaml)."""
 
     config_path: Path = DEFAULT_CONFIG_PATH
     reference_path: Path = DEFAULT_REFERENCE_PATH

@@ -19,9 +19,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pymongo import MongoClient
 
+from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from prefect_flows import io_mongo, publish, run_metrics
 from prefect_flows.analysis import Analysis, Limits, analyse
-from prefect_flows.drift_config import DriftSettings, online_drift_settings
 from prefect_flows.index_page import write_index
 from prefect_flows.period import Period
 from prefect_flows.settings import BatchSettings
@@ -43,7 +43,7 @@ def load_reference(path: Path) -> pd.DataFrame:
 @task(name="load-drift-settings", **_TASK)
 def load_drift_settings(settings: BatchSettings, model_name: str) -> DriftSettings:
     """Read the online service's pinned tests and verdict settings for the model."""
-    drift = online_drift_settings(settings.drift_config, model_name, settings.reference_path)
+    drift = drift_settings(settings.drift_config, model_name, settings.reference_path)
     get_run_logger().info("drift tests: %s", {c: (t.method, t.threshold) for c, t in drift.tests.items()})
     return drift
 

@@ -34,7 +34,7 @@ class BatchSettings:
     min_labelled_rows: int = 30  # below: quality "unavailable"
     max_rows: int = 200_000  # above: seeded uniform sample of this many rows
     read_batch_size: int = 10_000  # MongoDB cursor batch, and the progress step
-    drift_config: Path | None = None  # the metrics service's config.yaml; None: its default path
+    drift_config: Path | None = None  # the monitoring config (monitoring_core/monitoring.yaml); None: its default path
     pushgateway_url: str | None = None  # where each run pushes its outcome; None: no push
 
     @property

@@ -197,11 +197,11 @@ def test_workspace_holds_the_snapshots(stack):
 
 
 def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, reference):
-    """Parity: the flow's drift scores equal ride_duration.drift.DriftEvaluator's (the online service's)."""
-    from prefect_flows.drift_config import online_drift_settings
+    """Parity: the flow's drift scores equal monitoring_core.drift.DriftEvaluator's (the online service's)."""
+    from monitoring_core.drift import DriftEvaluator
+    from monitoring_core.monitoring_config import drift_settings
     from prefect_flows.io_mongo import read_predictions
     from prefect_flows.period import Period
-    from ride_duration.drift import DriftEvaluator
 
     summary = stack["summaries"]["drifted_unlabelled"]
     progress: list[int] = []
@@ -210,7 +210,7 @@ def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, r
         rows = read_predictions(client, DB, "ride_duration", period, batch_size=250, progress=progress.append)
     assert progress == [250, 500, 600]  # one progress step per cursor batch, and the total
     # The metrics service's own settings: its config.yaml over the schema's pinned tests.
-    config = online_drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
+    config = drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
     online = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
     online = online.evaluate(rows)
     batch = summary["drift"]
