@@ -130,7 +130,8 @@ def health():
         latest = monitor.latest
         models[name] = {
             "window_rows": len(monitor.window),
-            "min_rows": monitor.config.min_rows,
+            # Derived by the drift calibration at the first evaluation (the configured value until then).
+            "min_rows": latest.min_rows if latest else monitor.config.min_rows,
             "last_evaluation": latest.computed_at if latest else None,
             "reference_rows": monitor.reference.rows,
             "reference_hash": monitor.reference.content_hash,

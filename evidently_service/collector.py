@@ -55,11 +55,37 @@ class _Families:
             "evidently_feature_drift_score", "Score of the pinned Evidently stat test", ("feature", "stattest")
         )
         self.threshold = gauge(
-            "evidently_feature_drift_threshold", "Threshold the drift score is compared with", ("feature", "stattest")
+            "evidently_feature_drift_threshold",
+            "Threshold the drift score is compared with, calibrated from the reference for the window's size "
+            "(absent while the feature has too few rows for a verdict)",
+            ("feature", "stattest"),
+        )
+        self.calibrated_rows = gauge(
+            "evidently_drift_calibrated_rows",
+            "Size bucket (rows) the feature's drift threshold was calibrated for",
+            ("feature",),
+        )
+        self.feature_min_rows = gauge(
+            "evidently_feature_drift_min_rows",
+            "Usable values the feature needs for a drift verdict (derived from the reference)",
+            ("feature",),
+        )
+        self.not_enough = gauge(
+            "evidently_feature_drift_not_enough_data",
+            "1 when the window has values of the feature but fewer than its minimum: no verdict",
+            ("feature",),
+        )
+        self.false_alarm = gauge(
+            "evidently_drift_false_alarm_rate",
+            "Per-evaluation false-alarm rate the drift thresholds are calibrated for, per feature or for the dataset",
+            ("scope",),
         )
         self.detected = gauge("evidently_feature_drift_detected", "1 when the feature drifted, else 0", ("feature",))
         self.window_rows = gauge("evidently_window_rows", "Rows in the current window", periodic=False)
-        self.min_rows = gauge("evidently_window_min_rows", "Rows needed before any verdict is exported", periodic=False)
+        self.min_rows = gauge(
+            "evidently_window_min_rows",
+            "Rows needed before drift and data-quality verdicts are exported (derived from the reference)",
+        )
         self.last_eval = gauge(
             "evidently_last_evaluation_timestamp_seconds", "Unix time the exported evaluation was computed"
         )
@@ -102,6 +128,11 @@ class _Families:
             "Model quality per pickup borough, minutes (segments with enough labels)",
             ("segment", "metric"),
         )
+        self.seg_min_rows = gauge(
+            "evidently_segment_drift_min_rows",
+            "Window rows a pickup borough needs for its drift verdict (derived from its reference rows)",
+            ("segment",),
+        )
         self.seg_drift = gauge(
             "evidently_segment_drifted_features_share",
             "Share of drifted features per pickup "
@@ -117,9 +148,7 @@ class _Families:
         )
 
     def add_monitor(self, model: str, monitor: ModelMonitor, result: EvaluationResult | None) -> None:
-        config = monitor.config
         self.window_rows.add_metric([model], len(monitor.window))
-        self.min_rows.add_metric([model], config.min_rows)
         self.pending.add_metric([model], monitor.window.pending_labels)
         self.ref_rows.add_metric([model], monitor.reference.rows)
         self.ref_info.add_metric([model, monitor.reference.content_hash, monitor.reference.model_version], 1)
@@ -133,20 +162,33 @@ class _Families:
         self.eval_errors.add_metric([model], counters.get(("evaluation_errors", ""), 0))
         if result is None:
             return
+        if result.min_rows is not None:  # derived in the evaluation (a scrape never waits for a calibration)
+            self.min_rows.add_metric([model], result.min_rows)
         self.last_eval.add_metric([model], result.computed_at)
         self.eval_duration.add_metric([model], result.duration_seconds)
         self.labelled_rows.add_metric([model], result.labelled_rows)
         self.coverage.add_metric([model], result.label_coverage)
         for q, seconds in result.label_delay.items():
             self.delay.add_metric([model, f"{q:g}"], seconds)
-        if result.drift is not None:
-            self.dataset_drift.add_metric([model], int(result.drift.dataset_drift))
-            self.drifted_share.add_metric([model], result.drift.drifted_share)
-            for column in result.drift.columns.values():
+        drift = result.drift
+        if drift is not None:
+            if drift.false_alarm_rate is not None and drift.dataset_false_alarm_rate is not None:
+                self.false_alarm.add_metric([model, "feature"], drift.false_alarm_rate)
+                self.false_alarm.add_metric([model, "dataset"], drift.dataset_false_alarm_rate)
+            if drift.enough_data:
+                self.dataset_drift.add_metric([model], int(drift.dataset_drift))
+                self.drifted_share.add_metric([model], drift.drifted_share)
+            for column in drift.columns.values():
+                if column.min_rows is not None:
+                    self.feature_min_rows.add_metric([model, column.column], column.min_rows)
                 if math.isnan(column.score):
                     continue  # no usable value in the window: no verdict
+                self.not_enough.add_metric([model, column.column], int(not column.enough_data))
+                if not column.enough_data:
+                    continue
                 self.score.add_metric([model, column.column, column.stattest], column.score)
                 self.threshold.add_metric([model, column.column, column.stattest], column.threshold)
+                self.calibrated_rows.add_metric([model, column.column], column.calibrated_rows)
                 self.detected.add_metric([model, column.column], int(column.detected))
         for feature, quality in (result.data_quality or {}).items():
             self.missing.add_metric([model, feature], quality.missing_share)
@@ -159,6 +201,8 @@ class _Families:
                 self.quality.add_metric([model, metric], result.model_quality[metric])
         for segment, seg in result.segments.items():
             self.seg_rows.add_metric([model, segment], seg.rows)
+            if seg.min_rows is not None:
+                self.seg_min_rows.add_metric([model, segment], seg.min_rows)
             if seg.drift is not None:
                 self.seg_drift.add_metric([model, segment], seg.drift.drifted_share)
             for metric in QUALITY_METRICS:

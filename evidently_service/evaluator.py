@@ -26,6 +26,7 @@ from evidently_service.quality import (
     model_quality,
 )
 from evidently_service.window import Window
+from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, cache_path_for
 from monitoring_core.drift import DriftEvaluator, DriftResult
 from monitoring_core.monitoring_config import ModelConfig
 from monitoring_core.reference import reference_model_version
@@ -43,16 +44,18 @@ class SegmentResult:
     labelled_rows: int
     drift: DriftResult | None
     quality: dict[str, float] | None
+    min_rows: int | None = None  # rows the borough's drift verdict needs (None: none is enough, or unknown)
 
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """One evaluation of a window; verdicts are None below the configured minimums."""
+    """One evaluation of a window; verdicts are None below the minimums."""
 
     computed_at: float
     duration_seconds: float
     window_rows: int
     labelled_rows: int
+    min_rows: int | None = None  # rows the drift and data-quality verdicts need (None: no size is enough)
     drift: DriftResult | None = None
     data_quality: dict[str, FeatureQuality] | None = None
     model_quality: dict[str, float] | None = None
@@ -93,17 +96,20 @@ class ModelMonitor:
             content_hash=reference_hash(reference),
             model_version=model_version or reference_model_version(config.reference_path),
         )
-        self.drift = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
+        # Thresholds are simulated lazily, per size bucket, on first need; the cache beside the
+        # reference keeps them across restarts (monitoring_core/calibration.py).
+        cache = CalibrationCache(cache_path_for(config.reference_path)) if config.calibration else None
+        drift_args = (config.tests, config.dataset_drift_share, config.multiple_testing, config.calibration, cache)
+        self.drift = DriftEvaluator(reference, *drift_args)
         self.profile = ReferenceProfile.of(reference)
-        # Segment drift compares a borough's rows with the reference's rows of the same borough.
+        # Segment drift compares a borough's rows with the reference's rows of the same borough,
+        # with thresholds and a minimum size calibrated on those rows.
         self._segment_drift: dict[str, DriftEvaluator] = {}
         for segment, rows in reference.groupby(segment_of(reference)):
-            if len(rows) < config.segment_min_rows:
+            if len(rows) < MIN_BUCKET:
                 continue
             try:
-                self._segment_drift[str(segment)] = DriftEvaluator(
-                    rows, config.tests, config.dataset_drift_share, config.multiple_testing
-                )
+                self._segment_drift[str(segment)] = DriftEvaluator(rows, *drift_args)
             except ValueError as exc:  # e.g. a column with no value in this borough's reference rows
                 log.warning("no drift for segment", extra={"model": config.name, "segment": segment, "why": str(exc)})
         self.latest: EvaluationResult | None = None
@@ -111,6 +117,16 @@ class ModelMonitor:
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def min_rows(self) -> int | None:
+        """Return the window rows drift and data-quality verdicts need: derived, raised by `min_rows` if set."""
+        return _at_least(self.drift.min_rows, self.config.min_rows)
+
+    def segment_min_rows(self, segment: str) -> int | None:
+        """Return the borough rows its drift verdict needs (None: no reference slice, or none is enough)."""
+        evaluator = self._segment_drift.get(segment)
+        return _at_least(evaluator.min_rows, self.config.segment_min_rows) if evaluator else None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> ModelMonitor:
@@ -139,8 +155,9 @@ class ModelMonitor:
         n = len(window)
         config = self.config
         rows_with_labels = labelled(window)
-        kwargs: dict = {"label_delay": label_delays(rows_with_labels)}
-        if n >= config.min_rows:
+        min_rows = self.min_rows
+        kwargs: dict = {"label_delay": label_delays(rows_with_labels), "min_rows": min_rows}
+        if min_rows is not None and n >= min_rows:
             kwargs["drift"] = self.drift.evaluate(window)
             kwargs["data_quality"] = data_quality(window, self.profile)
         if len(rows_with_labels) >= config.min_labelled_rows:
@@ -163,11 +180,13 @@ class ModelMonitor:
         for segment, rows in window.groupby(segment_of(window)):
             with_labels = labelled(rows)
             evaluator = self._segment_drift.get(str(segment))
-            drift = evaluator.evaluate(rows) if evaluator and len(rows) >= config.segment_min_rows else None
+            # The minimum is derived (and cached) once the borough has rows to judge.
+            min_rows = self.segment_min_rows(str(segment)) if len(rows) >= MIN_BUCKET else None
+            drift = evaluator.evaluate(rows) if evaluator and min_rows is not None and len(rows) >= min_rows else None
             quality = None
             if len(with_labels) >= config.segment_min_labelled_rows:
                 quality = model_quality(with_labels[PREDICTION], with_labels[TARGET])
-            results[str(segment)] = SegmentResult(len(rows), len(with_labels), drift, quality)
+            results[str(segment)] = SegmentResult(len(rows), len(with_labels), drift, quality, min_rows)
         return results
 
     def start(self) -> None:
@@ -192,3 +211,10 @@ class ModelMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+def _at_least(derived: int | None, configured: int | None) -> int | None:
+    """Return the derived minimum, raised to the configured one (never lowered: below it no verdict is honest)."""
+    if derived is None:
+        return None
+    return max(derived, configured or 0)

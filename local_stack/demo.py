@@ -87,7 +87,7 @@ def start_stack(
     mongo_data_dir: Path | None = None,
     evidently_config: Path = DEMO_EVIDENTLY_CONFIG,
     interval: str = SCRAPE_INTERVAL,
-    alert_for: str = ALERT_FOR,
+    alert_for: str | None = ALERT_FOR,  # None: the rules' own (production) `for:`
     default_ports: bool = True,
 ) -> Stack:
     """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order."""
@@ -138,7 +138,8 @@ def start_stack(
             proc, url = start_prometheus(config, folder, port=prometheus_port)
             stack.processes.append(proc)
             stack.urls["prometheus"] = url
-            say(f"Prometheus at {url} (project rules, scrape every {interval}, alert `for:` shortened to {alert_for})")
+            shortened = f"alert `for:` shortened to {alert_for}" if alert_for else "production alert `for:`"
+            say(f"Prometheus at {url} (project rules, scrape every {interval}, {shortened})")
     except BaseException:
         stack.stop()
         raise
@@ -160,7 +161,9 @@ def fresh_prometheus_folder(parent: Path, port: int) -> Path:
     return folder
 
 
-def write_prometheus_config(folder: Path, urls: dict[str, str], port: int, interval: str, alert_for: str) -> Path:
+def write_prometheus_config(
+    folder: Path, urls: dict[str, str], port: int, interval: str, alert_for: str | None
+) -> Path:
     """Write a loopback copy of prometheus/prometheus.yml and the project's rules; return the config path."""
     from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
 
@@ -168,7 +171,7 @@ def write_prometheus_config(folder: Path, urls: dict[str, str], port: int, inter
     (folder / "rules").mkdir(exist_ok=True)
     names = []
     for name, text in rule_files().items():
-        (folder / "rules" / name).write_text(with_short_for(text, alert_for) if "alert:" in text else text)
+        (folder / "rules" / name).write_text(with_short_for(text, alert_for) if alert_for and "alert:" in text else text)
         names.append(f"rules/{name}")
     targets = {
         job: urls[job].removeprefix("http://") for job in ("prediction_service", "evidently_service") if job in urls

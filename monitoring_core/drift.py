@@ -9,12 +9,13 @@ with `report_drift_metrics()` computes, without the Report's widget rendering.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monitoring_core.calibration import CalibrationCache, CalibrationSettings, ColumnCalibration
 from ride_duration.schema import PREDICTION, DriftTest, Kind, column_kind, drift_tests
 
 MULTIPLE_TESTING = ("none", "bonferroni", "bh")
@@ -24,9 +25,11 @@ MULTIPLE_TESTING = ("none", "bonferroni", "bh")
 class ColumnDrift:
     """The pinned stat test's outcome for one column.
 
-    `threshold` is the threshold the score was compared with: the pinned one, or the
-    corrected one when a multiple-testing correction applies to a p-value test.
-    `score` is NaN when the window holds no usable value of the column (no verdict).
+    `threshold` is the threshold the score was compared with: calibrated for `calibrated_rows`
+    (the size bucket of the column's `rows` usable values), the pinned one without calibration,
+    or the corrected one when a multiple-testing correction applies to a p-value test.
+    `score` is NaN when the window holds no usable value of the column; `enough_data` is False
+    below the column's `min_rows` (None: no size is enough): no verdict either way.
     """
 
     column: str
@@ -34,15 +37,33 @@ class ColumnDrift:
     threshold: float
     score: float
     detected: bool
+    rows: int = 0
+    calibrated_rows: int = 0
+    min_rows: int | None = 1
+    enough_data: bool = True
+
+    @property
+    def judged(self) -> bool:
+        """Whether the column has a verdict (usable values, at least its minimum rows)."""
+        return self.enough_data and not np.isnan(self.score)
 
 
 @dataclass(frozen=True)
 class DriftResult:
-    """Per-column drift and the dataset verdict (share over monitored features, prediction excluded)."""
+    """Per-column drift and the dataset verdict (share over judged features, prediction excluded).
+
+    `enough_data` is False when the window holds fewer than `min_rows` rows: then there is no
+    dataset verdict (`dataset_drift` False, not to be read as "no drift").
+    """
 
     columns: dict[str, ColumnDrift]
     drifted_share: float
     dataset_drift: bool
+    rows: int = 0
+    min_rows: int | None = 1
+    enough_data: bool = True
+    false_alarm_rate: float | None = None  # per column verdict; None without calibration
+    dataset_false_alarm_rate: float | None = None
 
 
 def _evidently_column_type(column: str) -> Any:
@@ -78,7 +99,15 @@ def _wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> fl
 class _PreparedColumn:
     """One column's reference, cleaned and prepared once for its pinned stat test."""
 
-    def __init__(self, column: str, test: DriftTest, reference: pd.Series) -> None:
+    def __init__(
+        self,
+        column: str,
+        test: DriftTest,
+        reference: pd.Series,
+        calibration: CalibrationSettings | None = None,
+        rate: float = 0.0,
+        cache: CalibrationCache | None = None,
+    ) -> None:
         from evidently.legacy.calculations.stattests import get_stattest
 
         self.column = column
@@ -90,6 +119,12 @@ class _PreparedColumn:
         # With an explicit method the test does not depend on the data: resolve it once.
         self.stattest = get_stattest(self.reference, self.reference, self.column_type, test.method)
         self._fast = self._prepare_fast()
+        self.calibration: ColumnCalibration | None = None
+        if calibration is not None:
+            # Only the fast paths' formulas are simulated; other methods keep their pinned threshold.
+            values = self.reference.to_numpy(dtype=float) if self._fast is not None else None
+            kind = "categorical" if column_kind(column) is Kind.CATEGORICAL else "numerical"
+            self.calibration = ColumnCalibration(column, test, kind, values, rate, calibration, cache)
 
     def _prepare_fast(self) -> Callable[[np.ndarray], float] | None:
         """Return Evidently's formula for the pinned method on reference statistics computed once, if known.
@@ -126,16 +161,33 @@ class _PreparedColumn:
             return jensenshannon
         return None
 
-    def score(self, current: pd.Series) -> tuple[float, bool]:
-        """Return (score, Evidently's verdict) of the pinned test on `current`; NaN score when no data."""
-        cur = _clean(current)
+    def score(self, current: pd.Series, threshold: float | None = None) -> tuple[float, bool]:
+        """Return (score, verdict at `threshold`, default the pinned one) on `current`; NaN score when no data."""
+        return self._score(_clean(current), self.test.threshold if threshold is None else threshold)
+
+    def _score(self, cur: pd.Series, threshold: float) -> tuple[float, bool]:
         if cur.empty:
             return float("nan"), False
         if self._fast is not None and pd.api.types.is_numeric_dtype(cur.dtype):
             score = float(self._fast(cur.to_numpy(dtype=float)))
-            return score, score >= self.test.threshold  # both pinned methods are distances
-        result = self.stattest(self.reference, cur, self.column_type, self.test.threshold)
+            return score, score >= threshold  # both pinned methods are distances
+        result = self.stattest(self.reference, cur, self.column_type, threshold)
         return float(result.drift_score), bool(result.drifted)
+
+    def judge(self, current: pd.Series) -> ColumnDrift:
+        """Return the column's outcome on `current`, with the threshold calibrated for its size."""
+        cur = _clean(current)
+        rows = len(cur)
+        if self.calibration is None:
+            score, detected = self._score(cur, self.test.threshold)
+            return ColumnDrift(self.column, self.test.method, self.test.threshold, score, detected, rows, rows)
+        min_rows = self.calibration.min_rows
+        enough = min_rows is not None and rows >= min_rows
+        threshold, bucket = self.calibration.threshold(rows) if enough else (self.test.threshold, 0)
+        score, detected = self._score(cur, threshold)
+        return ColumnDrift(
+            self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough
+        )
 
 
 class DriftEvaluator:
@@ -147,7 +199,10 @@ class DriftEvaluator:
         tests: Mapping[str, DriftTest] | None = None,
         dataset_drift_share: float = 0.5,
         multiple_testing: str = "none",
+        calibration: CalibrationSettings | None = None,
+        cache: CalibrationCache | None = None,
     ) -> None:
+        """Prepare `reference`; with `calibration`, thresholds and minimum sizes come from it, else the pinned ones."""
         if multiple_testing not in MULTIPLE_TESTING:
             raise ValueError(f"multiple_testing must be one of {MULTIPLE_TESTING}, got {multiple_testing!r}")
         if not 0 < dataset_drift_share <= 1:
@@ -158,9 +213,37 @@ class DriftEvaluator:
         missing = [c for c in self.tests if c not in reference.columns]
         if missing:
             raise ValueError(f"reference lacks monitored column(s) {missing}")
+        self.calibration = calibration
+        self.cache = cache
+        rate = calibration.column_rate(dataset_drift_share) if calibration is not None else 0.0
         self._columns = {
-            column: _PreparedColumn(column, test, reference[column]) for column, test in self.tests.items()
+            column: _PreparedColumn(column, test, reference[column], calibration, rate, cache)
+            for column, test in self.tests.items()
         }
+
+    @property
+    def false_alarm_rate(self) -> float | None:
+        """Return the per-column false-alarm rate the thresholds are calibrated for (None: pinned thresholds)."""
+        return self.calibration.column_rate(self.dataset_drift_share) if self.calibration is not None else None
+
+    def min_rows_of(self, column: str) -> int | None:
+        """Return the rows `column` needs for a verdict (1 without calibration; None: no size is enough)."""
+        calibration = self._columns[column].calibration
+        return calibration.min_rows if calibration is not None else 1
+
+    @property
+    def min_rows(self) -> int | None:
+        """Return the window rows the dataset verdict needs: the largest minimum of the features that have one.
+
+        Features no size is enough for (None) leave the dataset rule; None when that is every feature.
+        """
+        mins = [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
+        return max(mins) if mins else None
+
+    def threshold(self, column: str, rows: int) -> float:
+        """Return the threshold `column` is compared with for `rows` usable values."""
+        calibration = self._columns[column].calibration
+        return calibration.threshold(rows)[0] if calibration is not None else self.tests[column].threshold
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -176,25 +259,38 @@ class DriftEvaluator:
         missing = [c for c in self.tests if c not in current.columns]
         if missing:
             raise ValueError(f"current data lacks monitored column(s) {missing}")
-        raw = {column: self.score(column, current[column]) for column in self.tests}
-        thresholds = self._corrected_thresholds({c: s for c, (s, _) in raw.items()})
+        raw = {column: self._columns[column].judge(current[column]) for column in self.tests}
+        thresholds = self._corrected_thresholds(raw)
         columns: dict[str, ColumnDrift] = {}
-        for column, (score, detected) in raw.items():
-            test = self.tests[column]
-            threshold = thresholds.get(column, test.threshold)
-            if column in thresholds and not np.isnan(score):
-                detected = score <= threshold
-            columns[column] = ColumnDrift(column, test.method, float(threshold), score, bool(detected))
-        judged = [columns[c] for c in self.features if not np.isnan(columns[c].score)]
+        for column, outcome in raw.items():
+            if column in thresholds and not np.isnan(outcome.score):
+                threshold = thresholds[column]
+                outcome = replace(
+                    outcome, threshold=float(threshold), detected=outcome.enough_data and outcome.score <= threshold
+                )
+            columns[column] = outcome
+        min_rows = self.min_rows
+        rows = len(current)
+        enough = min_rows is not None and rows >= min_rows
+        judged = [columns[c] for c in self.features if columns[c].judged]
         share = sum(c.detected for c in judged) / len(judged) if judged else 0.0
+        if self.cache is not None:
+            self.cache.save()  # keeps what this evaluation had to compute, for the next start
         return DriftResult(
-            columns=columns, drifted_share=share, dataset_drift=bool(judged) and share >= self.dataset_drift_share
+            columns=columns,
+            drifted_share=share,
+            dataset_drift=enough and bool(judged) and share >= self.dataset_drift_share,
+            rows=rows,
+            min_rows=min_rows,
+            enough_data=enough,
+            false_alarm_rate=self.false_alarm_rate,
+            dataset_false_alarm_rate=self.calibration.dataset_false_alarm_rate if self.calibration else None,
         )
 
-    def _corrected_thresholds(self, scores: dict[str, float]) -> dict[str, float]:
+    def _corrected_thresholds(self, outcomes: dict[str, ColumnDrift]) -> dict[str, float]:
         # The family is the monitored features with a p-value test; distances are not
         # probabilities and the prediction is not part of the dataset verdict.
-        family = {c: scores[c] for c in self.features if self.tests[c].is_p_value and not np.isnan(scores[c])}
+        family = {c: outcomes[c].score for c in self.features if self.tests[c].is_p_value and outcomes[c].judged}
         return corrected_thresholds(family, {c: self.tests[c].threshold for c in family}, self.multiple_testing)
 
 
@@ -228,19 +324,27 @@ def data_definition(tests: Mapping[str, DriftTest] | None = None) -> Any:
     )
 
 
-def report_drift_metrics(tests: Mapping[str, DriftTest] | None = None, dataset_drift_share: float = 0.5) -> list:
-    """Return Evidently 0.7 metrics for a Report: a pinned ValueDrift per column and the drifted-columns count."""
+def report_drift_metrics(
+    tests: Mapping[str, DriftTest] | None = None,
+    dataset_drift_share: float = 0.5,
+    thresholds: Mapping[str, float] | None = None,
+) -> list:
+    """Return Evidently 0.7 metrics for a Report: a pinned ValueDrift per column and the drifted-columns count.
+
+    `thresholds` (e.g. calibrated for the current data's size) replace the pinned ones per column.
+    """
     from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     tests = dict(tests if tests is not None else drift_tests())
+    used = {c: (thresholds or {}).get(c, t.threshold) for c, t in tests.items()}
     features = [c for c in tests if c != PREDICTION]
-    metrics: list = [ValueDrift(column=c, method=t.method, threshold=t.threshold) for c, t in tests.items()]
+    metrics: list = [ValueDrift(column=c, method=t.method, threshold=used[c]) for c, t in tests.items()]
     metrics.append(
         DriftedColumnsCount(
             columns=features,
             drift_share=dataset_drift_share,
             per_column_method={c: tests[c].method for c in features},
-            per_column_threshold={c: tests[c].threshold for c in features},
+            per_column_threshold={c: used[c] for c in features},
         )
     )
     return metrics

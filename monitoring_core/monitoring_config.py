@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.drift import MULTIPLE_TESTING
 from ride_duration.schema import DriftTest, drift_tests
 
@@ -27,6 +28,20 @@ class _FeatureOverride(BaseModel):
     threshold: float | None = Field(default=None, gt=0)
 
 
+class _Calibration(BaseModel):
+    """How drift thresholds and minimum sizes are derived from the reference (monitoring_core/calibration.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = None  # false: the pinned thresholds at every size, no derived minimum (not advised)
+    false_alarm_rate: float | None = Field(default=None, gt=0, lt=1)
+    dataset_false_alarm_rate: float | None = Field(default=None, gt=0, lt=1)
+    detectable_shift: float | None = Field(default=None, ge=1)
+    min_power: float | None = Field(default=None, gt=0, lt=1)
+    draws: int | None = Field(default=None, ge=100, le=100_000)
+    power_draws: int | None = Field(default=None, ge=50, le=100_000)
+    seed: int | None = Field(default=None, ge=0)
+
+
 class _ModelSection(BaseModel):
     """Every key optional: a model entry overrides `defaults`, which override the built-in ones."""
 
@@ -42,6 +57,7 @@ class _ModelSection(BaseModel):
     segment_min_labelled_rows: int | None = Field(default=None, ge=1)
     max_pending_labels: int | None = Field(default=None, ge=0)
     features: dict[str, _FeatureOverride] = Field(default_factory=dict)
+    calibration: _Calibration = Field(default_factory=_Calibration)
 
     @model_validator(mode="after")
     def _known_features(self) -> _ModelSection:
@@ -58,17 +74,17 @@ class _ConfigFile(BaseModel):
 
 
 # The built-in defaults, used for any key neither the model entry nor `defaults` sets.
+# min_rows and segment_min_rows have none: they are derived from the drift calibration.
 BUILTIN = _ModelSection(
     window_size=2000,
-    min_rows=1000,
     evaluation_period_seconds=10.0,
     dataset_drift_share=0.5,
     multiple_testing="none",
     min_labelled_rows=100,
-    segment_min_rows=500,
     segment_min_labelled_rows=50,
     max_pending_labels=10_000,
 )
+_OPTIONAL = {"min_rows", "segment_min_rows"}
 
 
 @dataclass(frozen=True)
@@ -78,15 +94,28 @@ class ModelConfig:
     name: str
     reference_path: Path
     window_size: int
-    min_rows: int
+    min_rows: int | None  # None: derived from the calibration; a value can only raise the derived one
     evaluation_period_seconds: float
     dataset_drift_share: float
     multiple_testing: str
     min_labelled_rows: int
-    segment_min_rows: int
+    segment_min_rows: int | None  # the same, per borough
     segment_min_labelled_rows: int
     max_pending_labels: int
     tests: dict[str, DriftTest]
+    calibration: CalibrationSettings | None  # None: pinned thresholds at every size
+
+
+def _calibration(entry: _ModelSection, defaults: _ModelSection) -> CalibrationSettings | None:
+    values: dict[str, Any] = {}
+    for section in (defaults, entry):  # the model entry wins over `defaults`
+        values.update(section.calibration.model_dump(exclude_none=True))
+    if not values.pop("enabled", True):
+        return None
+    try:
+        return CalibrationSettings(**values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid calibration: {exc}") from exc
 
 
 def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_path: Path, base: Path) -> ModelConfig:
@@ -95,6 +124,8 @@ def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_p
             value = getattr(section, key)
             if value is not None:
                 return value
+        if key in _OPTIONAL:
+            return None
         raise ConfigError(f"no value for {key}")
 
     tests = dict(drift_tests())
@@ -109,11 +140,14 @@ def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_p
         name=name,
         reference_path=path,
         tests=tests,
+        calibration=_calibration(entry, defaults),
         **{
-            key: pick(key) for key in ModelConfig.__dataclass_fields__ if key not in {"name", "reference_path", "tests"}
+            key: pick(key)
+            for key in ModelConfig.__dataclass_fields__
+            if key not in {"name", "reference_path", "tests", "calibration"}
         },
     )
-    if config.min_rows > config.window_size:
+    if config.min_rows is not None and config.min_rows > config.window_size:
         raise ConfigError(f"model {name!r}: min_rows ({config.min_rows}) exceeds window_size ({config.window_size})")
     return config
 
@@ -146,6 +180,7 @@ class DriftSettings:
     dataset_drift_share: float
     multiple_testing: str
     reference_path: Path
+    calibration: CalibrationSettings | None = None
 
 
 def drift_settings(config_path: Path | None, model_name: str, reference_path: Path) -> DriftSettings:
@@ -155,4 +190,6 @@ def drift_settings(config_path: Path | None, model_name: str, reference_path: Pa
     if model_name not in configs:
         raise ValueError(f"model {model_name!r} is not in {path} (models there: {sorted(configs)})")
     config = configs[model_name]
-    return DriftSettings(dict(config.tests), config.dataset_drift_share, config.multiple_testing, config.reference_path)
+    return DriftSettings(
+        dict(config.tests), config.dataset_drift_share, config.multiple_testing, config.reference_path, config.calibration
+    )

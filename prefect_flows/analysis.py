@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring_core.calibration import CalibrationCache, CalibrationSettings
+from monitoring_core.drift import DriftEvaluator
 from prefect_flows.io_mongo import MODEL_VERSION, TARGET_FIELD, Sampling
 from prefect_flows.period import Period
 from prefect_flows.reports import (
@@ -33,13 +35,25 @@ SEGMENT_MIN_LABELLED_ROWS = 10  # fewer labels make a segment's RMSE noise
 
 @dataclass(frozen=True)
 class Limits:
-    """The row counts below which a run gives no verdict, and the drift verdict's settings."""
+    """The row counts below which a run gives no verdict, and the drift verdict's settings.
 
-    min_rows: int = 50
+    `min_rows` None: the minimum is the one the drift calibration derives (as online); a value
+    can only raise it. `calibration` None: the pinned thresholds at every size.
+    """
+
+    min_rows: int | None = None
     min_labelled_rows: int = 30
     dataset_drift_share: float = 0.5
     multiple_testing: str = "none"
     tests: dict[str, DriftTest] = field(default_factory=drift_tests)
+    calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
+    cache: CalibrationCache | None = None
+
+    def evaluator(self, reference: pd.DataFrame) -> DriftEvaluator:
+        """Return the online service's drift evaluator for these settings (same thresholds for the same rows)."""
+        return DriftEvaluator(
+            reference, self.tests, self.dataset_drift_share, self.multiple_testing, self.calibration, self.cache
+        )
 
 
 @dataclass
@@ -79,24 +93,34 @@ def analyse(
 ) -> Analysis:
     """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts."""
     summary = base_summary(rid, model_name, period, period_rows, sampling)
-    if len(analysed_rows) < limits.min_rows:
+    tests = limits.tests
+    reference = reference_frame(reference)
+    evaluator = limits.evaluator(reference)
+    derived = evaluator.min_rows
+    min_rows = None if derived is None else max(derived, limits.min_rows or 0)
+    if min_rows is None or len(analysed_rows) < min_rows:
+        needed = f"at least {min_rows} needed" if min_rows is not None else "the reference is too small for any"
         summary.update(
             status=NOT_ENOUGH_DATA,
-            message=f"not enough data: {len(analysed_rows)} rows in the period, at least {limits.min_rows} needed",
+            message=f"not enough data: {len(analysed_rows)} rows in the period, {needed}",
+            min_rows=min_rows,
             drift=None,
             quality={"available": False, "reason": "not enough data"},
         )
         return Analysis(summary)
 
-    tests = limits.tests
-    reference, current = reference_frame(reference), current_frame(analysed_rows)
+    current = current_frame(analysed_rows)
+    # The same evaluator as the metrics service's: the thresholds the report compares with are
+    # calibrated for this period's size, so online and batch agree on the same rows.
+    online = evaluator.evaluate(current)
     meta = {kind: snapshot_meta(model_name, period.start, period.end, kind) for kind in (DRIFT, DATA_SUMMARY, QUALITY)}
+    thresholds = {c: online.columns[c].threshold for c in tests}
     reports = [
-        build_drift(reference, current, tests, limits.dataset_drift_share, meta[DRIFT]),
+        build_drift(reference, current, tests, limits.dataset_drift_share, meta[DRIFT], thresholds),
         build_data_summary(reference, current, meta[DATA_SUMMARY]),
     ]
-    drift = drift_results(reports[0].snapshot, tests, limits.dataset_drift_share, limits.multiple_testing)
-    summary.update(status=OK, drift=drift)
+    drift = drift_results(reports[0].snapshot, tests, limits.dataset_drift_share, limits.multiple_testing, online)
+    summary.update(status=OK, min_rows=min_rows, drift=drift)
 
     labelled = current[current[TARGET].notna()]
     if len(labelled) < limits.min_labelled_rows:

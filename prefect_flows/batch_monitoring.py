@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pymongo import MongoClient
 
+from monitoring_core.calibration import CalibrationCache, cache_path_for
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from prefect_flows import io_mongo, publish, run_metrics
 from prefect_flows.analysis import Analysis, Limits, analyse
@@ -80,8 +81,16 @@ def build_reports(
     analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
     if sampling.applied:
         get_run_logger().info("sampling %d of %d rows (seed %d)", sampling.analysed_rows, sampling.period_rows, seed)
+    # The metrics service's cache beside the reference: a run reuses the thresholds it already simulated.
+    cache = CalibrationCache(cache_path_for(drift.reference_path)) if drift.calibration else None
     limits = Limits(
-        settings.min_rows, settings.min_labelled_rows, drift.dataset_drift_share, drift.multiple_testing, drift.tests
+        settings.min_rows,
+        settings.min_labelled_rows,
+        drift.dataset_drift_share,
+        drift.multiple_testing,
+        drift.tests,
+        drift.calibration,
+        cache,
     )
     return analyse(rid, model_name, period, reference, rows, analysed, sampling, limits)
 

@@ -43,8 +43,25 @@ def banner(summary: dict[str, Any], kind: str) -> str:
         features = ", ".join(drift["drifted_features"]) or "none"
         state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
+        lines.append(escape(threshold_line(drift)))
     style = "font-family:sans-serif;padding:.6rem 1rem;background:#f4f4f4;border-bottom:1px solid #ccc"
     return f'<div id="batch-run" style="{style}">' + "<br>".join(lines) + "</div>"
+
+
+def threshold_line(drift: dict[str, Any]) -> str:
+    """Return the sentence stating the thresholds applied, the rows they were calibrated for and the false-alarm rate."""
+    parts = [
+        f"{c} {v['threshold']:.3g}" + (f" ({v['calibrated_rows']:,} rows)" if v.get("calibrated_rows") else "")
+        for c, v in drift["columns"].items()
+        if v.get("enough_data", True)
+    ]
+    if not drift.get("calibrated"):
+        return "Thresholds (pinned, not calibrated): " + ", ".join(parts) + "."
+    return (
+        f"Thresholds calibrated from the reference for n = {drift['rows']:,} rows: " + ", ".join(parts) + ". "
+        f"False-alarm rate on clean data: at most {drift['false_alarm_rate']:.2%} per feature, "
+        f"{drift['dataset_false_alarm_rate']:.2%} for the dataset verdict; verdicts need {drift['min_rows']:,} rows."
+    )
 
 
 def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring_core.drift import corrected_thresholds, data_definition, report_drift_metrics
+from monitoring_core.drift import DriftResult, corrected_thresholds, data_definition, report_drift_metrics
 from monitoring_core.segments import with_segment
 from prefect_flows.io_mongo import TARGET_FIELD
 from ride_duration.schema import (
@@ -87,11 +87,12 @@ def build_drift(
     tests: Mapping[str, DriftTest],
     dataset_drift_share: float,
     meta: dict[str, Any],
+    thresholds: Mapping[str, float] | None = None,
 ) -> BuiltReport:
-    """Run the drift report: the online service's pinned tests (same adapter, same schema)."""
+    """Run the drift report: the online service's pinned tests, at the thresholds calibrated for the period's size."""
     columns = list(tests)
     snapshot = _run(
-        report_drift_metrics(tests, dataset_drift_share),
+        report_drift_metrics(tests, dataset_drift_share, thresholds),
         current[columns],
         reference[columns],
         data_definition(tests),
@@ -154,8 +155,13 @@ def drift_results(
     tests: Mapping[str, DriftTest] | None = None,
     dataset_drift_share: float = 0.5,
     multiple_testing: str = "none",
+    calibrated: DriftResult | None = None,
 ) -> dict[str, Any]:
-    """Read per-column scores from a drift snapshot and derive the verdicts as the online service does."""
+    """Read per-column scores from a drift snapshot and derive the verdicts as the online service does.
+
+    `calibrated` is the drift evaluator's result on the same rows: its thresholds (calibrated for
+    each column's size) and "enough data" flags are the ones applied; without it, the pinned thresholds.
+    """
     tests = dict(tests if tests is not None else drift_tests())
     scores = {
         metric["config"]["column"]: float(metric["value"])
@@ -167,23 +173,38 @@ def drift_results(
     corrected = corrected_thresholds(family, {c: tests[c].threshold for c in family}, multiple_testing)
     columns: dict[str, dict[str, Any]] = {}
     for column, score in scores.items():
-        test = DriftTest(tests[column].method, corrected.get(column, tests[column].threshold))
+        outcome = calibrated.columns[column] if calibrated is not None else None
+        pinned = outcome.threshold if outcome is not None else tests[column].threshold
+        test = DriftTest(tests[column].method, corrected.get(column, pinned))
+        enough = outcome.enough_data if outcome is not None else True
         columns[column] = {
             "stattest": test.method,
             "threshold": test.threshold,
             "score": None if math.isnan(score) else score,
-            "detected": detected(score, test),
+            "detected": enough and detected(score, test),
+            "enough_data": enough,
+            "rows": outcome.rows if outcome is not None else None,
+            "calibrated_rows": outcome.calibrated_rows if outcome is not None else None,
+            "min_rows": outcome.min_rows if outcome is not None else None,
         }
-    features = [c for c in tests if c != PREDICTION and columns.get(c, {}).get("score") is not None]
+    features = [
+        c for c in tests if c != PREDICTION and columns.get(c, {}).get("score") is not None and columns[c]["enough_data"]
+    ]
     drifted = [c for c in features if columns[c]["detected"]]
     share = len(drifted) / len(features) if features else 0.0
+    enough_rows = calibrated.enough_data if calibrated is not None else True
     return {
-        "dataset_drift": bool(features) and share >= dataset_drift_share,
+        "dataset_drift": enough_rows and bool(features) and share >= dataset_drift_share,
         "drifted_share": share,
         "dataset_drift_share": dataset_drift_share,
         "multiple_testing": multiple_testing,
         "drifted_features": drifted,
         "prediction_drift": columns.get(PREDICTION, {}).get("detected", False),
+        "calibrated": calibrated is not None and calibrated.false_alarm_rate is not None,
+        "rows": calibrated.rows if calibrated is not None else None,
+        "min_rows": calibrated.min_rows if calibrated is not None else None,
+        "false_alarm_rate": calibrated.false_alarm_rate if calibrated is not None else None,
+        "dataset_false_alarm_rate": calibrated.dataset_false_alarm_rate if calibrated is not None else None,
         "columns": columns,
     }
 

@@ -30,7 +30,7 @@ class BatchSettings:
     model_name: str = "ride_duration"
     reports_dir: Path = Path("reports")
     workspace_dir: Path | None = None  # default: <reports_dir>/workspace
-    min_rows: int = 50  # below: "not enough data", no report
+    min_rows: int | None = None  # None: derived by the drift calibration; a value can only raise it
     min_labelled_rows: int = 30  # below: quality "unavailable"
     max_rows: int = 200_000  # above: seeded uniform sample of this many rows
     read_batch_size: int = 10_000  # MongoDB cursor batch, and the progress step
@@ -54,7 +54,7 @@ class BatchSettings:
             model_name=env.get("MODEL_NAME") or cls.model_name,
             reports_dir=Path(env.get("REPORTS_DIR") or "reports"),
             workspace_dir=Path(workspace) if workspace else None,
-            min_rows=_int(env, "BATCH_MIN_ROWS", cls.min_rows, minimum=1),
+            min_rows=_int(env, "BATCH_MIN_ROWS", 1, minimum=1) if env.get("BATCH_MIN_ROWS") else None,
             min_labelled_rows=_int(env, "BATCH_MIN_LABELLED_ROWS", cls.min_labelled_rows, minimum=1),
             max_rows=_int(env, "BATCH_MAX_ROWS", cls.max_rows, minimum=1),
             read_batch_size=_int(env, "BATCH_READ_BATCH_SIZE", cls.read_batch_size, minimum=1),

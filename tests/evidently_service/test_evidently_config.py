@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from ride_duration.schema import DriftTest, drift_tests
 
@@ -24,7 +25,25 @@ def test_an_empty_file_monitors_the_default_model_with_the_schema_tests(tmp_path
     config = configs["taxi"]
     assert config.tests == drift_tests()
     assert config.reference_path == REFERENCE
-    assert config.min_rows <= config.window_size
+    # No hand-set minimum: it is derived from the reference by the drift calibration.
+    assert config.min_rows is None and config.segment_min_rows is None
+    assert config.calibration == CalibrationSettings()
+
+
+def test_calibration_settings_merge_and_can_be_switched_off(tmp_path):
+    configs = _load(
+        tmp_path,
+        """
+defaults: {calibration: {false_alarm_rate: 0.02, draws: 500}}
+models:
+  a: {calibration: {dataset_false_alarm_rate: 0.05}}
+  b: {calibration: {enabled: false}}
+""",
+    )
+    assert configs["a"].calibration == CalibrationSettings(
+        false_alarm_rate=0.02, dataset_false_alarm_rate=0.05, draws=500
+    )
+    assert configs["b"].calibration is None
 
 
 def test_the_packaged_config_uses_the_schema_tests_unchanged():
@@ -63,6 +82,9 @@ models:
         ("defaults: {window_size: 10, min_rows: 20}", "exceeds window_size"),
         ("defaults: {features: {fare_amount: {threshold: 0.1}}}", "unknown monitored column"),
         ("defaults: {multiple_testing: holm}", "multiple_testing"),
+        ("defaults: {calibration: {false_alarm_rate: 1.5}}", "false_alarm_rate"),
+        ("defaults: {calibration: {detectable_shift: 0.5}}", "detectable_shift"),
+        ("defaults: {calibration: {alpha: 0.01}}", "alpha"),
         ("defaults: {windowsize: 10}", "windowsize"),
         ("models: {'bad name': {}}", "invalid model name"),
         ("defaults: [", "cannot read"),

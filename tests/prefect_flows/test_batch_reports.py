@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring_core.calibration import CalibrationCache, CalibrationSettings
 from monitoring_core.drift import DriftEvaluator
 from prefect_flows.analysis import NOT_ENOUGH_DATA, Limits, analyse
 from prefect_flows.io_mongo import COLUMNS, TARGET_FIELD, sample_rows
 from prefect_flows.period import Period
-from prefect_flows.reports import DRIFT, build_drift, drift_results, reference_frame
+from prefect_flows.publish import banner
+from prefect_flows.reports import DRIFT, build_drift, current_frame, drift_results, reference_frame
 from ride_duration.model import load_model
 from ride_duration.schema import CATEGORICAL_FEATURES, PREDICTION, TARGET, DriftTest, drift_tests
 from ride_duration.synthetic import NO_DRIFT, DriftParams, generate_trips
@@ -38,7 +40,9 @@ def _logged(model, n: int, seed: int, drift: DriftParams = NO_DRIFT, label_share
     return rides[list(COLUMNS)]
 
 
-LIMITS = Limits(tests=CALIBRATED)
+# One in-memory calibration cache for the module: each size bucket is simulated once.
+CACHE = CalibrationCache(None)
+LIMITS = Limits(tests=CALIBRATED, cache=CACHE)
 
 
 def _analyse(reference, rows, limits=LIMITS):
@@ -79,7 +83,9 @@ def test_too_few_labels_or_rows_give_no_misleading_numbers(model, reference):
     assert few_labels["quality"]["reason"].startswith("only ") and "labelled rows" in few_labels["quality"]["reason"]
     tiny = _analyse(reference, _logged(model, 20, seed=5))
     assert tiny.summary["status"] == NOT_ENOUGH_DATA and tiny.reports == []
-    assert tiny.summary["message"] == "not enough data: 20 rows in the period, at least 50 needed"
+    needed = LIMITS.evaluator(reference_frame(reference)).min_rows
+    assert tiny.summary["message"] == f"not enough data: 20 rows in the period, at least {needed} needed"
+    assert tiny.summary["min_rows"] == needed > 20
     empty = _analyse(reference, pd.DataFrame(columns=list(COLUMNS)))
     assert empty.summary["status"] == NOT_ENOUGH_DATA and empty.summary["label_coverage"] is None
 
@@ -99,18 +105,76 @@ def test_too_few_labels_or_rows_give_no_misleading_numbers(model, reference):
         ),
     ],
 )
-def test_report_scores_equal_the_online_evaluator(model, reference, tests, multiple_testing):
-    """Parity on the same rows: the batch report's scores and verdicts equal DriftEvaluator's."""
-    rows = _logged(model, 1000, seed=6, drift=DriftParams(distance_scale=1.3, new_zone_share=0.1, missing_share=0.2))
-    snapshot = build_drift(reference_frame(reference), rows, tests, 0.5, {}).snapshot
-    batch = drift_results(snapshot, tests, 0.5, multiple_testing)
-    online = DriftEvaluator(reference, tests, 0.5, multiple_testing).evaluate(rows)
+@pytest.mark.parametrize("calibrated", [True, False], ids=["calibrated", "pinned"])
+@pytest.mark.parametrize("rows_n", [300, 1000])
+def test_report_scores_equal_the_online_evaluator(model, reference, tests, multiple_testing, calibrated, rows_n):
+    """Parity on the same rows: the batch report's scores, thresholds and verdicts equal DriftEvaluator's."""
+    drift = DriftParams(distance_scale=1.3, new_zone_share=0.1, missing_share=0.2)
+    rows = _logged(model, rows_n, seed=6, drift=drift)
+    calibration = CalibrationSettings() if calibrated else None
+    online = DriftEvaluator(reference, tests, 0.5, multiple_testing, calibration, CACHE).evaluate(rows)
+    thresholds = {c: r.threshold for c, r in online.columns.items()}
+    snapshot = build_drift(reference_frame(reference), current_frame(rows), tests, 0.5, {}, thresholds).snapshot
+    batch = drift_results(snapshot, tests, 0.5, multiple_testing, online)
     for column, result in online.columns.items():
-        assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=1e-12, abs_tol=1e-15), column
-        assert batch["columns"][column]["threshold"] == pytest.approx(result.threshold), column
+        assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=0, abs_tol=1e-9), column
+        assert batch["columns"][column]["threshold"] == pytest.approx(result.threshold, abs=1e-12), column
         assert batch["columns"][column]["detected"] == result.detected, column
     assert batch["drifted_share"] == pytest.approx(online.drifted_share)
     assert batch["dataset_drift"] == online.dataset_drift
+
+
+# Clean samples per size: each is judged on 4 features at a per-feature false-alarm rate of 0.5%
+# and a dataset rate of at most 1%; the bounds below fail with probability < 1e-4 (binomial).
+CLEAN_SAMPLES = 6
+
+
+@pytest.mark.parametrize("n", [50, 120, 250, 500, 1000, 3000])
+def test_clean_rows_the_reference_never_saw_give_no_drift_verdict_at_any_size(model, reference, n):
+    from scipy.stats import binom
+
+    feature_flags, dataset_flags = 0, 0
+    for k in range(CLEAN_SAMPLES):
+        summary = _analyse(reference, _logged(model, n, seed=700 + 10 * n + k)).summary
+        if summary["status"] == NOT_ENOUGH_DATA:
+            assert summary["drift"] is None and n < summary["min_rows"]
+            continue
+        drift = summary["drift"]
+        assert drift["rows"] == n and drift["calibrated"] is True
+        feature_flags += len(drift["drifted_features"])
+        dataset_flags += drift["dataset_drift"]
+    assert dataset_flags == 0  # P(any dataset false alarm in 6 samples) <= 6%: a fixed seed, so never flaky
+    assert feature_flags <= binom.isf(1e-4, CLEAN_SAMPLES * 4, 0.005)
+
+
+def test_small_periods_are_not_enough_data_never_drift(model, reference):
+    summary = _analyse(reference, _logged(model, 50, seed=71)).summary
+    assert summary["status"] == NOT_ENOUGH_DATA and summary["drift"] is None
+
+
+def test_the_summary_and_header_state_threshold_rows_and_false_alarm_rate(model, reference):
+    analysis = _analyse(reference, _logged(model, 400, seed=72))
+    drift = analysis.summary["drift"]
+    assert drift["rows"] == 400 and drift["false_alarm_rate"] == 0.005 and drift["dataset_false_alarm_rate"] == 0.01
+    assert drift["min_rows"] == analysis.summary["min_rows"] <= 400
+    for column in drift["columns"].values():
+        assert column["calibrated_rows"] == 398 and column["threshold"] > 0 and column["enough_data"]
+    header = banner(analysis.summary, DRIFT)
+    assert "calibrated from the reference for n = 400 rows" in header and "0.50% per feature" in header
+    assert f"trip_distance {drift['columns']['trip_distance']['threshold']:.3g} (398 rows)" in header
+
+
+@pytest.mark.parametrize(
+    ("drift", "feature"),
+    [(DriftParams(distance_scale=2.5), "trip_distance"), (DriftParams(new_zone_share=0.5), "PULocationID")],
+    ids=["distance x2.5", "pickups to a few new zones"],
+)
+def test_blatant_shifts_at_a_few_hundred_rows_are_flagged_on_the_shifted_feature(model, reference, drift, feature):
+    # The session's reference has 2,000 rows (its minimum is ~250 rows); with the 5,000 rows that
+    # training writes by default the minimum is 200 and tests/monitoring_core checks 250 rows.
+    n = max(300, LIMITS.evaluator(reference_frame(reference)).min_rows)
+    summary = _analyse(reference, _logged(model, n, seed=73, drift=drift)).summary
+    assert feature in summary["drift"]["drifted_features"]
 
 
 def test_reports_name_model_and_period_for_the_ui(model, reference):
