@@ -112,7 +112,10 @@ def feature_drift_score() -> timeseries.Panel:
             timeseries_panel(
                 "Drift score: $feature",
                 "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
-                "Jensen-Shannon distance for zones) and its threshold (dashed): drift above the line.",
+                "Jensen-Shannon distance for zones) and the threshold it is compared with now (dashed): drift "
+                "at or above the line. The threshold is calibrated from the reference for the window's size "
+                "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
+                "the pinned effect-size floor. No line while the feature has too few rows for a verdict.",
                 "none",
                 query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
                 query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
@@ -144,6 +147,34 @@ def window_rows() -> timeseries.Panel:
             "short",
             query(f"evidently_window_rows{{{MODEL}}}", "rows in window"),
             query(f"evidently_window_min_rows{{{MODEL}}}", "minimum rows", "B"),
+        ),
+        "B",
+    )
+
+
+def false_alarm_rate_now() -> stat.Panel:
+    """The false-alarm rates the thresholds are calibrated for."""
+    return stat_panel(
+        "False-alarm rate",
+        "Per-evaluation false-alarm rate on clean data the drift thresholds are calibrated for: per feature "
+        "verdict, and the bound on the dataset verdict. At one evaluation every few seconds, 0.5% is one "
+        "flagged evaluation in 200; the alerts' `for:` asks for minutes of consecutive verdicts (see the runbook).",
+        "percentunit",
+        query(f"evidently_drift_false_alarm_rate{{{MODEL}}}", "{{scope}}"),
+    )
+
+
+def calibration() -> timeseries.Panel:
+    """The size each feature's threshold was calibrated for, and the rows it needs for a verdict."""
+    return dashed_series(
+        timeseries_panel(
+            "Threshold calibration",
+            "The size bucket (rows) each feature's threshold was calibrated for, and (dashed) the usable values "
+            "it needs for a verdict: derived from the reference as the size at which a shift of twice the floor "
+            "is caught at least half the time. Below it the feature reports 'not enough data'.",
+            "short",
+            query(f"evidently_drift_calibrated_rows{{{MODEL}, {FEATURE}}}", "{{feature}} calibrated for"),
+            query(f"evidently_feature_drift_min_rows{{{MODEL}, {FEATURE}}}", "{{feature}} minimum", "B"),
         ),
         "B",
     )
@@ -193,6 +224,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(drifted_share_now())
         .with_panel(window_rows_now())
         .with_panel(last_batch_success())
+        .with_panel(false_alarm_rate_now())
         .with_row(row("Over time"))
         .with_panel(dataset_drift_over_time())
         .with_panel(drifted_share_over_time())
@@ -200,6 +232,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(window_rows())
         .with_row(row("Per feature"))
         .with_panel(feature_drift_score())
+        .with_panel(calibration())
         .with_row(row("Reference"))
         .with_panel(reference_info())
     )

@@ -148,3 +148,70 @@ def test_rows_are_accepted_while_an_evaluation_runs(make_app, make_rows, monitor
         release.set()
         thread.join()
     assert monitor.latest.window_rows == 600  # it evaluated the snapshot it took
+
+
+# With the derived minimums (no min_rows / segment_min_rows override), as shipped.
+DERIVED = {"min_rows": None, "segment_min_rows": None}
+
+
+def test_clean_rows_the_reference_never_saw_raise_no_drift_at_any_window_size(make_app, make_rows, monitor_of):
+    """The window grows from 50 rows: "not enough data" first, then verdicts that stay quiet, segments too."""
+    from scipy.stats import binom
+
+    app = make_app(**DERIVED)
+    monitor = monitor_of(app)
+    rows = make_rows(1000, seed=31)[0]  # a seed the session's reference was not drawn from
+    fed, feature_flags, judged, segment_flags, segment_judged = 0, 0, 0, 0, 0
+    for size in (50, 100, 150, 200, 300, 400, 600, 800, 1000):
+        _feed(app, rows[fed:size])
+        fed = size
+        result = monitor.evaluate()
+        assert result.min_rows is not None and result.min_rows > 50
+        if size < result.min_rows:
+            assert result.drift is None  # not enough data: no verdict, not "no drift"
+            continue
+        assert result.drift.enough_data and result.drift.dataset_drift is False
+        judged += 1
+        feature_flags += len(_flagged(result))
+        for segment in result.segments.values():
+            if segment.drift is not None:
+                assert segment.rows >= segment.min_rows
+                segment_judged += 1
+                segment_flags += segment.drift.dataset_drift
+    assert judged >= 5
+    # 5 columns at 0.5% per evaluation, the dataset at <= 1%: bounds failing with probability < 1e-4.
+    assert feature_flags <= binom.isf(1e-4, judged * 5, 0.005)
+    assert segment_judged > 0 and segment_flags <= binom.isf(1e-4, segment_judged, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("drift", "expected"),
+    [(DriftParams(distance_scale=2.5), "trip_distance"), (DriftParams(new_zone_share=0.5), "PULocationID")],
+    ids=["distance x2.5", "pickups to new zones"],
+)
+def test_blatant_shifts_at_a_few_hundred_rows_are_flagged(make_app, make_rows, monitor_of, drift, expected):
+    app = make_app(**DERIVED)
+    monitor = monitor_of(app)
+    _feed(app, make_rows(300, seed=32, drift=drift)[0])
+    result = monitor.evaluate()
+    assert result.drift is not None, f"300 rows below the derived minimum {result.min_rows}"
+    assert expected in _flagged(result)
+    column = result.drift.columns[expected]
+    assert column.calibrated_rows == 251 and column.threshold >= 0.1 and column.rows == 300
+
+
+def test_a_shift_in_one_borough_is_flagged_in_that_segment(make_app, make_rows, monitor_of):
+    app = make_app(**DERIVED)
+    monitor = monitor_of(app)
+    rows = make_rows(1000, seed=33)[0]
+    for row in rows:
+        if row["PULocationID"] in (74, 75, 41, 166, 42):  # Manhattan's busy pickup zones
+            row["trip_distance"] = row["trip_distance"] * 2.5
+    _feed(app, rows)
+    result = monitor.evaluate()
+    manhattan = result.segments["Manhattan"]
+    assert manhattan.drift is not None and manhattan.drift.columns["trip_distance"].detected
+    assert all(
+        not s.drift.columns["trip_distance"].detected for name, s in result.segments.items()
+        if s.drift is not None and name != "Manhattan"
+    )  # fmt: skip
