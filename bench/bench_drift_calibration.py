@@ -28,9 +28,9 @@ from scipy.stats import binom
 from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.drift import DriftEvaluator
 from ride_duration.schema import PREDICTION, Kind, column_kind, drift_tests
-from ride_duration.synthetic import DriftParams, generate_trips
+from ride_duration.synthetic import NO_DRIFT, DriftParams, generate_trips
 
-SIZES = (50, 100, 200, 500, 1000, 5000)
+SIZES = (50, 100, 200, 250, 500, 1000, 5000)
 # The built-in scenarios with a data shift, and the feature (or dataset) that must flag it.
 SCENARIOS: dict[str, tuple[str, str]] = {
     "covariate_shift": ("covariate_shift", "trip_distance"),
@@ -51,7 +51,7 @@ def _model() -> Callable[[pd.DataFrame], np.ndarray]:
     return lambda frame: model.predict(frame_features(frame))
 
 
-def _pool(rows: int, seed: int, predict: Callable, drift: DriftParams = DriftParams()) -> pd.DataFrame:
+def _pool(rows: int, seed: int, predict: Callable, drift: DriftParams = NO_DRIFT) -> pd.DataFrame:
     frame = generate_trips(rows, seed=seed, drift=drift)
     frame[PREDICTION] = predict(frame)
     return frame[list(drift_tests())]
@@ -75,7 +75,9 @@ class _EvidentlyDefaults:
             c: ColumnType.Categorical if column_kind(c) is Kind.CATEGORICAL else ColumnType.Numerical
             for c in drift_tests()
         }
-        self.tests = {c: get_stattest(reference[c].dropna(), reference[c].dropna(), t, None) for c, t in self.types.items()}
+        self.tests = {
+            c: get_stattest(reference[c].dropna(), reference[c].dropna(), t, None) for c, t in self.types.items()
+        }
 
     def describe(self) -> str:
         return ", ".join(f"{c}: {t.name} {t.default_threshold}" for c, t in self.tests.items())
@@ -157,7 +159,11 @@ def main(argv: list[str]) -> int:
         times.append(time.perf_counter() - t0)
     fixed = DriftEvaluator(reference)
     evidently = _EvidentlyDefaults(reference)
-    rules = {"calibrated": _calibrated(calibrated), "fixed (today)": _fixed(fixed), "Evidently default": evidently.verdicts}
+    rules = {
+        "calibrated": _calibrated(calibrated),
+        "fixed (today)": _fixed(fixed),
+        "Evidently default": evidently.verdicts,
+    }
 
     rate, dataset_rate = calibrated.false_alarm_rate or 0.0, settings.dataset_false_alarm_rate
     columns = list(drift_tests())

@@ -184,9 +184,8 @@ def main(argv: list[str]) -> int:
     import evidently  # noqa: F401 - timed apart: paid once per process
 
     imported = time.perf_counter() - started
-    from monitoring_core.drift import DriftEvaluator
-
     from monitoring_core.calibration import CalibrationSettings
+    from monitoring_core.drift import DriftEvaluator
 
     started = time.perf_counter()
     evaluator = DriftEvaluator(reference)

@@ -48,7 +48,9 @@ def _report(url: str, minutes: float) -> dict[str, object]:
     alerts = {}
     for state in ("pending", "firing"):
         for alert in ALERTS:
-            series = prometheus_query(url, f'max_over_time(ALERTS{{alertname="{alert}", alertstate="{state}"}}{window})')
+            series = prometheus_query(
+                url, f'max_over_time(ALERTS{{alertname="{alert}", alertstate="{state}"}}{window})'
+            )
             alerts[f"{alert} {state}"] = len(series)
     return {
         "verdict scrapes": _value(url, f"sum(count_over_time(evidently_dataset_drift{window}))"),
@@ -76,9 +78,7 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench_repeated_looks_"))
     print(f"[repeated_looks] training a model in {workdir}", flush=True)
     artifacts = _train(workdir / "artifacts")
-    stack = start_stack(
-        workdir, artifacts, evidently_config=DEMO_EVIDENTLY_CONFIG, alert_for=None, default_ports=False
-    )
+    stack = start_stack(workdir, artifacts, evidently_config=DEMO_EVIDENTLY_CONFIG, alert_for=None, default_ports=False)
     try:
         url = stack.urls["prometheus"]
         wait_until(lambda: prometheus_query(url, 'up{job="evidently_service"} == 1'), timeout=60, what="first scrape")

@@ -170,7 +170,7 @@ def calibration() -> timeseries.Panel:
         timeseries_panel(
             "Threshold calibration",
             "The size bucket (rows) each feature's threshold was calibrated for, and (dashed) the usable values "
-            "it needs for a verdict: derived from the reference as the size at which a shift of twice the floor "
+            "it needs for a verdict: derived from the reference as the size at which a shift of 2.5 times the floor "
             "is caught at least half the time. Below it the feature reports 'not enough data'.",
             "short",
             query(f"evidently_drift_calibrated_rows{{{MODEL}, {FEATURE}}}", "{{feature}} calibrated for"),

@@ -171,7 +171,9 @@ def write_prometheus_config(
     (folder / "rules").mkdir(exist_ok=True)
     names = []
     for name, text in rule_files().items():
-        (folder / "rules" / name).write_text(with_short_for(text, alert_for) if alert_for and "alert:" in text else text)
+        (folder / "rules" / name).write_text(
+            with_short_for(text, alert_for) if alert_for and "alert:" in text else text
+        )
         names.append(f"rules/{name}")
     targets = {
         job: urls[job].removeprefix("http://") for job in ("prediction_service", "evidently_service") if job in urls

@@ -52,7 +52,7 @@ class CalibrationSettings:
 
     false_alarm_rate: float = 0.01  # per column verdict, per evaluation of clean data
     dataset_false_alarm_rate: float = 0.01  # per dataset verdict, per evaluation of clean data
-    detectable_shift: float = 2.0  # the minimum size must detect a shift of this many floors...
+    detectable_shift: float = 2.5  # the minimum size must detect a shift of this many floors...
     min_power: float = 0.5  # ...this often (0.5: the shifted distance's median clears the threshold)
     draws: int = 2000  # null draws per size bucket
     power_draws: int = 400  # draws per size bucket when deriving the minimum size
@@ -380,7 +380,9 @@ class ColumnCalibration:
             return _quantile(null.holdout_null(rng, bucket, draws), 1 - self.rate)
         # Beyond the simulated sizes the distance scales like sqrt(1/N + 1/n) (the two-sample
         # Wasserstein limit); the base quantile is from a reference side of N - n0 rows.
-        base = self._thresholds.get(-simulated) or self._remember("thresholds", -simulated, self.null_quantile(simulated))
+        base = self._thresholds.get(-simulated) or self._remember(
+            "thresholds", -simulated, self.null_quantile(simulated)
+        )
         n, n0 = null.n, simulated
         return base * math.sqrt((1 / n + 1 / bucket) / (1 / (n - n0) + 1 / n0))
 

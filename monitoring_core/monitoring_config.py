@@ -191,5 +191,9 @@ def drift_settings(config_path: Path | None, model_name: str, reference_path: Pa
         raise ValueError(f"model {model_name!r} is not in {path} (models there: {sorted(configs)})")
     config = configs[model_name]
     return DriftSettings(
-        dict(config.tests), config.dataset_drift_share, config.multiple_testing, config.reference_path, config.calibration
+        dict(config.tests),
+        config.dataset_drift_share,
+        config.multiple_testing,
+        config.reference_path,
+        config.calibration,
     )

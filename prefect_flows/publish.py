@@ -49,7 +49,7 @@ def banner(summary: dict[str, Any], kind: str) -> str:
 
 
 def threshold_line(drift: dict[str, Any]) -> str:
-    """Return the sentence stating the thresholds applied, the rows they were calibrated for and the false-alarm rate."""
+    """Return the sentence stating the thresholds applied, the rows they were calibrated for, the false-alarm rate."""
     parts = [
         f"{c} {v['threshold']:.3g}" + (f" ({v['calibrated_rows']:,} rows)" if v.get("calibrated_rows") else "")
         for c, v in drift["columns"].items()

@@ -188,7 +188,9 @@ def drift_results(
             "min_rows": outcome.min_rows if outcome is not None else None,
         }
     features = [
-        c for c in tests if c != PREDICTION and columns.get(c, {}).get("score") is not None and columns[c]["enough_data"]
+        c
+        for c in tests
+        if c != PREDICTION and columns.get(c, {}).get("score") is not None and columns[c]["enough_data"]
     ]
     drifted = [c for c in features if columns[c]["detected"]]
     share = len(drifted) / len(features) if features else 0.0

@@ -73,7 +73,9 @@ def test_rowwise_jensen_shannon_is_scipys():
     p, q = rng.dirichlet(np.ones(30), 5), rng.dirichlet(np.ones(30) * 0.1, 5)
     q[:, :3] = 0
     q /= q.sum(axis=1, keepdims=True)
-    assert _jensenshannon(p, q) == pytest.approx([distance.jensenshannon(a, b) for a, b in zip(p, q)], abs=1e-12)
+    assert _jensenshannon(p, q) == pytest.approx(
+        [distance.jensenshannon(a, b) for a, b in zip(p, q, strict=True)], abs=1e-12
+    )
 
 
 def test_size_buckets_round_down():
