@@ -26,12 +26,13 @@ DB = "prediction_service"
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 # name -> (start hour, rows, drift, label share)
 PERIODS = {
-    # Reference-like rows need a window the size the metrics service judges (>= 1,000 rows):
-    # Jensen-Shannon over sparse zone ids reads high on small samples of the same distribution.
     "reference_like": (10, 1400, DriftParams(), 0.8),
     "drifted_unlabelled": (11, 600, DriftParams(distance_scale=1.8, new_zone_share=0.4), 0.0),
     "tiny": (12, 10, DriftParams(), 1.0),
     "empty": (13, 0, DriftParams(), 1.0),
+    # Quiet hours of clean traffic: below the calibrated minimum "not enough data", above it no drift.
+    "quiet_120": (14, 120, DriftParams(), 1.0),
+    "quiet_250": (15, 250, DriftParams(), 1.0),
 }
 QUALITY_WORDS = ["MAE", "Error Distribution", "Predicted vs Actual", "pickup_borough"]
 MAX_ROWS = 1200  # below the reference-like period's 1,400 rows, so that run samples
@@ -162,6 +163,16 @@ def test_tiny_and_empty_periods_say_not_enough_data(stack, name, rows):
     assert not any((stack["reports_dir"] / summary["run_id"]).glob("*.html"))
 
 
+@pytest.mark.parametrize("name", ["quiet_120", "quiet_250"])
+def test_quiet_clean_periods_never_read_as_drift(stack, name):
+    summary = stack["summaries"][name]
+    if summary["status"] == "not_enough_data":
+        assert summary["drift"] is None and summary["rows"]["analysed"] < summary["min_rows"]
+    else:
+        assert summary["drift"]["dataset_drift"] is False and summary["drift"]["rows"] == PERIODS[name][1]
+    assert not summary["message"].startswith("dataset drift")
+
+
 def test_reports_collection_holds_each_run(stack):
     with MongoClient(stack["uri"], tz_aware=True) as client:
         docs = {d["run_id"]: d for d in client[DB]["reports"].find({})}
@@ -211,13 +222,18 @@ def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, r
     assert progress == [250, 500, 600]  # one progress step per cursor batch, and the total
     # The metrics service's own settings: its config.yaml over the schema's pinned tests.
     config = drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
-    online = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
+    online = DriftEvaluator(
+        reference, config.tests, config.dataset_drift_share, config.multiple_testing, config.calibration
+    )
     online = online.evaluate(rows)
     batch = summary["drift"]
     assert batch["dataset_drift"] == online.dataset_drift
     assert math.isclose(batch["drifted_share"], online.drifted_share)
+    assert batch["rows"] == online.rows and batch["false_alarm_rate"] == online.false_alarm_rate
     for column, result in online.columns.items():
-        assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=1e-12, abs_tol=1e-15), column
+        assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=0, abs_tol=1e-9), column
+        # The same calibrated threshold, derived independently by the flow and here.
+        assert batch["columns"][column]["threshold"] == result.threshold, column
         assert batch["columns"][column]["detected"] == result.detected, column
 
 
@@ -266,12 +282,16 @@ def test_evidently_ui_serves_drift_and_quality_over_time(stack, tmp_path):
             timeout=30,
         )
         assert answer.status_code in (200, 201), answer.text[:500]
-        shares, rmse = ([v for v in s["values"] if v is not None] for s in answer.json()["series"])
+        # One series per distinct metric config: runs of different sizes have different calibrated
+        # thresholds, so the drifted share comes in several series of the same filter.
+        values: dict[int, list[float]] = {0: [], 1: []}
+        for s in answer.json()["series"]:
+            values[s["filter_index"]] += [v for v in s["values"] if v is not None]
         summaries = stack["summaries"]
-        assert sorted(shares) == sorted(
-            summaries[n]["drift"]["drifted_share"] for n in ("reference_like", "drifted_unlabelled")
-        )
-        assert rmse == [pytest.approx(summaries["reference_like"]["quality"]["rmse"])]
+        with_reports = [n for n, summary in summaries.items() if summary["status"] == "ok"]
+        assert sorted(values[0]) == sorted(summaries[n]["drift"]["drifted_share"] for n in with_reports)
+        rmse = sorted(summaries[n]["quality"]["rmse"] for n in with_reports if summaries[n]["quality"]["available"])
+        assert sorted(values[1]) == pytest.approx(rmse)
         dashboard = requests.get(f"{url}/api/v2/dashboards/{workspace['project_id']}", timeout=10).json()
         assert {p["title"] for p in dashboard["panels"]} >= {"Drifted features (share)", "Regression quality (minutes)"}
     finally:
