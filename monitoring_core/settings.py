@@ -62,8 +62,13 @@ def port(default: int) -> Any:
     return env("PORT", default, ge=0, le=65535)
 
 
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-_BOUND_KEYS = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}
+# pydantic's error type -> (operator, the key of the bound in the error's context).
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
 _RULES = {
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",
@@ -88,8 +93,9 @@ def describe(exc: ValidationError) -> str:
             problems.append(f"{name} is not a setting")
             continue
         if kind in _BOUNDS:
-            bound = error["ctx"][_BOUND_KEYS[kind]]
-            rule = f"must be {_BOUNDS[kind]} {f'{bound:g}' if isinstance(bound, float) else bound}"
+            operator, key = _BOUNDS[kind]
+            bound = error["ctx"][key]
+            rule = f"must be {operator} {f'{bound:g}' if isinstance(bound, float) else bound}"
         elif kind in _RULES:
             rule = _RULES[kind]
         elif kind == "value_error":

@@ -117,4 +117,5 @@ def test_the_command_stops_on_a_bad_value_with_one_line_naming_it(tmp_path) -> N
         [sys.executable, "-m", "prediction_service"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["prediction_service: PREDICTION_BATCH_SIZE must be an integer, got 'abc'"]
+    expected = "prediction_service: PREDICTION_BATCH_SIZE must be an integer, got 'abc'"
+    assert done.stderr.strip().splitlines() == [expected]
