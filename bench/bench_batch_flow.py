@@ -41,8 +41,8 @@ def _reports_alone(uri: str, start: datetime, reference_path: Path, out: Path) -
     import pandas as pd
     from pymongo import MongoClient
 
+    from monitoring_core.monitoring_config import drift_settings
     from prefect_flows.analysis import Limits, analyse
-    from prefect_flows.drift_config import online_drift_settings
     from prefect_flows.io_mongo import read_predictions, sample_rows
     from prefect_flows.period import Period
 
@@ -52,7 +52,7 @@ def _reports_alone(uri: str, start: datetime, reference_path: Path, out: Path) -
         rows = read_predictions(client, DB, "ride_duration", period)
     read_s = time.perf_counter() - began  # not part of the baseline: shown as the read's own floor
     reference = pd.read_parquet(reference_path)
-    drift = online_drift_settings(None, "ride_duration", reference_path)
+    drift = drift_settings(None, "ride_duration", reference_path)
     limits = Limits(
         dataset_drift_share=drift.dataset_drift_share, multiple_testing=drift.multiple_testing, tests=drift.tests
     )

@@ -55,7 +55,7 @@ def _report_scores(reference: pd.DataFrame, window: pd.DataFrame) -> Callable[[]
     from evidently import Dataset, Report
     from evidently.metrics import ValueDrift
 
-    from ride_duration.drift import data_definition
+    from monitoring_core.drift import data_definition
 
     tests = drift_tests()
     definition = data_definition(tests)
@@ -144,9 +144,9 @@ def _ingestion_http(reference: pd.DataFrame, window: pd.DataFrame, rounds: int =
 
 def _service_evaluation(reference: pd.DataFrame, window: pd.DataFrame, repeats: int) -> float:
     """Return the median time of one full ModelMonitor.evaluate() on the window (labels on half the rows)."""
-    from evidently_service.config import BUILTIN, ModelConfig
     from evidently_service.evaluator import ModelMonitor
     from evidently_service.rows import validate_rows
+    from monitoring_core.monitoring_config import BUILTIN, ModelConfig
 
     settings = {key: getattr(BUILTIN, key) for key in ModelConfig.__dataclass_fields__ if hasattr(BUILTIN, key)}
     settings.update(
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
     import evidently  # noqa: F401 - timed apart: paid once per process
 
     imported = time.perf_counter() - started
-    from ride_duration.drift import DriftEvaluator
+    from monitoring_core.drift import DriftEvaluator
 
     started = time.perf_counter()
     evaluator = DriftEvaluator(reference)

@@ -32,6 +32,7 @@ from pymongo import MongoClient
 from local_stack.components import start_mongo, start_service
 from local_stack.processes import wait_until
 from local_stack.recorder import Recorder
+from monitoring_core.documents import predictions_collection
 from ride_duration.schema import FIELD_NAMES
 
 MODES = {
@@ -241,7 +242,7 @@ def main(argv: list[str]) -> int:
                 )
         for mode in modes:
             if mode != "bare":
-                logged = MongoClient(uri)[f"bench_{mode}"]["predictions"].count_documents({})
+                logged = predictions_collection(MongoClient(uri), f"bench_{mode}").count_documents({})
                 served = warmup[mode] + sum(r.requests for r in rounds[mode])
                 # wrk does not count responses still in flight when it stops, so documents may exceed them.
                 verdict = "every one logged" if logged >= served else f"{served - logged} MISSING"

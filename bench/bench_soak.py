@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         artifacts,
         token="soak-token",
         workers=args.workers,
-        evidently_config=Path("evidently_service/config.yaml").resolve(),
+        evidently_config=Path("monitoring_core/monitoring.yaml").resolve(),
     )
     status = 1
     try:

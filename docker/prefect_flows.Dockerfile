@@ -25,9 +25,7 @@ COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
 COPY monitoring_core/ monitoring_core/
 COPY ride_duration/ ride_duration/
-COPY service_common/ service_common/
-# The batch flow reads the metrics service's drift config (evidently_service/config.yaml) through its loader.
-COPY evidently_service/ evidently_service/
+# The batch flow reads the metrics service's drift config (monitoring_core/monitoring.yaml) through its loader.
 COPY prefect_flows/ prefect_flows/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from evidently_service.config import ConfigError, load_config
 from evidently_service.settings import Settings
+from monitoring_core.monitoring_config import ConfigError, load_config
 from service_common.logging import configure_logging
-from service_common.server import serve
-
-
-def worker_exit(server, worker) -> None:  # noqa: ARG001 - gunicorn's hook signature
-    """Stop the evaluation threads of the exiting worker."""
-    from evidently_service.api import EXTENSION
-
-    app = getattr(worker, "wsgi", None)
-    state = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
-    if state is not None:
-        state.stop()
+from service_common.server import closing_worker_exit, serve
 
 
 def main() -> int:
@@ -38,12 +27,12 @@ def main() -> int:
         )
         return 2
 
-    from evidently_service import create_app
+    from evidently_service import EXTENSION, create_app
 
     serve(
         lambda: create_app(settings),
         {
-            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "bind": f"{settings.host}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
             # several workers would each see a part of the rows. Threads serve requests
             # concurrently; evaluation runs in its own thread on a copy of the window.
@@ -51,7 +40,8 @@ def main() -> int:
             "threads": 8,
             "timeout": 60,
             "graceful_timeout": 10,
-            "worker_exit": worker_exit,
+            # Stop the evaluation threads of the exiting worker.
+            "worker_exit": closing_worker_exit(EXTENSION),
         },
     )
     return 0

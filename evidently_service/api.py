@@ -6,26 +6,23 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import validate_labels, validate_rows
+from evidently_service.state import current_state
 from service_common.auth import require_token
+from service_common.body import BodyError, read_json_body
 from service_common.errors import json_error
 
 log = logging.getLogger(__name__)
 bp = Blueprint("evidently_service", __name__)
-EXTENSION = "evidently_service"
 MAX_DETAILS = 50  # per-row errors echoed back; the counts cover the rest
 
 
-def _state() -> Any:
-    return current_app.extensions[EXTENSION]
-
-
 def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
-    monitors = _state().monitors
+    monitors = current_state().monitors
     if model not in monitors:
         body = {
             "error": f"unknown model {model!r}",
@@ -46,19 +43,15 @@ def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]
             monitor.count("rejected", reason, rows)
         return json_error(status, message, [{"field": "body", "message": message, "reason": reason}])
 
-    if not request.is_json:
-        return reject(415, "wrong_content_type", "send the body as application/json")
     try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # `silent` only covers ValueError; a deeply nested body exhausts the parser's stack
-        body = None
-    if body is None:
-        return reject(400, "invalid_json", "the body is not valid JSON")
+        body = read_json_body(request)
+    except BodyError as exc:
+        return reject(exc.status, exc.reason, exc.message)
     if isinstance(body, dict):
         body = [body]
     if not isinstance(body, list):
         return reject(400, "not_an_object", "expected a JSON list of objects")
-    limit = _state().settings.max_rows_per_request
+    limit = current_state().settings.max_rows_per_request
     if len(body) > limit:
         return reject(413, "too_many_rows", f"at most {limit} items per request, got {len(body)}", len(body))
     return body
@@ -133,7 +126,7 @@ def feedback(model: str):
 def health():
     """Report liveness and, per model, the window size and the last evaluation time."""
     models = {}
-    for name, monitor in _state().monitors.items():
+    for name, monitor in current_state().monitors.items():
         latest = monitor.latest
         models[name] = {
             "window_rows": len(monitor.window),
@@ -148,4 +141,4 @@ def health():
 @bp.get("/metrics")
 def metrics():
     """Expose every model's metrics in the Prometheus text format."""
-    return Response(generate_latest(_state().registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(current_state().registry), mimetype=CONTENT_TYPE_LATEST)

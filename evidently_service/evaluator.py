@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from evidently_service.config import ModelConfig
 from evidently_service.quality import (
     FeatureQuality,
     ReferenceProfile,
@@ -25,12 +24,12 @@ from evidently_service.quality import (
     label_delays,
     labelled,
     model_quality,
-    segment_of,
 )
 from evidently_service.window import Window
-from monitoring_core.paths import MODEL_FILE
-from ride_duration.drift import DriftEvaluator, DriftResult
-from ride_duration.model import load_model
+from monitoring_core.drift import DriftEvaluator, DriftResult
+from monitoring_core.monitoring_config import ModelConfig
+from monitoring_core.reference import reference_model_version
+from monitoring_core.segments import segment_of
 from ride_duration.schema import PREDICTION, TARGET
 
 log = logging.getLogger(__name__)
@@ -82,14 +81,6 @@ def reference_hash(reference: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def _model_version_beside(reference_path: Path) -> str:
-    # `python -m ride_duration.train` writes the model next to the reference it built.
-    try:
-        return load_model(reference_path.parent / MODEL_FILE).version or "unknown"
-    except Exception:  # noqa: BLE001 - a missing or unreadable model only loses a label value
-        return "unknown"
-
-
 class ModelMonitor:
     """Window, reference and latest evaluation of one model; evaluates on demand or periodically."""
 
@@ -100,7 +91,7 @@ class ModelMonitor:
             path=config.reference_path,
             rows=len(reference),
             content_hash=reference_hash(reference),
-            model_version=model_version or _model_version_beside(config.reference_path),
+            model_version=model_version or reference_model_version(config.reference_path),
         )
         self.drift = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
         self.profile = ReferenceProfile.of(reference)

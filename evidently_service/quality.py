@@ -9,7 +9,6 @@ import pandas as pd
 
 from evidently_service.window import LABEL_TIMESTAMP
 from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, TARGET, TIMESTAMP, Kind
-from ride_duration.zones import borough_of
 
 QUALITY_METRICS = ("rmse", "mae", "mean_error")
 DELAY_QUANTILES = (0.5, 0.9)
@@ -87,9 +86,3 @@ def label_delays(rows: pd.DataFrame) -> dict[float, float]:
     if not len(delays):
         return {}
     return {q: float(np.quantile(delays, q)) for q in DELAY_QUANTILES}
-
-
-def segment_of(window: pd.DataFrame) -> pd.Series:
-    """Return each row's segment: the pickup borough, from the zone id (7 values)."""
-    lookup = {zone: borough_of(zone) for zone in pd.unique(window["PULocationID"].dropna())}
-    return window["PULocationID"].map(lookup).fillna("Unknown")

@@ -9,12 +9,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from evidently_service.evaluator import ModelMonitor
-from evidently_service.rows import epoch, row_model, to_window_row
+from evidently_service.rows import epoch, to_window_row
+from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, TARGET, TARGET_TIMESTAMP, predictions_collection
+from monitoring_core.records import row_model
 from ride_duration.schema import FIELD_NAMES, PREDICTION, REQUEST_ID, TIMESTAMP
 
 log = logging.getLogger(__name__)
-COLLECTION = "predictions"
-_ROW_KEYS = (*FIELD_NAMES, REQUEST_ID, TIMESTAMP, "model_version", PREDICTION)
+_ROW_KEYS = (*FIELD_NAMES, REQUEST_ID, TIMESTAMP, MODEL_VERSION, PREDICTION)
 
 
 def _as_row(document: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +40,8 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
     try:
         with MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms) as client:
             cursor = (
-                client[database][COLLECTION]
-                .find({"model_name": name}, {"_id": 0})
+                predictions_collection(client, database)
+                .find({MODEL_NAME: name}, {"_id": 0})
                 .sort(TIMESTAMP, DESCENDING)
                 .limit(monitor.config.window_size)
             )
@@ -57,7 +58,7 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
         except ValidationError:
             skipped += 1
             continue
-        target, at = document.get("target"), document.get("target_timestamp")
+        target, at = document.get(TARGET), document.get(TARGET_TIMESTAMP)
         if isinstance(target, int | float) and isinstance(at, datetime):
             labels.append((document[REQUEST_ID], float(target), epoch(at)))
     monitor.window.append(rows)

@@ -3,49 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 
+from monitoring_core.records import ForwardedLabel, row_model
+from monitoring_core.validation import error_details
 from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, TIMESTAMP, Kind
-from ride_duration.validation import error_details, ride_model
-
-_ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$", description="The prediction's id.")
-MAX_LABEL_MINUTES = 24 * 60.0
-
-
-def _number(value: Any) -> Any:
-    # A string or a bool where a number belongs is an upstream bug: reject it, never coerce it.
-    if isinstance(value, bool | str | bytes):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-Number = Annotated[float, BeforeValidator(_number)]
-
-
-@lru_cache(maxsize=1)
-def row_model() -> type[BaseModel]:
-    """Return the pydantic model of one /iterate row: the ride's schema fields plus prediction facts."""
-    return create_model(
-        "MonitoredRow",
-        __base__=ride_model(),
-        __doc__="One served prediction as the prediction service forwards it.",
-        request_id=(str, _ID),
-        timestamp=(datetime, Field(description="Prediction time, ISO-8601 (UTC when no offset).")),
-        model_version=(str | None, Field(default=None, max_length=128)),
-        prediction=(Number, Field(allow_inf_nan=False, description="Predicted duration, minutes.")),
-    )
-
-
-class Label(BaseModel, extra="forbid"):
-    """One ground-truth label: the real duration of a predicted ride."""
-
-    request_id: str = _ID
-    duration: Number = Field(ge=0, le=MAX_LABEL_MINUTES, allow_inf_nan=False, description="Minutes.")
-    timestamp: datetime | None = Field(default=None, description="When the label arrived; now when absent.")
-
 
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
@@ -89,7 +53,7 @@ def validate_labels(items: list[Any], now: float) -> tuple[list[tuple[str, float
     good, bad = [], []
     for index, item in enumerate(items):
         try:
-            label = Label.model_validate(item)
+            label = ForwardedLabel.model_validate(item)
         except ValidationError as exc:
             bad.append({"index": index, "problems": error_details(exc, prefix=f"[{index}].")})
             continue

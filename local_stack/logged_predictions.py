@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 
+from monitoring_core.documents import ensure_indexes, label_fields, prediction_document, predictions_collection
 from ride_duration.model import RideDurationModel
-from ride_duration.schema import FIELDS, PREDICTION, REQUEST_ID, TARGET, TIMESTAMP, FieldSpec, Kind
+from ride_duration.schema import FIELDS, TARGET, FieldSpec, Kind
 
 
 def _value(spec: FieldSpec, value: object) -> object:
@@ -44,17 +45,10 @@ def prediction_documents(
     docs = []
     for i, ride in enumerate(rides.to_dict(orient="records")):
         stamp = start + timedelta(seconds=float(offsets[i]))
-        doc = {
-            REQUEST_ID: f"{id_prefix}{i}",
-            TIMESTAMP: stamp,
-            "model_name": model_name,
-            "model_version": model.version,
-        }
-        doc.update({f.name: _value(f, ride.get(f.name)) for f in FIELDS})
-        doc[PREDICTION] = float(predictions[i])
+        values = {f.name: _value(f, ride.get(f.name)) for f in FIELDS}
+        doc = prediction_document(f"{id_prefix}{i}", stamp, model_name, model.version, values, float(predictions[i]))
         if labelled[i] and TARGET in ride:
-            doc["target"] = float(ride[TARGET])
-            doc["target_timestamp"] = stamp + timedelta(minutes=float(ride[TARGET]))
+            doc.update(label_fields(float(ride[TARGET]), stamp + timedelta(minutes=float(ride[TARGET]))))
         docs.append(doc)
     return docs
 
@@ -62,9 +56,8 @@ def prediction_documents(
 def insert_documents(uri: str, database: str, docs: list[dict], batch: int = 10_000) -> int:
     """Insert logged documents into `predictions` (with the service's indexes); return how many."""
     with MongoClient(uri) as client:
-        collection = client[database]["predictions"]
-        collection.create_index([(REQUEST_ID, ASCENDING)], unique=True, name="request_id_unique")
-        collection.create_index([(TIMESTAMP, ASCENDING)], name="timestamp")
+        collection = predictions_collection(client, database)
+        ensure_indexes(collection)
         for i in range(0, len(docs), batch):
             collection.insert_many(docs[i : i + batch], ordered=False)
     return len(docs)

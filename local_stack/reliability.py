@@ -16,6 +16,7 @@ from pymongo import MongoClient
 
 from local_stack.components import start_mongo, start_service
 from local_stack.processes import ManagedProcess, wait_until
+from monitoring_core.documents import predictions_collection
 
 DEMO_EVIDENTLY_CONFIG = Path(__file__).with_name("demo_evidently.yaml")
 
@@ -110,7 +111,7 @@ class Stack:
 
     def predictions(self) -> MongoClient:
         """Return the `predictions` collection (a fresh client: MongoDB may have restarted)."""
-        return MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000)[self.database]["predictions"]
+        return predictions_collection(MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000), self.database)
 
     def metric_lines(self, url: str, prefix: str) -> list[str]:
         """Return the /metrics sample lines of `url` whose name starts with `prefix`."""

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING
 
 from prediction_service.settings import Settings
 
+# The key of the per-worker state on `app.extensions`; here, so the gunicorn master reads it without the app.
+EXTENSION = "prediction_service"
+
 if TYPE_CHECKING:
     from flask import Flask
 

@@ -31,19 +31,9 @@ def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def worker_exit(server, worker) -> None:
-    """Flush the worker's queues on shutdown: MongoDB records are written or spooled, never lost."""
-    from prediction_service.state import EXTENSION
-
-    app = getattr(worker, "wsgi", None)
-    state = getattr(app, "extensions", {}).get(EXTENSION) if app is not None else None
-    if state is not None:
-        state.close()
-
-
 def post_worker_init(worker) -> None:
     """Start the worker's background writer now, so spooled records are replayed even without traffic."""
-    from prediction_service.state import EXTENSION
+    from prediction_service import EXTENSION
 
     state = worker.wsgi.extensions.get(EXTENSION)
     if state is not None:
@@ -65,8 +55,8 @@ def main() -> int:
         )
         return 2
     prepare_multiprocess_dir()
-    from prediction_service import create_app
-    from service_common.server import serve
+    from prediction_service import EXTENSION, create_app
+    from service_common.server import closing_worker_exit, serve
 
     serve(
         lambda: create_app(settings),
@@ -77,7 +67,8 @@ def main() -> int:
             "timeout": 30,
             "graceful_timeout": 15,
             "child_exit": child_exit,
-            "worker_exit": worker_exit,
+            # Flush the worker's queues on shutdown: MongoDB records are written or spooled, never lost.
+            "worker_exit": closing_worker_exit(EXTENSION),
             "post_worker_init": post_worker_init,
         },
     )

@@ -7,10 +7,12 @@ import uuid
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 
+from monitoring_core.documents import prediction_document
+from monitoring_core.records import forwarded_row
 from prediction_service import metrics
 from prediction_service.feedback import parse_labels, record_feedback
 from prediction_service.inputs import parse_rides
-from prediction_service.monitoring import iso, utc_now_ms
+from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
 from ride_duration.schema import FIELD_NAMES
@@ -28,26 +30,14 @@ def predict():
     fields = [_fields(ride) for ride in rides]
     durations = state.model.predict_rides(fields)
     served_at = utc_now_ms()
-    stamp = iso(served_at)
     version = state.model.version
     answers, docs, rows = [], [], []
     for ride, values, duration in zip(rides, fields, durations, strict=True):
         request_id = ride.request_id or uuid.uuid4().hex
         duration = float(duration)
         answers.append({"request_id": request_id, "duration": duration, "model_version": version})
-        docs.append(
-            {
-                "request_id": request_id,
-                "timestamp": served_at,
-                "model_name": settings.model_name,
-                "model_version": version,
-                **values,
-                "prediction": duration,
-            }
-        )
-        rows.append(
-            {"request_id": request_id, "timestamp": stamp, "model_version": version, **values, "prediction": duration}
-        )
+        docs.append(prediction_document(request_id, served_at, settings.model_name, version, values, duration))
+        rows.append(forwarded_row(request_id, served_at, version, values, duration))
         metrics.PREDICTED_DURATION.labels(settings.model_name).observe(duration * 60.0)
     metrics.PREDICTIONS.labels(settings.model_name, version).inc(len(answers))
     state.monitoring.record_predictions(docs, rows)

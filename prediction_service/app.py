@@ -7,13 +7,13 @@ import time
 
 from flask import Flask, g, request
 
-from prediction_service import metrics, store
+from prediction_service import EXTENSION, metrics, store
 from prediction_service.api import bp
 from prediction_service.health import DependencyProbe
 from prediction_service.inputs import InputError
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
-from prediction_service.state import EXTENSION, ServiceState
+from prediction_service.state import ServiceState
 from ride_duration.model import load_model
 from service_common.errors import json_error, register_error_handlers
 

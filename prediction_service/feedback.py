@@ -3,50 +3,22 @@
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
+from monitoring_core.records import Label
 from prediction_service import metrics, store
 from prediction_service.inputs import InputError, as_items, read_json, validate_items
 from prediction_service.monitoring import Monitoring, utc_now_ms
-
-MAX_LABEL_MINUTES = 24 * 60
-
-
-@lru_cache(maxsize=1)
-def label_model() -> type[BaseModel]:
-    """Return the pydantic model of one label."""
-
-    class Label(BaseModel):
-        """The observed duration of a ride whose prediction was served earlier."""
-
-        model_config = ConfigDict(extra="forbid")
-        request_id: str = Field(
-            min_length=1,
-            max_length=128,
-            pattern=r"^[A-Za-z0-9_.:\-]+$",
-            description="The request_id the prediction answered with.",
-        )
-        duration: float = Field(
-            gt=0,
-            le=MAX_LABEL_MINUTES,
-            allow_inf_nan=False,
-            strict=True,
-            description="Observed ride duration in minutes.",
-        )
-
-    return Label
 
 
 def parse_labels(request: Request, max_rows: int) -> list[dict]:
     """Return the labels of a /feedback body, in order, stamped with their arrival time."""
     items, is_batch = as_items(read_json(request), max_rows, "labels")
     try:
-        models = validate_items(items, is_batch, label_model().model_validate, "feedback")
+        models = validate_items(items, is_batch, Label.model_validate, "feedback")
     except InputError as exc:
         metrics.FEEDBACK.labels("invalid").inc(len(items))
         raise exc

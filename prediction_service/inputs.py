@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from flask import Request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from ride_duration.validation import error_details, validate_ride
+from monitoring_core.validation import error_details, validate_ride
+from service_common.body import BodyError, read_json_body
+
+_BODY_MESSAGES = {
+    "wrong_content_type": "unsupported content type",
+    "too_large": "body too large",
+    "invalid_json": "invalid JSON",
+}
 
 
 class InputError(Exception):
@@ -34,31 +39,10 @@ def _problem(field: str, message: str, reason: str) -> dict[str, str]:
 
 def read_json(request: Request) -> Any:
     """Return the parsed JSON body or raise InputError (415 content type, 413 size, 400 invalid JSON)."""
-    mimetype = request.mimetype or ""
-    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        raise InputError(
-            415,
-            "unsupported content type",
-            [_problem("Content-Type", f"expected application/json, got {mimetype or 'nothing'}", "wrong_content_type")],
-        )
-    limit = request.max_content_length
-    if limit is not None and request.content_length is not None and request.content_length > limit:
-        raise InputError(413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")])
     try:
-        raw = request.get_data(cache=False)
-        # A chunked body (no Content-Length) is cut at the limit rather than refused: treat reaching it as over.
-        if limit is not None and request.content_length is None and len(raw) >= limit:
-            raise RequestEntityTooLarge()
-    except RequestEntityTooLarge:
-        raise InputError(
-            413, "body too large", [_problem("body", f"the limit is {limit} bytes", "too_large")]
-        ) from None
-    try:
-        # NaN/Infinity tokens parse (Python's json allows them) so validation can name the field as not finite.
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-        raise InputError(400, "invalid JSON", [_problem("body", message, "invalid_json")]) from None
+        return read_json_body(request)
+    except BodyError as exc:
+        raise InputError(exc.status, _BODY_MESSAGES.get(exc.reason, "invalid body"), [exc.detail()]) from None
 
 
 def as_items(body: Any, max_rows: int, what: str) -> tuple[list[Any], bool]:

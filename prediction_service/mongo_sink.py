@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from pymongo.errors import PyMongoError
 
+from monitoring_core.documents import ensure_indexes
 from prediction_service import metrics, store
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
@@ -141,7 +142,7 @@ class MongoSink:
     def _write(self, batch: list[dict]) -> bool:
         try:
             if not self._indexed:
-                store.ensure_indexes(self._collection)
+                ensure_indexes(self._collection)
                 self._indexed = True
             docs = [r["doc"] for r in batch if r["op"] == "insert"]
             written = store.insert_documents(self._collection, docs)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import requests
 from pymongo.errors import PyMongoError
 
+from monitoring_core.records import forwarded_label
 from prediction_service import metrics, store
 from prediction_service.forwarder import Forwarder
 from prediction_service.mongo_sink import MongoSink, label_record
@@ -22,11 +23,6 @@ def utc_now_ms() -> datetime:
     """Return the current UTC time truncated to milliseconds (BSON's precision)."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def iso(ts: datetime) -> str:
-    """Return an ISO-8601 UTC string ending in Z."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Monitoring:
@@ -107,14 +103,7 @@ class Monitoring:
         """Pass accepted labels on to the metrics service for online model quality."""
         if self.labels is not None and labels:
             self.labels.submit(
-                [
-                    {
-                        "request_id": lab["request_id"],
-                        "duration": lab["target"],
-                        "timestamp": iso(lab["target_timestamp"]),
-                    }
-                    for lab in labels
-                ]
+                [forwarded_label(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
             )
 
     def sizes(self) -> dict[str, int]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prediction_service.feedback import label_model
+from monitoring_core.records import Label
+from monitoring_core.validation import ride_model
 from prediction_service.settings import Settings
-from ride_duration.validation import ride_model
 
 _REF = "#/components/schemas/{model}"
 
@@ -28,7 +28,7 @@ def _error(description: str) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """Return the OpenAPI document, with the batch limits of `settings`."""
     ride, ride_defs = _schema(ride_model())
-    label, label_defs = _schema(label_model())
+    label, label_defs = _schema(Label)
     prediction = {
         "type": "object",
         "required": ["request_id", "duration", "model_version"],

@@ -8,12 +8,11 @@ from flask import current_app
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
+from prediction_service import EXTENSION
 from prediction_service.health import DependencyProbe
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from ride_duration.model import RideDurationModel
-
-EXTENSION = "prediction_service"
 
 
 @dataclass

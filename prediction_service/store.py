@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pymongo import ASCENDING, MongoClient, ReplaceOne
+from pymongo import MongoClient, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from monitoring_core.documents import predictions_collection
 from prediction_service.settings import Settings
 
-PREDICTIONS = "predictions"
 DUPLICATE_KEY = 11000
 
 
@@ -30,13 +30,7 @@ def connect(settings: Settings) -> MongoClient:
 
 def predictions(client: MongoClient, settings: Settings) -> Collection:
     """Return the `predictions` collection."""
-    return client[settings.mongodb_database][PREDICTIONS]
-
-
-def ensure_indexes(collection: Collection) -> None:
-    """Create the unique `request_id` index that makes every write idempotent."""
-    collection.create_index([("request_id", ASCENDING)], unique=True, name="request_id_unique")
-    collection.create_index([("timestamp", ASCENDING)], name="timestamp")
+    return predictions_collection(client, settings.mongodb_database)
 
 
 def insert_documents(collection: Collection, docs: list[dict]) -> int:

@@ -77,7 +77,7 @@ def render_index(summaries: list[dict[str, Any]], now: datetime | None = None) -
 <h1>Batch monitoring reports</h1>
 <p class="note">{len(summaries)} run(s), newest period first. Generated {now:%Y-%m-%d %H:%M} UTC.
 Drift uses the metrics service's pinned tests and thresholds (<code>ride_duration.schema</code> with
-<code>evidently_service/config.yaml</code>); quality is computed on rows
+<code>monitoring_core/monitoring.yaml</code>); quality is computed on rows
 whose ground truth had arrived when the run started.</p>
 <table>
 <thead><tr><th>period</th><th>model</th><th>rows</th><th>label coverage</th><th>verdict</th><th>reports</th></tr>

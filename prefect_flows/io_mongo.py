@@ -11,14 +11,12 @@ import numpy as np
 import pandas as pd
 from pymongo import MongoClient
 
+from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, REPORTS, TARGET, predictions_collection
 from prefect_flows.period import Period
 from ride_duration.schema import CATEGORICAL_FEATURES, MONITORED_FIELDS, PREDICTION, TIMESTAMP
 
-PREDICTIONS = "predictions"
-REPORTS = "reports"
 # Ground truth as the prediction service stores it on the prediction's document.
-TARGET_FIELD = "target"
-MODEL_VERSION = "model_version"
+TARGET_FIELD = TARGET
 # Only what the reports use: the monitored fields, the prediction, the label and the version.
 COLUMNS: tuple[str, ...] = (*(f.name for f in MONITORED_FIELDS), PREDICTION, TARGET_FIELD, MODEL_VERSION)
 
@@ -30,7 +28,7 @@ def projection() -> dict[str, int]:
 
 def period_filter(model_name: str, period: Period) -> dict[str, Any]:
     """Return the query selecting one model's predictions made within the period."""
-    return {"model_name": model_name, TIMESTAMP: {"$gte": period.start, "$lt": period.end}}
+    return {MODEL_NAME: model_name, TIMESTAMP: {"$gte": period.start, "$lt": period.end}}
 
 
 def read_predictions(
@@ -42,7 +40,9 @@ def read_predictions(
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Return the period's predictions as a frame with COLUMNS, reading the cursor in batches."""
-    cursor = client[database][PREDICTIONS].find(period_filter(model_name, period), projection(), batch_size=batch_size)
+    cursor = predictions_collection(client, database).find(
+        period_filter(model_name, period), projection(), batch_size=batch_size
+    )
     records: list[dict] = []
     for record in cursor:
         records.append(record)

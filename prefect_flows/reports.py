@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring_core.drift import corrected_thresholds, data_definition, report_drift_metrics
+from monitoring_core.segments import with_segment
 from prefect_flows.io_mongo import TARGET_FIELD
-from ride_duration.drift import corrected_thresholds, data_definition, report_drift_metrics
 from ride_duration.schema import (
     CATEGORICAL_FEATURES,
     NUMERICAL_FEATURES,
@@ -22,7 +23,6 @@ from ride_duration.schema import (
     DriftTest,
     drift_tests,
 )
-from ride_duration.zones import borough_of
 
 DRIFT, DATA_SUMMARY, QUALITY = "drift", "data_summary", "quality"
 TITLES = {DRIFT: "Data drift", DATA_SUMMARY: "Data summary and quality", QUALITY: "Regression quality"}
@@ -42,12 +42,6 @@ class BuiltReport:
 
     kind: str
     snapshot: Any  # evidently.core.report.Snapshot
-
-
-def with_segment(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return `frame` with the pickup-borough segment column added."""
-    boroughs = {zone: borough_of(zone) for zone in frame["PULocationID"].dropna().unique()}
-    return frame.assign(**{SEGMENT: frame["PULocationID"].map(boroughs).fillna("Unknown")})
 
 
 def current_frame(rows: pd.DataFrame) -> pd.DataFrame:

@@ -152,8 +152,9 @@ TIMESTAMP = "timestamp"
 MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
 
-# The segment dimension: pickup borough, derived from the zone (7 values, bounded).
+# The segment dimension: pickup borough, derived from the pickup zone (7 values, bounded).
 SEGMENT = "pickup_borough"
+SEGMENT_SOURCE = "PULocationID"
 
 
 def drift_tests() -> dict[str, DriftTest]:

@@ -18,6 +18,7 @@ from sklearn.metrics import root_mean_squared_error
 from sklearn.pipeline import make_pipeline
 
 from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
+from monitoring_core.reference import write_reference
 from ride_duration import tlc
 from ride_duration.features import baseline_features, frame_features
 from ride_duration.model import RideDurationModel, fingerprint, save_model
@@ -85,7 +86,7 @@ def train(source: str, rows: int, seed: int, out_dir: Path, month: str, data_dir
     reference[PREDICTION] = model.predict_frame(reference)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir / MODEL_FILE)
-    reference.to_parquet(out_dir / REFERENCE_FILE, index=False)
+    write_reference(reference, out_dir / REFERENCE_FILE, version)
     _step(f"wrote {out_dir / MODEL_FILE} (version {version}) and {out_dir / REFERENCE_FILE} ({len(reference)} rows)")
     _step(f"done in {time.perf_counter() - started:.1f}s")
     return {"version": version, **info}

@@ -36,6 +36,18 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 
+def closing_worker_exit(extension: str) -> Callable[[Any, Any], None]:
+    """Return a gunicorn `worker_exit` hook that calls `close()` on the exiting worker's `app.extensions[extension]`."""
+
+    def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn's hook signature
+        app = getattr(worker, "wsgi", None)
+        state = getattr(app, "extensions", {}).get(extension) if app is not None else None
+        if state is not None:
+            state.close()
+
+    return worker_exit
+
+
 def serve(app_factory: Callable[[], Any], options: dict[str, Any]) -> None:
     """Start gunicorn with `options` (bind, workers, threads, hooks...) over the defaults, serving `app_factory()`."""
     loglevel = os.environ.get("LOG_LEVEL", "warning").lower()

@@ -95,7 +95,7 @@ def make_app(artifacts_dir: Path, write_config) -> Iterator[Callable[..., Any]]:
 
     yield make
     for app in apps:
-        app.extensions["evidently_service"].stop()
+        app.extensions["evidently_service"].close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evidently_service.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from ride_duration.schema import DriftTest, drift_tests
 
 REFERENCE = Path("/data/reference.parquet")

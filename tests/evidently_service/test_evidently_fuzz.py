@@ -34,7 +34,7 @@ def client(artifacts_dir, tmp_path_factory):
         Settings(config_path=config, reference_path=artifacts_dir / "reference.parquet", run_evaluators=False)
     )
     yield app.test_client(), app.extensions["evidently_service"].monitors["ride_duration"]
-    app.extensions["evidently_service"].stop()
+    app.extensions["evidently_service"].close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -78,11 +78,13 @@ def _documents(rows, labels, model_name="ride_duration"):
 def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifacts_dir, make_rows, monitor_of):
     from pymongo import MongoClient
 
+    from monitoring_core.documents import predictions_collection
+
     _, uri = mongo
     rows, labels = make_rows(700, seed=42)
     other, other_labels = make_rows(50, seed=43, prefix="other")
     with MongoClient(uri) as client:
-        collection = client["monitoring"]["predictions"]
+        collection = predictions_collection(client, "monitoring")
         collection.insert_many(_documents(rows, labels) + _documents(other, other_labels, model_name="other_model"))
     settings = Settings(
         config_path=write_config(window_size=600),

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ride_duration.drift import data_definition, report_drift_metrics
+from monitoring_core.drift import data_definition, report_drift_metrics
 from ride_duration.schema import PREDICTION
 from ride_duration.synthetic import DriftParams
 

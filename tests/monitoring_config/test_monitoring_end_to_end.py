@@ -47,7 +47,7 @@ BAD_INPUTS = (
 
 def metrics_service_config(tmp_path: Path) -> Path:
     """Write the committed metrics-service config with a small window and a 1 s evaluation period."""
-    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "evidently_service" / "config.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / "monitoring_core" / "monitoring.yaml").read_text())
     config["defaults"].update(
         window_size=WINDOW,
         min_rows=800,

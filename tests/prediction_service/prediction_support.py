@@ -11,6 +11,7 @@ from pymongo.collection import Collection
 
 from local_stack.processes import ManagedProcess
 from local_stack.recorder import Recorder
+from monitoring_core.documents import predictions_collection
 
 RIDE = {
     "PULocationID": 74,
@@ -34,9 +35,8 @@ class Stack:
 
     @property
     def predictions(self) -> Collection:
-        return MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000, tz_aware=True)["prediction_service"][
-            "predictions"
-        ]
+        client = MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000, tz_aware=True)
+        return predictions_collection(client, "prediction_service")
 
     def metric(self, name: str, **labels: str) -> float:
         """Return one sample of the service's /metrics (0 when absent)."""

@@ -8,8 +8,8 @@ import pytest
 from prediction_support import RIDE
 from prometheus_client import REGISTRY
 
+from monitoring_core.validation import REASONS
 from prediction_service import create_app
-from ride_duration.validation import REASONS
 
 
 def rejected(endpoint: str, reason: str) -> float:

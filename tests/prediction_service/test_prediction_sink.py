@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 from pymongo import MongoClient
 
 from local_stack.processes import free_port, wait_until
+from monitoring_core.documents import predictions_collection
 from prediction_service.mongo_sink import MongoSink, label_record
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
@@ -49,7 +50,7 @@ def test_a_label_queued_before_its_prediction_is_applied_once_the_prediction_lan
     sink = MongoSink(settings, Spool(tmp_path, 100))
     stamp = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     sink.submit([label_record("late", 12.5, stamp)])  # e.g. /feedback while MongoDB was down
-    collection = MongoClient(uri, tz_aware=True)["prediction_service"]["predictions"]
+    collection = predictions_collection(MongoClient(uri, tz_aware=True), "prediction_service")
     wait_until(sink.idle, timeout=10, what="label tried against a missing document")
     assert collection.count_documents({"request_id": "late"}) == 0
     sink.submit([doc("late")])

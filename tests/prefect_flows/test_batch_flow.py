@@ -197,11 +197,11 @@ def test_workspace_holds_the_snapshots(stack):
 
 
 def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, reference):
-    """Parity: the flow's drift scores equal ride_duration.drift.DriftEvaluator's (the online service's)."""
-    from prefect_flows.drift_config import online_drift_settings
+    """Parity: the flow's drift scores equal monitoring_core.drift.DriftEvaluator's (the online service's)."""
+    from monitoring_core.drift import DriftEvaluator
+    from monitoring_core.monitoring_config import drift_settings
     from prefect_flows.io_mongo import read_predictions
     from prefect_flows.period import Period
-    from ride_duration.drift import DriftEvaluator
 
     summary = stack["summaries"]["drifted_unlabelled"]
     progress: list[int] = []
@@ -210,7 +210,7 @@ def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, r
         rows = read_predictions(client, DB, "ride_duration", period, batch_size=250, progress=progress.append)
     assert progress == [250, 500, 600]  # one progress step per cursor batch, and the total
     # The metrics service's own settings: its config.yaml over the schema's pinned tests.
-    config = online_drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
+    config = drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
     online = DriftEvaluator(reference, config.tests, config.dataset_drift_share, config.multiple_testing)
     online = online.evaluate(rows)
     batch = summary["drift"]
@@ -347,3 +347,24 @@ def test_rerunning_a_period_replaces_its_results(stack):
     metrics = pushed(stack["gateway"])
     assert metrics[("batch_monitoring_last_run_dataset_drift", "ride_duration")] == 1
     assert metrics[("batch_monitoring_last_run_rows", "ride_duration")] == 600
+
+
+def test_flow_parameters_override_the_settings_and_show_on_the_run(stack, monkeypatch, tmp_path):
+    """After the rerun test: it re-analyses the tiny period (10 rows) into its own folders."""
+    from prefect import get_client
+
+    from prefect_flows.batch_monitoring import batch_monitoring
+
+    monkeypatch.setenv("PUSHGATEWAY_URL", "")  # empty is unset: leave the pushed verdicts above alone
+    state = batch_monitoring(
+        *_period("tiny"), min_rows=5, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
+    )
+    summary = state.result()
+    assert summary["status"] != "not_enough_data" and summary["rows"]["period"] == 10
+    assert summary["quality"]["available"] is True and summary["quality"]["labelled_rows"] == 10
+    assert (tmp_path / "r" / summary["run_id"] / "summary.json").exists()
+    assert Path(summary["workspace"]["path"]) == tmp_path / "r" / "workspace"
+    with get_client(sync_client=True) as client:
+        parameters = client.read_flow_run(state.state_details.flow_run_id).parameters
+    assert parameters["min_rows"] == 5 and parameters["min_labelled_rows"] == 5
+    assert Path(parameters["reports_dir"]) == tmp_path / "r"

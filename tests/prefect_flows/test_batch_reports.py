@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring_core.drift import DriftEvaluator
 from prefect_flows.analysis import NOT_ENOUGH_DATA, Limits, analyse
 from prefect_flows.io_mongo import COLUMNS, TARGET_FIELD, sample_rows
 from prefect_flows.period import Period
 from prefect_flows.reports import DRIFT, build_drift, drift_results, reference_frame
-from ride_duration.drift import DriftEvaluator
 from ride_duration.model import load_model
 from ride_duration.schema import CATEGORICAL_FEATURES, PREDICTION, TARGET, DriftTest, drift_tests
 from ride_duration.synthetic import NO_DRIFT, DriftParams, generate_trips
 from ride_duration.zones import borough_of
 
 PERIOD = Period(datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC))
-# The metrics service's calibrated zone threshold (evidently_service/config.yaml), for 1,000-row windows.
+# The metrics service's calibrated zone threshold (monitoring_core/monitoring.yaml), for 1,000-row windows.
 CALIBRATED = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.3) for c in CATEGORICAL_FEATURES}}
 
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
-from ride_duration.validation import validate_ride
+from monitoring_core.validation import validate_ride
 
 
 @dataclass

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from monitoring_core.validation import validate_ride
 from ride_duration.schema import FIELD_NAMES, TARGET
 from ride_duration.synthetic import RARE_ZONES, DriftParams
-from ride_duration.validation import validate_ride
 from ride_duration.zones import borough_of
 from usage_simulation.rides import PhaseFeed, RideSource, apply_schema_change, drift_real_rides, to_payloads
 from usage_simulation.scenario import Phase, SchemaChange

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
+from monitoring_core.ids import request_id_field
 from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind
 
 # Error reasons are Prometheus label values: keep this set small and fixed.
@@ -44,7 +45,8 @@ _REASON_BY_PYDANTIC_TYPE = {
 }
 
 
-def _no_strings_or_bools(value: Any) -> Any:
+def json_number(value: Any) -> Any:
+    """Return `value` unless it is a string or a bool (a number retyped upstream must be rejected, not coerced)."""
     # An upstream change that retypes a number as a string must be rejected, not coerced.
     if isinstance(value, bool | str | bytes):
         raise ValueError("must be a JSON number")
@@ -53,7 +55,7 @@ def _no_strings_or_bools(value: Any) -> Any:
 
 def _whole_number(value: Any) -> Any:
     # TLC files store some integer fields as floats (1.0): accept those, reject 1.5.
-    value = _no_strings_or_bools(value)
+    value = json_number(value)
     if isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
             raise ValueError("must be a whole number")
@@ -80,7 +82,7 @@ def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
         annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
         return annotation | None, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
-    check = _whole_number if spec.dtype is int else _no_strings_or_bools
+    check = _whole_number if spec.dtype is int else json_number
     # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
     # nullable field still says minimum/maximum.
     bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
@@ -97,13 +99,7 @@ def ride_model() -> type[BaseModel]:
     fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
     fields[REQUEST_ID] = (
         str | None,
-        Field(
-            default=None,
-            min_length=1,
-            max_length=128,
-            pattern=r"^[A-Za-z0-9_.:\-]+$",
-            description="Client-chosen id, echoed back; generated when absent.",
-        ),
+        request_id_field("Client-chosen id, echoed back; generated when absent.", default=None),
     )
     return create_model(
         "Ride", __config__=ConfigDict(extra="forbid"), __doc__="One green-taxi ride to predict.", **fields

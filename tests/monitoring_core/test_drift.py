@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ride_duration.drift import (
+from monitoring_core.drift import (
     DriftEvaluator,
     corrected_thresholds,
     data_definition,
@@ -28,7 +28,7 @@ def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
 
 # Jensen-Shannon on 265 sparse zone ids reads about 0.2 between two same-distribution
 # samples of 1,000 and 5,000 rows (sampling noise, see docs/evidently_service.md), so the
-# behavioural tests use the zone threshold the metrics service's config.yaml pins.
+# behavioural tests use the zone threshold the monitoring config (monitoring_core/monitoring.yaml) pins.
 # Evidently's usual zone threshold, stricter than the schema's: parity must hold for any pinned threshold.
 STRICT_ZONES = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.1) for c in CATEGORICAL_FEATURES}}
 

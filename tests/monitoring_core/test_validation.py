@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ride_duration.validation import REASONS, error_details, validate_ride
+from monitoring_core.validation import REASONS, error_details, validate_ride
 
 GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
 
@@ -55,7 +55,7 @@ def test_bad_input_names_the_field_and_reason(body, field, reason) -> None:
 
 
 def test_json_schema_keeps_bounds_of_nullable_fields() -> None:
-    from ride_duration.validation import ride_model
+    from monitoring_core.validation import ride_model
 
     passengers = ride_model().model_json_schema()["properties"]["passenger_count"]
     number = next(member for member in passengers["anyOf"] if member["type"] == "integer")

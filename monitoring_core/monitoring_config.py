@@ -1,4 +1,4 @@
-"""Load and validate `config.yaml`: per-model window, verdict and stat-test settings."""
+"""Load and validate the monitoring config (`monitoring.yaml` or `$EVIDENTLY_CONFIG`): windows, verdicts, stat tests."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ride_duration.drift import MULTIPLE_TESTING
+from monitoring_core.drift import MULTIPLE_TESTING
+from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH
 from ride_duration.schema import DriftTest, drift_tests
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "config.yaml"
+DEFAULT_CONFIG_PATH = DEFAULT_DRIFT_CONFIG_PATH
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
@@ -136,3 +137,23 @@ def load_config(path: Path, default_model: str, reference_path: Path) -> dict[st
             raise ConfigError(f"invalid model name {name!r}: use letters, digits, '_', '.', '-'")
         configs[name] = _merge(name, entry or _ModelSection(), parsed.defaults, reference_path, base)
     return configs
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """What decides a drift verdict for one model: the same for the metrics service and the batch flow."""
+
+    tests: dict[str, DriftTest]
+    dataset_drift_share: float
+    multiple_testing: str
+    reference_path: Path
+
+
+def drift_settings(config_path: Path | None, model_name: str, reference_path: Path) -> DriftSettings:
+    """Return the drift settings of `model_name` from the monitoring config (default: monitoring.yaml)."""
+    path = config_path or DEFAULT_CONFIG_PATH
+    configs = load_config(path, model_name, reference_path)
+    if model_name not in configs:
+        raise ValueError(f"model {model_name!r} is not in {path} (models there: {sorted(configs)})")
+    config = configs[model_name]
+    return DriftSettings(dict(config.tests), config.dataset_drift_share, config.multiple_testing, config.reference_path)

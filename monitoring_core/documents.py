@@ -1,0 +1,68 @@
+"""The logged prediction document in MongoDB: collection names, keys, indexes and the one builder.
+
+The prediction service writes these documents, the batch flow and the metrics service's
+re-warm read them, and the local stack and benchmarks seed them: all through this module
+(docs/contract.md "MongoDB").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, MongoClient
+from pymongo.collection import Collection
+
+from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
+
+PREDICTIONS = "predictions"  # one document per served prediction
+REPORTS = "reports"  # one summary per batch-flow run
+
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+# Ground truth, set on the prediction's document when it arrives (first label wins).
+TARGET = "target"
+TARGET_TIMESTAMP = "target_timestamp"
+
+# (keys, options) of every index on `predictions`. The unique request id makes every write idempotent:
+# a replayed spool or a retried batch never stores a prediction twice.
+INDEXES: tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...] = (
+    ([(REQUEST_ID, ASCENDING)], {"unique": True, "name": "request_id_unique"}),
+    ([(TIMESTAMP, ASCENDING)], {"name": "timestamp"}),
+)
+
+
+def predictions_collection(client: MongoClient, database: str) -> Collection:
+    """Return the `predictions` collection of `database`."""
+    return client[database][PREDICTIONS]
+
+
+def ensure_indexes(collection: Collection) -> None:
+    """Create the indexes of `predictions` (a no-op where they exist)."""
+    for keys, options in INDEXES:
+        collection.create_index(keys, **options)
+
+
+def prediction_document(
+    request_id: str,
+    timestamp: datetime,
+    model_name: str,
+    model_version: str,
+    values: Mapping[str, Any],
+    prediction: float,
+) -> dict[str, Any]:
+    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction."""
+    return {
+        REQUEST_ID: request_id,
+        TIMESTAMP: timestamp,
+        MODEL_NAME: model_name,
+        MODEL_VERSION: model_version,
+        **values,
+        PREDICTION: prediction,
+    }
+
+
+def label_fields(target: float, target_timestamp: datetime) -> dict[str, Any]:
+    """Return the keys a label sets on its prediction's document."""
+    return {TARGET: target, TARGET_TIMESTAMP: target_timestamp}

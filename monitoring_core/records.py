@@ -1,0 +1,78 @@
+"""What the prediction service sends the metrics service: the forwarded row and the label, and the request id.
+
+One definition of each, so the sender and the receiver cannot disagree on a rule (a label of
+0 minutes, an id with a space): the prediction service validates `/feedback` with `Label`,
+builds rows with `forwarded_row`, and the metrics service validates both with the same models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from monitoring_core.ids import request_id_field
+from monitoring_core.validation import json_number, ride_model
+from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
+
+# No ride lasts a day; a longer "duration" is a unit or clock error upstream.
+MAX_LABEL_MINUTES = 24 * 60.0
+
+
+Number = Annotated[float, BeforeValidator(json_number)]
+
+
+class Label(BaseModel):
+    """The observed duration of a ride whose prediction was served earlier."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = request_id_field("The request_id the prediction answered with.")
+    duration: Number = Field(
+        gt=0, le=MAX_LABEL_MINUTES, allow_inf_nan=False, description="Observed ride duration in minutes."
+    )
+
+
+class ForwardedLabel(Label):
+    """A label as the prediction service forwards it, stamped with its arrival time."""
+
+    timestamp: datetime | None = Field(default=None, description="When the label arrived; now when absent.")
+
+
+@lru_cache(maxsize=1)
+def row_model() -> type[BaseModel]:
+    """Return the pydantic model of one forwarded row: the ride's schema fields plus the prediction's facts."""
+    return create_model(
+        "MonitoredRow",
+        __base__=ride_model(),
+        __doc__="One served prediction as the prediction service forwards it.",
+        request_id=(str, request_id_field("The prediction's id.")),
+        timestamp=(datetime, Field(description="Prediction time, ISO-8601 (UTC when no offset).")),
+        model_version=(str | None, Field(default=None, max_length=128)),
+        prediction=(Number, Field(allow_inf_nan=False, description="Predicted duration, minutes.")),
+    )
+
+
+def iso(ts: datetime) -> str:
+    """Return an ISO-8601 UTC string with milliseconds, ending in Z."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def forwarded_row(
+    request_id: str, timestamp: datetime, model_version: str, values: Mapping[str, Any], prediction: float
+) -> dict[str, Any]:
+    """Return the row the metrics service's `/iterate` takes for one served prediction."""
+    return {
+        REQUEST_ID: request_id,
+        TIMESTAMP: iso(timestamp),
+        "model_version": model_version,
+        **values,
+        PREDICTION: prediction,
+    }
+
+
+def forwarded_label(request_id: str, duration: float, arrived: datetime) -> dict[str, Any]:
+    """Return the label the metrics service's `/feedback` takes."""
+    return {REQUEST_ID: request_id, "duration": duration, TIMESTAMP: iso(arrived)}

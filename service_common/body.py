@@ -1,0 +1,60 @@
+"""The one JSON request-body reader of both services: content type, size limit, JSON, nesting depth.
+
+Every failure is a `BodyError` carrying the status and the contract's reason, so each service
+turns it into its own JSON error body and counter without re-deciding what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+
+class BodyError(Exception):
+    """A body the service cannot read: `status` (400, 413 or 415), `reason` (a fixed label value), `message`."""
+
+    def __init__(self, status: int, reason: str, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.field = field
+
+    def detail(self) -> dict[str, str]:
+        """Return the contract's `details` entry for this error."""
+        return {"field": self.field, "message": self.message, "reason": self.reason}
+
+
+def is_json_type(mimetype: str) -> bool:
+    """Return whether a media type is JSON (application/json or application/*+json)."""
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def read_json_body(request: Request) -> Any:
+    """Return the parsed JSON body of `request`, or raise BodyError."""
+    mimetype = request.mimetype or ""
+    if not is_json_type(mimetype):
+        raise BodyError(
+            415, "wrong_content_type", f"expected application/json, got {mimetype or 'nothing'}", "Content-Type"
+        )
+    limit = request.max_content_length
+    too_large = BodyError(413, "too_large", f"the limit is {limit} bytes")
+    if limit is not None and request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    # A chunked body (no Content-Length) is cut at the limit rather than refused: treat reaching it as over.
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        raise too_large
+    try:
+        # NaN/Infinity tokens parse (Python's json allows them) so validation can name the field as not finite.
+        return json.loads(raw)
+    except RecursionError:  # a deeply nested body exhausts the parser's stack
+        raise BodyError(400, "invalid_json", "nested too deeply") from None
+    except ValueError as exc:
+        raise BodyError(400, "invalid_json", str(exc)) from None
