@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ PENDING: dict[str, str] = {
 }
 
 # Where each runtime's settings live. Both ways of declaring a variable are found: pydantic-settings
-# classes are read at import (field names with env_prefix, validation_alias, AliasChoices), and the
-# module's source is scanned for upper-case string literals (a hand-written `env.get("NAME")`).
+# classes are read at import (their `env_names()`, else field names with env_prefix, validation_alias,
+# AliasChoices), and the module's source is scanned for upper-case string literals (`env("NAME", ...)`).
 SETTINGS_MODULES: dict[str, tuple[str, ...]] = {
     "prediction_service": ("prediction_service.settings",),
     "evidently_service": ("evidently_service.settings",),
@@ -225,7 +226,9 @@ def settings_env_names(module_name: str) -> set[str]:
     # Only the classes the runtime instantiates: a base class's fields are read under its subclass's prefix.
     leaves = [cls for cls in classes if not any(other is not cls and issubclass(other, cls) for other in classes)]
     for obj in leaves:
-        if obj is not BaseSettings:
+        if callable(getattr(obj, "env_names", None)):  # the project's own answer (monitoring_core/settings.py)
+            names |= set(obj.env_names().values())
+        elif obj is not BaseSettings:
             prefix = obj.model_config.get("env_prefix", "")
             for field_name, info in obj.model_fields.items():
                 alias = info.validation_alias or info.alias
@@ -275,7 +278,8 @@ def direct_env_reads(package: str) -> set[str]:
     return names
 
 
-def code_env() -> dict[str, set[str]]:
+@cache
+def code_env() -> dict[str, frozenset[str]]:
     """Return {runtime: variables its settings or its code read}."""
     by_runtime: dict[str, set[str]] = {}
     for runtime, modules in SETTINGS_MODULES.items():
@@ -285,7 +289,7 @@ def code_env() -> dict[str, set[str]]:
         reads = direct_env_reads(package)
         for runtime in runtimes:
             by_runtime.setdefault(runtime, set()).update(reads)
-    return by_runtime
+    return {runtime: frozenset(names) for runtime, names in by_runtime.items()}
 
 
 def field_default(module_name: str, field: str) -> Any:
@@ -366,12 +370,12 @@ def metric_differences(text: str, exported: dict[str, dict[str, str]]) -> list[s
     return problems
 
 
-def env_differences(text: str, read: dict[str, set[str]]) -> list[str]:
+def env_differences(text: str, read: dict[str, frozenset[str]]) -> list[str]:
     """Return how the contract's variables and the variables each runtime reads disagree (both ways)."""
     documented = doc_env(text)
     problems = []
     for runtime in sorted(set(documented) | set(read)):
-        doc, code = documented.get(runtime, set()), read.get(runtime, set())
+        doc, code = documented.get(runtime, set()), read.get(runtime, frozenset())
         problems += [f"{runtime} reads {name}, not documented for it" for name in sorted(code - doc)]
         problems += [
             f"{runtime}: {name} is documented for it but never read" for name in sorted(doc - code - pending("env"))
