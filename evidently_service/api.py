@@ -14,6 +14,7 @@ from evidently_service.rows import validate_labels, validate_rows
 from evidently_service.state import current_state
 from service_common.auth import require_token
 from service_common.body import BodyError, read_json_body
+from monitoring_core.unknown_fields import UNKNOWN_FIELDS
 from service_common.errors import json_error
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def iterate(model: str):
     if bad and not good:
         return json_error(400, f"no valid row among {len(items)}", _details(bad))
     appended = monitor.window.append(good)
+    monitor.unknown_fields.add(row.get(UNKNOWN_FIELDS) for row in good)
     monitor.count("received", "", appended.appended)
     monitor.count("rejected", "duplicate", appended.duplicates)
     if bad:

@@ -38,6 +38,16 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
+UNKNOWN_FIELD_POLICIES = ("keep", "ignore", "reject")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {'|'.join(choices)}, got {env.get(name)!r}")
+    return value
+
+
 def _default_spool_dir(mongodb_uri: str, mongodb_database: str) -> Path:
     # One spool per MongoDB target: two services on one host never replay each other's records.
     digest = hashlib.sha256(f"{mongodb_uri}|{mongodb_database}".encode()).hexdigest()[:12]
@@ -61,6 +71,8 @@ class Settings:
     # Input limits.
     max_body_bytes: int = 256 * 1024
     max_batch_rows: int = 100
+    # Fields outside the schema: keep them on the logged document, ignore them, or reject the ride (400).
+    unknown_fields: str = "keep"
     # Switches: the benchmark's bare mode turns logging and forwarding off; `sync_monitoring`
     # is the naive baseline that writes and posts inside the request (benchmark only).
     log_to_mongodb: bool = True
@@ -102,6 +114,7 @@ class Settings:
             threads=max(1, int(_number(env, "THREADS", d.threads))),
             max_body_bytes=int(_number(env, "PREDICTION_MAX_BODY_BYTES", d.max_body_bytes)),
             max_batch_rows=max(1, int(_number(env, "PREDICTION_MAX_BATCH_ROWS", d.max_batch_rows))),
+            unknown_fields=_choice(env, "UNKNOWN_FIELDS", d.unknown_fields, UNKNOWN_FIELD_POLICIES),
             log_to_mongodb=_flag(env, "PREDICTION_LOG_TO_MONGODB", d.log_to_mongodb),
             forward_to_metrics=_flag(env, "PREDICTION_FORWARD_TO_METRICS", d.forward_to_metrics),
             sync_monitoring=_flag(env, "PREDICTION_SYNC_MONITORING", d.sync_monitoring),
