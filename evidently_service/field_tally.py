@@ -4,37 +4,45 @@ Field names come from clients, so their number is unbounded; a Prometheus label 
 The tally is the Space-Saving algorithm (Metwally et al., 2005): at most `capacity` names are
 tracked; a new name replaces the least-counted one and inherits its count, so any name seen in
 more than 1/capacity of the rows is always tracked, and a count is over by at most its `error`.
-Only the `top` most-counted names are exported.
+Only the `top` most-counted names are exported. A row the prediction service sends again (a
+retried batch) is counted once: the ids of the latest `recent` rows with unknown fields are kept.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 
 CAPACITY = 100  # names tracked
 TOP = 20  # names exported (label values of `evidently_unknown_field_rows`)
+RECENT = 20_000  # request ids remembered, so a re-sent row is not counted twice
 
 
 class FieldTally:
     """A thread-safe Space-Saving tally of field names over rows."""
 
-    def __init__(self, capacity: int = CAPACITY, top: int = TOP) -> None:
+    def __init__(self, capacity: int = CAPACITY, top: int = TOP, recent: int = RECENT) -> None:
         if capacity < 1 or top < 1:
             raise ValueError("capacity and top must be >= 1")
         self.capacity = capacity
         self.top_n = min(top, capacity)
+        self.recent = recent
         self._counts: dict[str, int] = {}
         self._errors: dict[str, int] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._rows = 0  # rows that carried at least one unknown field
         self._lock = threading.Lock()
 
-    def add(self, rows: Iterable[Iterable[str] | None]) -> None:
-        """Count every name of every row (a row is its list of unknown field names, or None)."""
+    def add(self, rows: Iterable[tuple[str, Iterable[str] | None]]) -> None:
+        """Count every name of every (request id, unknown field names or None) row not counted recently."""
         with self._lock:
-            for names in rows:
-                if not names:
+            for request_id, names in rows:
+                if not names or request_id in self._seen:
                     continue
+                self._seen[request_id] = None
+                if len(self._seen) > self.recent:
+                    self._seen.popitem(last=False)
                 self._rows += 1
                 for name in set(names):
                     self._add(name)

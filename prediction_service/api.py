@@ -9,13 +9,13 @@ from pydantic import BaseModel
 
 from monitoring_core.documents import prediction_document
 from monitoring_core.records import forwarded_row
+from monitoring_core.validation import ride_id
 from prediction_service import metrics
 from prediction_service.feedback import parse_labels, record_feedback
 from prediction_service.inputs import parse_rides
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
-from monitoring_core.validation import ride_id
 from ride_duration.schema import FIELD_NAMES
 from service_common.auth import require_token
 

@@ -53,6 +53,7 @@ class ModelLoadError(Exception):
     """The model at a path cannot be served; the message names the path and the reason."""
 
     def __init__(self, path: Path, reason: str) -> None:
+        reason = " ".join(reason.split())  # one line, whatever the underlying library said
         super().__init__(f"cannot load the model at {path}: {reason}")
         self.path = path
         self.reason = reason
@@ -126,7 +127,9 @@ def _load_mlflow(path: Path) -> MlflowModel:
     try:
         import mlflow.pyfunc
     except ImportError:
-        raise ModelLoadError(path, "an MLflow model needs the mlflow-skinny package (pip install mlflow-skinny)") from None
+        raise ModelLoadError(
+            path, "an MLflow model needs the mlflow-skinny package (pip install mlflow-skinny)"
+        ) from None
     try:
         pyfunc = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; each is one clear line here
@@ -168,7 +171,9 @@ def _load_pickle(path: Path) -> ServedModel:
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways; say which
         raise ModelLoadError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
     if isinstance(data, dict) and "pipeline" in data and "version" in data:
-        return OurModel(RideDurationModel(pipeline=data["pipeline"], version=data["version"], info=data.get("info", {})))
+        return OurModel(
+            RideDurationModel(pipeline=data["pipeline"], version=data["version"], info=data.get("info", {}))
+        )
     if isinstance(data, RideDurationModel):
         return OurModel(data)
     if (
