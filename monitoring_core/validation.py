@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -103,20 +103,54 @@ def _null_is_missing(value: Any) -> Any:
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
+def _json_integer(value: Any) -> int | None:
+    # JSON has one number type: 6299 and 6299.0 are the same integer (JSON Schema agrees); a bool is none.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+# pandas' Series.to_json() (what the course's send_data.py posts) writes datetimes as integer epoch
+# milliseconds of the naive wall-clock time. Milliseconds are unambiguous from 1973 to 9999; Unix
+# seconds (or any smaller number) are not, and stay refused.
+EPOCH_MS_RANGE = (10**11, 253_402_300_799_999)
+
+
 def _iso_string(value: Any) -> Any:
     # pydantic's datetime also takes Unix time, as a number or as a digit string ("1102"), and a
     # bare date; the contract (and the JSON schema's date-time format) is an ISO-8601 date and time.
     if value is None or isinstance(value, datetime):
         return value
+    millis = _json_integer(value)
+    if millis is not None and EPOCH_MS_RANGE[0] <= millis <= EPOCH_MS_RANGE[1]:
+        return datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
     if not isinstance(value, str) or not _ISO_DATETIME.match(value):
-        raise ValueError("must be an ISO-8601 date and time, e.g. 2021-01-05T08:30:00")
+        raise ValueError("must be an ISO-8601 date and time, e.g. 2021-01-05T08:30:00 (or integer epoch milliseconds)")
     return value
+
+
+def _datetime_schema(description: str) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "integer", "minimum": EPOCH_MS_RANGE[0], "maximum": EPOCH_MS_RANGE[1]},
+            {"type": "null"},
+        ],
+        "default": None,
+        "description": description,
+    }
 
 
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
         annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
-        optional = Annotated[annotation | None, BeforeValidator(_nan_is_missing)]
+        optional = Annotated[
+            annotation | None, BeforeValidator(_nan_is_missing), WithJsonSchema(_datetime_schema(spec.description))
+        ]
         return optional, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
     check = _whole_number if spec.dtype is int else json_number
@@ -138,8 +172,9 @@ MAX_INT_ID = 2**63 - 1
 
 
 def _id_text(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT_ID:
-        return str(value)
+    number = _json_integer(value)
+    if number is not None and 0 <= number <= MAX_INT_ID:
+        return str(number)
     return value
 
 
@@ -179,13 +214,23 @@ def schema_model() -> type[BaseModel]:
 @lru_cache(maxsize=1)
 def ride_model() -> type[BaseModel]:
     """Return the pydantic model of one ride request, generated from the schema."""
+
     def client_id(description: str) -> tuple[Any, Any]:
         annotation = Annotated[str | None, BeforeValidator(_id_text), WithJsonSchema(_id_schema(description))]
         return annotation, request_id_field(description, default=None)
 
+    # `id` and `request_id` name one key: the schema says they are not both given (non-null); the service
+    # also accepts both when they are equal, which JSON Schema cannot express.
+    one_id = {
+        "not": {
+            "required": [REQUEST_ID, CLIENT_ID],
+            "properties": {REQUEST_ID: {"not": {"type": "null"}}, CLIENT_ID: {"not": {"type": "null"}}},
+        }
+    }
     return create_model(
         "Ride",
         __base__=schema_model(),
+        __config__=ConfigDict(extra="forbid", json_schema_extra=one_id),
         __doc__="One green-taxi ride to predict.",
         __validators__={"same_id": field_validator(CLIENT_ID)(_same_id)},
         request_id=client_id("Client-chosen id, echoed back; generated when absent. An integer becomes its text."),

@@ -99,7 +99,9 @@ def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, st
         if request_id in seen:
             key = REQUEST_ID if getattr(model, REQUEST_ID, None) else CLIENT_ID
             details.append(
-                _problem(f"{index}.{key}" if is_batch else key, f"{request_id!r} appears twice in this call", "invalid_value")
+                _problem(
+                    f"{index}.{key}" if is_batch else key, f"{request_id!r} appears twice in this call", "invalid_value"
+                )
             )
         seen.add(request_id)
     return details
@@ -133,4 +135,6 @@ def parse_rides(request: Request, max_rows: int, unknown_fields: str = "keep") -
     if not extras:
         return [RideInput(ride) for ride in rides], is_batch
     keep = unknown_fields == "keep"
-    return [RideInput(ride, bound_unknown(unknown, keep)) for ride, unknown in zip(rides, extras, strict=True)], is_batch
+    return [
+        RideInput(ride, bound_unknown(unknown, keep)) for ride, unknown in zip(rides, extras, strict=True)
+    ], is_batch

@@ -37,7 +37,14 @@ GREEN_COLUMNS: dict[str, str] = {
     "congestion_surcharge": "float64",
 }
 # In the real files these go missing together (street-hail rows reported without the dispatch details).
-DISPATCH_COLUMNS = ("store_and_fwd_flag", "RatecodeID", "passenger_count", "payment_type", "trip_type", "congestion_surcharge")
+DISPATCH_COLUMNS = (
+    "store_and_fwd_flag",
+    "RatecodeID",
+    "passenger_count",
+    "payment_type",
+    "trip_type",
+    "congestion_surcharge",
+)
 
 TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_{month}.parquet"
 DEFAULT_DATA_DIR = Path("data")

@@ -112,3 +112,13 @@ def test_json_schema_says_which_ids_are_accepted() -> None:
     for key in ("id", "request_id"):
         types = {member["type"] for member in properties[key]["anyOf"]}
         assert types == {"string", "integer", "null"}
+
+
+def test_epoch_milliseconds_from_pandas_to_json_are_the_naive_wall_clock_time() -> None:
+    import pandas as pd
+
+    stamp = pd.Timestamp("2021-05-01 00:12:45")
+    encoded = pd.Series({"lpep_pickup_datetime": stamp}).to_json()  # what the course's send_data.py posts
+    millis = int(encoded.split(":")[1].rstrip("}"))
+    ride = validate_ride({**GOOD, "lpep_pickup_datetime": millis})
+    assert ride.lpep_pickup_datetime == stamp.to_pydatetime()

@@ -3,10 +3,11 @@
 The course's `send_data.py` reads a monthly parquet file, gives each row a uuid `id`, and posts
 the row as JSON with every column, native types and nulls. The file here is the project's
 synthetic trips in the real file's layout (all 20 columns, their dtypes, ~10% of rows with the
-dispatch columns null, `ehail_fee` always null), and the rows are encoded the three ways a
-course user writes that client: pyarrow's `to_pylist()` (nulls as null, datetimes through
-`isoformat()`), pandas rows through `json.dumps(default=str)` (missing numbers as NaN), and
-pandas' own `Series.to_json(date_format="iso")`.
+dispatch columns null, `ehail_fee` always null), and the rows are encoded the ways a course
+user writes that client: exactly as the course's `send_data.py` does (pandas `iterrows()` and
+`row.to_json()`: datetimes as epoch milliseconds, missing as null), pyarrow's `to_pylist()`
+(datetimes through `isoformat()`), pandas rows through `json.dumps(default=str)` (missing numbers
+as NaN tokens), and `Series.to_json(date_format="iso")`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from ride_duration.synthetic import generate_trips
 from ride_duration.tlc import GREEN_COLUMNS, to_green_layout
 
-STYLES = ("pyarrow_isoformat", "pandas_default_str", "pandas_to_json_iso")
+STYLES = ("course_send_data", "pyarrow_isoformat", "pandas_default_str", "pandas_to_json_iso")
 
 
 def write_month(path: Path, rows: int = 200, seed: int = 5) -> Path:
@@ -55,6 +56,8 @@ def course_bodies(path: Path, style: str) -> list[tuple[str, bytes, float]]:
         truth = (series["lpep_dropoff_datetime"] - series["lpep_pickup_datetime"]).total_seconds() / 60
         if style == "pandas_default_str":
             body = json.dumps(series.to_dict(), default=str).encode()  # NaN tokens for missing numbers
+        elif style == "course_send_data":
+            body = series.to_json().encode()  # the course's own call: epoch milliseconds
         elif style == "pandas_to_json_iso":
             body = series.to_json(date_format="iso").encode()  # missing as null
         else:
@@ -63,4 +66,8 @@ def course_bodies(path: Path, style: str) -> list[tuple[str, bytes, float]]:
     return out
 
 
-EXTRA_COLUMNS = tuple(c for c in GREEN_COLUMNS if c not in {"lpep_pickup_datetime", "PULocationID", "DOLocationID", "passenger_count", "trip_distance"})
+EXTRA_COLUMNS = tuple(
+    c
+    for c in GREEN_COLUMNS
+    if c not in {"lpep_pickup_datetime", "PULocationID", "DOLocationID", "passenger_count", "trip_distance"}
+)

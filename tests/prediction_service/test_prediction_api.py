@@ -70,7 +70,7 @@ BAD_INPUTS = [
     ("fractional zone", json.dumps({**RIDE, "DOLocationID": 7.5}), None, 400, "DOLocationID", "wrong_type"),
     ("unknown field (UNKNOWN_FIELDS=reject)", json.dumps({**RIDE, "fare": 9.5}), None, 400, "fare", "unknown_field"),
     ("NaN zone", json.dumps({**RIDE, "PULocationID": float("nan")}), None, 400, "PULocationID", "not_finite"),
-    ("null in a required field", json.dumps({**RIDE, "trip_distance": None}), None, 400, "trip_distance", "missing_field"),
+    ("null distance", json.dumps({**RIDE, "trip_distance": None}), None, 400, "trip_distance", "missing_field"),
     ("id and request_id differ", json.dumps({**RIDE, "id": "a", "request_id": "b"}), None, 400, "id", "invalid_value"),
     (
         "bad datetime",
