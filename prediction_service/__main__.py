@@ -50,7 +50,7 @@ def main() -> int:
         return 2
     # Load (and test) the model once here, before any worker: a model that cannot serve stops the start with
     # one line, instead of every gunicorn worker failing to boot over and over.
-    from prediction_service.model_loader import ModelLoadError, load_served_model
+    from ride_duration.model_loader import ModelLoadError, load_served_model
 
     try:
         load_served_model(settings.model_path)

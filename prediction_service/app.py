@@ -11,11 +11,11 @@ from prediction_service import EXTENSION, metrics, store
 from prediction_service.api import bp
 from prediction_service.health import DependencyProbe
 from prediction_service.inputs import InputError
-from prediction_service.model_loader import load_served_model
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from prediction_service.state import ServiceState
 from prediction_service.unknown_fields import UnknownFieldLog
+from ride_duration.model_loader import load_served_model
 from service_common.errors import json_error, register_error_handlers
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from pymongo.collection import Collection
 
 from prediction_service import EXTENSION
 from prediction_service.health import DependencyProbe
-from prediction_service.model_loader import ServedModel
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from prediction_service.unknown_fields import UnknownFieldLog
+from ride_duration.model_loader import ServedModel
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from model_kinds import course_features, write_course_pickle, write_mlflow_dict_model, write_mlflow_frame_model
 
-from prediction_service.model_loader import ModelLoadError, load_served_model
+from ride_duration.model_loader import ModelLoadError, load_served_model
 
 SHORT = {
     "PULocationID": 74,
