@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import validate_labels, validate_rows
 from evidently_service.state import current_state
+from monitoring_core.unknown_fields import UNKNOWN_FIELDS
+from ride_duration.schema import REQUEST_ID
 from service_common.auth import require_token
 from service_common.body import BodyError, read_json_body
 from service_common.errors import json_error
@@ -77,6 +79,7 @@ def iterate(model: str):
     if bad and not good:
         return json_error(400, f"no valid row among {len(items)}", _details(bad))
     appended = monitor.window.append(good)
+    monitor.unknown_fields.add((row[REQUEST_ID], row.get(UNKNOWN_FIELDS)) for row in good)
     monitor.count("received", "", appended.appended)
     monitor.count("rejected", "duplicate", appended.duplicates)
     if bad:

@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 
+from monitoring_core.unknown_fields import EXTRA_FIELDS
 from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 
 PREDICTIONS = "predictions"  # one document per served prediction
@@ -51,9 +52,14 @@ def prediction_document(
     model_version: str,
     values: Mapping[str, Any],
     prediction: float,
+    extra_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction."""
-    return {
+    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction.
+
+    `extra_fields` (the ride's fields outside the schema, bounded by `monitoring_core.unknown_fields`)
+    go under the one key `extra_fields`, present only when there are some.
+    """
+    document = {
         REQUEST_ID: request_id,
         TIMESTAMP: timestamp,
         MODEL_NAME: model_name,
@@ -61,6 +67,9 @@ def prediction_document(
         **values,
         PREDICTION: prediction,
     }
+    if extra_fields:
+        document[EXTRA_FIELDS] = dict(extra_fields)
+    return document
 
 
 def label_fields(target: float, target_timestamp: datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ builds rows with `forwarded_row`, and the metrics service validates both with th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from monitoring_core.ids import request_id_field
-from monitoring_core.validation import json_number, ride_model
+from monitoring_core.unknown_fields import MAX_FIELDS, MAX_NAME_CHARS, UNKNOWN_FIELDS
+from monitoring_core.validation import json_number, schema_model
 from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 
 # No ride lasts a day; a longer "duration" is a unit or clock error upstream.
@@ -23,6 +24,7 @@ MAX_LABEL_MINUTES = 24 * 60.0
 
 
 Number = Annotated[float, BeforeValidator(json_number)]
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 
 
 class Label(BaseModel):
@@ -46,12 +48,16 @@ def row_model() -> type[BaseModel]:
     """Return the pydantic model of one forwarded row: the ride's schema fields plus the prediction's facts."""
     return create_model(
         "MonitoredRow",
-        __base__=ride_model(),
+        __base__=schema_model(),
         __doc__="One served prediction as the prediction service forwards it.",
         request_id=(str, request_id_field("The prediction's id.")),
         timestamp=(datetime, Field(description="Prediction time, ISO-8601 (UTC when no offset).")),
         model_version=(str | None, Field(default=None, max_length=128)),
         prediction=(Number, Field(allow_inf_nan=False, description="Predicted duration, minutes.")),
+        unknown_fields=(
+            list[FieldName] | None,
+            Field(default=None, max_length=MAX_FIELDS, description="Names of the ride's fields outside the schema."),
+        ),
     )
 
 
@@ -61,16 +67,27 @@ def iso(ts: datetime) -> str:
 
 
 def forwarded_row(
-    request_id: str, timestamp: datetime, model_version: str, values: Mapping[str, Any], prediction: float
+    request_id: str,
+    timestamp: datetime,
+    model_version: str,
+    values: Mapping[str, Any],
+    prediction: float,
+    unknown_fields: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Return the row the metrics service's `/iterate` takes for one served prediction."""
-    return {
+    """Return the row the metrics service's `/iterate` takes for one served prediction.
+
+    `unknown_fields` (names of the ride's fields outside the schema) go under `unknown_fields`, only when any.
+    """
+    row = {
         REQUEST_ID: request_id,
         TIMESTAMP: iso(timestamp),
         "model_version": model_version,
         **values,
         PREDICTION: prediction,
     }
+    if unknown_fields:
+        row[UNKNOWN_FIELDS] = list(unknown_fields)
+    return row
 
 
 def forwarded_label(request_id: str, duration: float, arrived: datetime) -> dict[str, Any]:

@@ -48,11 +48,14 @@ def main() -> int:
     except ValueError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
-    if not settings.model_path.exists():
-        print(
-            f"prediction_service: no model at {settings.model_path}: run `python -m ride_duration.train`",
-            file=sys.stderr,
-        )
+    # Load (and test) the model once here, before any worker: a model that cannot serve stops the start with
+    # one line, instead of every gunicorn worker failing to boot over and over.
+    from ride_duration.model_loader import ModelLoadError, load_served_model
+
+    try:
+        load_served_model(settings.model_path)
+    except ModelLoadError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
     prepare_multiprocess_dir()
     from prediction_service import EXTENSION, create_app

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from monitoring_core.documents import prediction_document
 from monitoring_core.records import forwarded_row
+from monitoring_core.validation import ride_id
 from prediction_service import metrics
 from prediction_service.feedback import parse_labels, record_feedback
 from prediction_service.inputs import parse_rides
@@ -23,23 +24,27 @@ bp = Blueprint("api", __name__)
 
 @bp.post("/predict")
 def predict():
-    """Predict the duration of one ride (a JSON object) or of a batch (a JSON list)."""
+    """Predict the duration of one ride (a JSON object) or of a batch (a JSON list), all or nothing."""
     state = current_state()
     settings = state.settings
-    rides, is_batch = parse_rides(request, settings.max_batch_rows)
-    fields = [_fields(ride) for ride in rides]
+    inputs, is_batch = parse_rides(request, settings.max_batch_rows, settings.unknown_fields)
+    fields = [_fields(item.ride) for item in inputs]
     durations = state.model.predict_rides(fields)
     served_at = utc_now_ms()
     version = state.model.version
     answers, docs, rows = [], [], []
-    for ride, values, duration in zip(rides, fields, durations, strict=True):
-        request_id = ride.request_id or uuid.uuid4().hex
+    for item, values, duration in zip(inputs, fields, durations, strict=True):
+        request_id = ride_id(item.ride) or uuid.uuid4().hex
         duration = float(duration)
+        unknown = item.unknown
         answers.append({"request_id": request_id, "duration": duration, "model_version": version})
-        docs.append(prediction_document(request_id, served_at, settings.model_name, version, values, duration))
-        rows.append(forwarded_row(request_id, served_at, version, values, duration))
+        docs.append(
+            prediction_document(request_id, served_at, settings.model_name, version, values, duration, unknown.kept)
+        )
+        rows.append(forwarded_row(request_id, served_at, version, values, duration, unknown.names))
         metrics.PREDICTED_DURATION.labels(settings.model_name).observe(duration * 60.0)
     metrics.PREDICTIONS.labels(settings.model_name, version).inc(len(answers))
+    state.unknown_fields.record([item.unknown for item in inputs])
     state.monitoring.record_predictions(docs, rows)
     return jsonify(answers if is_batch else answers[0])
 

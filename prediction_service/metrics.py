@@ -40,6 +40,13 @@ REJECTED_INPUTS = Counter(
     "Rejected request bodies, counted once per distinct reason found in the body.",
     ["endpoint", "reason"],
 )
+UNKNOWN_FIELDS = Counter(
+    "prediction_unknown_fields_total",
+    "Fields outside the schema in served rides, by outcome: kept on the logged document, ignored "
+    "(UNKNOWN_FIELDS=ignore), or dropped over the per-ride bound; field names are in the log and in the "
+    "metrics service's evidently_unknown_field_rows.",
+    ["model", "outcome"],
+)
 MODEL_INFO = Gauge(
     "prediction_model_info",
     "Always 1: the model version the workers serve.",

@@ -28,6 +28,13 @@ def _error(description: str) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """Return the OpenAPI document, with the batch limits of `settings`."""
     ride, ride_defs = _schema(ride_model())
+    if settings.unknown_fields != "reject":
+        # UNKNOWN_FIELDS=keep|ignore: any other field is served (kept on the logged document, or ignored).
+        ride["additionalProperties"] = True
+        ride["description"] = (
+            f"{ride.get('description', '')} Fields outside these are accepted and "
+            + ("kept on the logged document (bounded)." if settings.unknown_fields == "keep" else "ignored.")
+        ).strip()
     label, label_defs = _schema(Label)
     prediction = {
         "type": "object",
@@ -70,6 +77,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/predict": {
                 "post": {
                     "summary": "Predict the duration of one ride, or of a batch of rides in order",
+                    "description": (
+                        "A batch is all or nothing: when any ride is invalid, none is served and the 400 names "
+                        "every invalid ride by its index (`2.trip_distance`)."
+                    ),
                     "requestBody": {
                         "required": True,
                         "content": _json(

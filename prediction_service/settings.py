@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import field_validator, model_validator
 
@@ -30,6 +30,8 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Input limits.
     max_body_bytes: int = env("PREDICTION_MAX_BODY_BYTES", 256 * 1024, ge=1)
     max_batch_rows: int = env("PREDICTION_MAX_BATCH_ROWS", 100, ge=1)
+    # Fields outside the schema: keep them on the logged document, ignore them, or reject the ride (400).
+    unknown_fields: Literal["keep", "ignore", "reject"] = env("UNKNOWN_FIELDS", "keep")
     # Switches: the benchmark's bare mode turns logging and forwarding off; `sync_monitoring`
     # is the naive baseline that writes and posts inside the request (benchmark only).
     log_to_mongodb: Flag = env("PREDICTION_LOG_TO_MONGODB", True)
@@ -51,6 +53,11 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     feedback_wait_seconds: float = env("PREDICTION_FEEDBACK_WAIT_SECONDS", 1.0, ge=0)
     label_retry_seconds: float = env("PREDICTION_LABEL_RETRY_SECONDS", 600.0, ge=0)
     health_cache_seconds: float = env("PREDICTION_HEALTH_CACHE_SECONDS", 5.0, ge=0)
+
+    @field_validator("unknown_fields", mode="before")
+    @classmethod
+    def _policy_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("evidently_service_url")
     @classmethod

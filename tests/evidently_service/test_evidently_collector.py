@@ -34,6 +34,7 @@ def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows
     app = make_app(segment_min_rows=100, segment_min_labelled_rows=20)
     client = app.test_client()
     rows, labels = make_rows(1000, seed=51, drift=DriftParams(missing_share=0.1))
+    rows[0]["unknown_fields"] = ["VendorID"]  # a whole TLC row was served: its extra column's name
     client.post("/iterate/ride_duration", json=rows + [{"request_id": "bad"}])
     client.post("/feedback/ride_duration", json=labels)
     monitor_of(app).evaluate()

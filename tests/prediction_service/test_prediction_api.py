@@ -68,7 +68,10 @@ BAD_INPUTS = [
     ("zone 0", json.dumps({**RIDE, "PULocationID": 0}), None, 400, "PULocationID", "out_of_range"),
     ("zone 266", json.dumps({**RIDE, "DOLocationID": 266}), None, 400, "DOLocationID", "out_of_range"),
     ("fractional zone", json.dumps({**RIDE, "DOLocationID": 7.5}), None, 400, "DOLocationID", "wrong_type"),
-    ("unknown field", json.dumps({**RIDE, "fare": 9.5}), None, 400, "fare", "unknown_field"),
+    ("unknown field (UNKNOWN_FIELDS=reject)", json.dumps({**RIDE, "fare": 9.5}), None, 400, "fare", "unknown_field"),
+    ("NaN zone", json.dumps({**RIDE, "PULocationID": float("nan")}), None, 400, "PULocationID", "not_finite"),
+    ("null distance", json.dumps({**RIDE, "trip_distance": None}), None, 400, "trip_distance", "missing_field"),
+    ("id and request_id differ", json.dumps({**RIDE, "id": "a", "request_id": "b"}), None, 400, "id", "invalid_value"),
     (
         "bad datetime",
         json.dumps({**RIDE, "lpep_pickup_datetime": "soon"}),
@@ -111,15 +114,31 @@ BAD_INPUTS = [
     ("no content type", json.dumps(RIDE), "", 415, "Content-Type", "wrong_content_type"),
     ("deeply nested", b"[" * 100_000 + b"]" * 100_000, None, 400, "body", "invalid_json"),
 ]
+# Rejected only with UNKNOWN_FIELDS=reject: by default a field outside the schema is served and kept.
+STRICT_CASES = {"unknown field (UNKNOWN_FIELDS=reject)"}
+
+
+def test_every_documented_reason_is_produced_by_a_bad_input() -> None:
+    import re
+    from pathlib import Path
+
+    assert {case[-1] for case in BAD_INPUTS} == set(REASONS)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "prediction_service.md").read_text()
+    table = docs.split("### Errors", 1)[1].split("\n\n", 3)[2]
+    assert set(re.findall(r"`([a-z_]+)`", "".join(line.rsplit("|", 2)[-2] for line in table.splitlines()[2:]))) == set(
+        REASONS
+    )
 
 
 @pytest.mark.parametrize(
     ("case", "data", "content_type", "status", "field", "reason"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
 )
 def test_bad_input_gets_4xx_naming_field_and_is_counted(
-    client, case, data, content_type, status, field, reason
+    client, settings_with, case, data, content_type, status, field, reason
 ) -> None:
     assert reason in REASONS
+    if case in STRICT_CASES:
+        client = create_app(settings_with(unknown_fields="reject")).test_client()
     before = rejected("/predict", reason)
     data = data.encode() if isinstance(data, str) else data
     headers = {} if content_type == "" else {"Content-Type": content_type or "application/json"}
