@@ -77,9 +77,9 @@ class Settings:
     forward_retries: int = 3
     spool_dir: Path = field(default_factory=lambda: _default_spool_dir(_DEFAULT_URI, _DEFAULT_DATABASE))
     spool_capacity_records: int = 1_000_000
-    # How long /feedback waits for a prediction that may still be in a worker's queue.
-    feedback_wait_seconds: float = 1.0
+    # How long a label whose prediction is not in MongoDB yet is retried, and how many wait per worker.
     label_retry_seconds: float = 600.0
+    max_pending_labels: int = 10_000
     health_cache_seconds: float = 5.0
 
     @classmethod
@@ -117,7 +117,7 @@ class Settings:
             forward_retries=int(_number(env, "PREDICTION_FORWARD_RETRIES", d.forward_retries)),
             spool_dir=Path(env.get("PREDICTION_SPOOL_DIR") or _default_spool_dir(mongodb_uri, mongodb_database)),
             spool_capacity_records=int(_number(env, "PREDICTION_SPOOL_CAPACITY_RECORDS", d.spool_capacity_records)),
-            feedback_wait_seconds=_number(env, "PREDICTION_FEEDBACK_WAIT_SECONDS", d.feedback_wait_seconds, float),
             label_retry_seconds=_number(env, "PREDICTION_LABEL_RETRY_SECONDS", d.label_retry_seconds, float),
+            max_pending_labels=int(_number(env, "PREDICTION_MAX_PENDING_LABELS", d.max_pending_labels)),
             health_cache_seconds=_number(env, "PREDICTION_HEALTH_CACHE_SECONDS", d.health_cache_seconds, float),
         )
