@@ -175,6 +175,7 @@ class PendingLabels:
         self._on_accepted = on_accepted
         self._waiting: list[tuple[float, dict[str, Any]]] = []  # (monotonic time due, record); writer thread only
         self._gauge = metrics.PENDING_LABELS
+        self._gauge.set(0)
         metrics.PENDING_LABELS_CAPACITY.set(self.capacity)
 
     def __len__(self) -> int:
