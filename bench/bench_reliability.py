@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
             print("\n" + format_flood(flood), flush=True)
             results["label_flood"] = flood.as_dict()
             errors = {k for k in flood.feedback_calls if k not in ("202", "503")}
-            ok &= flood.alone["failed"] == 0 and flood.flooded["failed"] == 0 and not errors
+            ok &= not errors and all(f["failed"] == 0 for f in (flood.alone, flood.control, flood.flooded))
         if args.case in ("all", "faults"):
             stack = Stack(workdir / "stack", workdir / "artifacts", token="bench-token", workers=2)
             try:

@@ -1,9 +1,10 @@
 """The label-flood case of `python -m bench reliability`: /predict latency while many clients post /feedback.
 
-A steady /predict client measures its latency first alone, then while `clients` threads post /feedback
-as fast as they can, each call `batch` labels for request ids that were never served (the worst case
-for the old design, which waited on the request thread for such ids to appear). The service's answer
-does not depend on whether an id exists, so the figure holds for real labels too.
+A steady /predict client measures its latency alone, then beside `clients` threads polling /health as
+fast as they can (the control: what any busy clients cost the same threads and cores), then beside
+`clients` threads posting /feedback as fast as they can, each call `batch` labels for request ids that
+were never served (the worst case for the old design, which waited on the request thread for such ids
+to appear). The answer does not depend on whether an id exists, so the figure holds for real labels too.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class FloodFigures:
     batch: int
     seconds: float
     alone: dict[str, float] = field(default_factory=dict)  # p50 / p99 / max in ms, requests, failed
-    flooded: dict[str, float] = field(default_factory=dict)
+    control: dict[str, float] = field(default_factory=dict)  # beside the same clients polling /health
+    flooded: dict[str, float] = field(default_factory=dict)  # beside the label flood
     feedback_calls: dict[str, int] = field(default_factory=dict)  # HTTP status -> calls
     feedback_calls_per_second: float = 0.0
     feedback_p50_ms: float = 0.0
@@ -74,49 +76,63 @@ def _predict_for(url: str, seconds: float, rps: float, prefix: str) -> tuple[lis
     return latencies, failed
 
 
-def run_label_flood(
-    url: str, token: str, clients: int = 16, batch: int = 10, seconds: float = 20.0, rps: float = 20.0
-) -> FloodFigures:
-    """Measure /predict alone for `seconds`, then under the flood for `seconds`; return the figures."""
-    figures = FloodFigures(clients=clients, batch=batch, seconds=seconds)
-    latencies, failed = _predict_for(url, seconds, rps, "alone")
-    figures.alone = _summary(latencies, failed)
-
+def _under_flood(url: str, clients: int, seconds: float, rps: float, prefix: str, send) -> tuple[dict, Counter, list]:
+    """Measure /predict while `clients` threads call `send(session, index, n)` in a loop; return the figures."""
     stop = threading.Event()
     statuses: Counter = Counter()
-    feedback_latencies: list[float] = []
+    latencies: list[float] = []
     lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def flood(index: int) -> None:
         session = requests.Session()
         n = 0
         while not stop.is_set():
-            body = [{"request_id": f"ghost-{index}-{n}-{k}", "duration": 9.0} for k in range(batch)]
-            n += 1
             started = time.monotonic()
             try:
-                status = str(session.post(f"{url}/feedback", json=body, headers=headers, timeout=30).status_code)
+                status = str(send(session, index, n).status_code)
             except requests.RequestException as exc:
                 status = type(exc).__name__
+            n += 1
             with lock:
                 statuses[status] += 1
-                feedback_latencies.append(time.monotonic() - started)
+                latencies.append(time.monotonic() - started)
 
     threads = [threading.Thread(target=flood, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
         thread.start()
     time.sleep(1.0)  # let the flood reach its pace
-    flood_started = time.monotonic()
-    calls_before = sum(statuses.values())
-    latencies, failed = _predict_for(url, seconds, rps, "flooded")
+    calls_before, flood_started = sum(statuses.values()), time.monotonic()
+    predicted, failed = _predict_for(url, seconds, rps, prefix)
     calls = sum(statuses.values()) - calls_before
-    figures.feedback_calls_per_second = round(calls / (time.monotonic() - flood_started), 1)
+    summary = _summary(predicted, failed)
+    summary["flood_calls_per_second"] = round(calls / (time.monotonic() - flood_started), 1)
     stop.set()
     for thread in threads:
         thread.join(60)
-    figures.flooded = _summary(latencies, failed)
+    return summary, statuses, latencies
+
+
+def run_label_flood(
+    url: str, token: str, clients: int = 16, batch: int = 10, seconds: float = 20.0, rps: float = 20.0
+) -> FloodFigures:
+    """Measure /predict alone, beside `clients` clients polling /health (the control), then beside the label flood."""
+    figures = FloodFigures(clients=clients, batch=batch, seconds=seconds)
+    latencies, failed = _predict_for(url, seconds, rps, "alone")
+    figures.alone = _summary(latencies, failed)
+    # The control: the same number of busy clients on the cheapest endpoint, so the label figure can be
+    # read against what any busy clients cost the same threads and cores.
+    figures.control, _, _ = _under_flood(
+        url, clients, seconds, rps, "control", lambda session, i, n: session.get(f"{url}/health", timeout=30)
+    )
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post_labels(session: requests.Session, index: int, n: int) -> requests.Response:
+        body = [{"request_id": f"ghost-{index}-{n}-{k}", "duration": 9.0} for k in range(batch)]
+        return session.post(f"{url}/feedback", json=body, headers=headers, timeout=30)
+
+    figures.flooded, statuses, feedback_latencies = _under_flood(url, clients, seconds, rps, "flooded", post_labels)
     figures.feedback_calls = dict(statuses)
+    figures.feedback_calls_per_second = figures.flooded.pop("flood_calls_per_second")
     figures.feedback_p50_ms = round(statistics.median(feedback_latencies) * 1000, 1) if feedback_latencies else 0.0
     return figures
 
@@ -126,8 +142,10 @@ def format_flood(figures: FloodFigures) -> str:
     rows = [
         ("case", f"{figures.clients} clients posting /feedback ({figures.batch} unknown ids per call)"),
         ("/predict alone: p50 / p99 / max ms", _triple(figures.alone)),
-        ("/predict during the flood: p50 / p99 / max ms", _triple(figures.flooded)),
-        ("/predict requests / failed, alone and flooded", _counts(figures.alone, figures.flooded)),
+        (f"/predict beside {figures.clients} clients polling /health (control)", _triple(figures.control)),
+        ("/predict during the label flood: p50 / p99 / max ms", _triple(figures.flooded)),
+        ("/predict requests / failed: alone, control, flood", _counts(figures.alone, figures.control, figures.flooded)),
+        ("/health calls per second during the control", f"{figures.control.get('flood_calls_per_second', 0):,.1f}"),
         ("/feedback calls per second during the flood", f"{figures.feedback_calls_per_second:,.1f}"),
         ("/feedback answers by status", ", ".join(f"{k}: {v:,}" for k, v in sorted(figures.feedback_calls.items()))),
         ("/feedback p50 ms", f"{figures.feedback_p50_ms:.1f}"),
@@ -140,5 +158,5 @@ def _triple(summary: dict[str, float]) -> str:
     return " / ".join(f"{summary.get(k, float('nan')):.1f}" for k in ("p50_ms", "p99_ms", "max_ms"))
 
 
-def _counts(alone: dict[str, float], flooded: dict[str, float]) -> str:
-    return f"{alone['requests']:,.0f} / {alone['failed']:.0f}, {flooded['requests']:,.0f} / {flooded['failed']:.0f}"
+def _counts(*summaries: dict[str, float]) -> str:
+    return ", ".join(f"{s['requests']:,.0f} / {s['failed']:.0f}" for s in summaries)

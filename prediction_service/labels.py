@@ -224,16 +224,25 @@ class PendingLabels:
             log.warning("pending labels full: dropped the oldest", extra={"dropped": excess})
         self._gauge.set(len(self._waiting))
 
-    def due(self) -> list[dict[str, Any]]:
-        """Take the waiting labels whose retry time has come."""
+    def due(self, limit: int) -> list[dict[str, Any]]:
+        """Take at most `limit` waiting labels whose retry time has come, the earliest due first.
+
+        The limit bounds the writer's retry work per cycle, so a flood of labels for ids that never
+        come costs one read per cycle, not one per waiting label.
+        """
         if not self._waiting:
             return []
         now = time.monotonic()
-        ready = [record for at, record in self._waiting if at <= now]
-        if ready:
-            self._waiting = [(at, record) for at, record in self._waiting if at > now]
-            self._gauge.set(len(self._waiting))
-        return ready
+        ready = [entry for entry in self._waiting if entry[0] <= now]
+        if not ready:
+            return []
+        if len(ready) > limit:
+            ready.sort(key=lambda entry: entry[0])
+            ready = ready[:limit]
+        taken = {id(record) for _, record in ready}
+        self._waiting = [entry for entry in self._waiting if id(entry[1]) not in taken]
+        self._gauge.set(len(self._waiting))
+        return [record for _, record in ready]
 
     def drain(self) -> list[dict[str, Any]]:
         """Take every waiting label (at shutdown, to be spooled)."""

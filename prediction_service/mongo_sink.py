@@ -137,7 +137,7 @@ class MongoSink:
             if self._usable():
                 self._replay_one()
             if self._usable():
-                retry = self.labels.due()
+                retry = self.labels.due(self.settings.batch_size)
                 if retry:
                     self._handle(retry)
         finally:
