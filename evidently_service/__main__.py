@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from evidently_service.settings import Settings
@@ -33,7 +32,7 @@ def main() -> int:
     serve(
         lambda: create_app(settings),
         {
-            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "bind": f"{settings.host}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
             # several workers would each see a part of the rows. Threads serve requests
             # concurrently; evaluation runs in its own thread on a copy of the window.

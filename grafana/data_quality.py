@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard, timeseries
 
+from grafana.alert_rules import duration_text, for_seconds, percent_text, threshold
 from grafana.common import MODEL, model_variable, new_dashboard, query, row, threshold_line, timeseries_panel
 
 UID = "ride-data-quality"
+REJECTED_SHARE = ":prediction_rejected_inputs:ratio_rate5m"
 
 
 def missing_share() -> timeseries.Panel:
@@ -52,15 +54,16 @@ def rejected_by_reason() -> timeseries.Panel:
 
 def rejected_share() -> timeseries.Panel:
     """Share of inputs rejected."""
+    share = threshold("HighInputErrorRate", REJECTED_SHARE)
     return threshold_line(
         timeseries_panel(
             "Rejected input share",
             "Share of rides sent to the prediction service that failed validation; HighInputErrorRate fires "
-            "above the dashed line (5%) for 10 minutes.",
+            f"above the dashed line ({percent_text(share)}) for {duration_text(for_seconds('HighInputErrorRate'))}.",
             "percentunit",
-            query(":prediction_rejected_inputs:ratio_rate5m", "rejected share"),
+            query(REJECTED_SHARE, "rejected share"),
         ),
-        0.05,
+        share,
     ).min(0)
 
 

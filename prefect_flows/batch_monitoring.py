@@ -43,7 +43,7 @@ def load_reference(path: Path) -> pd.DataFrame:
 @task(name="load-drift-settings", **_TASK)
 def load_drift_settings(settings: BatchSettings, model_name: str) -> DriftSettings:
     """Read the online service's pinned tests and verdict settings for the model."""
-    drift = drift_settings(settings.drift_config, model_name, settings.reference_path)
+    drift = drift_settings(settings.config_path, model_name, settings.reference_path)
     get_run_logger().info("drift tests: %s", {c: (t.method, t.threshold) for c, t in drift.tests.items()})
     return drift
 
@@ -155,17 +155,41 @@ class _Clock:
 
 
 @flow(name="batch-monitoring")
-def batch_monitoring(start: datetime | None = None, end: datetime | None = None, model_name: str | None = None) -> dict:
-    """Build the drift, data and quality reports of one model over one period and publish them."""
+def batch_monitoring(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_name: str | None = None,
+    min_rows: int | None = None,
+    min_labelled_rows: int | None = None,
+    max_rows: int | None = None,
+    read_batch_size: int | None = None,
+    reports_dir: Path | None = None,
+    workspace: Path | None = None,
+    drift_config: Path | None = None,
+    reference_path: Path | None = None,
+) -> dict:
+    """Build the drift, data and quality reports of one model over one period; None takes the env setting."""
     started = time.time()
     settings = BatchSettings.from_env()
-    model_name = model_name or settings.model_name
+    parameters = {
+        "model_name": model_name,
+        "min_rows": min_rows,
+        "min_labelled_rows": min_labelled_rows,
+        "max_rows": max_rows,
+        "read_batch_size": read_batch_size,
+        "reports_dir": reports_dir,
+        "workspace": workspace,
+        "drift_config": drift_config,
+        "reference_path": reference_path,
+    }
     try:
-        summary = _run(settings, model_name, start, end)
+        settings = settings.with_run_parameters(**parameters)
+        get_run_logger().info("parameters: %s", settings.run_parameters())
+        summary = _run(settings, settings.model_name, start, end)
     except Exception:
-        report_run(settings, model_name, None, started)
+        report_run(settings, model_name or settings.model_name, None, started)
         raise
-    report_run(settings, model_name, summary, started)
+    report_run(settings, settings.model_name, summary, started)
     return summary
 
 
@@ -211,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         period = Period.resolve(args.start, args.end)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        settings = BatchSettings.from_env()
+    except ValueError as exc:
+        print(f"prefect_flows.batch_monitoring: {exc}", file=sys.stderr)
+        return 2
     # No telemetry from a monitoring job; the user's own setting wins.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -218,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    summary = batch_monitoring(start=period.start, end=period.end, model_name=args.model)
+    # Every knob passed explicitly, so the run in the Prefect UI shows the values it used.
+    parameters = {**settings.run_parameters(), **({"model_name": args.model} if args.model else {})}
+    summary = batch_monitoring(start=period.start, end=period.end, **parameters)
     print(f"{summary['run_id']}: {summary['message']}")
     print(f"index: {summary['index']}")
     return 0
