@@ -45,7 +45,7 @@ class MongoSink:
         self._indexed = False
         self._healthy = True
         self._next_attempt = 0.0
-        self.labels = labels.PendingLabels(settings, on_label_accepted)
+        self.pending_labels = labels.PendingLabels(settings, on_label_accepted)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -137,7 +137,7 @@ class MongoSink:
             if self._usable():
                 self._replay_one()
             if self._usable():
-                retry = self.labels.due(self.settings.batch_size)
+                retry = self.pending_labels.due(self.settings.batch_size)
                 if retry:
                     self._handle(retry)
         finally:
@@ -164,7 +164,7 @@ class MongoSink:
             written = store.insert_documents(self._collection, docs)
             label_records = [r for r in batch if r["op"] == labels.OP]
             if label_records:
-                self.labels.settle(self._collection, label_records)
+                self.pending_labels.settle(self._collection, label_records)
         except PyMongoError as exc:
             metrics.MONGO_WRITES.labels("error").inc()
             if self._healthy:
@@ -221,7 +221,7 @@ class MongoSink:
             if self._thread.is_alive():
                 # Stuck in a write: the batch may or may not land; spooling it too is safe (idempotent replay).
                 leftovers.extend(self._inflight)
-        leftovers.extend(self.labels.drain())
+        leftovers.extend(self.pending_labels.drain())
         while True:
             try:
                 leftovers.append(self._queue.get_nowait())

@@ -10,8 +10,9 @@ import requests
 from pymongo.errors import PyMongoError
 
 from monitoring_core.records import forwarded_label
-from prediction_service import labels, metrics, store
+from prediction_service import metrics, store
 from prediction_service.forwarder import Forwarder
+from prediction_service.labels import apply_labels
 from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
@@ -112,7 +113,7 @@ class Monitoring:
         if not self.settings.log_to_mongodb:
             return
         try:
-            won = labels.apply_labels(self._collection, records).accepted
+            won = apply_labels(self._collection, records).accepted
         except PyMongoError:
             metrics.DROPPED.labels("feedback", "sync_error").inc(len(records))
             return
@@ -135,7 +136,7 @@ class Monitoring:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {
             "mongo_queue": self.sink.size() if self.sink else 0,
-            "pending_labels": len(self.sink.labels) if self.sink else 0,
+            "pending_labels": len(self.sink.pending_labels) if self.sink else 0,
             "forward_queue": self.rows.size() if self.rows else 0,
             "feedback_queue": self.labels.size() if self.labels else 0,
             "spool_records": self.spool.size() if self.spool else 0,

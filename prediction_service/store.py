@@ -40,4 +40,3 @@ def insert_documents(collection: Collection, docs: list[dict]) -> int:
         if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
             raise
         return int(exc.details.get("nInserted", 0))
-

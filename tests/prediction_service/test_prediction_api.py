@@ -203,4 +203,3 @@ def test_metrics_endpoint_exposes_the_catalogue(client) -> None:
         "prediction_model_info",
     ):
         assert name in text
-

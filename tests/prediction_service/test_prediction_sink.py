@@ -58,7 +58,7 @@ def test_a_label_queued_before_its_prediction_is_applied_once_the_prediction_lan
     stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)  # BSON keeps milliseconds
     sink.submit_labels([label_record("late", 12.5, stamp)])  # it overtook its prediction
     collection = predictions_collection(MongoClient(uri, tz_aware=True), "prediction_service")
-    wait_until(lambda: sink.idle() and len(sink.labels) == 1, timeout=10, what="label waiting for its document")
+    wait_until(lambda: sink.idle() and len(sink.pending_labels) == 1, timeout=10, what="label waiting for its document")
     assert collection.count_documents({"request_id": "late"}) == 0
     sink.submit([doc("late")])
     labelled = wait_until(
@@ -67,7 +67,7 @@ def test_a_label_queued_before_its_prediction_is_applied_once_the_prediction_lan
         what="label applied",
     )
     assert labelled["target"] == 12.5 and label_time(labelled["target_timestamp"]) == stamp
-    assert [r["request_id"] for r in won] == ["late"] and len(sink.labels) == 0
+    assert [r["request_id"] for r in won] == ["late"] and len(sink.pending_labels) == 0
     duplicates = fed("duplicate")
     sink.submit_labels([label_record("late", 99.0, datetime.now(UTC))])  # a second label loses
     wait_until(lambda: fed("duplicate") == duplicates + 1, timeout=10, what="second label decided")
@@ -108,7 +108,7 @@ def test_pending_labels_are_bounded_and_given_up_after_the_horizon(mongo, tmp_pa
     full, unknown = dropped("pending_full", "feedback"), fed("unknown")
     sink.submit_labels([label_record(f"nobody-{i}", 3.0, datetime.now(UTC)) for i in range(8)])
     wait_until(lambda: dropped("pending_full", "feedback") - full == 3, timeout=10, what="oldest dropped")
-    wait_until(lambda: fed("unknown") - unknown == 5 and len(sink.labels) == 0, timeout=15, what="given up")
+    wait_until(lambda: fed("unknown") - unknown == 5 and len(sink.pending_labels) == 0, timeout=15, what="given up")
     sink.close()
 
 
@@ -120,7 +120,7 @@ def test_labels_spooled_at_shutdown_keep_their_retry_horizon(mongo, tmp_path: Pa
     sink = MongoSink(settings, spool)
     arrived = datetime.now(UTC).replace(microsecond=0)
     sink.submit_labels([label_record("waiting", 3.0, arrived)])
-    wait_until(lambda: len(sink.labels) == 1, timeout=10, what="label pending")
+    wait_until(lambda: len(sink.pending_labels) == 1, timeout=10, what="label pending")
     sink.close()
     (record,) = spool.read(spool.claim())
     assert record["request_id"] == "waiting" and record["since"] == arrived.timestamp()
