@@ -1,13 +1,18 @@
 """Fault injection under steady load, longer than the test: the figures behind the README's reliability table.
 
-`python -m bench reliability [--rps R] [--outage S] [--phase-requests N] [--json PATH]`
+`python -m bench reliability [--case all|faults|label_flood] [--rps R] [--outage S] [--phase-requests N]
+[--flood-clients N] [--flood-seconds S] [--json PATH]`
 
-Runs local_stack.faults.run_scenario on a fresh stack (nx-27017 persisted on disk, the metrics
-service with re-warming, the prediction service with 2 gunicorn workers, token on): MongoDB stops
-for `--outage` seconds and restarts on its port, the metrics service restarts, one worker gets
-SIGTERM and another SIGKILL, all while rides and labels flow at a steady rate. Prints the table.
-Targets: no failed prediction and no lost document outside the SIGKILL, no duplicate, drift metrics
-back within one evaluation period of the metrics service answering.
+Each case runs on a fresh stack (nx-27017 persisted on disk, the metrics service with re-warming,
+the prediction service with 2 gunicorn workers, token on).
+- faults: local_stack.faults.run_scenario: MongoDB stops for `--outage` seconds and restarts on its
+  port, the metrics service restarts, one worker gets SIGTERM and another SIGKILL, all while rides
+  and labels flow at a steady rate. Targets: no failed prediction and no lost document outside the
+  SIGKILL, no duplicate, drift metrics back within one evaluation period of the metrics service answering.
+- label_flood: bench/label_flood.py: /predict latency alone, then while `--flood-clients` clients post
+  /feedback with unknown ids as fast as they can. Target: no failed prediction, no 5xx other than a
+  503 back-pressure answer on /feedback.
+Prints a table per case.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.label_flood import format_flood, run_label_flood
 from local_stack.faults import format_table, run_scenario
 from local_stack.reliability import Stack
 
@@ -29,6 +35,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rps", type=float, default=50.0, help="predictions per second (steady)")
     parser.add_argument("--outage", type=float, default=20.0, help="seconds MongoDB stays down")
     parser.add_argument("--phase-requests", type=int, default=1000, help="requests between faults")
+    parser.add_argument("--case", choices=["all", "faults", "label_flood"], default="all", help="which case to run")
+    parser.add_argument("--flood-clients", type=int, default=16, help="label-flood case: clients posting /feedback")
+    parser.add_argument("--flood-seconds", type=float, default=20.0, help="label-flood case: seconds per phase")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -44,25 +53,42 @@ def main(argv: list[str]) -> int:
             month="2021-01",
             data_dir=workdir / "artifacts",
         )
-        stack = Stack(workdir / "stack", workdir / "artifacts", token="bench-token", workers=2)
-        try:
-            stack.start()
-            figures = run_scenario(
-                stack, rps=args.rps, outage_seconds=args.outage, phase_requests=args.phase_requests, progress=True
+        results: dict = {}
+        ok = True
+        if args.case in ("all", "label_flood"):
+            stack = Stack(workdir / "flood", workdir / "artifacts", token="bench-token", workers=2)
+            try:
+                stack.start()
+                flood = run_label_flood(
+                    stack.prediction_url, stack.token, clients=args.flood_clients, seconds=args.flood_seconds
+                )
+            finally:
+                stack.stop()
+            print("\n" + format_flood(flood), flush=True)
+            results["label_flood"] = flood.as_dict()
+            errors = {k for k in flood.feedback_calls if k not in ("202", "503")}
+            ok &= not errors and all(f["failed"] == 0 for f in (flood.alone, flood.control, flood.flooded))
+        if args.case in ("all", "faults"):
+            stack = Stack(workdir / "stack", workdir / "artifacts", token="bench-token", workers=2)
+            try:
+                stack.start()
+                figures = run_scenario(
+                    stack, rps=args.rps, outage_seconds=args.outage, phase_requests=args.phase_requests, progress=True
+                )
+            finally:
+                stack.stop()
+            print("\n" + format_table(figures), flush=True)
+            results["faults"] = figures.as_dict()
+            calm = [p for name, p in figures.phases.items() if name != "worker_sigkill"]
+            ok &= (
+                all(p["failed"] == 0 and p["lost"] == 0 for p in calm)
+                and figures.duplicates == 0
+                and figures.drift_back_seconds <= figures.evaluation_period_seconds
             )
-        finally:
-            stack.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("\n" + format_table(figures))
     if args.json:
-        args.json.write_text(json.dumps(figures.as_dict(), indent=2))
-    calm = [p for name, p in figures.phases.items() if name != "worker_sigkill"]
-    ok = (
-        all(p["failed"] == 0 and p["lost"] == 0 for p in calm)
-        and figures.duplicates == 0
-        and figures.drift_back_seconds <= figures.evaluation_period_seconds
-    )
+        args.json.write_text(json.dumps(results, indent=2))
     return 0 if ok else 1
 
 

@@ -10,7 +10,14 @@ from pydantic import ValidationError
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import epoch, to_window_row
-from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, TARGET, TARGET_TIMESTAMP, predictions_collection
+from monitoring_core.documents import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    TARGET,
+    TARGET_TIMESTAMP,
+    label_time,
+    predictions_collection,
+)
 from monitoring_core.records import row_model
 from ride_duration.schema import FIELD_NAMES, PREDICTION, REQUEST_ID, TIMESTAMP
 
@@ -58,8 +65,9 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
         except ValidationError:
             skipped += 1
             continue
-        target, at = document.get(TARGET), document.get(TARGET_TIMESTAMP)
-        if isinstance(target, int | float) and isinstance(at, datetime):
+        # label_time: a BSON datetime from MongoDB, a string from nx-27017's `$set` (docs/prediction_service.md).
+        target, at = document.get(TARGET), label_time(document.get(TARGET_TIMESTAMP))
+        if isinstance(target, int | float) and at is not None:
             labels.append((document[REQUEST_ID], float(target), epoch(at)))
     monitor.window.append(rows)
     monitor.window.add_labels(labels)

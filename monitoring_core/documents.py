@@ -8,7 +8,7 @@ re-warm read them, and the local stack and benchmarks seed them: all through thi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, MongoClient
@@ -22,7 +22,8 @@ REPORTS = "reports"  # one summary per batch-flow run
 
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
-# Ground truth, set on the prediction's document when it arrives (first label wins).
+# Ground truth, set on the prediction's document by the first label for it (prediction_service/labels.py):
+# `target` in minutes, `target_timestamp` the label's arrival time (UTC).
 TARGET = "target"
 TARGET_TIMESTAMP = "target_timestamp"
 
@@ -75,3 +76,24 @@ def prediction_document(
 def label_fields(target: float, target_timestamp: datetime) -> dict[str, Any]:
     """Return the keys a label sets on its prediction's document."""
     return {TARGET: target, TARGET_TIMESTAMP: target_timestamp}
+
+
+def unlabelled(request_id: str) -> dict[str, Any]:
+    """Return the filter matching the prediction's document only while it has no target (first label wins)."""
+    return {REQUEST_ID: request_id, TARGET: {"$exists": False}}
+
+
+def label_time(value: Any) -> datetime | None:
+    """Return a stored `target_timestamp` as an aware UTC datetime (None when absent or unreadable).
+
+    MongoDB stores the label's `$set` datetime as a BSON datetime; nx-27017, the stand-in the
+    tests run, stores it as a string ("2026-01-02 03:04:05.678000", UTC). Readers accept both.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -22,6 +22,14 @@ from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 # No ride lasts a day; a longer "duration" is a unit or clock error upstream.
 MAX_LABEL_MINUTES = 24 * 60.0
 
+# What the answer to a /feedback item (either service) says happened to it:
+ACCEPTED = "accepted"  # it is the label of its prediction now (the first one for that request id)
+QUEUED = "queued"  # valid, handed on; whether it wins is decided later (prediction service) or when its row comes
+UNKNOWN = "unknown"  # no prediction with that request id
+DUPLICATE = "duplicate"  # its prediction already has a label (earlier, or earlier in the same call)
+INVALID = "invalid"  # fails the Label rules; `details` names the field and the reason
+LABEL_OUTCOMES = (ACCEPTED, QUEUED, UNKNOWN, DUPLICATE, INVALID)
+
 
 Number = Annotated[float, BeforeValidator(json_number)]
 FieldName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
@@ -88,6 +96,17 @@ def forwarded_row(
     if unknown_fields:
         row[UNKNOWN_FIELDS] = list(unknown_fields)
     return row
+
+
+def label_item(
+    index: int, request_id: Any, outcome: str, details: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """Return one entry of a /feedback answer: the item's position, its request id (when a string), its outcome."""
+    item: dict[str, Any] = {"index": index, REQUEST_ID: request_id if isinstance(request_id, str) else None}
+    item["outcome"] = outcome
+    if details is not None:
+        item["details"] = details
+    return item
 
 
 def forwarded_label(request_id: str, duration: float, arrived: datetime) -> dict[str, Any]:

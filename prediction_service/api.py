@@ -11,13 +11,14 @@ from monitoring_core.documents import prediction_document
 from monitoring_core.records import forwarded_row
 from monitoring_core.validation import ride_id
 from prediction_service import metrics
-from prediction_service.feedback import parse_labels, record_feedback
 from prediction_service.inputs import parse_rides
+from prediction_service.labels import read_feedback
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
 from ride_duration.schema import FIELD_NAMES
 from service_common.auth import require_token
+from service_common.errors import json_error
 
 bp = Blueprint("api", __name__)
 
@@ -61,11 +62,16 @@ def _fields(ride: BaseModel) -> dict:
 @bp.post("/feedback")
 @require_token
 def feedback():
-    """Record ground truth for served predictions: `{"request_id", "duration"}` or a list of them."""
+    """Queue ground truth for served predictions (`{"request_id", "duration"}` or a list); answer each item."""
     state = current_state()
-    labels = parse_labels(request, state.settings.max_batch_rows * 10)
-    status, summary = record_feedback(labels, state.collection, state.monitoring, state.settings.feedback_wait_seconds)
-    return jsonify(summary), status
+    call = read_feedback(request, state.settings.max_batch_rows * 10, utc_now_ms())
+    if not state.monitoring.record_labels(call.records):
+        message = "too many labels are waiting to be written; send them again shortly"
+        response, status = json_error(503, "busy", [{"field": "body", "message": message, "reason": "busy"}])
+        response.headers["Retry-After"] = "1"
+        return response, status
+    call.count()
+    return jsonify(call.answer()), 202
 
 
 @bp.get("/health")

@@ -77,7 +77,22 @@ MONGO_WRITTEN = Counter(
 )
 DROPPED = Counter("prediction_records_dropped_total", "Records lost, by queue and reason.", ["queue", "reason"])
 FORWARDED = Counter("prediction_forwarded_rows_total", "Rows sent to the metrics service by result.", ["result"])
-FEEDBACK = Counter("prediction_feedback_total", "Ground-truth labels received by result.", ["result"])
+FEEDBACK = Counter(
+    "prediction_feedback_total",
+    "Ground-truth labels by outcome: queued, duplicate, invalid when /feedback answers; "
+    "accepted, duplicate, unknown when MongoDB has decided.",
+    ["result"],
+)
+PENDING_LABELS = Gauge(
+    "prediction_pending_labels",
+    "Labels that found no prediction document yet, waiting in the writers for a retry (sum over workers).",
+    multiprocess_mode="livesum",
+)
+PENDING_LABELS_CAPACITY = Gauge(
+    "prediction_pending_labels_capacity",
+    "How many labels the writers keep waiting for their prediction (sum over workers).",
+    multiprocess_mode="livesum",
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -1,10 +1,10 @@
 """Background MongoDB writer: bounded queue -> batched idempotent writes, spooling to disk when MongoDB is away.
 
-Records are operations: `{"op": "insert", "doc": {...}}` (a prediction document) or
-`{"op": "label", "request_id", "target", "target_timestamp", "since"}` (ground truth that
-could not be applied synchronously). A batch is applied inserts first, then labels; if
-any part fails the whole batch goes to the spool, which is safe because inserts are
-idempotent (unique `request_id`) and labels only set a missing target.
+Records are operations: `{"op": "insert", "doc": {...}}` (a prediction document) or a label
+record (prediction_service/labels.py, which owns everything about labels). A batch is applied
+inserts first, then labels; if any part fails the whole batch goes to the spool, which is safe
+because inserts are idempotent (unique `request_id`) and labels only set a missing target.
+Labels whose prediction is not written yet wait in the writer (`PendingLabels`) for a retry.
 """
 
 from __future__ import annotations
@@ -13,22 +13,30 @@ import logging
 import queue
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from monitoring_core.documents import ensure_indexes
-from prediction_service import metrics, store
+from prediction_service import labels, metrics, store
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
 
 log = logging.getLogger(__name__)
+# Labels may fill at most this share of the queue: a flood of /feedback never crowds out predictions.
+LABEL_QUEUE_SHARE = 0.5
 
 
 class MongoSink:
     """One per worker: takes records off the request path and gets them into MongoDB exactly once."""
 
-    def __init__(self, settings: Settings, spool: Spool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        on_label_accepted: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.spool = spool
         self._queue: queue.Queue[dict] = queue.Queue(maxsize=settings.queue_capacity)
@@ -37,8 +45,7 @@ class MongoSink:
         self._indexed = False
         self._healthy = True
         self._next_attempt = 0.0
-        self._pending_labels: list[dict] = []
-        self._next_label_retry = 0.0
+        self.pending_labels = labels.PendingLabels(settings, on_label_accepted)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -71,6 +78,13 @@ class MongoSink:
                 break
         # Set here too, not only by the writer: a writer stuck on MongoDB must not hide a growing queue.
         self._size_gauge.set(self._queue.qsize())
+
+    def submit_labels(self, records: list[dict]) -> bool:
+        """Queue label records unless labels would fill more than their share of the queue; return whether taken."""
+        if self._queue.qsize() + len(records) > self._queue.maxsize * LABEL_QUEUE_SHARE:
+            return False
+        self.submit(records)
+        return True
 
     def idle(self) -> bool:
         """Return whether everything queued so far has been handled (written or spooled)."""
@@ -122,8 +136,10 @@ class MongoSink:
                 self._handle(batch)
             if self._usable():
                 self._replay_one()
-            if self._pending_labels and time.monotonic() >= self._next_label_retry:
-                self._retry_labels()
+            if self._usable():
+                retry = self.pending_labels.due(self.settings.batch_size)
+                if retry:
+                    self._handle(retry)
         finally:
             for _ in batch:
                 self._queue.task_done()
@@ -146,9 +162,9 @@ class MongoSink:
                 self._indexed = True
             docs = [r["doc"] for r in batch if r["op"] == "insert"]
             written = store.insert_documents(self._collection, docs)
-            labels = [r for r in batch if r["op"] == "label"]
-            if labels:
-                self._settle_labels(labels)
+            label_records = [r for r in batch if r["op"] == labels.OP]
+            if label_records:
+                self.pending_labels.settle(self._collection, label_records)
         except PyMongoError as exc:
             metrics.MONGO_WRITES.labels("error").inc()
             if self._healthy:
@@ -162,26 +178,6 @@ class MongoSink:
             log.warning("mongodb is back")
         self._healthy = True
         return True
-
-    def _settle_labels(self, labels: list[dict]) -> None:
-        # Labels were counted in prediction_feedback_total when they arrived; here only losses are counted.
-        by_id: dict[str, dict] = {}
-        for lab in labels:
-            by_id.setdefault(lab["request_id"], lab)  # a second label for an id in this batch loses
-        outcome = store.apply_labels(self._collection, list(by_id.values()))
-        now = time.time()
-        for request_id in outcome.unknown:
-            label = by_id[request_id]
-            # The prediction may still sit in another worker's queue or spool: retry for a while.
-            if now - label.get("since", now) < self.settings.label_retry_seconds:
-                self._pending_labels.append(label)
-            else:
-                metrics.DROPPED.labels("feedback", "unknown_id").inc()
-
-    def _retry_labels(self) -> None:
-        labels, self._pending_labels = self._pending_labels, []
-        self._next_label_retry = time.monotonic() + max(1.0, self.settings.mongo_retry_seconds)
-        self._handle(labels)
 
     def _to_spool(self, batch: list[dict]) -> None:
         try:
@@ -225,8 +221,7 @@ class MongoSink:
             if self._thread.is_alive():
                 # Stuck in a write: the batch may or may not land; spooling it too is safe (idempotent replay).
                 leftovers.extend(self._inflight)
-        leftovers.extend(self._pending_labels)
-        self._pending_labels = []
+        leftovers.extend(self.pending_labels.drain())
         while True:
             try:
                 leftovers.append(self._queue.get_nowait())
@@ -238,14 +233,3 @@ class MongoSink:
             log.warning("spooled queued records at shutdown", extra={"records": len(leftovers)})
         metrics.QUEUE_SIZE.labels("mongo").set(0)
         self._client.close()
-
-
-def label_record(request_id: str, target: float, target_timestamp: datetime) -> dict:
-    """Return a queued label operation."""
-    return {
-        "op": "label",
-        "request_id": request_id,
-        "target": target,
-        "target_timestamp": target_timestamp,
-        "since": datetime.now(UTC).timestamp(),
-    }

@@ -49,9 +49,9 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Unset: a folder per MongoDB target, filled in below (the default depends on two other fields).
     spool_dir: Path = env("PREDICTION_SPOOL_DIR", None)
     spool_capacity_records: int = env("PREDICTION_SPOOL_CAPACITY_RECORDS", 1_000_000, ge=0)
-    # How long /feedback waits for a prediction that may still be in a worker's queue.
-    feedback_wait_seconds: float = env("PREDICTION_FEEDBACK_WAIT_SECONDS", 1.0, ge=0)
+    # How long a label whose prediction is not in MongoDB yet is retried, and how many wait per worker.
     label_retry_seconds: float = env("PREDICTION_LABEL_RETRY_SECONDS", 600.0, ge=0)
+    max_pending_labels: int = env("PREDICTION_MAX_PENDING_LABELS", 10_000, ge=0)
     health_cache_seconds: float = env("PREDICTION_HEALTH_CACHE_SECONDS", 5.0, ge=0)
 
     @field_validator("unknown_fields", mode="before")

@@ -125,9 +125,9 @@ def test_every_documented_reason_is_produced_by_a_bad_input() -> None:
     assert {case[-1] for case in BAD_INPUTS} == set(REASONS)
     docs = (Path(__file__).resolve().parents[2] / "docs" / "prediction_service.md").read_text()
     table = docs.split("### Errors", 1)[1].split("\n\n", 3)[2]
-    assert set(re.findall(r"`([a-z_]+)`", "".join(line.rsplit("|", 2)[-2] for line in table.splitlines()[2:]))) == set(
-        REASONS
-    )
+    documented = set(re.findall(r"`([a-z_]+)`", "".join(line.rsplit("|", 2)[-2] for line in table.splitlines()[2:])))
+    # `busy` (503, /feedback back-pressure) is in the table but is not an input error: not a REASON.
+    assert documented - {"busy"} == set(REASONS)
 
 
 @pytest.mark.parametrize(
@@ -167,27 +167,13 @@ def test_unknown_route_and_wrong_method_are_json_4xx(client) -> None:
     assert "POST" in response.headers["Allow"]
 
 
-def test_feedback_validation_names_the_field(client) -> None:
-    cases = [
-        ({"request_id": "a"}, "duration", "missing_field"),
-        ({"request_id": "a", "duration": -3}, "duration", "out_of_range"),
-        ({"request_id": "a", "duration": 10_000}, "duration", "out_of_range"),
-        ({"duration": 3}, "request_id", "missing_field"),
-        ([{"request_id": "a", "duration": 3}, {"request_id": "b", "duration": "3"}], "1.duration", "wrong_type"),
-    ]
-    for body, field, reason in cases:
-        response = client.post("/feedback", json=body)
-        assert response.status_code == 400, body
-        assert (field, reason) in [(d["field"], d["reason"]) for d in response.get_json()["details"]], body
-
-
 def test_feedback_requires_the_token_when_configured(settings_with) -> None:
     client = create_app(settings_with(monitoring_token="s3cret")).test_client()
     label = {"request_id": "a", "duration": 3.0}
     assert client.post("/feedback", json=label).status_code == 401
     assert client.post("/feedback", json=label, headers={"Authorization": "Bearer wrong"}).status_code == 401
     response = client.post("/feedback", json=label, headers={"Authorization": "Bearer s3cret"})
-    assert response.status_code == 200 and response.get_json()["accepted"] == 1
+    assert response.status_code == 202 and response.get_json()["queued"] == 1
     # /predict stays open: the token guards only writes of monitoring data.
     assert client.post("/predict", json=RIDE).status_code == 200
 
@@ -236,10 +222,3 @@ def test_metrics_endpoint_exposes_the_catalogue(client) -> None:
         "prediction_model_info",
     ):
         assert name in text
-
-
-def test_a_label_repeated_in_one_call_is_a_duplicate_not_an_error(client) -> None:
-    labels = [{"request_id": "r", "duration": 3.0}, {"request_id": "r", "duration": 4.0}]
-    response = client.post("/feedback", json=labels)
-    assert response.status_code == 200
-    assert response.get_json() == {"accepted": 1, "queued": 0, "unknown": [], "duplicate": ["r"]}

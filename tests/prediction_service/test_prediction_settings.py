@@ -63,7 +63,7 @@ def test_environment_overrides() -> None:
         ("PREDICTION_FORWARD_TIMEOUT_SECONDS", "nan", "must be a finite number"),
         ("PREDICTION_FORWARD_RETRIES", "-2", "must be >= 0"),
         ("PREDICTION_SPOOL_CAPACITY_RECORDS", "1e6", "must be an integer"),
-        ("PREDICTION_FEEDBACK_WAIT_SECONDS", "-0.5", "must be >= 0"),
+        ("PREDICTION_MAX_PENDING_LABELS", "-1", "must be >= 0"),
         ("PREDICTION_LABEL_RETRY_SECONDS", "10m", "must be a number"),
         ("PREDICTION_HEALTH_CACHE_SECONDS", "x", "must be a number"),
     ],
