@@ -122,43 +122,6 @@ def previous_snapshots(reports_dir: Path, rid: str) -> list[str]:
     return list((summary.get("workspace") or {}).get("snapshots", {}).values())
 
 
-def open_workspace(workspace_dir: Path) -> Any:
-    """Open (or create) the Evidently workspace for adding runs, without parsing the snapshots it holds."""
-    from evidently.legacy.utils import NumpyEncoder
-    from evidently.ui.storage.local.base import LocalState
-    from evidently.ui.workspace import Workspace
-
-    class SnapshotState(LocalState):
-        """Evidently 0.7.23's workspace files, each snapshot serialised by json's C encoder.
-
-        Evidently's `json.dump` streams through the pure-Python encoder (about 0.1 s per snapshot
-        here); `json.dumps` with the same encoder class writes the same bytes about 5 times faster,
-        and nothing is written when serialising fails.
-        """
-
-        def write_snapshot(self, project_id: Any, snapshot_id: Any, snapshot: Any) -> None:
-            text = json.dumps(snapshot.dict(), cls=NumpyEncoder)
-            self.location.makedirs(self._snapshot_dir(project_id))
-            with self.location.open(self._snapshot_path(project_id, snapshot_id), "w") as f:
-                f.write(text)
-
-    class SnapshotWorkspace(Workspace):
-        """Evidently 0.7.23's local Workspace without its dataset manager.
-
-        `Workspace(path)` builds a dataset manager that loads and validates every stored snapshot
-        (7 s with 99 snapshots here, about a day of hourly runs): a run's cost would grow with the
-        history. Projects, dashboards and runs (`add_run` without data) only use `state`, the same
-        files `evidently ui` reads.
-        """
-
-        def __init__(self, path: str) -> None:  # Workspace.__init__ is the costly part: not called
-            self.path = path
-            self.state = SnapshotState(path)
-
-    Path(workspace_dir).mkdir(parents=True, exist_ok=True)
-    return SnapshotWorkspace(str(workspace_dir))
-
-
 def record_snapshots(
     workspace: Any, model_name: str, reports: list[BuiltReport], replaces: list[str] | None = None
 ) -> dict[str, Any]:

@@ -127,7 +127,8 @@ def test_workspace_opens_without_reading_stored_snapshots(model, reference, tmp_
     """A run's cost must not grow with the history: opening the workspace leaves stored snapshots unread."""
     from evidently.ui.workspace import Workspace
 
-    from prefect_flows.publish import open_workspace, record_snapshots
+    from prefect_flows.publish import record_snapshots
+    from prefect_flows.workspace import open_workspace
 
     analysis = _analyse(reference, _logged(model, 300, seed=8))
     first = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)
