@@ -35,6 +35,9 @@ def _logged(model, n: int, seed: int, drift: DriftParams = NO_DRIFT, label_share
     rides[PREDICTION] = model.predict_frame(rides)
     rides[TARGET_FIELD] = rides[TARGET].where(np.random.default_rng(seed).random(n) < label_share)
     rides["model_version"] = model.version
+    rides["request_id"] = [f"r{seed}-{i}" for i in range(n)]
+    # Served over the period, as logged (naive UTC, as read_predictions returns it).
+    rides["timestamp"] = pd.date_range(PERIOD.start, PERIOD.end, periods=n + 1, inclusive="left").tz_localize(None)
     return rides[list(COLUMNS)]
 
 

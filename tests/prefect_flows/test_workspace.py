@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from prefect_flows.analysis import Limits, analyse
@@ -26,7 +27,9 @@ def reports(artifacts_dir, reference):
     rides[PREDICTION] = model.predict_frame(rides)
     rides[TARGET_FIELD] = rides[TARGET].where(np.random.default_rng(11).random(300) < 0.5)
     rides["model_version"] = model.version
-    rows = rides[[c for c in COLUMNS if c in rides.columns]]
+    rides["request_id"] = [f"w-{i}" for i in range(300)]
+    rides["timestamp"] = pd.date_range(PERIOD.start, PERIOD.end, periods=301, inclusive="left").tz_localize(None)
+    rows = rides[list(COLUMNS)]
     analysed, sampling = sample_rows(rows, 100_000, 0)
     return analyse("run", "ride_duration", PERIOD, reference, rows, analysed, sampling, Limits()).reports
 
