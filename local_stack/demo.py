@@ -279,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     keep = keep_running(args)
     started, wall_started = time.monotonic(), time.time()
     # SIGTERM stops the demo like Ctrl-C does: through the `finally` that stops every process it started.
+    # SIGINT explicitly too: a shell starting the demo in the background leaves it ignored, and Python keeps that.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     args.workdir.mkdir(parents=True, exist_ok=True)
     from ride_duration.train import train
 
@@ -318,12 +320,13 @@ def main(argv: list[str] | None = None) -> int:
 def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
     """Serve the reports folder over HTTP and run the Evidently UI on the workspace (contract ports when free)."""
     port = pick_port if not args.free_ports else (lambda _default: free_port())
+    note = (lambda _url, _default: "") if args.free_ports else port_note
     logs = stack.workdir / "logs"
     args.reports_dir.mkdir(parents=True, exist_ok=True)
     proc, url = start_reports_server(args.reports_dir, logs, port=port(8080))
     stack.processes.append(proc)
     stack.urls["reports"] = url
-    say(f"reports folder {args.reports_dir} served at {url}{port_note(url, 8080)}")
+    say(f"reports folder {args.reports_dir} served at {url}{note(url, 8080)}")
     workspace = args.reports_dir / "workspace"
     if not workspace.is_dir():
         say(f"Evidently UI not started: no workspace at {workspace} (the batch flow did not run)")
@@ -332,7 +335,7 @@ def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
     proc, url = start_evidently_ui(workspace, logs, port=port(8000))
     stack.processes.append(proc)
     stack.urls["evidently_ui"] = url
-    say(f"Evidently UI at {url} on {workspace}{port_note(url, 8000)}")
+    say(f"Evidently UI at {url} on {workspace}{note(url, 8000)}")
 
 
 def wait_for_ctrl_c(stack: Stack) -> None:

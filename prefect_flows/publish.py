@@ -166,7 +166,11 @@ def _dashboard_panels() -> list:
         ),
         line_plot_panel(
             title="Regression quality (minutes)",
-            values=[PanelMetric(metric=m, legend=m) for m in ("RMSE", "MAE")],
+            # MAE is a mean and a std in Evidently 0.7: without the label the panel draws both as "MAE".
+            values=[
+                PanelMetric(metric="RMSE", legend="RMSE"),
+                PanelMetric(metric="MAE", legend="MAE", metric_labels={"value_type": "mean"}),
+            ],
             size="half",
         ),
     ]
