@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _interrupt)
         say("interrupted: stopping")
     finally:
+        # A second, impatient Ctrl-C must not cut the stopping short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
         say("stopped everything the demo started")
     return 0
@@ -332,7 +335,11 @@ def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
         say(f"Evidently UI not started: no workspace at {workspace} (the batch flow did not run)")
         return
     say("starting the Evidently UI (importing Evidently takes a few seconds)")
-    proc, url = start_evidently_ui(workspace, logs, port=port(8000))
+    try:
+        proc, url = start_evidently_ui(workspace, logs, port=port(8000))
+    except (OSError, RuntimeError, TimeoutError) as exc:  # the rest of the stack is still worth looking at
+        say(f"Evidently UI did not start: {str(exc).splitlines()[0]} (log in {logs})")
+        return
     stack.processes.append(proc)
     stack.urls["evidently_ui"] = url
     say(f"Evidently UI at {url} on {workspace}{note(url, 8000)}")

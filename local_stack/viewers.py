@@ -7,6 +7,7 @@ queries filled in: the same metrics the dashboard plots, one graph per query.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -56,7 +57,7 @@ def start_reports_server(reports_dir: Path, logs: Path, port: int | None = None)
     args = python_module("http.server", str(port), "--bind", "127.0.0.1", "--directory", str(reports_dir))
     proc = ManagedProcess("reports", args, logs / f"reports-{port}.log").start()
     url = f"http://127.0.0.1:{port}"
-    proc.wait_ready(lambda: http_ok(f"{url}/"), timeout=30)
+    _ready_or_stopped(proc, lambda: http_ok(f"{url}/"), timeout=30)
     return proc, url
 
 
@@ -75,5 +76,14 @@ def start_evidently_ui(workspace: Path, logs: Path, port: int | None = None) -> 
     proc = ManagedProcess("evidently-ui", args, logs / f"evidently-ui-{port}.log", env={"DO_NOT_TRACK": "1"}).start()
     url = f"http://127.0.0.1:{port}"
     # Importing Evidently and its UI takes seconds, more on a busy machine.
-    proc.wait_ready(lambda: http_ok(f"{url}/api/version"), timeout=120)
+    _ready_or_stopped(proc, lambda: http_ok(f"{url}/api/version"), timeout=120)
     return proc, url
+
+
+def _ready_or_stopped(proc: ManagedProcess, ready: Callable[[], object], timeout: float) -> None:
+    """Wait until `proc` is ready; stop it (by PID) before re-raising when it never gets there."""
+    try:
+        proc.wait_ready(ready, timeout=timeout)
+    except BaseException:
+        proc.stop()
+        raise
