@@ -23,7 +23,13 @@ from pathlib import Path
 
 from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
 from local_stack.processes import ManagedProcess, free_port, port_open, python_module
-from local_stack.viewers import dashboard_queries, graph_url, start_evidently_ui, start_reports_server
+from local_stack.viewers import (
+    dashboard_queries,
+    graph_url,
+    prometheus_ui,
+    start_evidently_ui,
+    start_reports_server,
+)
 from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -415,9 +421,10 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
     if "evidently_service" in urls:
         print(f"  metrics service     {urls['evidently_service']}/metrics")
     if "prometheus" in urls:
-        print(f"  Prometheus alerts   {urls['prometheus']}/alerts")
+        pages = prometheus_ui(urls["prometheus"])
+        print(f"  Prometheus alerts   {pages}/alerts")
         for title, queries in dashboard_queries(MODEL_NAME).items():
-            print(f"  {'graphs: ' + title:<19} {graph_url(urls['prometheus'], queries)}")
+            print(f"  {'graphs: ' + title:<19} {graph_url(pages, queries)}")
     print(f"  scoring (JSON)      {args.workdir / 'scoring.json'}")
     for line in batch:
         print(f"  batch flow          {line}")

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
+import requests
+
 from local_stack.processes import ManagedProcess, free_port, http_ok, python_module
 
 # Shown on the service-health dashboard too: the prediction API's own endpoints, not scrapes and probes.
@@ -41,6 +43,17 @@ def dashboard_queries(model: str) -> dict[str, list[str]]:
             f'{{quantile="0.99", {SERVING}}}',
         ],
     }
+
+
+def prometheus_ui(prometheus_url: str) -> str:
+    """Return the base URL of Prometheus's web pages: Debian's build serves only the classic UI, under /classic."""
+    for base in (prometheus_url, f"{prometheus_url}/classic"):
+        try:
+            if requests.get(f"{base}/alerts", timeout=5).status_code == 200:
+                return base
+        except requests.RequestException:
+            break
+    return prometheus_url
 
 
 def graph_url(prometheus_url: str, queries: list[str], window: str = "15m") -> str:

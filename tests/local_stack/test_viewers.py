@@ -63,3 +63,22 @@ def test_reports_server_serves_the_folder_and_stops_by_pid(tmp_path: Path):
     finally:
         proc.stop()
     assert not port_open(int(url.rsplit(":", 1)[1]))
+
+
+def test_prometheus_pages_are_found_whichever_ui_the_build_serves(tmp_path: Path):
+    """Debian's Prometheus serves only the classic UI (/alerts is a 404 there): the printed links must answer."""
+    from local_stack.components import prometheus_binary, start_prometheus
+    from local_stack.viewers import prometheus_ui
+
+    if prometheus_binary() is None:
+        pytest.skip("prometheus is not installed")
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n")
+    proc, url = start_prometheus(config, tmp_path)
+    try:
+        pages = prometheus_ui(url)
+        assert requests.get(f"{pages}/alerts", timeout=5).status_code == 200
+        graph = requests.get(graph_url(pages, ['up{job="prometheus"}']), timeout=5)
+        assert graph.status_code == 200 and graph.url.startswith(pages), graph.url
+    finally:
+        proc.stop()

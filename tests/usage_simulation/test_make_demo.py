@@ -41,7 +41,7 @@ def test_demo_runs_end_to_end_and_detects_the_drift(tmp_path: Path) -> None:
     assert "false alarms in clean phases: none" in out, out
     # URLs, report paths and the Evidently UI command are printed; the reports exist.
     assert re.search(r"prediction API\s+http://127\.0\.0\.1:\d+/predict", out)
-    assert re.search(r"Prometheus alerts\s+http://127\.0\.0\.1:\d+/alerts", out)
+    assert re.search(r"Prometheus alerts\s+http://127\.0\.0\.1:\d+(/classic)?/alerts", out)
     assert "evidently ui --workspace" in out
     reports = sorted((tmp_path / "reports").rglob("*.html"))
     assert reports and any(str(r) in out for r in reports), out
@@ -128,7 +128,8 @@ def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path
         assert "Data drift" in requests.get(links["newest drift report"], timeout=10).text
         ui = links["Evidently UI"].rstrip("/")
         assert [p["name"] for p in requests.get(f"{ui}/api/projects", timeout=10).json()] == ["ride_duration"]
-        _graph_queries_answer(links["Prometheus alerts"].removesuffix("/alerts"), graphs, out)
+        prometheus = re.search(r"Prometheus at (http://\S+)", out).group(1)
+        _graph_queries_answer(prometheus, graphs, out)
         demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
         assert demo.wait(timeout=60) == 0
         out += _read_until(primary, "stopped everything the demo started", demo, timeout=5)
