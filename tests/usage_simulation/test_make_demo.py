@@ -138,8 +138,8 @@ def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path
             demo.kill()
             demo.wait()
         os.close(primary)
-    ports = set(re.findall(r"http://127\.0\.0\.1:(\d+)", out))
-    assert len(ports) >= 6, out  # MongoDB is mongodb://; services, Prometheus, reports, Evidently UI
+    ports = set(re.findall(r"(?:http|mongodb)://127\.0\.0\.1:(\d+)", out))
+    assert len(ports) == 6, out  # MongoDB, the two services, Prometheus, the reports server, the Evidently UI
     for port in ports:
         assert not port_open(int(port)), f"port {port} still open after Ctrl-C"
 
