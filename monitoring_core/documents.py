@@ -44,6 +44,12 @@ def ensure_indexes(collection: Collection) -> None:
         collection.create_index(keys, **options)
 
 
+def missing_indexes(collection: Collection) -> list[str]:
+    """Return the names of the indexes of `predictions` that do not exist (all of them when the collection is gone)."""
+    present = set(collection.index_information())
+    return [options["name"] for _, options in INDEXES if options["name"] not in present]
+
+
 def prediction_document(
     request_id: str,
     timestamp: datetime,

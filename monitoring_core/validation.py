@@ -12,14 +12,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from monitoring_core.ids import request_id_field
-from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind
+from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind, local_time
 
 # Error reasons are Prometheus label values: keep this set small and fixed.
 REASONS = (
     "invalid_json",
+    "duplicate_key",
     "not_an_object",
     "missing_field",
     "unknown_field",
@@ -79,7 +80,9 @@ def _iso_string(value: Any) -> Any:
 
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
-        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
+        # Converted to naive New York local time here, at the one door both services share: the features,
+        # the logged document, the forwarded row and the metrics service's window all see the same clock.
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(local_time)]
         return annotation | None, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
     check = _whole_number if spec.dtype is int else json_number

@@ -6,7 +6,6 @@ import time
 
 from flask import Request
 from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
 
 from monitoring_core.records import Label
 from prediction_service import metrics, store
@@ -46,7 +45,7 @@ def record_feedback(
             found = _apply_with_wait(collection, list(distinct.values()), wait_seconds)
             outcome.accepted, outcome.unknown = found.accepted, found.unknown
             outcome.duplicate += found.duplicate
-        except PyMongoError:
+        except Exception:  # noqa: BLE001 - not only driver errors (pymongo's login raised KeyError): never a 500
             # MongoDB is away: the background writer applies (or spools) them later; nothing is lost.
             queued = list(distinct.values())
     metrics.FEEDBACK.labels("accepted").inc(len(outcome.accepted) + len(queued))

@@ -7,7 +7,6 @@ import logging
 from datetime import UTC, datetime
 
 import requests
-from pymongo.errors import PyMongoError
 
 from monitoring_core.records import forwarded_label
 from prediction_service import metrics, store
@@ -15,6 +14,7 @@ from prediction_service.forwarder import Forwarder
 from prediction_service.mongo_sink import MongoSink, label_record
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
+from prediction_service.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class Monitoring:
                 self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
             return
         if settings.log_to_mongodb and self.spool is not None:
-            self.sink = MongoSink(settings, self.spool)
+            wal = WriteAheadLog(settings.spool_dir / "wal", fsync=settings.wal_fsync) if settings.wal_enabled else None
+            self.sink = MongoSink(settings, self.spool, wal)
         if settings.forward_to_metrics:
             common = dict(
                 capacity=settings.forward_capacity,
@@ -78,7 +79,7 @@ class Monitoring:
             try:
                 metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
                 metrics.MONGO_WRITES.labels("ok").inc()
-            except PyMongoError:
+            except Exception:  # noqa: BLE001 - any failure is a counted loss in this baseline, never a 500
                 metrics.MONGO_WRITES.labels("error").inc()
                 metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
         if self.settings.forward_to_metrics:
@@ -89,7 +90,7 @@ class Monitoring:
                 )
                 response.raise_for_status()
                 metrics.FORWARDED.labels("ok").inc(len(rows))
-            except requests.RequestException:
+            except Exception:  # noqa: BLE001 - as above
                 metrics.FORWARDED.labels("error").inc(len(rows))
 
     def queue_labels(self, labels: list[dict]) -> None:
