@@ -46,8 +46,12 @@ def ensure_indexes(collection: Collection) -> None:
 
 def missing_indexes(collection: Collection) -> list[str]:
     """Return the names of the indexes of `predictions` that do not exist (all of them when the collection is gone)."""
-    present = set(collection.index_information())
-    return [options["name"] for _, options in INDEXES if options["name"] not in present]
+    # Matched by keys and uniqueness, not by name: nx-27017 names the indexes it creates its own way.
+    present = {
+        (tuple((k, int(d)) for k, d in info["key"]), bool(info.get("unique")))
+        for info in collection.index_information().values()
+    }
+    return [options["name"] for keys, options in INDEXES if (tuple(keys), bool(options.get("unique"))) not in present]
 
 
 def prediction_document(
