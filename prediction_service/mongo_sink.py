@@ -188,8 +188,10 @@ class MongoSink:
                 self._handle(batch)
                 # Written, spooled (fsynced) or counted as dropped: the log need not keep these any more.
                 self._ack_wal()
-            if self.wal is not None and time.monotonic() >= self._next_recovery:
-                self._recover_dead_workers()
+            if self.wal is not None:
+                self.wal.touch()
+                if time.monotonic() >= self._next_recovery:
+                    self._recover_dead_workers()
             if self._usable():
                 if time.monotonic() >= self._next_index_check:
                     self._scheduled_index_check()

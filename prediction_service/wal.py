@@ -10,7 +10,10 @@ full file is rotated and deleted when its last record is handled.
 After a crash, the next worker to start (or any live worker, on its replay schedule) claims
 every log whose owner pid is dead, moves its records into the spool as one fsynced segment,
 and deletes it; the spool's replay then inserts them, idempotently (unique `request_id`).
-Nothing else is replayed: no counter is incremented and no row is re-forwarded.
+Nothing else is replayed: no counter is incremented and no row is re-forwarded. A log is orphaned
+when its owner (host name and pid, both in its name) is a dead process on this host, or, for another
+host's log (replicas sharing a spool volume), when it has not been touched for `stale_seconds` (a
+live writer touches its own every cycle).
 
 What a power loss can still lose: the lines written since the kernel last flushed the page
 cache (Linux writes dirty pages back within about 30 s by default). `PREDICTION_WAL_FSYNC=true`
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from datetime import UTC
@@ -37,23 +41,34 @@ _SUFFIX = ".log"
 _CLAIM = ".claimed-"
 
 
-def _owner(name: str) -> int:
-    # wal-<pid>-<ns>.log[.claimed-<pid>]
+def _host() -> str:
+    # Replicas (containers) may share one spool volume and reuse each other's pids: a name carries both.
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:64] or "host"
+
+
+def _owner(name: str) -> tuple[str, int]:
+    # wal-<host>-<pid>-<ns>.log[.claimed-<host>-<pid>]
     try:
-        if _CLAIM in name:
-            return int(name.rsplit(_CLAIM, 1)[1])
-        return int(name[len(_PREFIX) :].split("-", 1)[0])
+        part = name.rsplit(_CLAIM, 1)[1] if _CLAIM in name else name[len(_PREFIX) :]
+        host, pid = part.split("-")[:2]
+        return host, int(pid.split(".")[0])
     except (IndexError, ValueError):
-        return 0
+        return "", 0
 
 
 class WriteAheadLog:
     """This worker's append-only log of accepted records, plus the recovery of dead workers' logs."""
 
-    def __init__(self, directory: Path, fsync: bool = False, rotate_records: int = 20_000) -> None:
+    def __init__(
+        self, directory: Path, fsync: bool = False, rotate_records: int = 20_000, stale_seconds: float = 60.0
+    ) -> None:
         self.directory = Path(directory)
         self.fsync = fsync
         self.rotate_records = rotate_records
+        # Another host's log untouched this long is orphaned (its pids mean nothing here): a live worker
+        # touches its own every writer cycle.
+        self.stale_seconds = stale_seconds
+        self.host = _host()
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
@@ -101,9 +116,32 @@ class WriteAheadLog:
         elif self._pid != os.getpid():
             self._pending = {}  # a forked child owns nothing of its parent's log
         self._pid = os.getpid()
-        self._current = self.directory / f"{_PREFIX}{self._pid}-{time.time_ns()}{_SUFFIX}"
+        self._current = self.directory / f"{_PREFIX}{self.host}-{self._pid}-{time.time_ns()}{_SUFFIX}"
         self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._appended = 0
+
+    def touch(self) -> None:
+        """Mark this worker's log as alive (called every writer cycle); start a new one if it was taken away."""
+        with self._lock:
+            if self._fd is None or self._current is None or self._pid != os.getpid():
+                return
+            try:
+                os.utime(self._current)
+            except FileNotFoundError:
+                # Claimed as stale (a stalled worker): what it held was moved to the spool; log afresh.
+                os.close(self._fd)
+                self._fd = None
+                self._open_next()
+
+    def _orphaned(self, name: str) -> bool:
+        host, owner = _owner(name)
+        if host == self.host:
+            # On this host the pid decides: a writer stuck in a long MongoDB call is alive, not stale.
+            return owner != os.getpid() and not pid_alive(owner)
+        try:
+            return time.time() - os.stat(self.directory / name).st_mtime > self.stale_seconds
+        except FileNotFoundError:
+            return False
 
     def recover(self, spool: Spool) -> int:
         """Move the records of every log whose owner is dead into the spool; return how many were moved."""
@@ -113,12 +151,9 @@ class WriteAheadLog:
         except FileNotFoundError:
             return 0
         for name in names:
-            if not name.startswith(_PREFIX):
+            if not name.startswith(_PREFIX) or not self._orphaned(name):
                 continue
-            owner = _owner(name)
-            if owner == os.getpid() or (owner and pid_alive(owner)):
-                continue
-            claimed = self.directory / f"{name.split(_CLAIM)[0]}{_CLAIM}{os.getpid()}"
+            claimed = self.directory / f"{name.split(_CLAIM)[0]}{_CLAIM}{self.host}-{os.getpid()}"
             try:
                 (self.directory / name).rename(claimed)  # atomic: one worker wins
             except FileNotFoundError:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 
 from bson import json_util
 
 from prediction_service.spool import Spool
-from prediction_service.wal import _JSON, WriteAheadLog
+from prediction_service.wal import _JSON, WriteAheadLog, _host
 
 
 def _dead_pid() -> int:
@@ -49,7 +51,7 @@ def test_a_dead_workers_log_moves_to_the_spool_and_a_live_ones_stays(tmp_path) -
     stamp = datetime(2024, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
     mine = WriteAheadLog(directory)
     mine.append([{"op": "insert", "doc": {"request_id": "live"}}])
-    dead = directory / f"wal-{_dead_pid()}-1.log"
+    dead = directory / f"wal-{_host()}-{_dead_pid()}-1.log"
     # Written by hand, as a worker that was SIGKILLed would have left it.
     dead.write_text(
         "".join(
@@ -72,7 +74,7 @@ def test_a_dead_workers_log_moves_to_the_spool_and_a_live_ones_stays(tmp_path) -
 def test_a_full_spool_keeps_the_dead_workers_log_for_later(tmp_path) -> None:
     directory = tmp_path / "wal"
     directory.mkdir()
-    dead = directory / f"wal-{_dead_pid()}-1.log"
+    dead = directory / f"wal-{_host()}-{_dead_pid()}-1.log"
     dead.write_text('{"op": "insert", "doc": {"request_id": "a"}}\n')
     spool = Spool(tmp_path / "spool", 0)
     assert WriteAheadLog(directory).recover(spool) == 0
@@ -88,3 +90,22 @@ def test_a_clean_close_deletes_the_log(tmp_path) -> None:
     path = kept.append([{"n": 1}])
     kept.close(handled=False)
     assert path.exists()
+
+
+def test_a_log_of_another_host_is_taken_only_once_stale_and_its_live_owner_logs_afresh(tmp_path) -> None:
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    # Another replica on the same spool volume, its worker's pid alive here by chance (our own pid).
+    foreign = directory / f"wal-otherhost-{os.getpid()}-1.log"
+    foreign.write_text('{"op": "insert", "doc": {"request_id": "f"}}\n')
+    spool = Spool(tmp_path / "spool", 100)
+    wal = WriteAheadLog(directory, stale_seconds=60)
+    assert wal.recover(spool) == 0 and foreign.exists()  # fresh: its owner may be alive
+    os.utime(foreign, (time.time() - 120, time.time() - 120))
+    assert wal.recover(spool) == 1 and not foreign.exists()
+    # A live worker whose log was taken as stale starts a new one at its next touch.
+    mine = wal.append([{"n": 1}])
+    mine.unlink()
+    wal.touch()
+    again = wal.append([{"n": 2}])
+    assert again != mine and again.exists()
