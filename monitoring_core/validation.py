@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import PydanticCustomError
 
 from monitoring_core.ids import request_id_field
 from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind, local_time
@@ -41,6 +42,7 @@ _REASON_BY_PYDANTIC_TYPE = {
     "greater_than": "out_of_range",
     "less_than": "out_of_range",
     "finite_number": "not_finite",
+    "datetime_out_of_range": "out_of_range",
     "model_type": "not_an_object",
     "dict_type": "not_an_object",
 }
@@ -78,11 +80,21 @@ def _iso_string(value: Any) -> Any:
     return value
 
 
+def _new_york_time(value: datetime) -> datetime:
+    # 0001-01-01T01:00:00Z is a valid ISO time whose New York time falls before year 1 (found by schemathesis).
+    try:
+        return local_time(value)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "is outside the years 1-9999 in New York local time"
+        ) from None
+
+
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
         # Converted to naive New York local time here, at the one door both services share: the features,
         # the logged document, the forwarded row and the metrics service's window all see the same clock.
-        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(local_time)]
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_new_york_time)]
         return annotation | None, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
     check = _whole_number if spec.dtype is int else json_number

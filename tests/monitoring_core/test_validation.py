@@ -74,3 +74,12 @@ def test_json_schema_keeps_bounds_of_nullable_fields() -> None:
     passengers = ride_model().model_json_schema()["properties"]["passenger_count"]
     number = next(member for member in passengers["anyOf"] if member["type"] == "integer")
     assert (number["minimum"], number["maximum"]) == (0, 9)
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T01:00:00Z", "9999-12-31T23:00:00-14:00"])
+def test_a_time_whose_new_york_time_leaves_the_calendar_is_out_of_range_not_a_crash(stamp) -> None:
+    # Found by schemathesis: the conversion overflowed and the service answered 500.
+    with pytest.raises(ValidationError) as caught:
+        validate_ride({**GOOD, "lpep_pickup_datetime": stamp})
+    assert [d["reason"] for d in error_details(caught.value)] == ["out_of_range"]
+    assert error_details(caught.value)[0]["field"] == "lpep_pickup_datetime"
