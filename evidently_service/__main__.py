@@ -6,6 +6,7 @@ import sys
 
 from evidently_service.settings import Settings
 from monitoring_core.monitoring_config import ConfigError, load_config
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
 from service_common.server import closing_worker_exit, serve
 
@@ -26,6 +27,9 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("evidently_service", "POST /iterate and /feedback"), file=sys.stderr)
 
     from evidently_service import EXTENSION, create_app
 

@@ -41,15 +41,15 @@ def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
 def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]:
     """Parse the body as a JSON list (one object counts as a list of one), or return the 4xx answer."""
 
-    def reject(status: int, reason: str, message: str, rows: int = 1) -> tuple[Response, int]:
+    def reject(status: int, reason: str, message: str, rows: int = 1, field: str = "body") -> tuple[Response, int]:
         if monitor is not None:
             monitor.count("rejected", reason, rows)
-        return json_error(status, message, [{"field": "body", "message": message, "reason": reason}])
+        return json_error(status, message, [{"field": field, "message": message, "reason": reason}])
 
     try:
         body = read_json_body(request)
     except BodyError as exc:
-        return reject(exc.status, exc.reason, exc.message)
+        return reject(exc.status, exc.reason, exc.message, field=exc.field)
     if isinstance(body, dict):
         body = [body]
     if not isinstance(body, list):

@@ -180,4 +180,9 @@ class _Families:
                     self.seg_quality.add_metric([model, segment, metric], seg.quality[metric])
 
     def all(self) -> list[Metric]:
-        return [value for value in vars(self).values() if isinstance(value, Metric)]
+        families = [value for value in vars(self).values() if isinstance(value, Metric)]
+        for family in families:
+            # Inputs are bounded, but a metric must never be +-Inf or NaN whatever slips through (an overflow,
+            # an empty share): PromQL would carry it into every rule and panel. No value is better than a wrong one.
+            family.samples = [s for s in family.samples if math.isfinite(s.value)]
+        return families

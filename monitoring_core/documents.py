@@ -46,6 +46,16 @@ def ensure_indexes(collection: Collection) -> None:
         collection.create_index(keys, **options)
 
 
+def missing_indexes(collection: Collection) -> list[str]:
+    """Return the names of the indexes of `predictions` that do not exist (all of them when the collection is gone)."""
+    # Matched by keys and uniqueness, not by name: nx-27017 names the indexes it creates its own way.
+    present = {
+        (tuple((k, int(d)) for k, d in info["key"]), bool(info.get("unique")))
+        for info in collection.index_information().values()
+    }
+    return [options["name"] for keys, options in INDEXES if (tuple(keys), bool(options.get("unique"))) not in present]
+
+
 def prediction_document(
     request_id: str,
     timestamp: datetime,

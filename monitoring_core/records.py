@@ -21,6 +21,9 @@ from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 
 # No ride lasts a day; a longer "duration" is a unit or clock error upstream.
 MAX_LABEL_MINUTES = 24 * 60.0
+# A prediction is only bounded loosely (a broken model must still show up in the quality metrics), but
+# bounded: 1e308 once made RMSE +Inf. Squared errors of a million such rows still sum to a finite number.
+MAX_PREDICTION_MINUTES = 1_000_000.0
 
 # What the answer to a /feedback item (either service) says happened to it:
 ACCEPTED = "accepted"  # it is the label of its prediction now (the first one for that request id)
@@ -61,7 +64,15 @@ def row_model() -> type[BaseModel]:
         request_id=(str, request_id_field("The prediction's id.")),
         timestamp=(datetime, Field(description="Prediction time, ISO-8601 (UTC when no offset).")),
         model_version=(str | None, Field(default=None, max_length=128)),
-        prediction=(Number, Field(allow_inf_nan=False, description="Predicted duration, minutes.")),
+        prediction=(
+            Number,
+            Field(
+                ge=-MAX_PREDICTION_MINUTES,
+                le=MAX_PREDICTION_MINUTES,
+                allow_inf_nan=False,
+                description="Predicted duration, minutes (finite, within +-1,000,000).",
+            ),
+        ),
         unknown_fields=(
             list[FieldName] | None,
             Field(default=None, max_length=MAX_FIELDS, description="Names of the ride's fields outside the schema."),

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -192,6 +192,13 @@ class TokenSettings(StrictSettings):
     """The bearer token that guards the write endpoints; unset: none required."""
 
     monitoring_token: str | None = env("MONITORING_TOKEN", None)
+
+    @field_validator("monitoring_token")
+    @classmethod
+    def _blank_is_unset(cls, token: str | None) -> str | None:
+        # "" or spaces would otherwise be a token nobody can send (or, to `if token:`, no token at all):
+        # one meaning, unset, and the services say so at start.
+        return token if token and token.strip() else None
 
 
 class ReferenceSettings(StrictSettings):

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,7 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from monitoring_core.ids import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN, request_id_field
-from ride_duration.schema import FIELD_NAMES, FIELDS, REQUEST_ID, FieldSpec, Kind
+from ride_duration.schema import FIELD_NAMES, FIELDS, REQUEST_ID, FieldSpec, Kind, local_time
 
 # The course's client (and many others) names its row id `id`: it is the request id, under another name.
 CLIENT_ID = "id"
@@ -38,6 +39,7 @@ RIDE_KEYS = frozenset({*FIELD_NAMES, REQUEST_ID, CLIENT_ID})
 # Error reasons are Prometheus label values: keep this set small and fixed.
 REASONS = (
     "invalid_json",
+    "duplicate_key",
     "not_an_object",
     "missing_field",
     "unknown_field",
@@ -145,9 +147,21 @@ def _datetime_schema(description: str) -> dict[str, Any]:
     }
 
 
+def _new_york_time(value: datetime) -> datetime:
+    # 0001-01-01T01:00:00Z is a valid ISO time (the OpenAPI document says date-time, schemathesis sends it)
+    # whose New York time falls before year 1: keep its own clock there rather than refuse or crash.
+    # No ride is near either end of the calendar; everywhere else the conversion holds.
+    try:
+        return local_time(value)
+    except OverflowError:
+        return value.replace(tzinfo=None)
+
+
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
-        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
+        # Converted to naive New York local time here, at the one door both services share: the features,
+        # the logged document, the forwarded row and the metrics service's window all see the same clock.
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_new_york_time)]
         optional = Annotated[
             annotation | None, BeforeValidator(_nan_is_missing), WithJsonSchema(_datetime_schema(spec.description))
         ]

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from prediction_service.settings import Settings
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,6 +41,25 @@ def post_worker_init(worker) -> None:
         state.monitoring.start()
 
 
+def spool_problem(settings: Settings) -> str | None:
+    """Return why the spool folder cannot keep records (None when it can).
+
+    The service refuses to start rather than run degraded: without a writable spool and
+    write-ahead log, a MongoDB outage or a crash would drop every answered prediction.
+    """
+    from prediction_service.spool import Spool
+
+    for directory in (settings.spool_dir, settings.spool_dir / "wal"):
+        try:
+            Spool(directory, 0).check_writable()
+        except OSError as exc:
+            return (
+                f"PREDICTION_SPOOL_DIR {settings.spool_dir} is not writable ({exc.strerror or exc}): "
+                "records could not be kept while MongoDB is away; fix its permissions or point it elsewhere"
+            )
+    return None
+
+
 def main() -> int:
     """Validate the settings, then run gunicorn until SIGTERM."""
     configure_logging()
@@ -57,6 +77,13 @@ def main() -> int:
     except ModelLoadError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
+    if settings.log_to_mongodb:
+        problem = spool_problem(settings)
+        if problem:
+            print(f"prediction_service: {problem}", file=sys.stderr)
+            return 2
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("prediction_service", "POST /feedback"), file=sys.stderr)
     prepare_multiprocess_dir()
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve

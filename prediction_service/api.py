@@ -84,7 +84,13 @@ def health():
             "status": "ok",
             "model_name": state.settings.model_name,
             "model_version": state.model.version,
-            "mongodb": {"enabled": state.collection is not None, "reachable": reach.mongodb},
+            "mongodb": {
+                "enabled": state.collection is not None,
+                "reachable": reach.mongodb,
+                # Names of missing indexes ([] when all exist, null when unknown): without the unique
+                # request_id index a retried request is stored twice. The writer recreates them.
+                "indexes_missing": list(reach.indexes_missing) if reach.indexes_missing is not None else None,
+            },
             "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
             "queues": state.monitoring.sizes(),
         }

@@ -28,6 +28,7 @@ def build_app(settings: Settings) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, MONITORING_TOKEN=settings.monitoring_token)
     model = load_served_model(settings.model_path)
     mongo = store.connect(settings) if settings.log_to_mongodb else None
+    collection = store.predictions(mongo, settings) if mongo is not None else None
     app.extensions[EXTENSION] = ServiceState(
         settings=settings,
         model=model,
@@ -36,9 +37,10 @@ def build_app(settings: Settings) -> Flask:
             mongo,
             settings.evidently_service_url if settings.forward_to_metrics else None,
             settings.health_cache_seconds,
+            collection,
         ),
         mongo=mongo,
-        collection=store.predictions(mongo, settings) if mongo is not None else None,
+        collection=collection,
         unknown_fields=UnknownFieldLog(settings.model_name, settings.unknown_fields),
     )
     metrics.MODEL_INFO.labels(settings.model_name, model.version).set(1)

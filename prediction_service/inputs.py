@@ -18,6 +18,7 @@ _BODY_MESSAGES = {
     "wrong_content_type": "unsupported content type",
     "too_large": "body too large",
     "invalid_json": "invalid JSON",
+    "duplicate_key": "duplicate key in a JSON object",
 }
 
 

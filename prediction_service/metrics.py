@@ -77,6 +77,19 @@ MONGO_WRITTEN = Counter(
 )
 DROPPED = Counter("prediction_records_dropped_total", "Records lost, by queue and reason.", ["queue", "reason"])
 FORWARDED = Counter("prediction_forwarded_rows_total", "Rows sent to the metrics service by result.", ["result"])
+INDEXES_MISSING = Gauge(
+    "prediction_mongo_indexes_missing",
+    "Indexes of the predictions collection found missing at the last check (0 when all exist); rechecked "
+    "after every new connection and every PREDICTION_INDEX_CHECK_SECONDS.",
+    multiprocess_mode="livemax",
+)
+WAL_ERRORS = Counter(
+    "prediction_wal_errors_total", "Requests whose records could not be appended to the write-ahead log."
+)
+WAL_RECOVERED = Counter(
+    "prediction_wal_recovered_records_total",
+    "Records recovered from a dead worker's write-ahead log into the spool (replayed idempotently).",
+)
 FEEDBACK = Counter(
     "prediction_feedback_total",
     "Ground-truth labels by outcome: queued, duplicate, invalid when /feedback answers; "

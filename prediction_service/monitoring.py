@@ -7,7 +7,6 @@ import logging
 from datetime import UTC, datetime
 
 import requests
-from pymongo.errors import PyMongoError
 
 from monitoring_core.records import forwarded_label
 from prediction_service import metrics, store
@@ -16,6 +15,7 @@ from prediction_service.labels import apply_labels
 from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
+from prediction_service.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class Monitoring:
                 self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
             return
         if settings.log_to_mongodb and self.spool is not None:
-            self.sink = MongoSink(settings, self.spool, on_label_accepted=self._forward_labels)
+            wal = WriteAheadLog(settings.spool_dir / "wal", fsync=settings.wal_fsync) if settings.wal_enabled else None
+            self.sink = MongoSink(settings, self.spool, wal, on_label_accepted=self._forward_labels)
         if settings.forward_to_metrics:
             common = dict(
                 capacity=settings.forward_capacity,
@@ -79,7 +80,7 @@ class Monitoring:
             try:
                 metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
                 metrics.MONGO_WRITES.labels("ok").inc()
-            except PyMongoError:
+            except Exception:  # noqa: BLE001 - any failure is a counted loss in this baseline, never a 500
                 metrics.MONGO_WRITES.labels("error").inc()
                 metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
         if self.settings.forward_to_metrics:
@@ -90,7 +91,7 @@ class Monitoring:
                 )
                 response.raise_for_status()
                 metrics.FORWARDED.labels("ok").inc(len(rows))
-            except requests.RequestException:
+            except Exception:  # noqa: BLE001 - as above
                 metrics.FORWARDED.labels("error").inc(len(rows))
 
     def record_labels(self, records: list[dict]) -> bool:

@@ -49,6 +49,12 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Unset: a folder per MongoDB target, filled in below (the default depends on two other fields).
     spool_dir: Path = env("PREDICTION_SPOOL_DIR", None)
     spool_capacity_records: int = env("PREDICTION_SPOOL_CAPACITY_RECORDS", 1_000_000, ge=0)
+    # Every accepted record goes to a per-worker log (in the spool folder) before the answer: a SIGKILL
+    # loses nothing. fsync per request also survives a power loss, at the cost of a disk flush each.
+    wal_enabled: Flag = env("PREDICTION_WAL", True)
+    wal_fsync: Flag = env("PREDICTION_WAL_FSYNC", False)
+    # How often the writer checks that the indexes still exist (also after every new connection).
+    index_check_seconds: float = env("PREDICTION_INDEX_CHECK_SECONDS", 60.0, gt=0)
     # How long a label whose prediction is not in MongoDB yet is retried, and how many wait per worker.
     label_retry_seconds: float = env("PREDICTION_LABEL_RETRY_SECONDS", 600.0, ge=0)
     max_pending_labels: int = env("PREDICTION_MAX_PENDING_LABELS", 10_000, ge=0)

@@ -12,11 +12,12 @@ from prediction_service.settings import Settings
 DUPLICATE_KEY = 11000
 
 
-def connect(settings: Settings) -> MongoClient:
+def connect(settings: Settings, listeners: list | None = None) -> MongoClient:
     """Return a client that fails fast (the service must never wait long on MongoDB)."""
     timeout_ms = max(1, int(settings.mongo_timeout_seconds * 1000))
     return MongoClient(
         settings.mongodb_uri,
+        event_listeners=listeners or [],
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=max(timeout_ms, 2000),
@@ -28,6 +29,17 @@ def connect(settings: Settings) -> MongoClient:
 def predictions(client: MongoClient, settings: Settings) -> Collection:
     """Return the `predictions` collection."""
     return predictions_collection(client, settings.mongodb_database)
+
+
+def distinct_by_request_id(docs: list[dict]) -> list[dict]:
+    """Return `docs` keeping the first of each request_id: a batch must not rely on the index alone."""
+    seen: set[str] = set()
+    kept = []
+    for doc in docs:
+        if doc.get("request_id") not in seen:
+            seen.add(doc.get("request_id"))
+            kept.append(doc)
+    return kept
 
 
 def insert_documents(collection: Collection, docs: list[dict]) -> int:

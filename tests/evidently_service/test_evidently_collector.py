@@ -91,3 +91,16 @@ def test_an_empty_window_evaluates_to_counts_only(make_app, monitor_of):
     assert (result.window_rows, result.drift, result.model_quality, result.segments) == (0, None, None, {})
     exported = _exported(app.test_client().get("/metrics").text)
     assert "evidently_window_rows" in exported and "evidently_feature_drift_score" not in exported
+
+
+def test_a_non_finite_value_is_left_out_rather_than_exported() -> None:
+    from evidently_service.collector import _Families
+
+    families = _Families("; recomputed every 2 s")
+    families.quality.add_metric(["ride_duration", "rmse"], float("inf"))
+    families.quality.add_metric(["ride_duration", "mae"], float("nan"))
+    families.quality.add_metric(["ride_duration", "mean_error"], 1.5)
+    families.coverage.add_metric(["ride_duration"], float("-inf"))
+    exported = {f.name: [(s.labels.get("metric"), s.value) for s in f.samples] for f in families.all()}
+    assert exported["evidently_model_quality"] == [("mean_error", 1.5)]
+    assert exported["evidently_label_coverage"] == []

@@ -11,10 +11,24 @@ GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
 
 
 @pytest.mark.parametrize(
-    "stamp", ["2021-01-05T08:30:00", "2021-01-05 08:30", "2021-01-05T08:30:00.123456Z", "2021-01-05t08:30:00+05:00"]
+    "stamp", ["2021-01-05T08:30:00", "2021-01-05 08:30", "2021-01-05T13:30:00.123456Z", "2021-01-05t18:30:00+05:00"]
 )
-def test_iso_date_times_with_or_without_offset_pass(stamp) -> None:
-    assert validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime.hour == 8
+def test_iso_date_times_with_or_without_offset_pass_as_new_york_local_time(stamp) -> None:
+    # Naive is New York local time already (TLC data); an offset is converted to it (EST in January: UTC-5).
+    pickup = validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
+    assert pickup.tzinfo is None and (pickup.day, pickup.hour) == (5, 8)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "local"),
+    [
+        ("2021-07-05T12:30:00Z", "2021-07-05T08:30:00"),  # summer: EDT, UTC-4
+        ("2021-01-04T23:30:00-14:00", "2021-01-05T08:30:00"),  # the far side of the date line
+        ("2021-03-14T07:30:00Z", "2021-03-14T03:30:00"),  # just after the spring-forward gap
+    ],
+)
+def test_an_offset_is_converted_to_new_york_local_time_across_seasons(stamp, local) -> None:
+    assert validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime.isoformat() == local
 
 
 def test_good_ride_passes_with_optional_fields_defaulted() -> None:
@@ -122,3 +136,10 @@ def test_epoch_milliseconds_from_pandas_to_json_are_the_naive_wall_clock_time() 
     millis = int(encoded.split(":")[1].rstrip("}"))
     ride = validate_ride({**GOOD, "lpep_pickup_datetime": millis})
     assert ride.lpep_pickup_datetime == stamp.to_pydatetime()
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T01:00:00Z", "9999-12-31T23:00:00-14:00"])
+def test_a_time_whose_new_york_time_leaves_the_calendar_keeps_its_own_clock_not_a_crash(stamp) -> None:
+    # Found by schemathesis: the conversion overflowed and the service answered 500; the time is schema-valid.
+    pickup = validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
+    assert pickup.tzinfo is None and pickup.hour == int(stamp[11:13])

@@ -181,7 +181,7 @@ def test_feedback_requires_the_token_when_configured(settings_with) -> None:
 def test_health_reports_model_and_switched_off_dependencies(client) -> None:
     body = client.get("/health").get_json()
     assert body["model_version"].startswith("synthetic-") and body["model_name"] == "ride_duration"
-    assert body["mongodb"] == {"enabled": False, "reachable": None}
+    assert body["mongodb"] == {"enabled": False, "reachable": None, "indexes_missing": None}
 
 
 def test_health_answers_200_when_dependencies_are_unreachable(settings_with) -> None:
