@@ -115,7 +115,7 @@ class Monitoring:
             return
         try:
             won = apply_labels(self._collection, records).accepted
-        except PyMongoError:
+        except Exception:  # noqa: BLE001 - any failure: counted, never a 500
             metrics.DROPPED.labels("feedback", "sync_error").inc(len(records))
             return
         metrics.FEEDBACK.labels("accepted").inc(len(won))
