@@ -8,7 +8,7 @@ import sys
 from evidently_service.settings import Settings
 from monitoring_core.monitoring_config import ConfigError, load_config
 from service_common.logging import configure_logging
-from service_common.server import closing_worker_exit, serve
+from service_common.workers import prepare_process
 
 
 def main() -> int:
@@ -28,17 +28,21 @@ def main() -> int:
         )
         return 2
 
+    # Before the app's imports (and gunicorn's): gevent patches the standard library they use.
+    prepare_process(settings.worker_class)
     from evidently_service import EXTENSION, create_app
+    from service_common.server import closing_worker_exit, serve
 
     serve(
         lambda: create_app(settings),
         {
             "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
-            # several workers would each see a part of the rows. Threads serve requests
-            # concurrently; evaluation runs in its own thread on a copy of the window.
+            # several workers would each see a part of the rows. Greenlets (gthread: threads)
+            # serve requests concurrently; evaluation runs in its own one on a copy of the window.
             "workers": 1,
-            "threads": 8,
+            "worker_class": settings.worker_class,
+            "threads": 8,  # gthread only
             "timeout": 60,
             "graceful_timeout": 10,
             # Stop the evaluation threads of the exiting worker.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH
 from monitoring_core.paths import DEFAULT_REFERENCE_PATH
+from service_common.workers import worker_class
 
 DEFAULT_PORT = 8085
 _TRUE = {"1", "true", "yes", "on"}
@@ -27,6 +28,7 @@ class Settings:
     rewarm_from_mongodb: bool = False
     mongodb_timeout_ms: int = 3000  # how long a re-warm waits for MongoDB before starting empty
     port: int = DEFAULT_PORT
+    worker_class: str = "gevent"  # or gthread (service_common/workers.py)
     max_rows_per_request: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
     run_evaluators: bool = True  # background evaluation threads; tests evaluate by hand
@@ -45,5 +47,6 @@ class Settings:
             rewarm_from_mongodb=(env.get("REWARM_FROM_MONGODB") or "").strip().lower() in _TRUE,
             mongodb_timeout_ms=int(env.get("MONGODB_TIMEOUT_MS") or 3000),
             port=int(env.get("PORT") or DEFAULT_PORT),
+            worker_class=worker_class(env.get("WORKER_CLASS")),
             max_rows_per_request=int(env.get("MAX_ROWS_PER_REQUEST") or 10_000),
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prediction_service.settings import Settings
 from service_common.logging import configure_logging
+from service_common.workers import prepare_process
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -55,6 +56,8 @@ def main() -> int:
         )
         return 2
     prepare_multiprocess_dir()
+    # Before the app's imports: gevent patches the standard library they use.
+    prepare_process(settings.worker_class)
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 
@@ -63,7 +66,8 @@ def main() -> int:
         {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "threads": settings.threads,
+            "worker_class": settings.worker_class,
+            "threads": settings.threads,  # gthread only
             "timeout": 30,
             "graceful_timeout": 15,
             "child_exit": child_exit,

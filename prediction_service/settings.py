@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring_core.paths import DEFAULT_MODEL_PATH
+from service_common.workers import worker_class
 
 _DEFAULT_URI = "mongodb://127.0.0.1:27017"
 _DEFAULT_DATABASE = "prediction_service"
@@ -57,6 +58,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 9696
     workers: int = 2
+    worker_class: str = "gevent"  # gthread: `threads` per worker (service_common/workers.py)
     threads: int = 4
     # Input limits.
     max_body_bytes: int = 256 * 1024
@@ -99,6 +101,7 @@ class Settings:
             host=env.get("HOST") or d.host,
             port=int(_number(env, "PORT", d.port)),
             workers=max(1, int(_number(env, "WORKERS", d.workers))),
+            worker_class=worker_class(env.get("WORKER_CLASS")),
             threads=max(1, int(_number(env, "THREADS", d.threads))),
             max_body_bytes=int(_number(env, "PREDICTION_MAX_BODY_BYTES", d.max_body_bytes)),
             max_batch_rows=max(1, int(_number(env, "PREDICTION_MAX_BATCH_ROWS", d.max_batch_rows))),

@@ -1,4 +1,7 @@
-"""Run a Flask app factory under gunicorn, configured in code (used by each `__main__`)."""
+"""Run a Flask app factory under gunicorn, configured in code (used by each `__main__`).
+
+Import it only after `service_common.workers.prepare_process`: gunicorn imports `ssl` and `socket`.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,14 @@ class GunicornApp(BaseApplication):
 
 # What both services want unless they say otherwise.
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "worker_class": "gthread",
+    # Event-driven: a connection that has sent nothing, or half a head, holds a greenlet, never a
+    # serving thread (gthread hands each new connection to a pool thread; docs/reliability.md).
+    "worker_class": "gevent",
+    # Per worker, the most connections open at once (idle ones included): past it the worker stops
+    # accepting until some close. The limit an attacker with many sockets can still reach.
+    "worker_connections": 1000,
+    # Also the deadline of a request head under gevent: a connection that has not sent a whole head
+    # within it (idle, or one byte at a time) is closed.
     "keepalive": 5,
     "accesslog": None,  # request logs would be one line per prediction; metrics count requests instead
     # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.

@@ -16,6 +16,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
     assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.sync_monitoring
+    assert settings.worker_class == "gevent"
 
 
 def test_environment_overrides() -> None:
@@ -36,11 +37,27 @@ def test_environment_overrides() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PORT", "http"), ("PREDICTION_LOG_TO_MONGODB", "maybe"), ("PREDICTION_QUEUE_CAPACITY", "-1")]
+    ("name", "value"),
+    [
+        ("PORT", "http"),
+        ("PREDICTION_LOG_TO_MONGODB", "maybe"),
+        ("PREDICTION_QUEUE_CAPACITY", "-1"),
+        ("WORKER_CLASS", "sync"),
+    ],
 )
 def test_bad_values_name_the_variable(name, value) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_gevent_refuses_to_patch_after_the_app_imports_and_gthread_needs_nothing() -> None:
+    from service_common.workers import prepare_process
+
+    # This test process imported ssl long ago: patching now is gevent's documented trap, so refuse.
+    with pytest.raises(RuntimeError, match="ssl"):
+        prepare_process("gevent")
+    prepare_process("gthread")
+    assert Settings.from_env({"WORKER_CLASS": " GThread "}).worker_class == "gthread"
 
 
 def test_settings_are_frozen() -> None:
