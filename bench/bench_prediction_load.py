@@ -1,7 +1,7 @@
 """Load on the prediction service three ways in one run: bare, full async monitoring, naive synchronous monitoring.
 
 `python -m bench prediction_load [--duration S] [--connections N] [--threads N] [--workers N]
-[--worker-classes gevent,gthread]`
+[--worker-classes buffered,gthread,gevent]`
 
 Each mode runs the real service (`python -m prediction_service`, gunicorn) on loopback and
 `wrk` sends POST /predict at a fixed concurrency:
@@ -199,7 +199,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--modes", default="bare,full,sync", help="comma-separated subset of bare,full,sync")
     parser.add_argument(
-        "--worker-classes", default="gevent", help="comma-separated gunicorn worker classes (gevent, gthread)"
+        "--worker-classes", default="buffered", help="comma-separated WORKER_CLASS values (buffered, gthread, gevent)"
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -306,10 +306,9 @@ def main(argv: list[str]) -> int:
         print(f"\n{classes[0]} / {worker_class}, per-round ratios, median over rounds:")
         for base in args.modes.split(","):
             a, b = f"{base}@{classes[0]}", f"{base}@{worker_class}"
-            print(
-                f"{base:<6} throughput {ratio(a, b, lambda r: r.rps):5.2f}  "
-                f"p99 {ratio(a, b, lambda r: r.p99_ms):5.2f}  service CPU per response {ratio(a, b, lambda r: r.service_cpu_us):5.2f}"
-            )
+            rps, p99 = ratio(a, b, lambda r: r.rps), ratio(a, b, lambda r: r.p99_ms)
+            cpu = ratio(a, b, lambda r: r.service_cpu_us)
+            print(f"{base:<6} throughput {rps:5.2f}  p99 {p99:5.2f}  service CPU per response {cpu:5.2f}")
     failed = failed_logging or any(run.non_2xx or run.socket_errors for run in runs.values())
     return 1 if failed else 0
 

@@ -61,7 +61,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--slow-header", type=int, default=50, help="slow clients: slow-header connections per service")
     parser.add_argument("--attack-seconds", type=float, default=20.0, help="slow clients: seconds probed under attack")
     parser.add_argument(
-        "--worker-classes", default="gevent,gthread", help="slow clients: gunicorn worker classes, each a fresh stack"
+        "--worker-classes",
+        default="buffered,gthread,gevent",
+        help="slow clients: WORKER_CLASS values, each a fresh stack",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import sys
 from evidently_service.settings import Settings
 from monitoring_core.monitoring_config import ConfigError, load_config
 from service_common.logging import configure_logging
-from service_common.workers import prepare_process
+from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 
 def main() -> int:
@@ -38,11 +38,11 @@ def main() -> int:
         {
             "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
-            # several workers would each see a part of the rows. Greenlets (gthread: threads)
-            # serve requests concurrently; evaluation runs in its own one on a copy of the window.
+            # several workers would each see a part of the rows. Threads (gevent: greenlets)
+            # serve requests concurrently; evaluation runs in its own on a copy of the window.
             "workers": 1,
-            "worker_class": settings.worker_class,
-            "threads": 8,  # gthread only
+            "worker_class": GUNICORN_WORKER_CLASS[settings.worker_class],
+            "threads": 8,  # not for gevent
             "timeout": 60,
             "graceful_timeout": 10,
             # Stop the evaluation threads of the exiting worker.

@@ -28,7 +28,7 @@ class Settings:
     rewarm_from_mongodb: bool = False
     mongodb_timeout_ms: int = 3000  # how long a re-warm waits for MongoDB before starting empty
     port: int = DEFAULT_PORT
-    worker_class: str = "gevent"  # or gthread (service_common/workers.py)
+    worker_class: str = "buffered"  # or gthread, gevent (service_common/workers.py)
     max_rows_per_request: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
     run_evaluators: bool = True  # background evaluation threads; tests evaluate by hand

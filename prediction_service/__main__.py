@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prediction_service.settings import Settings
 from service_common.logging import configure_logging
-from service_common.workers import prepare_process
+from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -66,8 +66,8 @@ def main() -> int:
         {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "worker_class": settings.worker_class,
-            "threads": settings.threads,  # gthread only
+            "worker_class": GUNICORN_WORKER_CLASS[settings.worker_class],
+            "threads": settings.threads,  # not for gevent
             "timeout": 30,
             "graceful_timeout": 15,
             "child_exit": child_exit,

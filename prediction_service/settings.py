@@ -58,7 +58,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 9696
     workers: int = 2
-    worker_class: str = "gevent"  # gthread: `threads` per worker (service_common/workers.py)
+    worker_class: str = "buffered"  # buffered / gthread: `threads` per worker (service_common/workers.py)
     threads: int = 4
     # Input limits.
     max_body_bytes: int = 256 * 1024

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import sys
 
-# gevent (the default): every connection is a greenlet, so idle and slow clients cost memory, not a
-# serving thread, and a request head must arrive within `keepalive` seconds. gthread: the previous
-# setup, kept for comparison (`python -m bench slow_clients`) and for a deployment behind a buffering proxy.
-WORKER_CLASSES = ("gevent", "gthread")
+# buffered (the default): gthread whose event loop reads each request before a pool thread gets it
+# (service_common/buffered_worker.py), so idle and slow clients never hold a serving thread.
+# gthread: the previous setup, starved by them. gevent: measured as the alternative (a greenlet per
+# connection; costs more CPU per prediction with monitoring on, docs/reliability.md). The last two are
+# kept for comparison (`python -m bench reliability`, `python -m bench prediction_load`).
+WORKER_CLASSES = ("buffered", "gthread", "gevent")
+GUNICORN_WORKER_CLASS = {
+    "buffered": "service_common.buffered_worker.BufferingThreadWorker",
+    "gthread": "gthread",
+    "gevent": "gevent",
+}
 
 # Imported by the standard library's users that the app pulls in: patching after them is too late
 # (gevent's documented trap: `ssl` patched after import breaks TLS contexts, e.g. pymongo with tls=true).
@@ -15,15 +22,15 @@ _PATCH_FIRST = ("ssl", "gunicorn", "pymongo", "requests", "urllib3", "flask")
 
 
 def worker_class(env_value: str | None, name: str = "WORKER_CLASS") -> str:
-    """Return the worker class named by an environment value (default gevent); raise ValueError naming `name`."""
-    value = (env_value or "gevent").strip().lower()
+    """Return the worker class named by an environment value (default buffered); raise ValueError naming `name`."""
+    value = (env_value or "buffered").strip().lower()
     if value not in WORKER_CLASSES:
         raise ValueError(f"{name} must be one of {', '.join(WORKER_CLASSES)}, got {env_value!r}")
     return value
 
 
 def prepare_process(worker_class_name: str) -> None:
-    """Monkey-patch the standard library for gevent, before the app or gunicorn is imported (gthread: nothing).
+    """Monkey-patch the standard library for gevent, before the app or gunicorn is imported (others: nothing).
 
     Patched in the master, before the fork: the workers' background threads (MongoDB writer,
     forwarder, health probe, the metrics service's evaluators) become greenlets, and pymongo and

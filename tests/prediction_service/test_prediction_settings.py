@@ -16,7 +16,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
     assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.sync_monitoring
-    assert settings.worker_class == "gevent"
+    assert settings.worker_class == "buffered"
 
 
 def test_environment_overrides() -> None:
