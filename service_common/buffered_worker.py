@@ -6,8 +6,9 @@ request: a few dozen connections that send nothing, or a head one byte at a time
 already runs for kept-alive connections) reads the head, and a body up to `MAX_BUFFERED_BODY`
 (declared or chunked; `Expect: 100-continue` is answered here), without blocking; only then does a
 thread parse and serve it. A connection whose head has not arrived within `HEAD_TIMEOUT`, or whose
-body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads are exactly gthread's: nothing is patched.
-Written against gunicorn 27.0.1 (the pin): it relies on `ThreadWorker.accept`,
+body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads
+are exactly gthread's: nothing is patched. Written against gunicorn 27.0.1 (the pin): it relies on
+`ThreadWorker.accept`,
 `on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
 """
 
