@@ -8,8 +8,7 @@ already runs for kept-alive connections) reads the head, and a body up to `MAX_B
 thread parse and serve it. A connection whose head has not arrived within `HEAD_TIMEOUT`, or whose
 body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads
 are exactly gthread's: nothing is patched. Written against gunicorn 27.0.1 (the pin): it relies on
-`ThreadWorker.accept`,
-`on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
+`ThreadWorker.accept`, `on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
 """
 
 from __future__ import annotations
