@@ -29,7 +29,11 @@ def main() -> int:
         return 2
 
     # Before the app's imports (and gunicorn's): gevent patches the standard library they use.
-    prepare_process(settings.worker_class)
+    try:
+        prepare_process(settings.worker_class)
+    except RuntimeError as exc:
+        print(f"evidently_service: {exc}", file=sys.stderr)
+        return 2
     from evidently_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 

@@ -57,7 +57,11 @@ def main() -> int:
         return 2
     prepare_multiprocess_dir()
     # Before the app's imports: gevent patches the standard library they use.
-    prepare_process(settings.worker_class)
+    try:
+        prepare_process(settings.worker_class)
+    except RuntimeError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 

@@ -8,7 +8,8 @@ import sys
 # (service_common/buffered_worker.py), so idle and slow clients never hold a serving thread.
 # gthread: the previous setup, starved by them. gevent: measured as the alternative (a greenlet per
 # connection; costs more CPU per prediction with monitoring on, docs/reliability.md). The last two are
-# kept for comparison (`python -m bench reliability`, `python -m bench prediction_load`).
+# kept for comparison (`python -m bench reliability`, `python -m bench prediction_load`); gevent is
+# test tooling in requirements.txt, not installed in the images.
 WORKER_CLASSES = ("buffered", "gthread", "gevent")
 GUNICORN_WORKER_CLASS = {
     "buffered": "service_common.buffered_worker.BufferingThreadWorker",
@@ -41,6 +42,10 @@ def prepare_process(worker_class_name: str) -> None:
     late = [name for name in _PATCH_FIRST if name in sys.modules]
     if late:
         raise RuntimeError(f"gevent must patch before {', '.join(late)} is imported: call prepare_process first")
-    from gevent import monkey
-
+    try:
+        from gevent import monkey
+    except ImportError:
+        raise RuntimeError(
+            "WORKER_CLASS=gevent needs the gevent package (benchmark tooling, not in the images)"
+        ) from None
     monkey.patch_all()
