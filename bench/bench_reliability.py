@@ -15,6 +15,8 @@ The slow-client case (local_stack.slow_clients) runs a fresh stack per worker cl
 without, then during an attack of `--idle` idle and `--slow-header` slow-header connections on each
 service (reopened whenever the server closes them). Target: /predict p99 under 100 ms during the
 attack, nothing failed, no forwarded row dropped (checked for the first worker class, the default).
+With nginx installed, each stack is then probed through the compose proxy's config (local_stack.proxy)
+too: without an attack, with the attack through nginx, and with it on gunicorn's own port.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import tempfile
 from pathlib import Path
 
 from local_stack.faults import format_table, run_scenario
+from local_stack.proxy import nginx_binary, start_proxy
 from local_stack.reliability import Stack
-from local_stack.slow_clients import slow_client_figures
+from local_stack.slow_clients import proxy_figures, slow_client_figures
 
 
 def _fmt(summary: dict) -> str:
@@ -47,6 +50,13 @@ def slow_clients_table(results: dict[str, dict]) -> str:
             f"  forwarded rows dropped: {fig['forwarded_rows_dropped']:.0f}; "
             f"attack connections closed by the servers: {fig['attack_connections_closed_by_server']}",
         ]
+        if "behind_nginx" in fig:
+            nginx = fig["behind_nginx"]
+            lines += [
+                f"  behind nginx, /predict without: {_fmt(nginx['predict_baseline'])}; "
+                f"attack through nginx: {_fmt(nginx['attack_through_proxy'])}; "
+                f"attack on gunicorn's port: {_fmt(nginx['attack_on_gunicorn'])}",
+            ]
     return "\n".join(lines)
 
 
@@ -107,6 +117,15 @@ def main(argv: list[str]) -> int:
                     slow[worker_class] = slow_client_figures(
                         stack, idle=args.idle, slow_header=args.slow_header, seconds=args.attack_seconds
                     )
+                    if nginx_binary() is not None:
+                        upstream = stack.prediction_url.removeprefix("http://")
+                        proxy, proxy_url = start_proxy(upstream, workdir / f"nginx-{worker_class}")
+                        try:
+                            slow[worker_class]["behind_nginx"] = proxy_figures(
+                                stack, proxy_url, args.idle, args.slow_header, args.attack_seconds
+                            )
+                        finally:
+                            proxy.stop()
                 finally:
                     stack.stop()
     finally:

@@ -279,3 +279,23 @@ def slow_client_figures(
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def proxy_figures(
+    stack: Stack, proxy_url: str, idle: int = 200, slow_header: int = 50, seconds: float = 20.0, timeout: float = 10.0
+) -> dict[str, object]:
+    """Probe /predict through a proxy: without an attack, with the attack through the proxy, and on gunicorn's port."""
+
+    def call() -> None:
+        predict_once(proxy_url, timeout)
+
+    baseline = probe(call, seconds / 2)
+    with SlowClients("127.0.0.1", _port(proxy_url), idle, slow_header):
+        through = probe(call, seconds)
+    with SlowClients("127.0.0.1", _port(stack.prediction_url), idle, slow_header):
+        direct = probe(call, seconds / 2)
+    return {
+        "predict_baseline": baseline.summary(),
+        "attack_through_proxy": through.summary(),
+        "attack_on_gunicorn": direct.summary(),
+    }
