@@ -3,6 +3,8 @@
 Idle connections are opened and never send a byte; slow-header connections send a request head one
 byte every `byte_interval` seconds and never finish it. Whenever the server closes one, it is opened
 again at once, as an attacker would, so the pressure stays constant for as long as the attack runs.
+The attack runs in a child process (`python -m local_stack.slow_clients`) so that its own Python work
+never delays the probes, which time /predict and /iterate one request at a time meanwhile.
 """
 
 from __future__ import annotations

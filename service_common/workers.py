@@ -8,7 +8,7 @@ import sys
 # buffered (the default): gthread whose event loop reads each request before a pool thread gets it
 # (service_common/buffered_worker.py), so idle and slow clients never hold a serving thread.
 # gthread: the previous setup, starved by them. gevent: measured as the alternative (a greenlet per
-# connection; costs more CPU per prediction with monitoring on, docs/reliability.md). The last two are
+# connection; 0.39x the predictions per second with monitoring on, docs/reliability.md). The last two are
 # kept for comparison (`python -m bench reliability`, `python -m bench prediction_load`); gevent is
 # test tooling in requirements.txt, not installed in the images.
 WORKER_CLASSES = ("buffered", "gthread", "gevent")
