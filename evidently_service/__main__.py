@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from evidently_service.settings import Settings
 from monitoring_core.monitoring_config import ConfigError, load_config
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
 from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
@@ -34,13 +34,16 @@ def main() -> int:
     except RuntimeError as exc:
         print(f"evidently_service: {exc}", file=sys.stderr)
         return 2
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("evidently_service", "POST /iterate and /feedback"), file=sys.stderr)
+
     from evidently_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 
     serve(
         lambda: create_app(settings),
         {
-            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "bind": f"{settings.host}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
             # several workers would each see a part of the rows. Threads (gevent: greenlets)
             # serve requests concurrently; evaluation runs in its own on a copy of the window.

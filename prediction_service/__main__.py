@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from prediction_service.settings import Settings
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
 from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
@@ -41,6 +42,25 @@ def post_worker_init(worker) -> None:
         state.monitoring.start()
 
 
+def spool_problem(settings: Settings) -> str | None:
+    """Return why the spool folder cannot keep records (None when it can).
+
+    The service refuses to start rather than run degraded: without a writable spool and
+    write-ahead log, a MongoDB outage or a crash would drop every answered prediction.
+    """
+    from prediction_service.spool import Spool
+
+    for directory in (settings.spool_dir, settings.spool_dir / "wal"):
+        try:
+            Spool(directory, 0).check_writable()
+        except OSError as exc:
+            return (
+                f"PREDICTION_SPOOL_DIR {settings.spool_dir} is not writable ({exc.strerror or exc}): "
+                "records could not be kept while MongoDB is away; fix its permissions or point it elsewhere"
+            )
+    return None
+
+
 def main() -> int:
     """Validate the settings, then run gunicorn until SIGTERM."""
     configure_logging()
@@ -49,12 +69,22 @@ def main() -> int:
     except ValueError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
-    if not settings.model_path.exists():
-        print(
-            f"prediction_service: no model at {settings.model_path}: run `python -m ride_duration.train`",
-            file=sys.stderr,
-        )
+    # Load (and test) the model once here, before any worker: a model that cannot serve stops the start with
+    # one line, instead of every gunicorn worker failing to boot over and over.
+    from ride_duration.model_loader import ModelLoadError, load_served_model
+
+    try:
+        load_served_model(settings.model_path)
+    except ModelLoadError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
+    if settings.log_to_mongodb:
+        problem = spool_problem(settings)
+        if problem:
+            print(f"prediction_service: {problem}", file=sys.stderr)
+            return 2
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("prediction_service", "POST /feedback"), file=sys.stderr)
     prepare_multiprocess_dir()
     # Before the app's imports: gevent patches the standard library they use.
     try:
