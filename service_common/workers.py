@@ -23,14 +23,6 @@ GUNICORN_WORKER_CLASS = {
 _PATCH_FIRST = ("ssl", "gunicorn", "pymongo", "requests", "urllib3", "flask")
 
 
-def worker_class(env_value: str | None, name: str = "WORKER_CLASS") -> str:
-    """Return the worker class named by an environment value (default buffered); raise ValueError naming `name`."""
-    value = (env_value or "buffered").strip().lower()
-    if value not in WORKER_CLASSES:
-        raise ValueError(f"{name} must be one of {', '.join(WORKER_CLASSES)}, got {env_value!r}")
-    return value
-
-
 def prepare_process(worker_class_name: str) -> None:
     """Monkey-patch the standard library for gevent, before the app or gunicorn is imported (others: nothing).
 
