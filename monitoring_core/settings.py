@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -217,3 +217,11 @@ class ServerSettings(StrictSettings):
     """A server's bind address; each server adds `port: int = port(ITS_DEFAULT)`."""
 
     host: str = env("HOST", "0.0.0.0", min_length=1)
+    # The gunicorn worker (service_common/workers.py): `buffered` reads whole requests before a thread
+    # takes them, so slow or idle clients cannot hold the threads (docs/reliability.md).
+    worker_class: Literal["buffered", "gthread", "gevent"] = env("WORKER_CLASS", "buffered")
+
+    @field_validator("worker_class", mode="before")
+    @classmethod
+    def _worker_class_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value

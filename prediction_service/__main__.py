@@ -10,6 +10,7 @@ from pathlib import Path
 from prediction_service.settings import Settings
 from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
+from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -85,6 +86,12 @@ def main() -> int:
     if not settings.monitoring_token:
         print(open_endpoints_warning("prediction_service", "POST /feedback"), file=sys.stderr)
     prepare_multiprocess_dir()
+    # Before the app's imports: gevent patches the standard library they use.
+    try:
+        prepare_process(settings.worker_class)
+    except RuntimeError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 
@@ -93,7 +100,8 @@ def main() -> int:
         {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "threads": settings.threads,
+            "worker_class": GUNICORN_WORKER_CLASS[settings.worker_class],
+            "threads": settings.threads,  # not for gevent
             "timeout": 30,
             "graceful_timeout": 15,
             "child_exit": child_exit,
