@@ -1,6 +1,7 @@
 """Load on the prediction service three ways in one run: bare, full async monitoring, naive synchronous monitoring.
 
-`python -m bench prediction_load [--duration S] [--connections N] [--threads N] [--workers N]`
+`python -m bench prediction_load [--duration S] [--connections N] [--threads N] [--workers N]
+[--worker-classes buffered,gthread,gevent]`
 
 Each mode runs the real service (`python -m prediction_service`, gunicorn) on loopback and
 `wrk` sends POST /predict at a fixed concurrency:
@@ -8,6 +9,8 @@ Each mode runs the real service (`python -m prediction_service`, gunicorn) on lo
 - full: every prediction queued for MongoDB (nx-27017) and forwarded to a metrics sink in batches;
 - sync: the naive design, inserting into MongoDB and POSTing to the sink inside each request.
 Targets: full >= 90% of bare throughput, full p99 <= 1.5x bare p99, full >= 3x sync throughput.
+With several `--worker-classes`, every mode runs once per gunicorn worker class (`mode@class`), all
+interleaved in the same rounds, and the per-round ratios against the first class are printed too.
 """
 
 from __future__ import annotations
@@ -195,6 +198,9 @@ def main(argv: list[str]) -> int:
         help="gunicorn workers; with more, gthread workers share keep-alive connections unevenly run to run",
     )
     parser.add_argument("--modes", default="bare,full,sync", help="comma-separated subset of bare,full,sync")
+    parser.add_argument(
+        "--worker-classes", default="buffered", help="comma-separated WORKER_CLASS values (buffered, gthread, gevent)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -205,7 +211,9 @@ def main(argv: list[str]) -> int:
     model_path = _train(workdir / "artifacts")
     script = workdir / "predict.lua"
     script.write_text(_lua(_bodies(500, seed=11)))
-    modes = args.modes.split(",")
+    classes = args.worker_classes.split(",")
+    # One target per mode and worker class; a single class keeps the plain mode names.
+    modes = [m if len(classes) == 1 else f"{m}@{c}" for c in classes for m in args.modes.split(",")]
     mongo, uri = start_mongo(workdir / "mongo")
     sink = Recorder(keep_bodies=False).start()
     services: dict[str, tuple] = {}
@@ -215,14 +223,16 @@ def main(argv: list[str]) -> int:
     rounds: dict[str, list[Run]] = {mode: [] for mode in modes}
     try:
         for mode in modes:
+            base, _, worker_class = mode.partition("@")
             env = {
                 "MODEL_PATH": str(model_path),
                 "MONGODB_URI": uri,
-                "MONGODB_DATABASE": f"bench_{mode}",
+                "MONGODB_DATABASE": f"bench_{mode.replace('@', '_')}",
                 "EVIDENTLY_SERVICE_URL": sink.url,
                 "WORKERS": str(args.workers),
+                "WORKER_CLASS": worker_class or classes[0],
                 "PREDICTION_SPOOL_DIR": str(workdir / f"spool-{mode}"),
-                **MODES[mode],
+                **MODES[base],
             }
             services[mode] = start_service("prediction_service", workdir / mode, env)
             targets[mode] = Target(services[mode][1], services[mode][0].pid, mongo.pid)
@@ -241,8 +251,9 @@ def main(argv: list[str]) -> int:
                     flush=True,
                 )
         for mode in modes:
-            if mode != "bare":
-                logged = predictions_collection(MongoClient(uri), f"bench_{mode}").count_documents({})
+            if not mode.startswith("bare"):
+                database = f"bench_{mode.replace('@', '_')}"
+                logged = predictions_collection(MongoClient(uri), database).count_documents({})
                 served = warmup[mode] + sum(r.requests for r in rounds[mode])
                 # wrk does not count responses still in flight when it stops, so documents may exceed them.
                 verdict = "every one logged" if logged >= served else f"{served - logged} MISSING"
@@ -264,29 +275,40 @@ def main(argv: list[str]) -> int:
         "CPU in microseconds per response"
     )
     print(
-        f"{'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
+        f"{'mode':<14} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
         f"{'svc CPU':>8} {'mongo CPU':>9} {'sink CPU':>8}"
     )
     for run in runs.values():
         print(
-            f"{run.mode:<6} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
+            f"{run.mode:<14} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
             f"{run.socket_errors:>8} {run.service_cpu_us:>8.0f} {run.mongo_cpu_us:>9.0f} {run.sink_cpu_us:>8.0f}"
         )
-    if {"bare", "full", "sync"} <= set(modes):
-        # Ratios within a round (modes measured back to back), then the median over rounds: load from
-        # elsewhere on the machine drifts between rounds far more than within one.
-        def ratio(a: str, b: str, value) -> float:
-            return statistics.median(value(x) / value(y) for x, y in zip(rounds[a], rounds[b], strict=True))
 
+    # Ratios within a round (modes measured back to back), then the median over rounds: load from
+    # elsewhere on the machine drifts between rounds far more than within one.
+    def ratio(a: str, b: str, value) -> float:
+        return statistics.median(value(x) / value(y) for x, y in zip(rounds[a], rounds[b], strict=True))
+
+    for worker_class in classes:
+        name = {m: m if len(classes) == 1 else f"{m}@{worker_class}" for m in ("bare", "full", "sync")}
+        if not set(name.values()) <= set(modes):
+            continue
         checks = [
-            ("full / bare throughput", ratio("full", "bare", lambda r: r.rps), ">=", 0.90),
-            ("full / bare p99", ratio("full", "bare", lambda r: r.p99_ms), "<=", 1.5),
-            ("full / sync throughput", ratio("full", "sync", lambda r: r.rps), ">=", 3.0),
+            ("full / bare throughput", ratio(name["full"], name["bare"], lambda r: r.rps), ">=", 0.90),
+            ("full / bare p99", ratio(name["full"], name["bare"], lambda r: r.p99_ms), "<=", 1.5),
+            ("full / sync throughput", ratio(name["full"], name["sync"], lambda r: r.rps), ">=", 3.0),
         ]
-        print("\nper-round ratios, median over rounds:")
-        for name, value, op, target in checks:
+        print(f"\n{worker_class}: per-round ratios, median over rounds:")
+        for label, value, op, target in checks:
             met = value >= target if op == ">=" else value <= target
-            print(f"{name:<24} {value:6.2f}  (target {op} {target})  {'met' if met else 'MISSED'}")
+            print(f"{label:<24} {value:6.2f}  (target {op} {target})  {'met' if met else 'MISSED'}")
+    for worker_class in classes[1:]:
+        print(f"\n{classes[0]} / {worker_class}, per-round ratios, median over rounds:")
+        for base in args.modes.split(","):
+            a, b = f"{base}@{classes[0]}", f"{base}@{worker_class}"
+            rps, p99 = ratio(a, b, lambda r: r.rps), ratio(a, b, lambda r: r.p99_ms)
+            cpu = ratio(a, b, lambda r: r.service_cpu_us)
+            print(f"{base:<6} throughput {rps:5.2f}  p99 {p99:5.2f}  service CPU per response {cpu:5.2f}")
     failed = failed_logging or any(run.non_2xx or run.socket_errors for run in runs.values())
     return 1 if failed else 0
 

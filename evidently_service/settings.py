@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from monitoring_core.settings import (
+    DriftConfigSettings,
+    Flag,
+    ModelSettings,
+    MongoSettings,
+    ReferenceSettings,
+    ServerSettings,
+    TokenSettings,
+    env,
+    port,
+)
 
-from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH
-from monitoring_core.paths import DEFAULT_REFERENCE_PATH
 
-DEFAULT_PORT = 8085
-_TRUE = {"1", "true", "yes", "on"}
+class Settings(ServerSettings, ModelSettings, TokenSettings, MongoSettings, ReferenceSettings, DriftConfigSettings):
+    """Deployment settings (the monitoring settings live in `config_path`: monitoring_core/monitoring.yaml)."""
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Deployment settings (the monitoring settings themselves live in monitoring_core/monitoring.yaml)."""
-
-    config_path: Path = DEFAULT_CONFIG_PATH
-    reference_path: Path = DEFAULT_REFERENCE_PATH
-    model_name: str = "ride_duration"
-    monitoring_token: str | None = None
-    mongodb_uri: str = "mongodb://127.0.0.1:27017"
-    mongodb_database: str = "prediction_service"
-    rewarm_from_mongodb: bool = False
-    mongodb_timeout_ms: int = 3000  # how long a re-warm waits for MongoDB before starting empty
-    port: int = DEFAULT_PORT
-    max_rows_per_request: int = 10_000
-    max_body_bytes: int = 32 * 1024 * 1024
-    run_evaluators: bool = True  # background evaluation threads; tests evaluate by hand
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from `env` (default: the process environment)."""
-        env = os.environ if env is None else env
-        return cls(
-            config_path=Path(env.get("EVIDENTLY_CONFIG") or DEFAULT_CONFIG_PATH),
-            reference_path=Path(env.get("REFERENCE_PATH") or DEFAULT_REFERENCE_PATH),
-            model_name=env.get("MODEL_NAME") or "ride_duration",
-            monitoring_token=env.get("MONITORING_TOKEN") or None,
-            mongodb_uri=env.get("MONGODB_URI") or "mongodb://127.0.0.1:27017",
-            mongodb_database=env.get("MONGODB_DATABASE") or "prediction_service",
-            rewarm_from_mongodb=(env.get("REWARM_FROM_MONGODB") or "").strip().lower() in _TRUE,
-            mongodb_timeout_ms=int(env.get("MONGODB_TIMEOUT_MS") or 3000),
-            port=int(env.get("PORT") or DEFAULT_PORT),
-            max_rows_per_request=int(env.get("MAX_ROWS_PER_REQUEST") or 10_000),
-        )
+    port: int = port(8085)
+    rewarm_from_mongodb: Flag = env("REWARM_FROM_MONGODB", False)
+    # How long a re-warm waits for MongoDB before starting empty.
+    mongodb_timeout_ms: int = env("MONGODB_TIMEOUT_MS", 3000, ge=0)
+    max_rows_per_request: int = env("MAX_ROWS_PER_REQUEST", 10_000, ge=1)
+    max_body_bytes: int = env("EVIDENTLY_MAX_BODY_BYTES", 32 * 1024 * 1024, ge=1)
+    # Not from the environment: background evaluation threads, off in tests that evaluate by hand.
+    run_evaluators: bool = True

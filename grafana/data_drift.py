@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSort
 
+from grafana.alert_rules import duration_text, for_seconds, threshold
 from grafana.common import (
     DATASOURCE,
     MODEL,
@@ -68,11 +69,12 @@ def window_rows_now() -> stat.Panel:
 
 def last_batch_success() -> stat.Panel:
     """When the batch monitoring flow last succeeded for the model."""
+    stale = threshold("BatchMonitoringStale", "batch_monitoring_last_success_timestamp_seconds")
     return stat_panel(
         "Last successful batch run",
         "When the last successful run of the batch monitoring flow (hourly reports) ended, as pushed to the "
-        "Pushgateway. Older than 2.5 hours fires BatchMonitoringStale; no value means no run has pushed a "
-        "success since the Pushgateway started.",
+        f"Pushgateway. Older than {duration_text(stale)} fires BatchMonitoringStale; no value means no run has "
+        "pushed a success since the Pushgateway started.",
         "dateTimeFromNow",
         # Grafana's date units take milliseconds.
         query(f"batch_monitoring_last_success_timestamp_seconds{{{MODEL}}} * 1000", "last success"),
@@ -84,7 +86,7 @@ def dataset_drift_over_time() -> statetimeline.Panel:
     return state_timeline_panel(
         "Dataset drift over time",
         "The dataset-level verdict of every evaluation; gaps are periods with too few rows. "
-        "DataDriftDetected fires after 10 minutes of drift.",
+        f"DataDriftDetected fires after {duration_text(for_seconds('DataDriftDetected'))} of drift.",
         query(f"evidently_dataset_drift{{{MODEL}}}", "dataset drift"),
     ).mappings(value_text({0: ("No drift", "green"), 1: ("Drift", "red")}))
 
@@ -133,7 +135,8 @@ def feature_drift_detected() -> statetimeline.Panel:
     """Drift verdict of every feature over time."""
     return state_timeline_panel(
         "Drift detected per feature",
-        "The 0/1 verdict of each feature's drift test over time. FeatureDriftDetected fires after 15 minutes.",
+        "The 0/1 verdict of each feature's drift test over time. FeatureDriftDetected fires after "
+        f"{duration_text(for_seconds('FeatureDriftDetected'))}.",
         query(f"evidently_feature_drift_detected{{{MODEL}}}", "{{feature}}"),
     ).mappings(value_text({0: ("ok", "green"), 1: ("drift", "red")}))
 

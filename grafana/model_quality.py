@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard, stat, timeseries
 
+from grafana.alert_rules import percent_text, threshold
 from grafana.common import (
     MODEL,
     model_variable,
@@ -16,14 +17,26 @@ from grafana.common import (
 )
 
 UID = "ride-model-quality"
+# The thresholds ModelQualityDegraded compares with (prometheus/rules/alerts.yml).
+QUALITY_ALERT = "ModelQualityDegraded"
+
+
+def rmse_threshold() -> float:
+    """The RMSE (minutes) above which ModelQualityDegraded fires."""
+    return threshold(QUALITY_ALERT, 'evidently_model_quality{metric="rmse"}')
+
+
+def coverage_threshold() -> float:
+    """The label coverage the quality alert needs."""
+    return threshold(QUALITY_ALERT, "evidently_label_coverage")
 
 
 def rmse_now() -> stat.Panel:
     """The latest RMSE."""
     return stat_panel(
         "RMSE",
-        "Root mean squared error (minutes) over the labelled rows of the window; ModelQualityDegraded fires "
-        "above 8 minutes.",
+        "Root mean squared error (minutes) over the labelled rows of the window; "
+        f"{QUALITY_ALERT} fires above {rmse_threshold():g} minutes.",
         "m",
         query(f'evidently_model_quality{{{MODEL}, metric="rmse"}}', "rmse"),
     )
@@ -33,7 +46,8 @@ def label_coverage_now() -> stat.Panel:
     """The latest label coverage."""
     return stat_panel(
         "Label coverage",
-        "Share of window rows whose ground truth has arrived; quality alerts need at least 10%.",
+        f"Share of window rows whose ground truth has arrived; quality alerts need at least "
+        f"{percent_text(coverage_threshold())}.",
         "percentunit",
         query(f"evidently_label_coverage{{{MODEL}}}", "coverage"),
     )
@@ -53,7 +67,8 @@ def feedback_rate() -> stat.Panel:
     """Ground truth labels arriving."""
     return stat_panel(
         "Labels received",
-        "Ground-truth labels accepted by the prediction service's /feedback per second.",
+        "Ground-truth labels per second that became their prediction's label in MongoDB (the first per "
+        "request id; decided by the prediction service's writer after /feedback answered).",
         "ops",
         query('sum(result:prediction_feedback:rate5m{result="accepted"})', "accepted"),
     )
@@ -69,7 +84,7 @@ def quality_over_time() -> timeseries.Panel:
             "m",
             query(f"evidently_model_quality{{{MODEL}}}", "{{metric}}"),
         ),
-        8,
+        rmse_threshold(),
     )
 
 
@@ -79,11 +94,12 @@ def label_coverage() -> timeseries.Panel:
         threshold_line(
             timeseries_panel(
                 "Label coverage",
-                "Share of window rows with ground truth. Below the dashed line (10%) quality alerts are held back.",
+                f"Share of window rows with ground truth. Below the dashed line ({percent_text(coverage_threshold())}) "
+                "quality alerts are held back.",
                 "percentunit",
                 query(f"evidently_label_coverage{{{MODEL}}}", "coverage"),
             ),
-            0.1,
+            coverage_threshold(),
             "orange",
         )
         .min(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard, stat, timeseries
 from grafana_foundation_sdk.models.common import BigValueTextMode
 
+from grafana.alert_rules import duration_text, for_seconds, percent_text, promql_duration, threshold, window
 from grafana.common import (
     MODEL,
     dashed_series,
@@ -21,6 +22,10 @@ from grafana.common import (
 UID = "ride-service-health"
 # Latency and traffic panels leave out the scrape and probe endpoints.
 SERVING = 'endpoint!~".*(metrics|health).*"'
+LATENCY = "endpoint_quantile:prediction_http_request_duration_seconds:histogram_quantile"
+QUEUES = "queue:prediction_queue_utilisation:ratio"
+SPOOL = ":prediction_spool_utilisation:ratio"
+ERRORS = "evidently_evaluation_errors_total"
 
 
 def targets_up() -> stat.Panel:
@@ -37,9 +42,9 @@ def firing_alerts() -> stat.Panel:
     """How many alerts of the stack are firing now."""
     return stat_panel(
         "Firing alerts",
-        "Alerts firing now in Prometheus (details in Alertmanager); 0 is healthy.",
+        "Alerts firing now in Prometheus (details in Alertmanager), the always-firing Watchdog left out; 0 is healthy.",
         "none",
-        query('count(ALERTS{alertstate="firing"}) or on () vector(0)', "firing"),
+        query('count(ALERTS{alertstate="firing", alertname!="Watchdog"}) or on () vector(0)', "firing"),
     )
 
 
@@ -82,18 +87,16 @@ def error_ratio() -> timeseries.Panel:
 
 def latency_percentiles() -> timeseries.Panel:
     """p50 / p90 / p99 latency per endpoint."""
+    latency = threshold("HighPredictionLatency", LATENCY)
     return threshold_line(
         timeseries_panel(
             "Latency percentiles",
             "Server-side request latency per endpoint (p50, p90, p99 over 5 minutes). "
-            "The dashed line is the HighPredictionLatency threshold on p99.",
+            f"The dashed line is the HighPredictionLatency threshold on p99 ({duration_text(latency)}).",
             "s",
-            query(
-                f"endpoint_quantile:prediction_http_request_duration_seconds:histogram_quantile{{{SERVING}}}",
-                "{{endpoint}} p{{quantile}}",
-            ),
+            query(f"{LATENCY}{{{SERVING}}}", "{{endpoint}} p{{quantile}}"),
         ),
-        0.5,
+        latency,
     )
 
 
@@ -112,26 +115,31 @@ def queue_sizes() -> timeseries.Panel:
     """Records waiting in the in-memory queues and the on-disk spool."""
     return timeseries_panel(
         "Queue and spool sizes",
-        "Records waiting in each in-memory queue (mongo, forward, feedback) and in the on-disk MongoDB spool.",
+        "Records waiting in each in-memory queue (mongo, forward, feedback), in the on-disk MongoDB spool, "
+        "and labels waiting in the writers for their prediction's document (they overtook it, or name an "
+        "unknown id; given up after PREDICTION_LABEL_RETRY_SECONDS).",
         "short",
         query("sum by (queue) (prediction_queue_size)", "queue {{queue}}"),
         query("sum(prediction_spool_records)", "spool", "B"),
+        query("sum(prediction_pending_labels)", "labels waiting for their prediction", "C"),
     )
 
 
 def queue_utilisation() -> timeseries.Panel:
     """How full the queues and the spool are."""
+    queues, spool = threshold("MonitoringBacklog", QUEUES), threshold("MonitoringBacklog", SPOOL)
     return (
         threshold_line(
             timeseries_panel(
                 "Queue and spool utilisation",
-                "Size over capacity of each queue and of the spool. MonitoringBacklog fires above 80% (queues) "
-                "or 50% (spool) for 5 minutes; records are dropped at 100%.",
+                f"Size over capacity of each queue and of the spool. MonitoringBacklog fires above "
+                f"{percent_text(queues)} (queues, dashed) or {percent_text(spool)} (spool) for "
+                f"{duration_text(for_seconds('MonitoringBacklog'))}; records are dropped at 100%.",
                 "percentunit",
-                query("queue:prediction_queue_utilisation:ratio", "queue {{queue}}"),
-                query(":prediction_spool_utilisation:ratio", "spool", "B"),
+                query(QUEUES, "queue {{queue}}"),
+                query(SPOOL, "spool", "B"),
             ),
-            0.8,
+            queues,
         )
         .min(0)
         .max(1)
@@ -166,11 +174,12 @@ def records_dropped() -> timeseries.Panel:
 
 def metrics_service_evaluation() -> timeseries.Panel:
     """Age and duration of the metrics service's latest evaluation."""
+    stale = threshold("MetricsServiceEvaluationStale", "evidently_last_evaluation_timestamp_seconds")
     return dashed_series(
         timeseries_panel(
             "Metrics service evaluation",
             "Seconds since the metrics service last evaluated drift and quality (MetricsServiceEvaluationStale "
-            "fires above 15 minutes) and how long that evaluation took (dashed).",
+            f"fires above {duration_text(stale)}) and how long that evaluation took (dashed).",
             "s",
             query(f"time() - evidently_last_evaluation_timestamp_seconds{{{MODEL}}}", "age"),
             query(f"evidently_evaluation_duration_seconds{{{MODEL}}}", "duration", "B"),
@@ -181,12 +190,14 @@ def metrics_service_evaluation() -> timeseries.Panel:
 
 def metrics_service_errors() -> timeseries.Panel:
     """Failed evaluations of the metrics service."""
+    # The alert's own window, so the panel shows the number the alert compares with 0.
+    seconds = window("MetricsServiceEvaluationFailing", ERRORS)
     return timeseries_panel(
         "Metrics service evaluation errors",
-        "Evaluations of the metrics service that raised in the last 10 minutes (the exported result then stays "
-        "the last good one); any value fires MetricsServiceEvaluationFailing.",
+        f"Evaluations of the metrics service that raised in the last {duration_text(seconds)} (the exported "
+        "result then stays the last good one); any value fires MetricsServiceEvaluationFailing.",
         "short",
-        query(f"increase(evidently_evaluation_errors_total{{{MODEL}}}[10m])", "failed evaluations"),
+        query(f"increase({ERRORS}{{{MODEL}}}[{promql_duration(seconds)}])", "failed evaluations"),
     ).min(0)
 
 

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.drift import MULTIPLE_TESTING
+from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH
 from ride_duration.schema import DriftTest, drift_tests
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "monitoring.yaml"
+DEFAULT_CONFIG_PATH = DEFAULT_DRIFT_CONFIG_PATH
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 

@@ -13,3 +13,5 @@ MODEL_FILE = "model.pkl"
 REFERENCE_FILE = "reference.parquet"
 DEFAULT_MODEL_PATH = ARTIFACTS_DIR / MODEL_FILE
 DEFAULT_REFERENCE_PATH = ARTIFACTS_DIR / REFERENCE_FILE
+# The drift configuration the metrics service and the batch flow share (EVIDENTLY_CONFIG's default).
+DEFAULT_DRIFT_CONFIG_PATH = Path(__file__).resolve().parent / "monitoring.yaml"

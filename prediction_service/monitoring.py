@@ -7,14 +7,15 @@ import logging
 from datetime import UTC, datetime
 
 import requests
-from pymongo.errors import PyMongoError
 
 from monitoring_core.records import forwarded_label
 from prediction_service import metrics, store
 from prediction_service.forwarder import Forwarder
-from prediction_service.mongo_sink import MongoSink, label_record
+from prediction_service.labels import apply_labels
+from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
+from prediction_service.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class Monitoring:
                 self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
             return
         if settings.log_to_mongodb and self.spool is not None:
-            self.sink = MongoSink(settings, self.spool)
+            wal = WriteAheadLog(settings.spool_dir / "wal", fsync=settings.wal_fsync) if settings.wal_enabled else None
+            self.sink = MongoSink(settings, self.spool, wal, on_label_accepted=self._forward_labels)
         if settings.forward_to_metrics:
             common = dict(
                 capacity=settings.forward_capacity,
@@ -78,7 +80,7 @@ class Monitoring:
             try:
                 metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
                 metrics.MONGO_WRITES.labels("ok").inc()
-            except PyMongoError:
+            except Exception:  # noqa: BLE001 - any failure is a counted loss in this baseline, never a 500
                 metrics.MONGO_WRITES.labels("error").inc()
                 metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
         if self.settings.forward_to_metrics:
@@ -89,27 +91,53 @@ class Monitoring:
                 )
                 response.raise_for_status()
                 metrics.FORWARDED.labels("ok").inc(len(rows))
-            except requests.RequestException:
+            except Exception:  # noqa: BLE001 - as above
                 metrics.FORWARDED.labels("error").inc(len(rows))
 
-    def queue_labels(self, labels: list[dict]) -> None:
-        """Queue labels MongoDB could not take now; the writer applies (or spools) them later."""
-        if self.sink is not None:
-            self.sink.submit(
-                [label_record(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
-            )
+    def record_labels(self, records: list[dict]) -> bool:
+        """Hand label records to the MongoDB writer, without waiting; False when labels fill their share of it.
 
-    def forward_labels(self, labels: list[dict]) -> None:
-        """Pass accepted labels on to the metrics service for online model quality."""
-        if self.labels is not None and labels:
-            self.labels.submit(
-                [forwarded_label(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
-            )
+        The writer decides which label of an id wins and forwards only winners. Without MongoDB
+        logging nothing can decide, so labels go straight to the metrics service (its window
+        keeps the first label of a row).
+        """
+        if self.settings.sync_monitoring:
+            self._record_labels_sync(records)
+            return True
+        if self.sink is not None:
+            return self.sink.submit_labels(records)
+        self._forward_labels(records)
+        return True
+
+    def _record_labels_sync(self, records: list[dict]) -> None:
+        # The naive baseline: the database decides inside the request, winners are posted inside it too.
+        if not self.settings.log_to_mongodb:
+            return
+        try:
+            won = apply_labels(self._collection, records).accepted
+        except Exception:  # noqa: BLE001 - any failure: counted, never a 500
+            metrics.DROPPED.labels("feedback", "sync_error").inc(len(records))
+            return
+        metrics.FEEDBACK.labels("accepted").inc(len(won))
+        if self.settings.forward_to_metrics and won:
+            try:
+                url = f"{self.settings.evidently_service_url}/feedback/{self.settings.model_name}"
+                body = json.dumps([_forwarded(r) for r in won])
+                timeout = self.settings.forward_timeout_seconds
+                self._session.post(url, data=body, headers=self._headers, timeout=timeout).raise_for_status()
+            except requests.RequestException:
+                metrics.DROPPED.labels("feedback", "unreachable").inc(len(won))
+
+    def _forward_labels(self, records: list[dict]) -> None:
+        # Called by the writer thread with the labels that won their document.
+        if self.labels is not None and records:
+            self.labels.submit([_forwarded(r) for r in records])
 
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {
             "mongo_queue": self.sink.size() if self.sink else 0,
+            "pending_labels": len(self.sink.pending_labels) if self.sink else 0,
             "forward_queue": self.rows.size() if self.rows else 0,
             "feedback_queue": self.labels.size() if self.labels else 0,
             "spool_records": self.spool.size() if self.spool else 0,
@@ -123,3 +151,7 @@ class Monitoring:
                     part.close()
                 except Exception:  # noqa: BLE001 - closing one part must not stop the others
                     log.exception("closing a monitoring pipeline failed")
+
+
+def _forwarded(record: dict) -> dict:
+    return forwarded_label(record["request_id"], record["target"], record["target_timestamp"])

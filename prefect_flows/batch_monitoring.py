@@ -44,7 +44,7 @@ def load_reference(path: Path) -> pd.DataFrame:
 @task(name="load-drift-settings", **_TASK)
 def load_drift_settings(settings: BatchSettings, model_name: str) -> DriftSettings:
     """Read the online service's pinned tests and verdict settings for the model."""
-    drift = drift_settings(settings.drift_config, model_name, settings.reference_path)
+    drift = drift_settings(settings.config_path, model_name, settings.reference_path)
     get_run_logger().info("drift tests: %s", {c: (t.method, t.threshold) for c, t in drift.tests.items()})
     return drift
 
@@ -103,15 +103,17 @@ def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str,
 
 @task(name="open-workspace", retries=2, retry_delay_seconds=2, **_TASK)
 def open_workspace(settings: BatchSettings) -> Any:
-    """Open the Evidently UI workspace to add this run's snapshots to."""
-    return publish.open_workspace(settings.workspace)
+    """Open the Evidently UI workspace (prefect_flows.workspace.RunWorkspace) to add this run's snapshots to."""
+    from prefect_flows.workspace import open_workspace  # imports Evidently (seconds): only when a run needs it
+
+    return open_workspace(settings.workspace)
 
 
 @task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)
-def record_snapshots(settings: BatchSettings, workspace: Any, model_name: str, analysis: Analysis) -> dict[str, Any]:
+def record_snapshots(settings: BatchSettings, runs: Any, model_name: str, analysis: Analysis) -> dict[str, Any]:
     """Add the run's snapshots to the Evidently UI workspace."""
     earlier = publish.previous_snapshots(settings.reports_dir, analysis.summary["run_id"])
-    return publish.record_snapshots(workspace, model_name, analysis.reports, replaces=earlier)
+    return publish.record_snapshots(runs, model_name, analysis.reports, replaces=earlier)
 
 
 @task(name="store-run-summary", retries=3, retry_delay_seconds=5, **_TASK)
@@ -164,17 +166,41 @@ class _Clock:
 
 
 @flow(name="batch-monitoring")
-def batch_monitoring(start: datetime | None = None, end: datetime | None = None, model_name: str | None = None) -> dict:
-    """Build the drift, data and quality reports of one model over one period and publish them."""
+def batch_monitoring(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_name: str | None = None,
+    min_rows: int | None = None,
+    min_labelled_rows: int | None = None,
+    max_rows: int | None = None,
+    read_batch_size: int | None = None,
+    reports_dir: Path | None = None,
+    workspace: Path | None = None,
+    drift_config: Path | None = None,
+    reference_path: Path | None = None,
+) -> dict:
+    """Build the drift, data and quality reports of one model over one period; None takes the env setting."""
     started = time.time()
     settings = BatchSettings.from_env()
-    model_name = model_name or settings.model_name
+    parameters = {
+        "model_name": model_name,
+        "min_rows": min_rows,
+        "min_labelled_rows": min_labelled_rows,
+        "max_rows": max_rows,
+        "read_batch_size": read_batch_size,
+        "reports_dir": reports_dir,
+        "workspace": workspace,
+        "drift_config": drift_config,
+        "reference_path": reference_path,
+    }
     try:
-        summary = _run(settings, model_name, start, end)
+        settings = settings.with_run_parameters(**parameters)
+        get_run_logger().info("parameters: %s", settings.run_parameters())
+        summary = _run(settings, settings.model_name, start, end)
     except Exception:
-        report_run(settings, model_name, None, started)
+        report_run(settings, model_name or settings.model_name, None, started)
         raise
-    report_run(settings, model_name, summary, started)
+    report_run(settings, settings.model_name, summary, started)
     return summary
 
 
@@ -190,7 +216,7 @@ def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: 
     reading = read_period.submit(settings, model_name, period)
     drift = load_drift_settings(settings, model_name)
     reference = load_reference(drift.reference_path)
-    workspace = open_workspace(settings)
+    runs = open_workspace(settings)
     clock.lap("load")
     rows = reading.result()
     clock.lap("read")  # what the read took beyond the overlapped loading
@@ -199,7 +225,7 @@ def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: 
     summary = analysis.summary
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
-        summary["workspace"] = record_snapshots(settings, workspace, model_name, analysis)
+        summary["workspace"] = record_snapshots(settings, runs, model_name, analysis)
     clock.lap("publish")
     summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)
@@ -220,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         period = Period.resolve(args.start, args.end)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        settings = BatchSettings.from_env()
+    except ValueError as exc:
+        print(f"prefect_flows.batch_monitoring: {exc}", file=sys.stderr)
+        return 2
     # No telemetry from a monitoring job; the user's own setting wins.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -227,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-    summary = batch_monitoring(start=period.start, end=period.end, model_name=args.model)
+    # Every knob passed explicitly, so the run in the Prefect UI shows the values it used.
+    parameters = {**settings.run_parameters(), **({"model_name": args.model} if args.model else {})}
+    summary = batch_monitoring(start=period.start, end=period.end, **parameters)
     print(f"{summary['run_id']}: {summary['message']}")
     print(f"index: {summary['index']}")
     return 0

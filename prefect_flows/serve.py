@@ -1,33 +1,46 @@
 """`python -m prefect_flows.serve`: serve the batch flow on its schedule (needs a Prefect server: PREFECT_API_URL).
 
 Each scheduled run covers the previous full hour, a few minutes after it closed so late
-writes are in. `BATCH_SCHEDULE_CRON` changes the schedule.
+writes are in. `BATCH_SCHEDULE_CRON` changes the schedule. The deployment's parameters are the
+run knobs' environment settings (BATCH_MIN_ROWS, REPORTS_DIR, ...): they show on the deployment
+and on every run, and can be changed there without redeploying.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
-DEFAULT_CRON = "10 * * * *"  # ten past every hour: the previous hour, with its stragglers
+from prefect_flows.settings import DEFAULT_CRON, BatchSettings
+
 DEPLOYMENT = "hourly"
 
 
-def deployment(cron: str = DEFAULT_CRON) -> Any:
-    """Return the flow's deployment: default parameters (the previous hour) on a cron schedule."""
+def deployment(cron: str = DEFAULT_CRON, settings: BatchSettings | None = None) -> Any:
+    """Return the flow's deployment: the previous hour on a cron schedule, run knobs from `settings`."""
     from prefect_flows.batch_monitoring import batch_monitoring
 
+    settings = settings or BatchSettings.from_env()
     return batch_monitoring.to_deployment(
-        name=DEPLOYMENT, cron=cron, tags=["monitoring"], description=batch_monitoring.description
+        name=DEPLOYMENT,
+        cron=cron,
+        tags=["monitoring"],
+        description=batch_monitoring.description,
+        # start/end stay unset: each run takes the previous full hour.
+        parameters=settings.run_parameters(),
     )
 
 
 def main() -> int:
     """Serve the deployment from this process until stopped."""
+    try:
+        settings = BatchSettings.from_env()
+    except ValueError as exc:
+        print(f"prefect_flows.serve: {exc}", file=sys.stderr)
+        return 2
     from prefect import serve
 
-    serve(deployment(os.environ.get("BATCH_SCHEDULE_CRON") or DEFAULT_CRON))
+    serve(deployment(settings.schedule_cron, settings))
     return 0
 
 

@@ -1,63 +1,68 @@
-"""The batch flow's settings, parsed once from the environment into a frozen object."""
+"""The batch flow's settings, parsed once from the environment into a frozen object.
+
+Connections (MongoDB, the Pushgateway) and the schedule stay settings. The knobs a user may change per
+run are also flow parameters (`RUN_PARAMETERS`): the environment gives their defaults, a run or a
+deployment may override them, and each run shows the values it used.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from monitoring_core.paths import DEFAULT_REFERENCE_PATH
+from monitoring_core.settings import (
+    DriftConfigSettings,
+    ModelSettings,
+    MongoSettings,
+    ReferenceSettings,
+    SettingsError,
+    env,
+)
+
+DEFAULT_CRON = "10 * * * *"  # ten past every hour: the previous hour, with its stragglers
+
+# Flow parameter -> BatchSettings field: what a run or a deployment may change.
+RUN_PARAMETERS = {
+    "model_name": "model_name",
+    "min_rows": "min_rows",
+    "min_labelled_rows": "min_labelled_rows",
+    "max_rows": "max_rows",
+    "read_batch_size": "read_batch_size",
+    "reports_dir": "reports_dir",
+    "workspace": "workspace_dir",
+    "drift_config": "config_path",
+    "reference_path": "reference_path",
+}
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "")
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class BatchSettings:
+class BatchSettings(ModelSettings, MongoSettings, ReferenceSettings, DriftConfigSettings):
     """Where the flow reads from and writes to, and its row limits."""
 
-    mongodb_uri: str = "mongodb://127.0.0.1:27017"
-    mongodb_database: str = "prediction_service"
-    reference_path: Path = DEFAULT_REFERENCE_PATH
-    model_name: str = "ride_duration"
-    reports_dir: Path = Path("reports")
-    workspace_dir: Path | None = None  # default: <reports_dir>/workspace
-    min_rows: int | None = None  # None: derived by the drift calibration; a value can only raise it
-    min_labelled_rows: int = 30  # below: quality "unavailable"
-    max_rows: int = 200_000  # above: seeded uniform sample of this many rows
-    read_batch_size: int = 10_000  # MongoDB cursor batch, and the progress step
-    drift_config: Path | None = None  # the monitoring config (monitoring_core/monitoring.yaml); None: its default path
-    pushgateway_url: str | None = None  # where each run pushes its outcome; None: no push
+    reports_dir: Path = env("REPORTS_DIR", Path("reports"))
+    workspace_dir: Path | None = env("EVIDENTLY_WORKSPACE", None)  # None: <reports_dir>/workspace
+    # None: derived by the drift calibration (the smallest size with a verdict); a value can only raise it.
+    min_rows: int | None = env("BATCH_MIN_ROWS", None, ge=1)
+    min_labelled_rows: int = env("BATCH_MIN_LABELLED_ROWS", 30, ge=1)  # below: quality "unavailable"
+    max_rows: int = env("BATCH_MAX_ROWS", 200_000, ge=1)  # above: seeded uniform sample of this many rows
+    read_batch_size: int = env("BATCH_READ_BATCH_SIZE", 10_000, ge=1)  # MongoDB cursor batch, progress step
+    pushgateway_url: str | None = env("PUSHGATEWAY_URL", None)  # where each run pushes its outcome; None: no push
+    schedule_cron: str = env("BATCH_SCHEDULE_CRON", DEFAULT_CRON, min_length=1)  # prefect_flows.serve only
 
     @property
     def workspace(self) -> Path:
         """Return the Evidently UI workspace folder."""
         return self.workspace_dir or self.reports_dir / "workspace"
 
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> BatchSettings:
-        """Parse the settings from environment variables (the contract's names), failing on bad values."""
-        env = dict(os.environ if env is None else env)
-        workspace = env.get("EVIDENTLY_WORKSPACE")
-        return cls(
-            mongodb_uri=env.get("MONGODB_URI") or cls.mongodb_uri,
-            mongodb_database=env.get("MONGODB_DATABASE") or cls.mongodb_database,
-            reference_path=Path(env.get("REFERENCE_PATH") or DEFAULT_REFERENCE_PATH),
-            model_name=env.get("MODEL_NAME") or cls.model_name,
-            reports_dir=Path(env.get("REPORTS_DIR") or "reports"),
-            workspace_dir=Path(workspace) if workspace else None,
-            min_rows=_int(env, "BATCH_MIN_ROWS", 1, minimum=1) if env.get("BATCH_MIN_ROWS") else None,
-            min_labelled_rows=_int(env, "BATCH_MIN_LABELLED_ROWS", cls.min_labelled_rows, minimum=1),
-            max_rows=_int(env, "BATCH_MAX_ROWS", cls.max_rows, minimum=1),
-            read_batch_size=_int(env, "BATCH_READ_BATCH_SIZE", cls.read_batch_size, minimum=1),
-            drift_config=Path(env["EVIDENTLY_CONFIG"]) if env.get("EVIDENTLY_CONFIG") else None,
-            pushgateway_url=env.get("PUSHGATEWAY_URL") or None,
-        )
+    def run_parameters(self) -> dict[str, Any]:
+        """Return the flow parameters these settings give, as JSON values (an unset workspace left out)."""
+        values = {parameter: getattr(self, field) for parameter, field in RUN_PARAMETERS.items()}
+        return {name: str(v) if isinstance(v, Path) else v for name, v in values.items() if v is not None}
+
+    def with_run_parameters(self, **parameters: Any) -> BatchSettings:
+        """Return these settings with the given flow parameters applied (None keeps the setting)."""
+        unknown = sorted(set(parameters) - set(RUN_PARAMETERS))
+        if unknown:
+            raise SettingsError(f"not flow parameters: {', '.join(unknown)}")
+        # The field names of everything that can fail validation (the row limits) are the parameters'
+        # names, so an error names the parameter.
+        return self.replace(**{RUN_PARAMETERS[name]: v for name, v in parameters.items() if v is not None})

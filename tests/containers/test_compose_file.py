@@ -25,7 +25,7 @@ CONTRACT_PREFIXES = {"simulator": ["python", "-m", "usage_simulation"]}
 # Services that run another service's image with a different command.
 SHARED_IMAGE = {"evidently_ui", "prefect_server"}
 PUBLISHED = {
-    "prediction_service": 9696,
+    "prediction_proxy": 9696,  # nginx in front of prediction_service (docker/prediction-proxy-nginx.conf)
     "prometheus": 9090,
     "alertmanager": 9093,
     "grafana": 3000,
@@ -362,3 +362,17 @@ def test_prometheus_finds_its_rule_files_inside_the_container(rendered: dict):
         assert mount, f"{in_container} is not under any mount"
         matches = list(mounts[mount].glob(str(in_container.relative_to(mount))))
         assert matches, f"{pattern} matches no file in {mounts[mount]}"
+
+
+def test_prediction_proxy_fronts_the_service_on_the_published_port(rendered: dict):
+    services = rendered["services"]
+    proxy, service = services["prediction_proxy"], services["prediction_service"]
+    assert "ports" not in service, "clients must reach the service through the proxy"
+    assert set(proxy["networks"]) & set(service["networks"]), "the proxy cannot reach the service"
+    assert proxy["depends_on"]["prediction_service"]["condition"] == "service_healthy"
+    config = next(Path(v["source"]) for v in proxy["volumes"] if v["target"] == "/etc/nginx/conf.d/default.conf")
+    text = config.read_text()
+    assert "server prediction_service:9696 resolve;" in text and "listen 9696;" in text
+    # The slow-client bounds of docs/reliability.md: whole requests only, within these times.
+    for directive in ("client_header_timeout 5s;", "client_body_timeout 10s;", "proxy_request_buffering on;"):
+        assert directive in text, directive

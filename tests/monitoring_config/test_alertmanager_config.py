@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 ALERTS = ROOT / "prometheus" / "rules" / "alerts.yml"
 EXPECTED_RECEIVER = {"critical": "pager-webhook", "warning": "team-webhook", "info": "info-webhook"}
+# The always-firing alert is routed by name, to the dead man's switch, whatever its severity.
+WATCHDOG, WATCHDOG_RECEIVER = "Watchdog", "watchdog-webhook"
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess:
@@ -25,9 +27,14 @@ def amtool(*args: str) -> subprocess.CompletedProcess:
 
 
 def severities_in_rules() -> set[str]:
-    """Return the severities the alert rules set."""
+    """Return the severities the alert rules other than the Watchdog set."""
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    return {rule["labels"]["severity"] for group in groups for rule in group["rules"] if "alert" in rule}
+    return {
+        rule["labels"]["severity"]
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule and rule["alert"] != WATCHDOG
+    }
 
 
 def test_config_is_valid() -> None:
@@ -47,6 +54,23 @@ def test_severity_routes_to_its_receiver(severity: str) -> None:
 
 def test_every_rule_severity_has_a_route() -> None:
     assert severities_in_rules() <= set(EXPECTED_RECEIVER)
+
+
+@pytest.mark.parametrize("severity", ["none", "critical"])
+def test_watchdog_goes_to_the_dead_mans_switch_only(severity: str) -> None:
+    result = amtool(
+        "config", "routes", "test", f"--config.file={CONFIG}", f"alertname={WATCHDOG}", f"severity={severity}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == WATCHDOG_RECEIVER
+
+
+def test_watchdog_is_never_inhibited() -> None:
+    # An inhibited Watchdog stops its heartbeat and the dead man's switch pages for nothing.
+    for inhibit in yaml.safe_load(CONFIG.read_text())["inhibit_rules"]:
+        for matcher in inhibit["target_matchers"]:
+            label, _, value = matcher.partition("=")
+            assert not (label.rstrip("!") == "alertname" and WATCHDOG in value), matcher
 
 
 def test_inhibitions_name_real_alerts() -> None:
@@ -72,7 +96,8 @@ def test_loopback_copy_keeps_the_routing_and_moves_only_the_webhooks(tmp_path: P
     assert amtool("check-config", str(path)).returncode == 0
     local, committed = yaml.safe_load(text), yaml.safe_load(CONFIG.read_text())
     urls = [hook["url"] for receiver in local["receivers"] for hook in receiver["webhook_configs"]]
-    assert urls == [f"http://127.0.0.1:5001/alerts/{severity}" for severity in ("critical", "warning", "info")]
+    paths = ("critical", "warning", "info", "watchdog")
+    assert urls == [f"http://127.0.0.1:5001/alerts/{path}" for path in paths]
     assert local["inhibit_rules"] == committed["inhibit_rules"]
     for severity, receiver in EXPECTED_RECEIVER.items():
         result = amtool("config", "routes", "test", f"--config.file={path}", f"severity={severity}")

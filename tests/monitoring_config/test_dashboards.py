@@ -13,6 +13,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
+from grafana import alert_rules
 from grafana import dashboards as generator
 from grafana.common import DATASOURCE_UID, REPORTS_URL, TAG
 from grafana.queries import load_dashboards, metric_names, panel_queries, panels, substitute, variable_queries
@@ -183,3 +184,67 @@ def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
             for y in range(pos["y"], pos["y"] + pos["h"]):
                 assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
                 taken[(x, y)] = panel["title"]
+
+
+def alert_names() -> set[str]:
+    """Return the names of every alerting rule."""
+    names = set()
+    for path in RULES_DIR.glob("*.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            names |= {rule["alert"] for rule in group["rules"] if "alert" in rule}
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_alerts_a_panel_names_exist(name: str) -> None:
+    # Every CamelCase word of two or more parts in a description is an alert name: a renamed alert breaks it.
+    for panel in panels(BOARDS[name]):
+        for word in re.findall(r"\b(?:[A-Z][a-z]+){2,}\b", panel["description"]):
+            assert word in alert_names(), f"{panel['title']}: {word} is not an alert in prometheus/rules"
+
+
+def test_thresholds_in_dashboards_come_from_the_rule_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retune the rules; the generated panels follow, text and threshold lines alike.
+    rules = (RULES_DIR / "alerts.yml").read_text()
+    changes = {
+        'max by (model, metric) (evidently_model_quality{metric="rmse"}) > 8': (
+            'max by (model, metric) (evidently_model_quality{metric="rmse"}) > 9.5'
+        ),
+        "max by (model) (evidently_label_coverage) >= 0.1": "max by (model) (evidently_label_coverage) >= 0.25",
+        "> 2.5 * 3600": "> 3 * 3600",
+        "increase(evidently_evaluation_errors_total[10m])": "increase(evidently_evaluation_errors_total[30m])",
+    }
+    for old, new in changes.items():
+        assert rules.count(old) == 1, old
+        rules = rules.replace(old, new)
+    rules = rules.replace("        for: 10m\n", "        for: 20m\n", 1)  # the first rule: DataDriftDetected
+    path = tmp_path / "alerts.yml"
+    path.write_text(rules)
+    monkeypatch.setattr(alert_rules, "RULES", path)
+    quality = generator.render("model-quality.json")
+    assert "ModelQualityDegraded fires above 9.5 minutes." in quality
+    assert "quality alerts need at least 25%." in quality
+    assert '"value": 9.5' in quality and '"value": 0.25' in quality
+    drift = generator.render("data-drift.json")
+    assert "Older than 3 hours fires BatchMonitoringStale" in drift
+    assert "DataDriftDetected fires after 20 minutes of drift." in drift
+    health = generator.render("service-health.json")
+    assert 'increase(evidently_evaluation_errors_total{model=\\"$model\\"}[30m])' in health
+    assert "raised in the last 30 minutes" in health
+
+
+def test_a_threshold_the_rule_lost_stops_the_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "alerts.yml"
+    path.write_text((RULES_DIR / "alerts.yml").read_text().replace("evidently_label_coverage) >= 0.1", "x) >= 0.1"))
+    monkeypatch.setattr(alert_rules, "RULES", path)
+    with pytest.raises(ValueError, match="ModelQualityDegraded: expected one comparison of evidently_label_coverage"):
+        generator.render("model-quality.json")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text", "promql"),
+    [(0.5, "500 ms", "500ms"), (60, "1 minute", "1m"), (900, "15 minutes", "15m"), (9000, "2.5 hours", "150m")],
+)
+def test_durations_read_as_people_and_promql_write_them(seconds: float, text: str, promql: str) -> None:
+    assert alert_rules.duration_text(seconds) == text
+    assert alert_rules.promql_duration(seconds) == promql

@@ -24,7 +24,7 @@ from grafana.queries import load_dashboards, panel_queries, substitute, variable
 from local_stack.alertmanager import local_alertmanager_config, start_alertmanager
 from local_stack.components import start_pushgateway
 from local_stack.processes import free_port, wait_until
-from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+from local_stack.prometheus_config import PROMETHEUS_CONFIG, local_prometheus_config, rule_files, with_short_for
 from ride_duration.synthetic import DriftParams, generate_trips
 from usage_simulation.rides import to_payloads
 
@@ -41,8 +41,10 @@ BAD_INPUTS = (
     {"DOLocationID": 74, "trip_distance": 2.5},  # missing_field
     {"PULocationID": "74", "DOLocationID": 74, "trip_distance": 2.5},  # wrong_type
     {"PULocationID": 74, "DOLocationID": 74, "trip_distance": -3.0},  # out_of_range
-    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": 2.5, "tip": 1},  # unknown_field
+    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": None},  # missing_field (null)
 )
+# A whole TLC row is served (UNKNOWN_FIELDS=keep): the schema-change panels need its extra columns.
+WHOLE_ROW = {"PULocationID": 74, "DOLocationID": 74, "trip_distance": 2.5, "VendorID": 2, "fare_amount": 9.5}
 
 
 def metrics_service_config(tmp_path: Path) -> Path:
@@ -111,10 +113,12 @@ def send_feedback(prediction_url: str, labels: list[tuple[str, float]]) -> None:
 
 
 def send_bad_inputs(prediction_url: str, evidently_url: str) -> None:
-    """Send inputs each service must reject (the rejection panels need data)."""
+    """Send inputs each service must reject (the rejection panels need data), and one whole TLC row."""
     for body in BAD_INPUTS:
         response = requests.post(f"{prediction_url}/predict", json=body, timeout=10)
         assert response.status_code == 400, response.text
+    response = requests.post(f"{prediction_url}/predict", json=WHOLE_ROW, timeout=10)
+    assert response.status_code == 200, response.text
     headers = {"Authorization": f"Bearer {TOKEN}"}
     response = requests.post(
         f"{evidently_url}/iterate/{MODEL}", json=[{"request_id": "x"}], headers=headers, timeout=10
@@ -269,6 +273,17 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(
     # Alertmanager routes it by severity to the team webhook, with the committed routing tree.
     wait_until(lambda: notified(webhook, "/alerts/warning", "DataDriftDetected"), 30, "the warning webhook")
     assert not notified(webhook, "/alerts/critical", "DataDriftDetected")
+    # Its runbook link is absolute: the committed config's runbook_base plus the alert's section.
+    base = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["external_labels"]["runbook_base"]
+    posted = [alert for _, body in webhook.posts for alert in body["alerts"]]  # type: ignore[attr-defined]
+    links = {
+        alert["annotations"]["runbook_url"] for alert in posted if alert["labels"]["alertname"] == "DataDriftDetected"
+    }
+    assert links == {f"{base}#datadriftdetected"}
+    # The always-firing Watchdog takes the same path to its own receiver (the dead man's switch). It fires
+    # before Prometheus has discovered the Alertmanager, so its first notification is dropped and the
+    # resend a minute later (--rules.alert.resend-delay) delivers it: seen 63 s after Prometheus started.
+    wait_until(lambda: notified(webhook, "/alerts/watchdog", "Watchdog"), 90, "the watchdog webhook")
 
     # The drifted rides are also 50% slower: once their labels are in, the quality alert fires.
     wait_until(

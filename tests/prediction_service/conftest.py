@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ def client(offline_settings: Settings):
 @pytest.fixture
 def settings_with(offline_settings: Settings) -> Callable[..., Settings]:
     """Return a factory of settings derived from the offline ones."""
-    return lambda **changes: replace(offline_settings, **changes)
+    return lambda **changes: offline_settings.replace(**changes)
 
 
 @pytest.fixture

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from prediction_service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -16,6 +21,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
     assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.sync_monitoring
+    assert settings.worker_class == "buffered"
 
 
 def test_environment_overrides() -> None:
@@ -36,15 +42,64 @@ def test_environment_overrides() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PORT", "http"), ("PREDICTION_LOG_TO_MONGODB", "maybe"), ("PREDICTION_QUEUE_CAPACITY", "-1")]
+    ("name", "value", "rule"),
+    [
+        ("PORT", "http", "must be an integer"),
+        ("PORT", "70000", "must be <= 65535"),
+        ("PORT", "-1", "must be >= 0"),
+        ("WORKERS", "0", "must be >= 1"),
+        ("THREADS", "four", "must be an integer"),
+        ("PREDICTION_MAX_BODY_BYTES", "-1", "must be >= 1"),
+        ("PREDICTION_MAX_BATCH_ROWS", "0", "must be >= 1"),
+        ("PREDICTION_LOG_TO_MONGODB", "maybe", "must be a boolean (1/0, true/false, yes/no, on/off)"),
+        ("PREDICTION_FORWARD_TO_METRICS", "ture", "must be a boolean (1/0, true/false, yes/no, on/off)"),
+        ("PREDICTION_SYNC_MONITORING", "y", "must be a boolean (1/0, true/false, yes/no, on/off)"),
+        ("PREDICTION_QUEUE_CAPACITY", "-1", "must be >= 0"),
+        ("PREDICTION_FORWARD_CAPACITY", "lots", "must be an integer"),
+        ("PREDICTION_BATCH_SIZE", "abc", "must be an integer"),
+        ("PREDICTION_BATCH_SIZE", "2.5", "must be an integer"),
+        ("PREDICTION_FLUSH_INTERVAL_SECONDS", "soon", "must be a number"),
+        ("PREDICTION_MONGO_TIMEOUT_SECONDS", "-1", "must be >= 0"),
+        ("PREDICTION_MONGO_RETRY_SECONDS", "inf", "must be a finite number"),
+        ("PREDICTION_FORWARD_TIMEOUT_SECONDS", "nan", "must be a finite number"),
+        ("PREDICTION_FORWARD_RETRIES", "-2", "must be >= 0"),
+        ("PREDICTION_SPOOL_CAPACITY_RECORDS", "1e6", "must be an integer"),
+        ("PREDICTION_MAX_PENDING_LABELS", "-1", "must be >= 0"),
+        ("PREDICTION_LABEL_RETRY_SECONDS", "10m", "must be a number"),
+        ("PREDICTION_HEALTH_CACHE_SECONDS", "x", "must be a number"),
+        ("WORKER_CLASS", "sync", "input should be 'buffered', 'gthread' or 'gevent'"),
+    ],
 )
-def test_bad_values_name_the_variable(name, value) -> None:
-    with pytest.raises(ValueError, match=name):
+def test_bad_values_name_the_variable(name: str, value: str, rule: str) -> None:
+    with pytest.raises(ValueError) as error:
         Settings.from_env({name: value})
+    assert str(error.value) == f"{name} {rule}, got {value!r}"
+
+
+@pytest.mark.parametrize(("word", "expected"), [("1", True), ("TRUE", True), ("on", True), ("No", False), ("0", False)])
+def test_switch_spellings(word: str, expected: bool) -> None:
+    settings = Settings.from_env({"PREDICTION_LOG_TO_MONGODB": word, "PREDICTION_SYNC_MONITORING": word})
+    assert settings.log_to_mongodb is expected and settings.sync_monitoring is expected
+
+
+def test_empty_values_are_unset_and_names_case_insensitive() -> None:
+    settings = Settings.from_env({"PORT": "", "PREDICTION_LOG_TO_MONGODB": "", "prediction_batch_size": "7"})
+    assert settings.port == 9696 and settings.log_to_mongodb and settings.batch_size == 7
+    assert Settings.from_env({"HOST": "127.0.0.1", "threads": "8"}).host == "127.0.0.1"
+
+
+def test_gevent_refuses_to_patch_after_the_app_imports_and_gthread_needs_nothing() -> None:
+    from service_common.workers import prepare_process
+
+    # This test process imported ssl long ago: patching now is gevent's documented trap, so refuse.
+    with pytest.raises(RuntimeError, match="ssl"):
+        prepare_process("gevent")
+    prepare_process("gthread")
+    assert Settings.from_env({"WORKER_CLASS": " GThread "}).worker_class == "gthread"
 
 
 def test_settings_are_frozen() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         Settings().port = 1  # type: ignore[misc]
 
 
@@ -64,3 +119,15 @@ def test_default_spool_is_per_mongodb_target() -> None:
     assert a != Settings.from_env({"MONGODB_URI": "mongodb://b:27017"}).spool_dir
     assert a != Settings.from_env({"MONGODB_URI": "mongodb://a:27017", "MONGODB_DATABASE": "other"}).spool_dir
     assert Settings.from_env({"PREDICTION_SPOOL_DIR": "/var/spool/x"}).spool_dir == Path("/var/spool/x")
+
+
+@pytest.mark.integration
+def test_the_command_stops_on_a_bad_value_with_one_line_naming_it(tmp_path) -> None:
+    """`python -m prediction_service` exits 2 before starting anything, with one line on stderr."""
+    env = {**os.environ, "PREDICTION_BATCH_SIZE": "abc", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "prediction_service"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    expected = "prediction_service: PREDICTION_BATCH_SIZE must be an integer, got 'abc'"
+    assert done.stderr.strip().splitlines() == [expected]

@@ -130,8 +130,16 @@ def test_html_reports_exist_and_contain_the_report(stack):
         assert all(word in text for word in expected), kind
         # The header says what the report covers, and that the rows are a seeded sample.
         header = text[text.index('<div id="batch-run"') :][:1500]
-        assert "2026-01-05 10:00 &ndash; 2026-01-05 11:00 UTC" in header
+        assert "2026-01-05 10:00 \u2013 11:00 UTC" in header
         assert f"analyses {MAX_ROWS:,} of them" in header and f"(seed {clean['sampling']['seed']})" in header, header
+    # Columns typed from the schema, read from MongoDB: the id and the prediction's time fill Evidently's table,
+    # and the regression plots run on the prediction's time instead of the row index.
+    summary_page = (reports_dir / clean["reports"]["data_summary"]["html"]).read_text()
+    assert '["id column", "request_id", "request_id"]' in summary_page
+    assert '["date column", "timestamp", "timestamp"]' in summary_page
+    assert '["datetime columns", "1", "1"]' in summary_page
+    quality_page = (reports_dir / clean["reports"]["quality"]["html"]).read_text()
+    assert "timestamp (minute)" in quality_page and "Index binned" not in quality_page
 
 
 def test_quality_on_labelled_rows_and_unavailable_without_labels(stack):
@@ -367,3 +375,24 @@ def test_rerunning_a_period_replaces_its_results(stack):
     metrics = pushed(stack["gateway"])
     assert metrics[("batch_monitoring_last_run_dataset_drift", "ride_duration")] == 1
     assert metrics[("batch_monitoring_last_run_rows", "ride_duration")] == 600
+
+
+def test_flow_parameters_override_the_settings_and_show_on_the_run(stack, monkeypatch, tmp_path):
+    """After the rerun test: it re-analyses the tiny period (10 rows) into its own folders."""
+    from prefect import get_client
+
+    from prefect_flows.batch_monitoring import batch_monitoring
+
+    monkeypatch.setenv("PUSHGATEWAY_URL", "")  # empty is unset: leave the pushed verdicts above alone
+    state = batch_monitoring(
+        *_period("tiny"), min_rows=5, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
+    )
+    summary = state.result()
+    assert summary["status"] != "not_enough_data" and summary["rows"]["period"] == 10
+    assert summary["quality"]["available"] is True and summary["quality"]["labelled_rows"] == 10
+    assert (tmp_path / "r" / summary["run_id"] / "summary.json").exists()
+    assert Path(summary["workspace"]["path"]) == tmp_path / "r" / "workspace"
+    with get_client(sync_client=True) as client:
+        parameters = client.read_flow_run(state.state_details.flow_run_id).parameters
+    assert parameters["min_rows"] == 5 and parameters["min_labelled_rows"] == 5
+    assert Path(parameters["reports_dir"]) == tmp_path / "r"

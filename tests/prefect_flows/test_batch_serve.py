@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from prefect_flows.serve import DEFAULT_CRON, deployment
+from prefect_flows.settings import RUN_PARAMETERS, BatchSettings
 
 
-def test_deployment_runs_the_previous_hour_on_the_cron(prefect_env):
+def test_deployment_runs_the_previous_hour_on_the_cron(prefect_env, monkeypatch):
+    monkeypatch.setenv("BATCH_MIN_ROWS", "20")
     built = deployment("*/30 * * * *")
     assert built.name == "hourly" and built.flow_name == "batch-monitoring"
     assert [s.schedule.cron for s in built.schedules] == ["*/30 * * * *"]
-    assert built.parameters == {}  # start/end default to None: the flow takes the previous full hour
+    # start/end unset (the flow takes the previous full hour); every run knob shown with its env setting.
+    assert built.parameters == BatchSettings.from_env().run_parameters()
+    assert built.parameters["min_rows"] == 20 and "start" not in built.parameters
     properties = built._parameter_openapi_schema.properties
-    assert set(properties) == {"start", "end", "model_name"}
+    assert set(properties) == {"start", "end", *RUN_PARAMETERS}
     assert DEFAULT_CRON == "10 * * * *"
+
+
+def test_deployment_takes_given_settings(prefect_env):
+    built = deployment(settings=BatchSettings(max_rows=5, reports_dir="/r"))
+    assert built.parameters["max_rows"] == 5 and built.parameters["reports_dir"] == "/r"
+    assert [s.schedule.cron for s in built.schedules] == [DEFAULT_CRON]
