@@ -54,6 +54,13 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.spool_per_replica:
+        from prediction_service.replica import claim_slot
+
+        # The lock's descriptor stays open in this master (and its workers) until the replica exits.
+        spool_dir, _lock = claim_slot(settings.spool_dir)
+        settings = settings.model_copy(update={"spool_dir": spool_dir})
+        print(f"prediction_service: spooling in {spool_dir}", file=sys.stderr)
     prepare_multiprocess_dir()
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve

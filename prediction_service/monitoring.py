@@ -1,16 +1,11 @@
-"""Where served predictions and labels go: off, asynchronously (the default), or synchronously (benchmark baseline)."""
+"""Where served predictions and labels go: off, or asynchronously to MongoDB and the metrics service."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
-import requests
-from pymongo.errors import PyMongoError
-
 from monitoring_core.records import forwarded_label
-from prediction_service import metrics, store
 from prediction_service.forwarder import Forwarder
 from prediction_service.mongo_sink import MongoSink, label_record
 from prediction_service.settings import Settings
@@ -35,14 +30,6 @@ class Monitoring:
         self.rows: Forwarder | None = None
         self.labels: Forwarder | None = None
         base = f"{settings.evidently_service_url}"
-        if settings.sync_monitoring:
-            self._client = store.connect(settings)
-            self._collection = store.predictions(self._client, settings)
-            self._session = requests.Session()
-            self._headers = {"Content-Type": "application/json"}
-            if settings.monitoring_token:
-                self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
-            return
         if settings.log_to_mongodb and self.spool is not None:
             self.sink = MongoSink(settings, self.spool)
         if settings.forward_to_metrics:
@@ -64,33 +51,10 @@ class Monitoring:
 
     def record_predictions(self, docs: list[dict], rows: list[dict]) -> None:
         """Hand prediction documents to MongoDB and rows to the metrics service, without waiting."""
-        if self.settings.sync_monitoring:
-            self._record_sync(docs, rows)
-            return
         if self.sink is not None:
             self.sink.submit([{"op": "insert", "doc": doc} for doc in docs])
         if self.rows is not None:
             self.rows.submit(rows)
-
-    def _record_sync(self, docs: list[dict], rows: list[dict]) -> None:
-        # The naive design the benchmark compares against: both writes inside the request.
-        if self.settings.log_to_mongodb:
-            try:
-                metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
-                metrics.MONGO_WRITES.labels("ok").inc()
-            except PyMongoError:
-                metrics.MONGO_WRITES.labels("error").inc()
-                metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
-        if self.settings.forward_to_metrics:
-            try:
-                url = f"{self.settings.evidently_service_url}/iterate/{self.settings.model_name}"
-                response = self._session.post(
-                    url, data=json.dumps(rows), headers=self._headers, timeout=self.settings.forward_timeout_seconds
-                )
-                response.raise_for_status()
-                metrics.FORWARDED.labels("ok").inc(len(rows))
-            except requests.RequestException:
-                metrics.FORWARDED.labels("error").inc(len(rows))
 
     def queue_labels(self, labels: list[dict]) -> None:
         """Queue labels MongoDB could not take now; the writer applies (or spools) them later."""
