@@ -7,6 +7,7 @@ through a file_sd targets file (local_stack/prometheus_config.py write_file_sd_t
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,13 @@ class Replicas:
         """Stop the front, then every replica (each drains its queues on SIGTERM)."""
         for proc in reversed(self.processes):
             proc.stop(timeout=30)
+
+
+def replica_count(text: str) -> int:
+    """Parse a replica count (`DEMO_REPLICAS`, `--replicas`): a whole number of at least 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"DEMO_REPLICAS / --replicas must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def nginx_binary() -> str | None:

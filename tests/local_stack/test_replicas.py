@@ -7,24 +7,24 @@ a file_sd targets file (the local counterpart of compose's dns_sd).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from pymongo import MongoClient
 
 from local_stack.components import prometheus_query
+from local_stack.demo import parse_args, write_prometheus_config
 from local_stack.processes import wait_until
 from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for, write_file_sd_targets
 from local_stack.recorder import Recorder
 from local_stack.replicas import Replicas, nginx_binary, start_replicas
 from monitoring_core.documents import predictions_collection
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (apt-get install -y nginx-light)"),
-]
+needs_nginx = pytest.mark.skipif(nginx_binary() is None, reason="no nginx: apt-get install -y nginx-light")
 
 RIDE = {
     "PULocationID": 74,
@@ -71,6 +71,8 @@ def two_replicas(tmp_path: Path, artifacts_dir: Path, mongo, prometheus_factory)
     sink.stop()
 
 
+@pytest.mark.integration
+@needs_nginx
 def test_prometheus_sees_the_sum_of_both_replicas(two_replicas: tuple[Replicas, str], mongo) -> None:
     replicas, prometheus = two_replicas
     wait_until(lambda: value(prometheus, 'count(up{job="prediction_service"} == 1)') == 2, 60, "both replicas scraped")
@@ -122,3 +124,27 @@ def _firing(prometheus: str, name: str) -> dict | None:
     firing = [a for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
     assert len(firing) <= 1, firing
     return firing[0] if firing else None
+
+
+def test_demo_scrapes_every_replica_through_a_targets_file(tmp_path: Path) -> None:
+    replicas = ["127.0.0.1:9697", "127.0.0.1:9698"]
+    urls = {"prediction_service": "http://127.0.0.1:9696"}  # the front: never scraped when replicas are given
+    config = yaml.safe_load(write_prometheus_config(tmp_path, urls, 9090, "2s", "10s", replicas).read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "prediction_service"]
+    (discovery,) = job["file_sd_configs"]
+    (listed,) = discovery["files"]
+    assert json.loads(Path(listed).read_text()) == [{"targets": replicas}]
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two", "1.5", ""])
+def test_demo_refuses_a_bad_replica_count_in_one_line(text: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--replicas", text])
+    assert stopped.value.code == 2
+
+
+def test_demo_replicas_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_REPLICAS", "2")
+    assert parse_args([]).replicas == 2
+    monkeypatch.delenv("DEMO_REPLICAS")
+    assert parse_args([]).replicas == 1
