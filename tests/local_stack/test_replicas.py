@@ -77,9 +77,19 @@ def test_prometheus_sees_the_sum_of_both_replicas(two_replicas: tuple[Replicas, 
     replicas, prometheus = two_replicas
     wait_until(lambda: value(prometheus, 'count(up{job="prediction_service"} == 1)') == 2, 60, "both replicas scraped")
     with requests.Session() as session:
-        for number in range(SENT):
-            response = session.post(f"{replicas.url}/predict", json={**RIDE, "request_id": f"r-{number}"}, timeout=10)
-            assert response.status_code == 200, response.text
+
+        def send(numbers: range) -> None:
+            for number in numbers:
+                ride = {**RIDE, "request_id": f"r-{number}"}
+                response = session.post(f"{replicas.url}/predict", json=ride, timeout=10)
+                assert response.status_code == 200, response.text
+
+        # One ride per replica first, scraped before the rest: a counter series that Prometheus first
+        # sees at its final value has no increase, and rate() (so the latency rule) would read 0.
+        send(range(2))
+        requests_seen = 'count(count by (instance) (prediction_http_requests_total{endpoint="/predict"}))'
+        wait_until(lambda: value(prometheus, requests_seen) == 2, 60, "the first predictions of both replicas scraped")
+        send(range(2, SENT))
 
     # The front spread the load: each replica served part of it, and together all of it.
     own = [_predictions(url) for url in replicas.replica_urls]
@@ -109,7 +119,10 @@ def test_prometheus_sees_the_sum_of_both_replicas(two_replicas: tuple[Replicas, 
     try:
         alert = wait_until(fired_on_both, 120, "HighPredictionLatency firing on both replicas' buckets")
     except TimeoutError as exc:
-        raise AssertionError(f"{exc}; last seen {seen}") from None
+        rules = requests.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        latency = [r for g in rules for r in g["rules"] if r["name"] == "HighPredictionLatency"]
+        guard = prometheus_query(prometheus, "endpoint:prediction_http_requests:rate5m")
+        raise AssertionError(f"{exc}; last seen {seen}; rule {latency}; guard {guard}") from None
     assert "instance" not in alert["labels"] and alert["labels"]["endpoint"] == "/predict"
 
     # Both replicas logged to MongoDB and forwarded to the metrics service: nothing served is missing.
