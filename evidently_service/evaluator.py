@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evidently_service.field_tally import FieldTally
 from evidently_service.quality import (
     FeatureQuality,
     ReferenceProfile,
@@ -107,6 +108,8 @@ class ModelMonitor:
             except ValueError as exc:  # e.g. a column with no value in this borough's reference rows
                 log.warning("no drift for segment", extra={"model": config.name, "segment": segment, "why": str(exc)})
         self.latest: EvaluationResult | None = None
+        # Names of fields outside the schema that rows carried (top-K, since start): the schema-change signal.
+        self.unknown_fields = FieldTally()
         self.counters: Counter[tuple[str, str]] = Counter()  # (metric, label) -> count
         self._counter_lock = threading.Lock()
         self._stop = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,14 @@ from pydantic import ValidationError
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import epoch, to_window_row
-from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, TARGET, TARGET_TIMESTAMP, predictions_collection
+from monitoring_core.documents import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    TARGET,
+    TARGET_TIMESTAMP,
+    label_time,
+    predictions_collection,
+)
 from monitoring_core.records import row_model
 from ride_duration.schema import FIELD_NAMES, PREDICTION, REQUEST_ID, TIMESTAMP
 
@@ -30,11 +38,10 @@ def _as_row(document: dict[str, Any]) -> dict[str, Any]:
 def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 3000) -> int:
     """Load the model's latest `window_size` predictions (with their labels) into its window; return the count.
 
-    A database that cannot be reached only costs the warm start: the service starts
-    with an empty window and says so in the log.
+    A database that cannot be reached, or fails in any other way, only costs the warm start:
+    the service starts with an empty window and says so in the log.
     """
     from pymongo import DESCENDING, MongoClient
-    from pymongo.errors import PyMongoError
 
     name = monitor.config.name
     try:
@@ -46,8 +53,11 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
                 .limit(monitor.config.window_size)
             )
             documents = list(cursor)
-    except PyMongoError as exc:
-        log.warning("window not re-warmed: MongoDB unreachable", extra={"model": name, "error": str(exc)})
+    except Exception as exc:  # noqa: BLE001 - not only driver errors: pymongo's login raised KeyError once
+        log.warning(
+            "window not re-warmed: MongoDB unreachable",
+            extra={"model": name, "error": f"{type(exc).__name__}: {exc}"},
+        )
         return 0
     documents.reverse()  # oldest first, so the window evicts in time order
     model = row_model()
@@ -58,8 +68,9 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
         except ValidationError:
             skipped += 1
             continue
-        target, at = document.get(TARGET), document.get(TARGET_TIMESTAMP)
-        if isinstance(target, int | float) and isinstance(at, datetime):
+        # label_time: a BSON datetime from MongoDB, a string from nx-27017's `$set` (docs/prediction_service.md).
+        target, at = document.get(TARGET), label_time(document.get(TARGET_TIMESTAMP))
+        if isinstance(target, int | float) and math.isfinite(target) and at is not None:
             labels.append((document[REQUEST_ID], float(target), epoch(at)))
     monitor.window.append(rows)
     monitor.window.add_labels(labels)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring_core.records import ACCEPTED, DUPLICATE, QUEUED, UNKNOWN
 from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, PREDICTION, REQUEST_ID, TARGET, TIMESTAMP, Kind
 
 LABEL_TIMESTAMP = "label_timestamp"
@@ -35,12 +36,14 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class LabelResult:
-    """What happened to a batch of labels."""
+    """What happened to a batch of labels: counts, and each label's outcome in order."""
 
     matched: int
     pending: int
     duplicates: int
-    pending_dropped: int
+    pending_dropped: int  # older pending labels pushed out to make room (not necessarily from this batch)
+    # Per label: ACCEPTED (joined to its row), QUEUED (pending its row), DUPLICATE, UNKNOWN (no row, none kept).
+    outcomes: tuple[str, ...] = ()
 
 
 class Window:
@@ -101,30 +104,38 @@ class Window:
 
     def add_labels(self, labels: Sequence[tuple[str, float, float]]) -> LabelResult:
         """Join (request_id, target, label epoch seconds) to the window; keep early labels pending."""
-        matched = pending = duplicates = dropped = 0
+        dropped = 0
+        outcomes: list[str] = []
         with self._lock:
             for rid, target, at in labels:
                 slot = self._slot_of.get(rid)
                 if slot is not None:
                     if np.isnan(self._values[TARGET][slot]):
                         self._set_label(slot, (target, at))
-                        matched += 1
+                        outcomes.append(ACCEPTED)
                     else:
-                        duplicates += 1
+                        outcomes.append(DUPLICATE)
                     continue
                 # The row may still be on its way (the prediction service forwards rows in batches).
                 if rid in self._pending:
-                    duplicates += 1
+                    outcomes.append(DUPLICATE)
                     continue
-                if self.max_pending_labels == 0:
+                if self.max_pending_labels == 0:  # early labels are not kept: no row, no wait
+                    outcomes.append(UNKNOWN)
                     dropped += 1
                     continue
                 self._pending[rid] = (target, at)
-                pending += 1
+                outcomes.append(QUEUED)
                 while len(self._pending) > self.max_pending_labels:
                     self._pending.popitem(last=False)
                     dropped += 1
-        return LabelResult(matched=matched, pending=pending, duplicates=duplicates, pending_dropped=dropped)
+        return LabelResult(
+            matched=outcomes.count(ACCEPTED),
+            pending=outcomes.count(QUEUED),
+            duplicates=outcomes.count(DUPLICATE),
+            pending_dropped=dropped,
+            outcomes=tuple(outcomes),
+        )
 
     def _set_label(self, slot: int, label: tuple[float, float]) -> None:
         self._values[TARGET][slot] = label[0]

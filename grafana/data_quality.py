@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard, timeseries
+from grafana_foundation_sdk.builders import dashboard, table, timeseries
 
 from grafana.alert_rules import duration_text, for_seconds, percent_text, threshold
-from grafana.common import MODEL, model_variable, new_dashboard, query, row, threshold_line, timeseries_panel
+from grafana.common import (
+    MODEL,
+    model_variable,
+    new_dashboard,
+    query,
+    row,
+    table_panel,
+    threshold_line,
+    timeseries_panel,
+)
 
 UID = "ride-data-quality"
 REJECTED_SHARE = ":prediction_rejected_inputs:ratio_rate5m"
@@ -88,6 +97,30 @@ def rows_per_segment() -> timeseries.Panel:
     )
 
 
+def new_fields_seen() -> table.Panel:
+    """Which field names outside the schema the rows carry (the metrics service's top-K)."""
+    return table_panel(
+        "New fields seen",
+        "Fields outside the schema that served rides carried, by name, with the rows that carried each since the "
+        "metrics service started (its 20 most frequent names; approximate beyond 100 distinct names). A new name "
+        "means clients started sending a new column: an upstream schema change. Serving goes on "
+        "(UNKNOWN_FIELDS=keep keeps the values on the logged document, under extra_fields).",
+        query(f"topk(20, evidently_unknown_field_rows{{{MODEL}}})", "{{field}}"),
+    )
+
+
+def unknown_fields_rate() -> timeseries.Panel:
+    """Fields outside the schema per second, by what the prediction service did with them."""
+    return timeseries_panel(
+        "Fields outside the schema",
+        "Fields outside the schema per second in served rides, by outcome: kept on the logged document, ignored "
+        "(UNKNOWN_FIELDS=ignore) or dropped over the 50-per-ride bound. With UNKNOWN_FIELDS=reject they are "
+        "rejected instead (reason unknown_field, in Rejected inputs by reason).",
+        "ops",
+        query(f"sum by (outcome) (rate(prediction_unknown_fields_total{{{MODEL}}}[5m]))", "{{outcome}}"),
+    )
+
+
 def build() -> dashboard.Dashboard:
     """Return the data quality dashboard."""
     return (
@@ -108,4 +141,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(rejected_by_reason())
         .with_panel(rejected_share())
         .with_panel(rows_received())
+        .with_row(row("Schema changes"))
+        .with_panel(new_fields_seen())
+        .with_panel(unknown_fields_rate())
     )

@@ -67,7 +67,8 @@ def feedback_rate() -> stat.Panel:
     """Ground truth labels arriving."""
     return stat_panel(
         "Labels received",
-        "Ground-truth labels accepted by the prediction service's /feedback per second.",
+        "Ground-truth labels per second that became their prediction's label in MongoDB (the first per "
+        "request id; decided by the prediction service's writer after /feedback answered).",
         "ops",
         query('sum(result:prediction_feedback:rate5m{result="accepted"})', "accepted"),
     )

@@ -116,10 +116,13 @@ def queue_sizes() -> timeseries.Panel:
     """Records waiting in the in-memory queues and the on-disk spool."""
     return timeseries_panel(
         "Queue and spool sizes",
-        "Records waiting in each in-memory queue (mongo, forward, feedback) and in the on-disk MongoDB spool.",
+        "Records waiting in each in-memory queue (mongo, forward, feedback), in the on-disk MongoDB spool, "
+        "and labels waiting in the writers for their prediction's document (they overtook it, or name an "
+        "unknown id; given up after PREDICTION_LABEL_RETRY_SECONDS).",
         "short",
         query("sum by (queue) (prediction_queue_size)", "queue {{queue}}"),
         query("sum(prediction_spool_records)", "spool", "B"),
+        query("sum(prediction_pending_labels)", "labels waiting for their prediction", "C"),
     )
 
 

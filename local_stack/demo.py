@@ -1,7 +1,9 @@
 """`make demo`: train the model, start the whole stack locally, send traffic with drift, score detection.
 
-Everything it starts it stops by PID at the end (unless KEEP_RUNNING=1); parts of the stack
-that are not there yet are reported as "not built yet" and skipped.
+In an interactive terminal (or with KEEP_RUNNING=1) it then leaves the stack up with the reports served
+over HTTP and the Evidently UI running, prints live links, and stops everything it started, by PID, on
+Ctrl-C. Otherwise (a pipe, CI, KEEP_RUNNING=0) it stops by itself. Parts of the stack that are not there
+yet are reported as "not built yet" and skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from pathlib import Path
 from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
 from local_stack.processes import ManagedProcess, free_port, port_open, python_module
 from local_stack.replicas import replica_count, start_replicas
+from local_stack.viewers import (
+    dashboard_queries,
+    graph_url,
+    prometheus_ui,
+    start_evidently_ui,
+    start_reports_server,
+)
 from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +54,11 @@ def built(module: str) -> bool:
 def pick_port(default: int) -> int:
     """Return the contract's default port when it is free, else any free port."""
     return default if not port_open(default) else free_port()
+
+
+def port_note(url: str, default: int) -> str:
+    """Return a note saying the contract's port was taken when `url` is on another one."""
+    return "" if url.endswith(f":{default}") else f"  ({default} was taken)"
 
 
 @dataclass
@@ -265,9 +279,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-rows", type=int, default=30_000, help="rows to train the model on")
     p.add_argument(
         "--keep-running",
-        action="store_true",
-        default=os.environ.get("KEEP_RUNNING") == "1",
-        help="leave the stack running at the end (env KEEP_RUNNING=1)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leave the stack up until Ctrl-C (env KEEP_RUNNING=1 or 0; default: only in an interactive terminal)",
     )
     p.add_argument("--free-ports", action="store_true", help="use free ports instead of the contract's defaults")
     p.add_argument(
@@ -279,12 +293,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def keep_running(args: argparse.Namespace, interactive: bool | None = None) -> bool:
+    """Return whether to leave the stack up at the end: the flag, else KEEP_RUNNING, else whether a person watches."""
+    if args.keep_running is not None:
+        return args.keep_running
+    value = os.environ.get("KEEP_RUNNING", "")
+    if value not in ("", "0", "1"):
+        raise SystemExit(f"KEEP_RUNNING must be 1 or 0, got {value!r}")
+    if value:
+        return value == "1"
+    return sys.stdin.isatty() and sys.stdout.isatty() if interactive is None else interactive
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end; return 0 when it completed."""
     args = parse_args(argv)
+    keep = keep_running(args)
     started, wall_started = time.monotonic(), time.time()
     # SIGTERM stops the demo like Ctrl-C does: through the `finally` that stops every process it started.
+    # SIGINT explicitly too: a shell starting the demo in the background leaves it ignored, and Python keeps that.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     args.workdir.mkdir(parents=True, exist_ok=True)
     from ride_duration.train import train
 
@@ -297,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         default_ports=not args.free_ports,
         replicas=args.replicas,
     )
-    keep = False
     try:
         card, run = simulate(args, stack)
         if run is not None and run.interrupted:
             say("interrupted: skipping the batch flow")
+            keep, batch = False, []
         elif run is not None and built("prefect_flows"):
             start = datetime.fromtimestamp(int(run.started_at), UTC)
             end = datetime.fromtimestamp(int(run.ended_at) + 2, UTC)
@@ -310,17 +339,59 @@ def main(argv: list[str] | None = None) -> int:
         else:
             say("prefect_flows: not built yet" if not built("prefect_flows") else "no traffic, no batch run")
             batch = []
-        print_where_to_look(stack, args, batch, card, since=wall_started)
-        keep = args.keep_running
-        say(f"done in {time.monotonic() - started:.0f}s")
-    finally:
         if keep:
-            pids = " ".join(str(p.pid) for p in stack.processes)
-            say(f"KEEP_RUNNING=1: still running (PIDs {pids}); stop them with: kill {pids}")
-        else:
-            stack.stop()
-            say("stopped everything the demo started")
+            start_viewers(stack, args)
+        print_where_to_look(stack, args, batch, card, since=wall_started)
+        say(f"done in {time.monotonic() - started:.0f}s")
+        if keep:
+            wait_for_ctrl_c(stack)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _interrupt)
+        say("interrupted: stopping")
+    finally:
+        # A second, impatient Ctrl-C must not cut the stopping short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        say("stopped everything the demo started")
     return 0
+
+
+def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
+    """Serve the reports folder over HTTP and run the Evidently UI on the workspace (contract ports when free)."""
+    port = pick_port if not args.free_ports else (lambda _default: free_port())
+    note = (lambda _url, _default: "") if args.free_ports else port_note
+    logs = stack.workdir / "logs"
+    args.reports_dir.mkdir(parents=True, exist_ok=True)
+    proc, url = start_reports_server(args.reports_dir, logs, port=port(8080))
+    stack.processes.append(proc)
+    stack.urls["reports"] = url
+    say(f"reports folder {args.reports_dir} served at {url}{note(url, 8080)}")
+    workspace = args.reports_dir / "workspace"
+    if not workspace.is_dir():
+        say(f"Evidently UI not started: no workspace at {workspace} (the batch flow did not run)")
+        return
+    say("starting the Evidently UI (importing Evidently takes a few seconds)")
+    try:
+        proc, url = start_evidently_ui(workspace, logs, port=port(8000))
+    except (OSError, RuntimeError, TimeoutError) as exc:  # the rest of the stack is still worth looking at
+        say(f"Evidently UI did not start: {str(exc).splitlines()[0]} (log in {logs})")
+        return
+    stack.processes.append(proc)
+    stack.urls["evidently_ui"] = url
+    say(f"Evidently UI at {url} on {workspace}{note(url, 8000)}")
+
+
+def wait_for_ctrl_c(stack: Stack) -> None:
+    """Keep the stack up until Ctrl-C (or SIGTERM); say once if one of its processes exits meanwhile."""
+    pids = " ".join(str(p.pid) for p in stack.processes)
+    say(f"the stack stays up: press Ctrl-C to stop (it stops PIDs {pids})")
+    reported: set[str] = set()
+    while True:
+        time.sleep(1)
+        for proc in stack.processes:
+            if not proc.alive() and proc.name not in reported:
+                reported.add(proc.name)
+                say(f"{proc.name} exited with {proc.popen.returncode}; see {proc.log_path}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -361,8 +432,18 @@ def simulate(args: argparse.Namespace, stack: Stack):
     return card, run
 
 
+def newest_drift_report(reports_dir: Path) -> str | None:
+    """Return the newest run's drift report, relative to the reports folder, if there is one."""
+    from prefect_flows.publish import read_summaries
+
+    for summary in read_summaries(reports_dir) if reports_dir.exists() else []:
+        if drift := (summary.get("reports") or {}).get("drift"):
+            return drift["html"]
+    return None
+
+
 def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str], card, since: float) -> None:
-    """Print the URLs, the report paths and how to open the Evidently UI."""
+    """Print the URLs (live ones while the stack stays up), the report files and the detection verdict."""
     urls = stack.urls
     print("\nWhere to look", flush=True)
     if "prediction_service" in urls:
@@ -370,18 +451,27 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
     if "evidently_service" in urls:
         print(f"  metrics service     {urls['evidently_service']}/metrics")
     if "prometheus" in urls:
-        print(f"  Prometheus          {urls['prometheus']}/alerts  (graph: {urls['prometheus']}/graph)")
+        pages = prometheus_ui(urls["prometheus"])
+        print(f"  Prometheus alerts   {pages}/alerts")
+        for title, queries in dashboard_queries(MODEL_NAME).items():
+            print(f"  {'graphs: ' + title:<19} {graph_url(pages, queries)}")
     print(f"  scoring (JSON)      {args.workdir / 'scoring.json'}")
     for line in batch:
         print(f"  batch flow          {line}")
-    reports = sorted(args.reports_dir.rglob("*.html")) if args.reports_dir.exists() else []
-    for path in [p for p in reports if p.stat().st_mtime >= since]:  # this run's reports only
-        print(f"  report              {path}")
+    newest = newest_drift_report(args.reports_dir)
+    if "reports" in urls:
+        print(f"  reports index       {urls['reports']}/")
+        if newest:
+            print(f"  newest drift report {urls['reports']}/{newest}")
+    else:
+        reports = sorted(args.reports_dir.rglob("*.html")) if args.reports_dir.exists() else []
+        for path in [p for p in reports if p.stat().st_mtime >= since]:  # this run's reports only
+            print(f"  report              {path}")
     workspace = args.reports_dir / "workspace"
-    print(
-        f"  Evidently UI        {ROOT / '.venv/bin/evidently'} ui --workspace {workspace} --port 8000"
-        "  (then http://127.0.0.1:8000)"
-    )
+    if "evidently_ui" in urls:
+        print(f"  Evidently UI        {urls['evidently_ui']}/  (workspace {workspace})")
+    else:
+        print(f"  Evidently UI        {ROOT / '.venv/bin/evidently'} ui --workspace {workspace} --port 8000")
     print(f"  logs                {stack.workdir / 'logs'}")
     if card is not None:
         verdict = "every expected signal fired" if card.detected_all else "some expected signals did NOT fire"

@@ -11,12 +11,15 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 
+import requests
+
 from local_stack.processes import wait_until
 from local_stack.reliability import Stack, SteadyTraffic, children
 from prediction_service.spool import pid_alive
 
 DRIFT_METRIC = "evidently_drifted_features_share"
-PHASES = ("steady", "mongo_outage", "metrics_restart", "worker_sigterm", "worker_sigkill")
+_RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2, "lpep_pickup_datetime": "2021-01-05T08:30:00"}
+PHASES = ("steady", "mongo_outage", "metrics_restart", "worker_sigterm", "worker_sigkill", "group_sigkill")
 
 
 @dataclass
@@ -39,6 +42,14 @@ class Figures:
     drift_back_seconds: float = 0.0  # /health answers -> drift metrics exported again
     window_rows_after_restart: float = 0.0
     worker_restart_seconds: float = 0.0  # SIGKILL -> the master has a new worker
+    group_answered_before_kill: int = 0  # answered in the last phase_requests/2 before the whole group died
+    group_lost: int = 0  # of those, not in MongoDB after the restart (the write-ahead log's job)
+    group_restart_seconds: float = 0.0  # restarted -> every recovered record in MongoDB
+    wiped_ids: int = 0  # distinct request ids sent after MongoDB came back empty
+    wiped_sends_per_id: int = 0
+    wiped_documents: int = 0
+    wiped_duplicates: int = 0  # documents beyond one per id: the unique index's job
+    wiped_indexes_missing: list[str] | None = None  # /health after the wipe
     phases: dict[str, dict[str, int]] = field(default_factory=dict)
     failure_samples: list[str] = field(default_factory=list)
 
@@ -139,10 +150,21 @@ def run_scenario(
         figures.worker_restart_seconds = _restart_worker(stack, signal.SIGKILL)
         traffic.wait_sent(phase_requests // 2)
         say(f"workers: SIGKILLed worker replaced in {figures.worker_restart_seconds:.1f} s")
+
+        # (d) The whole service is SIGKILLed at once (OOM killer, node loss), then started again on its port.
+        # Requests during the downtime fail (no answer); every answered one must reach MongoDB.
+        _run_phase(traffic, "group_sigkill")
+        traffic.wait_sent(phase_requests // 2)
+        stack.kill_prediction_group()
+        traffic.phase = "down"  # failures while nothing listens are not answered, so they cannot be lost
+        restarted = time.monotonic()
+        stack.start_prediction()
+        say(f"whole group SIGKILLed and restarted in {time.monotonic() - restarted:.1f} s")
         _run_phase(traffic, "steady")
         traffic.wait_sent(phase_requests // 2)
 
     stack.wait_drained()
+    figures.group_restart_seconds = time.monotonic() - restarted
     ids = [d["request_id"] for d in stack.predictions().find({}, {"request_id": 1, "_id": 0})]
     accepted = set(traffic.accepted)
     stored = set(ids)
@@ -158,6 +180,42 @@ def run_scenario(
             "failed": sum(tag in f for f in traffic.failures),
             "lost": sum(tag in i for i in accepted - stored),
         }
+    figures.group_answered_before_kill = (
+        figures.phases["group_sigkill"]["sent"] - figures.phases["group_sigkill"]["failed"]
+    )
+    figures.group_lost = figures.phases["group_sigkill"]["lost"]
+    return figures
+
+
+def run_wiped_database(stack: Stack, figures: Figures, ids: int = 50, sends_per_id: int = 5) -> Figures:
+    """MongoDB comes back empty (no data, no indexes); each of `ids` request ids is then sent `sends_per_id` times.
+
+    A client retrying a request it got no answer for sends its id again: one document per id must remain.
+    """
+    stack.wipe_mongo()
+    session = requests.Session()
+    for round_ in range(sends_per_id):
+        for i in range(ids):
+            body = {**_RIDE, "request_id": f"wiped-{i}"}
+            session.post(f"{stack.prediction_url}/predict", json=body, timeout=10).raise_for_status()
+        if round_ == 0:
+            time.sleep(0.3)  # let the first copies reach MongoDB on their own batch: the retries come later
+    stack.wait_drained()
+    documents = [d["request_id"] for d in stack.predictions().find({"request_id": {"$regex": "^wiped-"}})]
+    figures.wiped_ids, figures.wiped_sends_per_id = ids, sends_per_id
+    figures.wiped_documents = len(documents)
+    figures.wiped_duplicates = len(documents) - len(set(documents))
+    health = wait_until(
+        lambda: (
+            (h := session.get(f"{stack.prediction_url}/health", timeout=5).json())["mongodb"]["indexes_missing"]
+            is not None
+            and h
+        ),
+        30,
+        "index check in /health",
+        0.2,
+    )
+    figures.wiped_indexes_missing = health["mongodb"]["indexes_missing"]
     return figures
 
 
@@ -180,7 +238,18 @@ def format_table(figures: Figures) -> str:
         ),
         ("window rows re-warmed from MongoDB", f"{figures.window_rows_after_restart:.0f}"),
         ("SIGKILLed worker replaced", f"{figures.worker_restart_seconds:.1f} s"),
+        (
+            "whole group SIGKILLed: answered before the kill / answered but lost",
+            f"{figures.group_answered_before_kill} / {figures.group_lost}",
+        ),
     ]
+    if figures.wiped_ids:
+        rows.append(
+            (
+                f"MongoDB wiped, {figures.wiped_ids} ids sent {figures.wiped_sends_per_id}x: documents / duplicates",
+                f"{figures.wiped_documents} / {figures.wiped_duplicates}",
+            )
+        )
     rows += [
         (f"phase {name}: sent / failed / lost", f"{p['sent']} / {p['failed']} / {p['lost']}")
         for name, p in figures.phases.items()

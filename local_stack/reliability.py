@@ -6,6 +6,9 @@ come from the same code the tests run.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,6 +79,12 @@ class Stack:
         """Start MongoDB, then the metrics service (re-warming on), then the prediction service."""
         self.start_mongo()
         self.start_metrics()
+        self.start_prediction()
+        return self
+
+    def start_prediction(self) -> None:
+        """Start the prediction service (on its previous port after a stop), with the same spool folder."""
+        port = int(self.prediction_url.rsplit(":", 1)[1]) if self.prediction_url else None
         env = {
             "MODEL_PATH": str(self.artifacts / "model.pkl"),
             "MONGODB_URI": self.mongo_uri,
@@ -88,8 +97,20 @@ class Stack:
             "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "multiproc"),
             **self.extra_env,
         }
-        self.prediction, self.prediction_url = start_service("prediction_service", self.workdir / "logs", env)
-        return self
+        self.prediction, self.prediction_url = start_service(
+            "prediction_service", self.workdir / "logs", env, port=port
+        )
+
+    def kill_prediction_group(self) -> None:
+        """SIGKILL the prediction service's whole process group at once (an OOM kill, a node loss)."""
+        os.killpg(self.prediction.pid, signal.SIGKILL)
+        self.prediction.popen.wait(10)
+
+    def wipe_mongo(self) -> None:
+        """Stop MongoDB, delete its data and start it empty on the same port (no collections, no indexes)."""
+        self.mongo.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.start_mongo()
 
     def start_mongo(self) -> None:
         """Start nx-27017 persisted in `data_dir` (on the same port as before after a stop)."""

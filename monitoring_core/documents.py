@@ -8,12 +8,13 @@ re-warm read them, and the local stack and benchmarks seed them: all through thi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 
+from monitoring_core.unknown_fields import EXTRA_FIELDS
 from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 
 PREDICTIONS = "predictions"  # one document per served prediction
@@ -21,7 +22,8 @@ REPORTS = "reports"  # one summary per batch-flow run
 
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
-# Ground truth, set on the prediction's document when it arrives (first label wins).
+# Ground truth, set on the prediction's document by the first label for it (prediction_service/labels.py):
+# `target` in minutes, `target_timestamp` the label's arrival time (UTC).
 TARGET = "target"
 TARGET_TIMESTAMP = "target_timestamp"
 
@@ -44,6 +46,16 @@ def ensure_indexes(collection: Collection) -> None:
         collection.create_index(keys, **options)
 
 
+def missing_indexes(collection: Collection) -> list[str]:
+    """Return the names of the indexes of `predictions` that do not exist (all of them when the collection is gone)."""
+    # Matched by keys and uniqueness, not by name: nx-27017 names the indexes it creates its own way.
+    present = {
+        (tuple((k, int(d)) for k, d in info["key"]), bool(info.get("unique")))
+        for info in collection.index_information().values()
+    }
+    return [options["name"] for keys, options in INDEXES if (tuple(keys), bool(options.get("unique"))) not in present]
+
+
 def prediction_document(
     request_id: str,
     timestamp: datetime,
@@ -51,9 +63,14 @@ def prediction_document(
     model_version: str,
     values: Mapping[str, Any],
     prediction: float,
+    extra_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction."""
-    return {
+    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction.
+
+    `extra_fields` (the ride's fields outside the schema, bounded by `monitoring_core.unknown_fields`)
+    go under the one key `extra_fields`, present only when there are some.
+    """
+    document = {
         REQUEST_ID: request_id,
         TIMESTAMP: timestamp,
         MODEL_NAME: model_name,
@@ -61,8 +78,32 @@ def prediction_document(
         **values,
         PREDICTION: prediction,
     }
+    if extra_fields:
+        document[EXTRA_FIELDS] = dict(extra_fields)
+    return document
 
 
 def label_fields(target: float, target_timestamp: datetime) -> dict[str, Any]:
     """Return the keys a label sets on its prediction's document."""
     return {TARGET: target, TARGET_TIMESTAMP: target_timestamp}
+
+
+def unlabelled(request_id: str) -> dict[str, Any]:
+    """Return the filter matching the prediction's document only while it has no target (first label wins)."""
+    return {REQUEST_ID: request_id, TARGET: {"$exists": False}}
+
+
+def label_time(value: Any) -> datetime | None:
+    """Return a stored `target_timestamp` as an aware UTC datetime (None when absent or unreadable).
+
+    MongoDB stores the label's `$set` datetime as a BSON datetime; nx-27017, the stand-in the
+    tests run, stores it as a string ("2026-01-02 03:04:05.678000", UTC). Readers accept both.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

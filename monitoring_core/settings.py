@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -193,6 +193,13 @@ class TokenSettings(StrictSettings):
 
     monitoring_token: str | None = env("MONITORING_TOKEN", None)
 
+    @field_validator("monitoring_token")
+    @classmethod
+    def _blank_is_unset(cls, token: str | None) -> str | None:
+        # "" or spaces would otherwise be a token nobody can send (or, to `if token:`, no token at all):
+        # one meaning, unset, and the services say so at start.
+        return token if token and token.strip() else None
+
 
 class ReferenceSettings(StrictSettings):
     """The reference dataset training writes."""
@@ -210,3 +217,11 @@ class ServerSettings(StrictSettings):
     """A server's bind address; each server adds `port: int = port(ITS_DEFAULT)`."""
 
     host: str = env("HOST", "0.0.0.0", min_length=1)
+    # The gunicorn worker (service_common/workers.py): `buffered` reads whole requests before a thread
+    # takes them, so slow or idle clients cannot hold the threads (docs/reliability.md).
+    worker_class: Literal["buffered", "gthread", "gevent"] = env("WORKER_CLASS", "buffered")
+
+    @field_validator("worker_class", mode="before")
+    @classmethod
+    def _worker_class_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value

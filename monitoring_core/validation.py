@@ -1,25 +1,45 @@
 """Validate one ride against the schema with a pydantic model generated from `schema.FIELDS`.
 
 Both services validate rides with this one model, so a field's type and range are
-defined once, in `ride_duration.schema`.
+defined once, in `ride_duration.schema`. Missing is missing: for a field that may be
+absent, `null`, NaN and leaving it out mean the same; a required field that is `null`
+is missing, and NaN or Infinity there is `not_finite`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from monitoring_core.ids import request_id_field
-from ride_duration.schema import FIELDS, REQUEST_ID, FieldSpec, Kind
+from monitoring_core.ids import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN, request_id_field
+from ride_duration.schema import FIELD_NAMES, FIELDS, REQUEST_ID, FieldSpec, Kind, local_time
+
+# The course's client (and many others) names its row id `id`: it is the request id, under another name.
+CLIENT_ID = "id"
+# Keys a ride may carry besides the schema's fields; every other key is an unknown field.
+RIDE_KEYS = frozenset({*FIELD_NAMES, REQUEST_ID, CLIENT_ID})
 
 # Error reasons are Prometheus label values: keep this set small and fixed.
 REASONS = (
     "invalid_json",
+    "duplicate_key",
     "not_an_object",
     "missing_field",
     "unknown_field",
@@ -57,9 +77,27 @@ def _whole_number(value: Any) -> Any:
     # TLC files store some integer fields as floats (1.0): accept those, reject 1.5.
     value = json_number(value)
     if isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+        if not value.is_integer():
             raise ValueError("must be a whole number")
         return int(value)
+    return value
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _nan_is_missing(value: Any) -> Any:
+    # pandas reads a missing number as NaN; for a field that may be absent, that is the same as null.
+    return None if _is_nan(value) else value
+
+
+def _null_is_missing(value: Any) -> Any:
+    # A required field sent as null is a missing field (not a type error): say so.
+    if value is None:
+        raise PydanticCustomError("missing", "Field required (null is a missing value)")
     return value
 
 
@@ -67,20 +105,67 @@ def _whole_number(value: Any) -> Any:
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
+def _json_integer(value: Any) -> int | None:
+    # JSON has one number type: 6299 and 6299.0 are the same integer (JSON Schema agrees); a bool is none.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+# pandas' Series.to_json() (what the course's send_data.py posts) writes datetimes as integer epoch
+# milliseconds of the naive wall-clock time. Milliseconds are unambiguous from 1973 to 9999; Unix
+# seconds (or any smaller number) are not, and stay refused.
+EPOCH_MS_RANGE = (10**11, 253_402_300_799_999)
+
+
 def _iso_string(value: Any) -> Any:
     # pydantic's datetime also takes Unix time, as a number or as a digit string ("1102"), and a
     # bare date; the contract (and the JSON schema's date-time format) is an ISO-8601 date and time.
     if value is None or isinstance(value, datetime):
         return value
+    millis = _json_integer(value)
+    if millis is not None and EPOCH_MS_RANGE[0] <= millis <= EPOCH_MS_RANGE[1]:
+        return datetime.fromtimestamp(millis / 1000, UTC).replace(tzinfo=None)
     if not isinstance(value, str) or not _ISO_DATETIME.match(value):
-        raise ValueError("must be an ISO-8601 date and time, e.g. 2021-01-05T08:30:00")
+        raise ValueError("must be an ISO-8601 date and time, e.g. 2021-01-05T08:30:00 (or integer epoch milliseconds)")
     return value
+
+
+def _datetime_schema(description: str) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "integer", "minimum": EPOCH_MS_RANGE[0], "maximum": EPOCH_MS_RANGE[1]},
+            {"type": "null"},
+        ],
+        "default": None,
+        "description": description,
+    }
+
+
+def _new_york_time(value: datetime) -> datetime:
+    # 0001-01-01T01:00:00Z is a valid ISO time (the OpenAPI document says date-time, schemathesis sends it)
+    # whose New York time falls before year 1: keep its own clock there rather than refuse or crash.
+    # No ride is near either end of the calendar; everywhere else the conversion holds.
+    try:
+        return local_time(value)
+    except OverflowError:
+        return value.replace(tzinfo=None)
 
 
 def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
-        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string)]
-        return annotation | None, Field(default=None, description=spec.description)
+        # Converted to naive New York local time here, at the one door both services share: the features,
+        # the logged document, the forwarded row and the metrics service's window all see the same clock.
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_new_york_time)]
+        optional = Annotated[
+            annotation | None, BeforeValidator(_nan_is_missing), WithJsonSchema(_datetime_schema(spec.description))
+        ]
+        return optional, Field(default=None, description=spec.description)
     base = int if spec.dtype is int else float
     check = _whole_number if spec.dtype is int else json_number
     # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
@@ -88,27 +173,101 @@ def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
     bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
     annotation = Annotated[base, bounds, BeforeValidator(check)]
     if spec.nullable:
-        annotation = annotation | None
+        annotation = Annotated[annotation | None, BeforeValidator(_nan_is_missing)]
+    elif spec.required:
+        annotation = Annotated[annotation, BeforeValidator(_null_is_missing)]
     default = ... if spec.required else None
     return annotation, Field(default=default, description=spec.description)
+
+
+# A parquet row's integer id (to_pylist gives an int) becomes its decimal text; a bool is no id. Negative
+# or wider-than-int64 integers stay integers and are refused: the JSON schema below says exactly this.
+MAX_INT_ID = 2**63 - 1
+
+
+def _id_text(value: Any) -> Any:
+    number = _json_integer(value)
+    if number is not None and 0 <= number <= MAX_INT_ID:
+        return str(number)
+    return value
+
+
+def _id_schema(description: str) -> dict[str, Any]:
+    return {
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": REQUEST_ID_MAX_LENGTH, "pattern": REQUEST_ID_PATTERN},
+            {"type": "integer", "minimum": 0, "maximum": MAX_INT_ID},
+            {"type": "null"},
+        ],
+        "default": None,
+        "description": description,
+    }
+
+
+def _same_id(cls: type[BaseModel], value: str | None, info: ValidationInfo) -> str | None:
+    # `id` and `request_id` name one key: both given and different is ambiguous, so it is refused.
+    request_id = info.data.get(REQUEST_ID)
+    if value is not None and request_id is not None and value != request_id:
+        raise PydanticCustomError(
+            "id_conflict",
+            "id and request_id differ ({id} vs {request_id}); send one of them",
+            {"id": value, "request_id": request_id},
+        )
+    return value
+
+
+@lru_cache(maxsize=1)
+def schema_model() -> type[BaseModel]:
+    """Return the pydantic model of a ride's schema fields alone (the base of the request and the forwarded row)."""
+    fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
+    return create_model(
+        "RideFields", __config__=ConfigDict(extra="forbid"), __doc__="The schema's fields of one ride.", **fields
+    )
 
 
 @lru_cache(maxsize=1)
 def ride_model() -> type[BaseModel]:
     """Return the pydantic model of one ride request, generated from the schema."""
-    fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
-    fields[REQUEST_ID] = (
-        str | None,
-        request_id_field("Client-chosen id, echoed back; generated when absent.", default=None),
-    )
+
+    def client_id(description: str) -> tuple[Any, Any]:
+        annotation = Annotated[str | None, BeforeValidator(_id_text), WithJsonSchema(_id_schema(description))]
+        return annotation, request_id_field(description, default=None)
+
+    # `id` and `request_id` name one key: the schema says they are not both given (non-null); the service
+    # also accepts both when they are equal, which JSON Schema cannot express.
+    one_id = {
+        "not": {
+            "required": [REQUEST_ID, CLIENT_ID],
+            "properties": {REQUEST_ID: {"not": {"type": "null"}}, CLIENT_ID: {"not": {"type": "null"}}},
+        }
+    }
     return create_model(
-        "Ride", __config__=ConfigDict(extra="forbid"), __doc__="One green-taxi ride to predict.", **fields
+        "Ride",
+        __base__=schema_model(),
+        __config__=ConfigDict(extra="forbid", json_schema_extra=one_id),
+        __doc__="One green-taxi ride to predict.",
+        __validators__={"same_id": field_validator(CLIENT_ID)(_same_id)},
+        request_id=client_id("Client-chosen id, echoed back; generated when absent. An integer becomes its text."),
+        id=client_id("Another name for request_id (the course's client sends `id`), same rule; both must agree."),
     )
 
 
 def validate_ride(body: Any) -> BaseModel:
     """Validate one ride; raise pydantic's ValidationError on bad input."""
     return ride_model().model_validate(body)
+
+
+def split_unknown(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (the keys a ride may carry, every other key) of one request object, in body order."""
+    known, unknown = {}, {}
+    for key, value in body.items():
+        (known if key in RIDE_KEYS else unknown)[key] = value
+    return known, unknown
+
+
+def ride_id(ride: BaseModel) -> str | None:
+    """Return the client's id of a validated ride (`request_id`, or else `id`), or None."""
+    return getattr(ride, REQUEST_ID, None) or getattr(ride, CLIENT_ID, None)
 
 
 def error_reason(error_type: str) -> str:

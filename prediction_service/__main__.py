@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 
 from prediction_service.settings import Settings
+from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
+from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -40,6 +42,25 @@ def post_worker_init(worker) -> None:
         state.monitoring.start()
 
 
+def spool_problem(settings: Settings) -> str | None:
+    """Return why the spool folder cannot keep records (None when it can).
+
+    The service refuses to start rather than run degraded: without a writable spool and
+    write-ahead log, a MongoDB outage or a crash would drop every answered prediction.
+    """
+    from prediction_service.spool import Spool
+
+    for directory in (settings.spool_dir, settings.spool_dir / "wal"):
+        try:
+            Spool(directory, 0).check_writable()
+        except OSError as exc:
+            return (
+                f"PREDICTION_SPOOL_DIR {settings.spool_dir} is not writable ({exc.strerror or exc}): "
+                "records could not be kept while MongoDB is away; fix its permissions or point it elsewhere"
+            )
+    return None
+
+
 def main() -> int:
     """Validate the settings, then run gunicorn until SIGTERM."""
     configure_logging()
@@ -48,11 +69,14 @@ def main() -> int:
     except ValueError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
-    if not settings.model_path.exists():
-        print(
-            f"prediction_service: no model at {settings.model_path}: run `python -m ride_duration.train`",
-            file=sys.stderr,
-        )
+    # Load (and test) the model once here, before any worker: a model that cannot serve stops the start with
+    # one line, instead of every gunicorn worker failing to boot over and over.
+    from ride_duration.model_loader import ModelLoadError, load_served_model
+
+    try:
+        load_served_model(settings.model_path)
+    except ModelLoadError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
     if settings.spool_per_replica:
         from prediction_service.replica import claim_slot
@@ -61,7 +85,20 @@ def main() -> int:
         spool_dir, _lock = claim_slot(settings.spool_dir)
         settings = settings.model_copy(update={"spool_dir": spool_dir})
         print(f"prediction_service: spooling in {spool_dir}", file=sys.stderr)
+    if settings.log_to_mongodb:
+        problem = spool_problem(settings)
+        if problem:
+            print(f"prediction_service: {problem}", file=sys.stderr)
+            return 2
+    if not settings.monitoring_token:
+        print(open_endpoints_warning("prediction_service", "POST /feedback"), file=sys.stderr)
     prepare_multiprocess_dir()
+    # Before the app's imports: gevent patches the standard library they use.
+    try:
+        prepare_process(settings.worker_class)
+    except RuntimeError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
     from prediction_service import EXTENSION, create_app
     from service_common.server import closing_worker_exit, serve
 
@@ -70,7 +107,8 @@ def main() -> int:
         {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "threads": settings.threads,
+            "worker_class": GUNICORN_WORKER_CLASS[settings.worker_class],
+            "threads": settings.threads,  # not for gevent
             "timeout": 30,
             "graceful_timeout": 15,
             "child_exit": child_exit,

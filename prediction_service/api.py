@@ -10,37 +10,43 @@ from pydantic import BaseModel
 
 from monitoring_core.documents import prediction_document
 from monitoring_core.records import forwarded_row
+from monitoring_core.validation import ride_id
 from prediction_service import metrics
-from prediction_service.feedback import parse_labels, record_feedback
 from prediction_service.inputs import parse_rides
+from prediction_service.labels import read_feedback
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
 from ride_duration.schema import FIELD_NAMES
 from service_common.auth import require_token
+from service_common.errors import json_error
 
 bp = Blueprint("api", __name__)
 
 
 @bp.post("/predict")
 def predict():
-    """Predict the duration of one ride (a JSON object) or of a batch (a JSON list)."""
+    """Predict the duration of one ride (a JSON object) or of a batch (a JSON list), all or nothing."""
     state = current_state()
     settings = state.settings
-    rides, is_batch = parse_rides(request, settings.max_batch_rows)
-    fields = [_fields(ride) for ride in rides]
+    inputs, is_batch = parse_rides(request, settings.max_batch_rows, settings.unknown_fields)
+    fields = [_fields(item.ride) for item in inputs]
     durations = state.model.predict_rides(fields)
     served_at = utc_now_ms()
     version = state.model.version
     answers, docs, rows = [], [], []
-    for ride, values, duration in zip(rides, fields, durations, strict=True):
-        request_id = ride.request_id or uuid.uuid4().hex
+    for item, values, duration in zip(inputs, fields, durations, strict=True):
+        request_id = ride_id(item.ride) or uuid.uuid4().hex
         duration = float(duration)
+        unknown = item.unknown
         answers.append({"request_id": request_id, "duration": duration, "model_version": version})
-        docs.append(prediction_document(request_id, served_at, settings.model_name, version, values, duration))
-        rows.append(forwarded_row(request_id, served_at, version, values, duration))
+        docs.append(
+            prediction_document(request_id, served_at, settings.model_name, version, values, duration, unknown.kept)
+        )
+        rows.append(forwarded_row(request_id, served_at, version, values, duration, unknown.names))
         metrics.PREDICTED_DURATION.labels(settings.model_name).observe(duration * 60.0)
     metrics.PREDICTIONS.labels(settings.model_name, version).inc(len(answers))
+    state.unknown_fields.record([item.unknown for item in inputs])
     state.monitoring.record_predictions(docs, rows)
     return json_response(answers if is_batch else answers[0])
 
@@ -62,11 +68,16 @@ def _fields(ride: BaseModel) -> dict:
 @bp.post("/feedback")
 @require_token
 def feedback():
-    """Record ground truth for served predictions: `{"request_id", "duration"}` or a list of them."""
+    """Queue ground truth for served predictions (`{"request_id", "duration"}` or a list); answer each item."""
     state = current_state()
-    labels = parse_labels(request, state.settings.max_batch_rows * 10)
-    status, summary = record_feedback(labels, state.collection, state.monitoring, state.settings.feedback_wait_seconds)
-    return jsonify(summary), status
+    call = read_feedback(request, state.settings.max_batch_rows * 10, utc_now_ms())
+    if not state.monitoring.record_labels(call.records):
+        message = "too many labels are waiting to be written; send them again shortly"
+        response, status = json_error(503, "busy", [{"field": "body", "message": message, "reason": "busy"}])
+        response.headers["Retry-After"] = "1"
+        return response, status
+    call.count()
+    return jsonify(call.answer()), 202
 
 
 @bp.get("/health")
@@ -79,7 +90,13 @@ def health():
             "status": "ok",
             "model_name": state.settings.model_name,
             "model_version": state.model.version,
-            "mongodb": {"enabled": state.collection is not None, "reachable": reach.mongodb},
+            "mongodb": {
+                "enabled": state.collection is not None,
+                "reachable": reach.mongodb,
+                # Names of missing indexes ([] when all exist, null when unknown): without the unique
+                # request_id index a retried request is stored twice. The writer recreates them.
+                "indexes_missing": list(reach.indexes_missing) if reach.indexes_missing is not None else None,
+            },
             "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
             "queues": state.monitoring.sizes(),
         }

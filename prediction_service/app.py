@@ -14,7 +14,8 @@ from prediction_service.inputs import InputError
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from prediction_service.state import ServiceState
-from ride_duration.model import load_model
+from prediction_service.unknown_fields import UnknownFieldLog
+from ride_duration.model_loader import load_served_model
 from service_common.errors import json_error, register_error_handlers
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,9 @@ def build_app(settings: Settings) -> Flask:
     """Return the app for `settings`; background threads start on first use (after gunicorn forks)."""
     app = Flask("prediction_service")
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, MONITORING_TOKEN=settings.monitoring_token)
-    model = load_model(settings.model_path)
+    model = load_served_model(settings.model_path)
     mongo = store.connect(settings) if settings.log_to_mongodb else None
+    collection = store.predictions(mongo, settings) if mongo is not None else None
     app.extensions[EXTENSION] = ServiceState(
         settings=settings,
         model=model,
@@ -35,9 +37,11 @@ def build_app(settings: Settings) -> Flask:
             mongo,
             settings.evidently_service_url if settings.forward_to_metrics else None,
             settings.health_cache_seconds,
+            collection,
         ),
         mongo=mongo,
-        collection=store.predictions(mongo, settings) if mongo is not None else None,
+        collection=collection,
+        unknown_fields=UnknownFieldLog(settings.model_name, settings.unknown_fields),
     )
     metrics.MODEL_INFO.labels(settings.model_name, model.version).set(1)
     register_error_handlers(app)

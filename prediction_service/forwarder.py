@@ -119,8 +119,8 @@ class Forwarder:
             response = session.post(
                 self.url, data=json.dumps(batch), headers=self._headers, timeout=(min(self.timeout, 1.0), self.timeout)
             )
-        except requests.RequestException as exc:
-            self._log_change(False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - not only requests' errors: a failed batch is retried and counted
+            self._log_change(False, f"{type(exc).__name__}: {exc}")
             return False
         if response.status_code >= 400:
             self._log_change(False, f"HTTP {response.status_code}: {response.text[:200]}")

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Request
 from pydantic import BaseModel, ValidationError
 
-from monitoring_core.validation import error_details, validate_ride
+from monitoring_core.unknown_fields import NONE, UnknownFields, bound_unknown
+from monitoring_core.validation import CLIENT_ID, error_details, ride_id, split_unknown, validate_ride
+from ride_duration.schema import REQUEST_ID
 from service_common.body import BodyError, read_json_body
 
 _BODY_MESSAGES = {
     "wrong_content_type": "unsupported content type",
     "too_large": "body too large",
     "invalid_json": "invalid JSON",
+    "duplicate_key": "duplicate key in a JSON object",
 }
 
 
@@ -90,27 +94,48 @@ def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, st
     seen: set[str] = set()
     details = []
     for index, model in enumerate(models):
-        request_id = getattr(model, "request_id", None)
+        request_id = ride_id(model)
         if request_id is None:
             continue
         if request_id in seen:
+            key = REQUEST_ID if getattr(model, REQUEST_ID, None) else CLIENT_ID
             details.append(
                 _problem(
-                    f"{index}.request_id" if is_batch else "request_id",
-                    f"{request_id!r} appears twice in this call",
-                    "invalid_value",
+                    f"{index}.{key}" if is_batch else key, f"{request_id!r} appears twice in this call", "invalid_value"
                 )
             )
         seen.add(request_id)
     return details
 
 
-def parse_rides(request: Request, max_rows: int) -> tuple[list[BaseModel], bool]:
-    """Return the validated rides of a /predict body and whether it was a batch."""
+@dataclass(frozen=True)
+class RideInput:
+    """One validated ride and the fields it carried outside the schema."""
+
+    ride: BaseModel
+    unknown: UnknownFields = NONE
+
+
+def parse_rides(request: Request, max_rows: int, unknown_fields: str = "keep") -> tuple[list[RideInput], bool]:
+    """Return the validated rides of a /predict body and whether it was a batch.
+
+    `unknown_fields` is the UNKNOWN_FIELDS policy: `reject` validates the whole object (an unknown
+    field is a 400 `unknown_field`); `keep` and `ignore` validate the schema's keys and set the
+    others aside (bounded), keeping their values only with `keep`.
+    """
     items, is_batch = as_items(read_json(request), max_rows, "rides")
+    extras: list[dict[str, Any]] = []
+    if unknown_fields != "reject":
+        split = [split_unknown(item) if isinstance(item, dict) else (item, {}) for item in items]
+        items, extras = [known for known, _ in split], [unknown for _, unknown in split]
     rides = validate_items(items, is_batch, validate_ride, "ride")
     repeated = _duplicate_ids(rides, is_batch)
     if repeated:
         # 409, not 400: every ride is valid on its own (the schema cannot say "ids unique"), they conflict.
         raise InputError(409, "request_id used twice in one call", repeated)
-    return rides, is_batch
+    if not extras:
+        return [RideInput(ride) for ride in rides], is_batch
+    keep = unknown_fields == "keep"
+    return [
+        RideInput(ride, bound_unknown(unknown, keep)) for ride, unknown in zip(rides, extras, strict=True)
+    ], is_batch

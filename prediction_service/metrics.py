@@ -42,6 +42,13 @@ REJECTED_INPUTS = Counter(
     "Rejected request bodies, counted once per distinct reason found in the body.",
     ["endpoint", "reason"],
 )
+UNKNOWN_FIELDS = Counter(
+    "prediction_unknown_fields_total",
+    "Fields outside the schema in served rides, by outcome: kept on the logged document, ignored "
+    "(UNKNOWN_FIELDS=ignore), or dropped over the per-ride bound; field names are in the log and in the "
+    "metrics service's evidently_unknown_field_rows.",
+    ["model", "outcome"],
+)
 MODEL_INFO = Gauge(
     "prediction_model_info",
     "Always 1: the model version the workers serve.",
@@ -72,7 +79,35 @@ MONGO_WRITTEN = Counter(
 )
 DROPPED = Counter("prediction_records_dropped_total", "Records lost, by queue and reason.", ["queue", "reason"])
 FORWARDED = Counter("prediction_forwarded_rows_total", "Rows sent to the metrics service by result.", ["result"])
-FEEDBACK = Counter("prediction_feedback_total", "Ground-truth labels received by result.", ["result"])
+INDEXES_MISSING = Gauge(
+    "prediction_mongo_indexes_missing",
+    "Indexes of the predictions collection found missing at the last check (0 when all exist); rechecked "
+    "after every new connection and every PREDICTION_INDEX_CHECK_SECONDS.",
+    multiprocess_mode="livemax",
+)
+WAL_ERRORS = Counter(
+    "prediction_wal_errors_total", "Requests whose records could not be appended to the write-ahead log."
+)
+WAL_RECOVERED = Counter(
+    "prediction_wal_recovered_records_total",
+    "Records recovered from a dead worker's write-ahead log into the spool (replayed idempotently).",
+)
+FEEDBACK = Counter(
+    "prediction_feedback_total",
+    "Ground-truth labels by outcome: queued, duplicate, invalid when /feedback answers; "
+    "accepted, duplicate, unknown when MongoDB has decided.",
+    ["result"],
+)
+PENDING_LABELS = Gauge(
+    "prediction_pending_labels",
+    "Labels that found no prediction document yet, waiting in the writers for a retry (sum over workers).",
+    multiprocess_mode="livesum",
+)
+PENDING_LABELS_CAPACITY = Gauge(
+    "prediction_pending_labels_capacity",
+    "How many labels the writers keep waiting for their prediction (sum over workers).",
+    multiprocess_mode="livesum",
+)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 from monitoring_core.records import forwarded_label
 from prediction_service.forwarder import Forwarder
-from prediction_service.mongo_sink import MongoSink, label_record
+from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
+from prediction_service.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class Monitoring:
         self.labels: Forwarder | None = None
         base = f"{settings.evidently_service_url}"
         if settings.log_to_mongodb and self.spool is not None:
-            self.sink = MongoSink(settings, self.spool)
+            wal = WriteAheadLog(settings.spool_dir / "wal", fsync=settings.wal_fsync) if settings.wal_enabled else None
+            self.sink = MongoSink(settings, self.spool, wal, on_label_accepted=self._forward_labels)
         if settings.forward_to_metrics:
             common = dict(
                 capacity=settings.forward_capacity,
@@ -56,24 +58,28 @@ class Monitoring:
         if self.rows is not None:
             self.rows.submit(rows)
 
-    def queue_labels(self, labels: list[dict]) -> None:
-        """Queue labels MongoDB could not take now; the writer applies (or spools) them later."""
-        if self.sink is not None:
-            self.sink.submit(
-                [label_record(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
-            )
+    def record_labels(self, records: list[dict]) -> bool:
+        """Hand label records to the MongoDB writer, without waiting; False when labels fill their share of it.
 
-    def forward_labels(self, labels: list[dict]) -> None:
-        """Pass accepted labels on to the metrics service for online model quality."""
-        if self.labels is not None and labels:
-            self.labels.submit(
-                [forwarded_label(lab["request_id"], lab["target"], lab["target_timestamp"]) for lab in labels]
-            )
+        The writer decides which label of an id wins and forwards only winners. Without MongoDB
+        logging nothing can decide, so labels go straight to the metrics service (its window
+        keeps the first label of a row).
+        """
+        if self.sink is not None:
+            return self.sink.submit_labels(records)
+        self._forward_labels(records)
+        return True
+
+    def _forward_labels(self, records: list[dict]) -> None:
+        # Called by the writer thread with the labels that won their document.
+        if self.labels is not None and records:
+            self.labels.submit([_forwarded(r) for r in records])
 
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {
             "mongo_queue": self.sink.size() if self.sink else 0,
+            "pending_labels": len(self.sink.pending_labels) if self.sink else 0,
             "forward_queue": self.rows.size() if self.rows else 0,
             "feedback_queue": self.labels.size() if self.labels else 0,
             "spool_records": self.spool.size() if self.spool else 0,
@@ -87,3 +93,7 @@ class Monitoring:
                     part.close()
                 except Exception:  # noqa: BLE001 - closing one part must not stop the others
                     log.exception("closing a monitoring pipeline failed")
+
+
+def _forwarded(record: dict) -> dict:
+    return forwarded_label(record["request_id"], record["target"], record["target_timestamp"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring_core.records import Label
+from monitoring_core.records import DUPLICATE, INVALID, QUEUED, Label
 from monitoring_core.validation import ride_model
 from prediction_service.settings import Settings
 
@@ -28,6 +28,13 @@ def _error(description: str) -> dict[str, Any]:
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """Return the OpenAPI document, with the batch limits of `settings`."""
     ride, ride_defs = _schema(ride_model())
+    if settings.unknown_fields != "reject":
+        # UNKNOWN_FIELDS=keep|ignore: any other field is served (kept on the logged document, or ignored).
+        ride["additionalProperties"] = True
+        ride["description"] = (
+            f"{ride.get('description', '')} Fields outside these are accepted and "
+            + ("kept on the logged document (bounded)." if settings.unknown_fields == "keep" else "ignored.")
+        ).strip()
     label, label_defs = _schema(Label)
     prediction = {
         "type": "object",
@@ -38,23 +45,47 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "model_version": {"type": "string"},
         },
     }
+    problem = {
+        "type": "object",
+        "required": ["field", "message"],
+        "properties": {
+            "field": {"type": "string"},
+            "message": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+    }
     error = {
         "type": "object",
         "required": ["error", "details"],
         "properties": {
             "error": {"type": "string"},
-            "details": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message"],
-                    "properties": {
-                        "field": {"type": "string"},
-                        "message": {"type": "string"},
-                        "reason": {"type": "string"},
-                    },
-                },
+            "details": {"type": "array", "items": {"$ref": _REF.format(model="Problem")}},
+        },
+    }
+    feedback_item = {
+        "type": "object",
+        "description": "What happened to one item of the call, in request order.",
+        "required": ["index", "request_id", "outcome"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "request_id": {"type": ["string", "null"], "description": "null when the item has no string id"},
+            "outcome": {
+                "enum": [QUEUED, DUPLICATE, INVALID],
+                "description": "queued: valid, handed to the writer (whether it wins its prediction is decided "
+                "there, see prediction_feedback_total); duplicate: its request_id came earlier in this call; "
+                "invalid: see details",
             },
+            "details": {"type": "array", "items": {"$ref": _REF.format(model="Problem")}},
+        },
+    }
+    feedback_answer = {
+        "type": "object",
+        "required": [QUEUED, DUPLICATE, INVALID, "items"],
+        "properties": {
+            QUEUED: {"type": "integer"},
+            DUPLICATE: {"type": "integer"},
+            INVALID: {"type": "integer"},
+            "items": {"type": "array", "items": {"$ref": _REF.format(model="FeedbackItem")}},
         },
     }
     rejections = {
@@ -70,6 +101,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "/predict": {
                 "post": {
                     "summary": "Predict the duration of one ride, or of a batch of rides in order",
+                    "description": (
+                        "A batch is all or nothing: when any ride is invalid, none is served and the 400 names "
+                        "every invalid ride by its index (`2.trip_distance`)."
+                    ),
                     "requestBody": {
                         "required": True,
                         "content": _json(
@@ -104,7 +139,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/feedback": {
                 "post": {
-                    "summary": "Record the observed duration of served predictions (first label wins)",
+                    "summary": "Queue the observed duration of served predictions (first label per id wins)",
+                    "description": "Answered at once, item by item; the labels are written in the background. "
+                    "A list is answered per item as long as one item is a valid Label; the others are "
+                    "answered `invalid` with their problems.",
                     "requestBody": {
                         "required": True,
                         "content": _json(
@@ -115,23 +153,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                         "type": "array",
                                         "minItems": 1,
                                         "maxItems": settings.max_batch_rows * 10,
-                                        "items": {"$ref": _REF.format(model="Label")},
+                                        "contains": {"$ref": _REF.format(model="Label")},
+                                        "items": {"description": "a Label; anything else is answered invalid"},
                                     },
                                 ]
                             }
                         ),
                     },
                     "responses": {
-                        "200": {
-                            "description": "labels applied; unknown and duplicate ids listed",
-                            "content": _json({"$ref": _REF.format(model="FeedbackSummary")}),
-                        },
                         "202": {
-                            "description": "MongoDB unreachable: labels queued and applied later",
-                            "content": _json({"$ref": _REF.format(model="FeedbackSummary")}),
+                            "description": "valid labels queued; every item's outcome in `items`",
+                            "content": _json({"$ref": _REF.format(model="FeedbackAnswer")}),
                         },
+                        "400": _error(
+                            "unreadable body, empty or oversized list, an invalid single label, or a list "
+                            "without one valid label; `details` names each field and problem"
+                        ),
                         "401": _error("missing or wrong bearer token (when MONITORING_TOKEN is set)"),
-                        **rejections,
+                        "413": rejections["413"],
+                        "415": rejections["415"],
+                        "503": {
+                            **_error("labels fill their share of the writer's queue: send the call again"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                     },
                 }
             },
@@ -165,16 +209,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "Ride": ride,
                 "Label": label,
                 "Prediction": prediction,
+                "Problem": problem,
                 "Error": error,
-                "FeedbackSummary": {
-                    "type": "object",
-                    "properties": {
-                        "accepted": {"type": "integer"},
-                        "queued": {"type": "integer"},
-                        "unknown": {"type": "array", "items": {"type": "string"}},
-                        "duplicate": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
+                "FeedbackItem": feedback_item,
+                "FeedbackAnswer": feedback_answer,
             }
         },
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import field_validator, model_validator
 
@@ -30,6 +30,8 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Input limits.
     max_body_bytes: int = env("PREDICTION_MAX_BODY_BYTES", 256 * 1024, ge=1)
     max_batch_rows: int = env("PREDICTION_MAX_BATCH_ROWS", 100, ge=1)
+    # Fields outside the schema: keep them on the logged document, ignore them, or reject the ride (400).
+    unknown_fields: Literal["keep", "ignore", "reject"] = env("UNKNOWN_FIELDS", "keep")
     # Switches: the benchmark's bare mode turns logging and forwarding off.
     log_to_mongodb: Flag = env("PREDICTION_LOG_TO_MONGODB", True)
     forward_to_metrics: Flag = env("PREDICTION_FORWARD_TO_METRICS", True)
@@ -47,10 +49,21 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     spool_capacity_records: int = env("PREDICTION_SPOOL_CAPACITY_RECORDS", 1_000_000, ge=0)
     # Several replicas mount one spool folder (compose `--scale`): each locks its own subfolder of it.
     spool_per_replica: Flag = env("PREDICTION_SPOOL_PER_REPLICA", False)
-    # How long /feedback waits for a prediction that may still be in a worker's queue.
-    feedback_wait_seconds: float = env("PREDICTION_FEEDBACK_WAIT_SECONDS", 1.0, ge=0)
+    # Every accepted record goes to a per-worker log (in the spool folder) before the answer: a SIGKILL
+    # loses nothing. fsync per request also survives a power loss, at the cost of a disk flush each.
+    wal_enabled: Flag = env("PREDICTION_WAL", True)
+    wal_fsync: Flag = env("PREDICTION_WAL_FSYNC", False)
+    # How often the writer checks that the indexes still exist (also after every new connection).
+    index_check_seconds: float = env("PREDICTION_INDEX_CHECK_SECONDS", 60.0, gt=0)
+    # How long a label whose prediction is not in MongoDB yet is retried, and how many wait per worker.
     label_retry_seconds: float = env("PREDICTION_LABEL_RETRY_SECONDS", 600.0, ge=0)
+    max_pending_labels: int = env("PREDICTION_MAX_PENDING_LABELS", 10_000, ge=0)
     health_cache_seconds: float = env("PREDICTION_HEALTH_CACHE_SECONDS", 5.0, ge=0)
+
+    @field_validator("unknown_fields", mode="before")
+    @classmethod
+    def _policy_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("evidently_service_url")
     @classmethod

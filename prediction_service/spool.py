@@ -50,6 +50,18 @@ class Spool:
         self.capacity = capacity_records
         self.directory.mkdir(parents=True, exist_ok=True)
 
+    def check_writable(self) -> None:
+        """Write, fsync and delete a probe file; raise OSError when the folder cannot take a segment."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        probe = self.directory / f".probe-{os.getpid()}.tmp"
+        try:
+            with open(probe, "w", encoding="utf-8") as out:
+                out.write("probe\n")
+                out.flush()
+                os.fsync(out.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+
     def size(self) -> int:
         """Return the number of records waiting in the spool (all workers)."""
         try:

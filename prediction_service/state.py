@@ -12,7 +12,8 @@ from prediction_service import EXTENSION
 from prediction_service.health import DependencyProbe
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
-from ride_duration.model import RideDurationModel
+from prediction_service.unknown_fields import UnknownFieldLog
+from ride_duration.model_loader import ServedModel
 
 
 @dataclass
@@ -20,11 +21,12 @@ class ServiceState:
     """The model, the monitoring pipelines and the MongoDB client of one worker."""
 
     settings: Settings
-    model: RideDurationModel
+    model: ServedModel
     monitoring: Monitoring
     probe: DependencyProbe
     mongo: MongoClient | None
     collection: Collection | None
+    unknown_fields: UnknownFieldLog
 
     def close(self) -> None:
         """Flush the pipelines and release clients (called when the worker exits)."""

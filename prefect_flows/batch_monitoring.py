@@ -94,15 +94,17 @@ def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str,
 
 @task(name="open-workspace", retries=2, retry_delay_seconds=2, **_TASK)
 def open_workspace(settings: BatchSettings) -> Any:
-    """Open the Evidently UI workspace to add this run's snapshots to."""
-    return publish.open_workspace(settings.workspace)
+    """Open the Evidently UI workspace (prefect_flows.workspace.RunWorkspace) to add this run's snapshots to."""
+    from prefect_flows.workspace import open_workspace  # imports Evidently (seconds): only when a run needs it
+
+    return open_workspace(settings.workspace)
 
 
 @task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)
-def record_snapshots(settings: BatchSettings, workspace: Any, model_name: str, analysis: Analysis) -> dict[str, Any]:
+def record_snapshots(settings: BatchSettings, runs: Any, model_name: str, analysis: Analysis) -> dict[str, Any]:
     """Add the run's snapshots to the Evidently UI workspace."""
     earlier = publish.previous_snapshots(settings.reports_dir, analysis.summary["run_id"])
-    return publish.record_snapshots(workspace, model_name, analysis.reports, replaces=earlier)
+    return publish.record_snapshots(runs, model_name, analysis.reports, replaces=earlier)
 
 
 @task(name="store-run-summary", retries=3, retry_delay_seconds=5, **_TASK)
@@ -205,7 +207,7 @@ def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: 
     reading = read_period.submit(settings, model_name, period)
     drift = load_drift_settings(settings, model_name)
     reference = load_reference(drift.reference_path)
-    workspace = open_workspace(settings)
+    runs = open_workspace(settings)
     clock.lap("load")
     rows = reading.result()
     clock.lap("read")  # what the read took beyond the overlapped loading
@@ -214,7 +216,7 @@ def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: 
     summary = analysis.summary
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
-        summary["workspace"] = record_snapshots(settings, workspace, model_name, analysis)
+        summary["workspace"] = record_snapshots(settings, runs, model_name, analysis)
     clock.lap("publish")
     summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)

@@ -7,7 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from prefect_flows.publish import SUMMARY_FILE, read_summaries, verdict
+from prefect_flows.publish import SUMMARY_FILE, period_text, read_summaries, verdict
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, TITLES
 
 INDEX_FILE = "index.html"
@@ -25,8 +25,7 @@ th { background: #f4f4f4; }
 
 
 def _period(summary: dict[str, Any]) -> str:
-    start, end = summary["period"]["start"], summary["period"]["end"]
-    return f"{escape(start[:16].replace('T', ' '))} &ndash; {escape(end[:16].replace('T', ' '))} UTC"
+    return escape(period_text(summary))
 
 
 def _rows(summary: dict[str, Any]) -> str:

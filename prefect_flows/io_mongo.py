@@ -13,12 +13,30 @@ from pymongo import MongoClient
 
 from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, REPORTS, TARGET, predictions_collection
 from prefect_flows.period import Period
-from ride_duration.schema import CATEGORICAL_FEATURES, MONITORED_FIELDS, PREDICTION, TIMESTAMP
+from ride_duration.schema import (
+    CATEGORICAL_FEATURES,
+    DATETIME_FIELD,
+    MONITORED_FIELDS,
+    PREDICTION,
+    REQUEST_ID,
+    TIMESTAMP,
+)
 
 # Ground truth as the prediction service stores it on the prediction's document.
 TARGET_FIELD = TARGET
-# Only what the reports use: the monitored fields, the prediction, the label and the version.
-COLUMNS: tuple[str, ...] = (*(f.name for f in MONITORED_FIELDS), PREDICTION, TARGET_FIELD, MODEL_VERSION)
+# Only what the reports use: the monitored fields, the prediction, the label and the version, plus the
+# request id, the prediction's time and the pickup time, which type the reports' id and time columns.
+COLUMNS: tuple[str, ...] = (
+    *(f.name for f in MONITORED_FIELDS),
+    PREDICTION,
+    TARGET_FIELD,
+    MODEL_VERSION,
+    REQUEST_ID,
+    TIMESTAMP,
+    DATETIME_FIELD,
+)
+TEXT_COLUMNS = (MODEL_VERSION, REQUEST_ID)
+TIME_COLUMNS = (TIMESTAMP, DATETIME_FIELD)
 
 
 def projection() -> dict[str, int]:
@@ -53,7 +71,12 @@ def read_predictions(
     frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
     # Missing values arrive as None: make every numeric column float so NaN means missing.
     for column in COLUMNS:
-        if column != MODEL_VERSION:
+        if column in TIME_COLUMNS:
+            # Naive UTC, as the reference's pickup times; the pickup time is logged as the client's ISO string.
+            frame[column] = pd.to_datetime(frame[column], errors="coerce", utc=True, format="ISO8601").dt.tz_localize(
+                None
+            )
+        elif column not in TEXT_COLUMNS:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     for column in CATEGORICAL_FEATURES:
         # Zone ids stay integers, as in the reference, so categories compare equal.

@@ -7,9 +7,15 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from prefect_flows.reports import DRIFT, QUALITY, TITLES, BuiltReport
+from prefect_flows.period import parse_utc
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, TITLES, BuiltReport, period_label
+from ride_duration.schema import DATETIME_FIELD, PREDICTION, REQUEST_ID, TARGET, TARGET_UNIT, TIMESTAMP
 
 SUMMARY_FILE = "summary.json"
+# Above this ratio of reference to current rows (or the reverse), count bars of the smaller dataset are
+# too low to compare: the distribution charts open on shares instead.
+UNEVEN_SIZES = 2.0
+SHORT_PERIOD_SECONDS = 600  # below: the quality report's minute-binned time plots have under 10 points
 
 
 def run_id(model_name: str, period_slug: str) -> str:
@@ -22,16 +28,50 @@ def run_dir(reports_dir: Path, rid: str) -> Path:
     return reports_dir / rid
 
 
-def banner(summary: dict[str, Any], kind: str) -> str:
+def period_text(summary: dict[str, Any]) -> str:
+    """Return the run's period as people read it (seconds when shorter than an hour)."""
+    return period_label(parse_utc(summary["period"]["start"]), parse_utc(summary["period"]["end"]))
+
+
+def _seconds(summary: dict[str, Any]) -> float:
+    return (parse_utc(summary["period"]["end"]) - parse_utc(summary["period"]["start"])).total_seconds()
+
+
+def uneven(sizes: tuple[int, int] | None) -> bool:
+    """Return whether current and reference sizes differ enough for counts to hide the smaller one."""
+    return bool(sizes) and min(sizes) > 0 and max(sizes) / min(sizes) >= UNEVEN_SIZES
+
+
+# Clicks each distribution chart's "perc" button (Plotly's update menu) once the chart has settled, so the
+# page opens on shares; "abs" still shows the counts. Plain DOM: no Evidently internals. The delay matters:
+# a click while Plotly is still drawing marks the button active without switching the bars.
+_SHOW_SHARES = """<script>
+(function () {
+  var timer = null;
+  function press() {
+    document.querySelectorAll("g.updatemenu-button").forEach(function (button) {
+      if (button.dataset.batchRun || button.textContent.trim() !== "perc") return;
+      button.dataset.batchRun = "1";
+      button.dispatchEvent(new MouseEvent("click", {bubbles: true}));
+    });
+  }
+  new MutationObserver(function () {
+    clearTimeout(timer);
+    timer = setTimeout(press, 300);
+  }).observe(document.documentElement, {childList: true, subtree: true});
+})();
+</script>"""
+
+
+def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = None) -> str:
     """Return the header naming a report's model, period, rows and sampling, shown above Evidently's widgets."""
     rows, sampling = summary["rows"], summary["sampling"]
-    start, end = (summary["period"][k][:16].replace("T", " ") for k in ("start", "end"))
     counted = f"{rows['analysed']:,} rows analysed"
     if kind == QUALITY:
         counted = f"{summary[QUALITY]['labelled_rows']:,} labelled rows of {rows['analysed']:,} analysed"
     lines = [
         f"<b>{escape(TITLES[kind])}</b> &middot; model {escape(summary['model_name'])} &middot; "
-        f"{escape(start)} &ndash; {escape(end)} UTC &middot; {counted}"
+        f"{escape(period_text(summary))} &middot; {counted}"
     ]
     if sampling["applied"]:
         lines.append(
@@ -43,8 +83,26 @@ def banner(summary: dict[str, Any], kind: str) -> str:
         features = ", ".join(drift["drifted_features"]) or "none"
         state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
+    if kind == DATA_SUMMARY:
+        # Evidently 0.7.23's summary table names a target and prediction for classification only: say them here.
+        lines.append(
+            f"Columns: id {REQUEST_ID}; time {TIMESTAMP} (when the prediction was served; the reference's pickup "
+            f"time, hence its one duplicated column); target {TARGET} ({TARGET_UNIT}) and {PREDICTION}, numerical; "
+            f"{DATETIME_FIELD} a datetime."
+        )
+    if uneven(sizes):
+        current, reference = sizes
+        lines.append(
+            f"Current {current:,} rows, reference {reference:,}: the distributions open on shares (&ldquo;perc&rdquo;) "
+            "so both compare; &ldquo;abs&rdquo; above each chart shows the counts."
+        )
+    if kind == DRIFT:
+        lines.append("&ldquo;Index binned&rdquo; in the drift plots is the current rows in the order they were served.")
+    if kind == QUALITY and _seconds(summary) < SHORT_PERIOD_SECONDS:
+        lines.append("The time plots bin by the minute (Evidently's finest bin): a period this short shows few points.")
     style = "font-family:sans-serif;padding:.6rem 1rem;background:#f4f4f4;border-bottom:1px solid #ccc"
-    return f'<div id="batch-run" style="{style}">' + "<br>".join(lines) + "</div>"
+    header = f'<div id="batch-run" style="{style}">' + "<br>".join(lines) + "</div>"
+    return header + (_SHOW_SHARES if uneven(sizes) else "")
 
 
 def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:
@@ -59,7 +117,8 @@ def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[Buil
         text = report.snapshot.get_html_str(as_iframe=False)
         if "<body>" not in text:
             raise ValueError(f"Evidently rendered no HTML page for the {report.kind} report")
-        html.write_text(text.replace("<body>", "<body>\n" + banner(summary, report.kind), 1), encoding="utf-8")
+        header = banner(summary, report.kind, report.sizes)
+        html.write_text(text.replace("<body>", "<body>\n" + header, 1), encoding="utf-8")
         js.write_text(report.snapshot.json(), encoding="utf-8")
         paths[report.kind] = {"html": str(html.relative_to(reports_dir)), "json": str(js.relative_to(reports_dir))}
     return paths
@@ -107,7 +166,11 @@ def _dashboard_panels() -> list:
         ),
         line_plot_panel(
             title="Regression quality (minutes)",
-            values=[PanelMetric(metric=m, legend=m) for m in ("RMSE", "MAE")],
+            # MAE is a mean and a std in Evidently 0.7: without the label the panel draws both as "MAE".
+            values=[
+                PanelMetric(metric="RMSE", legend="RMSE"),
+                PanelMetric(metric="MAE", legend="MAE", metric_labels={"value_type": "mean"}),
+            ],
             size="half",
         ),
     ]
@@ -120,43 +183,6 @@ def previous_snapshots(reports_dir: Path, rid: str) -> list[str]:
     except (OSError, json.JSONDecodeError):
         return []
     return list((summary.get("workspace") or {}).get("snapshots", {}).values())
-
-
-def open_workspace(workspace_dir: Path) -> Any:
-    """Open (or create) the Evidently workspace for adding runs, without parsing the snapshots it holds."""
-    from evidently.legacy.utils import NumpyEncoder
-    from evidently.ui.storage.local.base import LocalState
-    from evidently.ui.workspace import Workspace
-
-    class SnapshotState(LocalState):
-        """Evidently 0.7.23's workspace files, each snapshot serialised by json's C encoder.
-
-        Evidently's `json.dump` streams through the pure-Python encoder (about 0.1 s per snapshot
-        here); `json.dumps` with the same encoder class writes the same bytes about 5 times faster,
-        and nothing is written when serialising fails.
-        """
-
-        def write_snapshot(self, project_id: Any, snapshot_id: Any, snapshot: Any) -> None:
-            text = json.dumps(snapshot.dict(), cls=NumpyEncoder)
-            self.location.makedirs(self._snapshot_dir(project_id))
-            with self.location.open(self._snapshot_path(project_id, snapshot_id), "w") as f:
-                f.write(text)
-
-    class SnapshotWorkspace(Workspace):
-        """Evidently 0.7.23's local Workspace without its dataset manager.
-
-        `Workspace(path)` builds a dataset manager that loads and validates every stored snapshot
-        (7 s with 99 snapshots here, about a day of hourly runs): a run's cost would grow with the
-        history. Projects, dashboards and runs (`add_run` without data) only use `state`, the same
-        files `evidently ui` reads.
-        """
-
-        def __init__(self, path: str) -> None:  # Workspace.__init__ is the costly part: not called
-            self.path = path
-            self.state = SnapshotState(path)
-
-    Path(workspace_dir).mkdir(parents=True, exist_ok=True)
-    return SnapshotWorkspace(str(workspace_dir))
 
 
 def record_snapshots(

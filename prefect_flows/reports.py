@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,13 @@ from monitoring_core.segments import with_segment
 from prefect_flows.io_mongo import TARGET_FIELD
 from ride_duration.schema import (
     CATEGORICAL_FEATURES,
+    DATETIME_FIELD,
     NUMERICAL_FEATURES,
     PREDICTION,
+    REQUEST_ID,
     SEGMENT,
     TARGET,
+    TIMESTAMP,
     DriftTest,
     drift_tests,
 )
@@ -38,37 +41,72 @@ _QUALITY_METRICS = {
 
 @dataclass(frozen=True)
 class BuiltReport:
-    """One Evidently report of a run: its kind and its snapshot."""
+    """One Evidently report of a run: its kind, its snapshot and the rows it compared (current, reference)."""
 
     kind: str
     snapshot: Any  # evidently.core.report.Snapshot
+    sizes: tuple[int, int] | None = None
 
 
 def current_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """Return the logged rows in the reference's column names (the label as the schema's target)."""
-    return with_segment(rows.rename(columns={TARGET_FIELD: TARGET}))
+    """Return the logged rows in serving order, in the reference's column names (the label as the schema's target).
+
+    Evidently 0.7.23's ValueDrift plots against the row index ("Index binned") whatever the data definition
+    says, so the rows are sorted by the prediction's time: the index then follows time.
+    """
+    frame = rows.rename(columns={TARGET_FIELD: TARGET})
+    if TIMESTAMP in frame.columns:
+        frame = frame.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
+    return with_segment(frame)
 
 
 def reference_frame(reference: pd.DataFrame) -> pd.DataFrame:
-    """Return the reference's columns the reports use, with the segment."""
-    columns = [*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES, PREDICTION, TARGET]
+    """Return the reference's columns the reports use, with the segment, an id and a time per row.
+
+    Reference rows were never served: their id is `reference-<row>` and their time the ride's pickup
+    time (held-out rides of the training month), so both datasets carry the same typed columns.
+    """
+    columns = [*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES, PREDICTION, TARGET, DATETIME_FIELD]
     missing = [c for c in columns if c not in reference.columns]
     if missing:
         raise ValueError(f"reference lacks column(s) {missing}")
-    return with_segment(reference[columns])
+    frame = reference[columns].reset_index(drop=True)
+    pickup = pd.to_datetime(frame[DATETIME_FIELD], errors="coerce", utc=True).dt.tz_localize(None)
+    frame = frame.assign(
+        **{DATETIME_FIELD: pickup, REQUEST_ID: [f"reference-{i}" for i in range(len(frame))], TIMESTAMP: pickup}
+    )
+    return with_segment(frame)
 
 
 # The columns of the summary and quality reports; current and reference must have the same.
-REPORT_COLUMNS: tuple[str, ...] = (*CATEGORICAL_FEATURES, *NUMERICAL_FEATURES, PREDICTION, TARGET, SEGMENT)
+REPORT_COLUMNS: tuple[str, ...] = (
+    *CATEGORICAL_FEATURES,
+    *NUMERICAL_FEATURES,
+    PREDICTION,
+    TARGET,
+    SEGMENT,
+    REQUEST_ID,
+    TIMESTAMP,
+    DATETIME_FIELD,
+)
+
+
+def _definition(numerical: list[str], regression: bool) -> Any:
+    """Return the columns typed from the schema: the id, the prediction's time, the pickup time, features."""
+    from evidently import DataDefinition, Regression
+
+    return DataDefinition(
+        id_column=REQUEST_ID,
+        timestamp=TIMESTAMP,  # the time axis of Evidently's plots: when the prediction was served
+        datetime_columns=[DATETIME_FIELD],
+        numerical_columns=numerical,
+        categorical_columns=[*CATEGORICAL_FEATURES, SEGMENT],
+        regression=[Regression(target=TARGET, prediction=PREDICTION)] if regression else None,
+    )
 
 
 def _summary_definition() -> Any:
-    from evidently import DataDefinition
-
-    return DataDefinition(
-        numerical_columns=[*NUMERICAL_FEATURES, PREDICTION, TARGET],
-        categorical_columns=[*CATEGORICAL_FEATURES, SEGMENT],
-    )
+    return _definition([*NUMERICAL_FEATURES, PREDICTION, TARGET], regression=True)
 
 
 def _run(metrics: list, current: pd.DataFrame, reference: pd.DataFrame, definition: Any, **meta: Any) -> Any:
@@ -97,7 +135,7 @@ def build_drift(
         data_definition(tests),
         **meta,
     )
-    return BuiltReport(DRIFT, snapshot)
+    return BuiltReport(DRIFT, snapshot, (len(current), len(reference)))
 
 
 def build_data_summary(reference: pd.DataFrame, current: pd.DataFrame, meta: dict[str, Any]) -> BuiltReport:
@@ -106,7 +144,7 @@ def build_data_summary(reference: pd.DataFrame, current: pd.DataFrame, meta: dic
 
     columns = list(REPORT_COLUMNS)
     snapshot = _run([DataSummaryPreset()], current[columns], reference[columns], _summary_definition(), **meta)
-    return BuiltReport(DATA_SUMMARY, snapshot)
+    return BuiltReport(DATA_SUMMARY, snapshot, (len(current), len(reference)))
 
 
 # Per-row errors (prediction - target, Evidently's sign) for the per-segment view. Evidently 0.7.23's
@@ -123,23 +161,18 @@ def with_errors(frame: pd.DataFrame) -> pd.DataFrame:
 
 def build_quality(reference: pd.DataFrame, labelled: pd.DataFrame, meta: dict[str, Any]) -> BuiltReport:
     """Run regression quality on the labelled rows, overall and per pickup borough."""
-    from evidently import DataDefinition, Regression
     from evidently.metrics import GroupBy, MeanValue
     from evidently.presets import RegressionPreset
 
     columns = [*REPORT_COLUMNS, ERROR, ABS_ERROR]
-    definition = DataDefinition(
-        numerical_columns=[*NUMERICAL_FEATURES, PREDICTION, TARGET, ERROR, ABS_ERROR],
-        categorical_columns=[*CATEGORICAL_FEATURES, SEGMENT],
-        regression=[Regression(target=TARGET, prediction=PREDICTION)],
-    )
+    definition = _definition([*NUMERICAL_FEATURES, PREDICTION, TARGET, ERROR, ABS_ERROR], regression=True)
     metrics = [
         RegressionPreset(),
         GroupBy(MeanValue(column=ABS_ERROR), SEGMENT),
         GroupBy(MeanValue(column=ERROR), SEGMENT),
     ]
     current, ref = with_errors(labelled)[columns], with_errors(reference)[columns]
-    return BuiltReport(QUALITY, _run(metrics, current, ref, definition, **meta))
+    return BuiltReport(QUALITY, _run(metrics, current, ref, definition, **meta), (len(current), len(ref)))
 
 
 def detected(score: float, test: DriftTest) -> bool:
@@ -224,7 +257,7 @@ def snapshot_meta(model_name: str, period_start: datetime, period_end: datetime,
     return {
         # The snapshot's time is the period's end, so the UI's time axis follows the periods.
         "timestamp": period_end.replace(tzinfo=None),
-        "name": f"{model_name} {TITLES[kind].lower()} {period_start:%Y-%m-%d %H:%M}-{period_end:%H:%M} UTC",
+        "name": f"{model_name} {TITLES[kind].lower()} {period_label(period_start, period_end, '-')}",
         "tags": [model_name, kind],
         "metadata": {
             "model": model_name,
@@ -232,3 +265,10 @@ def snapshot_meta(model_name: str, period_start: datetime, period_end: datetime,
             "period_end": period_end.isoformat(),
         },
     }
+
+
+def period_label(start: datetime, end: datetime, dash: str = " \u2013 ") -> str:
+    """Return a period as people read it: to the minute, or to the second when shorter than an hour."""
+    clock = "%H:%M:%S" if end - start < timedelta(hours=1) else "%H:%M"
+    end_day = "" if end.date() == start.date() else f"{end:%Y-%m-%d} "
+    return f"{start:%Y-%m-%d} {start.strftime(clock)}{dash}{end_day}{end.strftime(clock)} UTC"

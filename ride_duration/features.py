@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ride_duration.schema import DATETIME_FIELD
+from ride_duration.schema import DATETIME_FIELD, local_time
 from ride_duration.zones import borough_of
 
 
@@ -23,6 +23,8 @@ def ride_features(ride: dict) -> dict:
     pickup = ride.get(DATETIME_FIELD)
     if pickup is not None and not (isinstance(pickup, float) and math.isnan(pickup)):
         ts = pd.Timestamp(pickup)
+        if ts.tzinfo is not None:  # an offset: the features are New York local time, as in the TLC data
+            ts = pd.Timestamp(local_time(ts.to_pydatetime()))
         features["pickup_hour"] = str(ts.hour)  # categorical: rush hours are not linear
         features["weekend"] = float(ts.dayofweek >= 5)
     return features

@@ -7,7 +7,9 @@ flow, the simulator, the dashboards' feature lists) reads the field lists from h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 
 class Kind(StrEnum):
@@ -140,6 +142,17 @@ MONITORED_FIELDS: tuple[FieldSpec, ...] = tuple(f for f in FIELDS if f.monitored
 NUMERICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in MONITORED_FIELDS if f.kind is Kind.NUMERICAL)
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(f.name for f in MONITORED_FIELDS if f.kind is Kind.CATEGORICAL)
 DATETIME_FIELD = "lpep_pickup_datetime"
+# TLC pickup times are naive local times in New York: a time with an offset is converted to this
+# zone before any feature (hour of day, weekend) is taken, so 13:30Z and 08:30 (EST) are the same ride.
+LOCAL_TIMEZONE = ZoneInfo("America/New_York")
+
+
+def local_time(value: datetime) -> datetime:
+    """Return a pickup time as naive New York local time (naive input is taken to be New York time already)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value
+    return value.astimezone(LOCAL_TIMEZONE).replace(tzinfo=None)
+
 
 TARGET = "duration"
 TARGET_UNIT = "minutes"

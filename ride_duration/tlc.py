@@ -13,6 +13,39 @@ from tqdm import tqdm
 
 from ride_duration.schema import FIELD_NAMES, MAX_DURATION_MINUTES, MIN_DURATION_MINUTES, TARGET
 
+# Every column of a green-taxi monthly file (2021 on) with the dtype pandas reads it as; `ehail_fee` is always null.
+GREEN_COLUMNS: dict[str, str] = {
+    "VendorID": "int64",
+    "lpep_pickup_datetime": "datetime64[us]",
+    "lpep_dropoff_datetime": "datetime64[us]",
+    "store_and_fwd_flag": "object",
+    "RatecodeID": "float64",
+    "PULocationID": "int64",
+    "DOLocationID": "int64",
+    "passenger_count": "float64",
+    "trip_distance": "float64",
+    "fare_amount": "float64",
+    "extra": "float64",
+    "mta_tax": "float64",
+    "tip_amount": "float64",
+    "tolls_amount": "float64",
+    "ehail_fee": "object",
+    "improvement_surcharge": "float64",
+    "total_amount": "float64",
+    "payment_type": "float64",
+    "trip_type": "float64",
+    "congestion_surcharge": "float64",
+}
+# In the real files these go missing together (street-hail rows reported without the dispatch details).
+DISPATCH_COLUMNS = (
+    "store_and_fwd_flag",
+    "RatecodeID",
+    "passenger_count",
+    "payment_type",
+    "trip_type",
+    "congestion_surcharge",
+)
+
 TLC_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_{month}.parquet"
 DEFAULT_DATA_DIR = Path("data")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -81,6 +114,20 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
     frame["passenger_count"] = frame["passenger_count"].astype("float64")
     frame["trip_distance"] = frame["trip_distance"].astype("float64")
     return frame[[*FIELD_NAMES, TARGET]].reset_index(drop=True)
+
+
+def to_green_layout(trips: pd.DataFrame, null_share: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Return generated trips as a TLC green-taxi file holds them: all 20 columns, its dtypes and its nulls."""
+    import numpy as np
+
+    frame = trips.copy().reset_index(drop=True)
+    frame["ehail_fee"] = None
+    frame = frame[list(GREEN_COLUMNS)]
+    missing = np.random.default_rng(seed).random(len(frame)) < null_share
+    for column in DISPATCH_COLUMNS:
+        frame[column] = frame[column].astype("object" if column == "store_and_fwd_flag" else "float64")
+        frame.loc[missing, column] = None if column == "store_and_fwd_flag" else np.nan
+    return frame.astype(GREEN_COLUMNS)
 
 
 def load_tlc(path: Path | str) -> pd.DataFrame:

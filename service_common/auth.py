@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import functools
 import hmac
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 
 from flask import current_app, request
 
 from service_common.errors import json_error
 
 TOKEN_CONFIG_KEY = "MONITORING_TOKEN"
+
+
+def open_endpoints_warning(service: str, endpoints: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return the one start-up line saying that no token guards `endpoints` (and why: unset or empty)."""
+    value = (os.environ if environ is None else environ).get(TOKEN_CONFIG_KEY)
+    why = "MONITORING_TOKEN is unset" if value is None else "MONITORING_TOKEN is empty, treated as unset"
+    return f"{service}: warning: {why}: {endpoints} accept(s) data from anyone; set it to require a bearer token"
 
 
 def require_token(view: Callable) -> Callable:

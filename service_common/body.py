@@ -1,4 +1,4 @@
-"""The one JSON request-body reader of both services: content type, size limit, JSON, nesting depth.
+"""The one JSON request-body reader of both services: content type, size limit, JSON, nesting depth, unique keys.
 
 Every failure is a `BodyError` carrying the status and the contract's reason, so each service
 turns it into its own JSON error body and counter without re-deciding what is wrong.
@@ -28,6 +28,25 @@ class BodyError(Exception):
         return {"field": self.field, "message": self.message, "reason": self.reason}
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json's default is "last one wins": {"PULocationID": 300, "PULocationID": 43} would be served as 43,
+    # while another parser (a proxy, a log reader) may see 300. Refuse what two readers can read differently.
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
 def is_json_type(mimetype: str) -> bool:
     """Return whether a media type is JSON (application/json or application/*+json)."""
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
@@ -53,8 +72,10 @@ def read_json_body(request: Request) -> Any:
         raise too_large
     try:
         # NaN/Infinity tokens parse (Python's json allows them) so validation can name the field as not finite.
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_unique_keys)
     except RecursionError:  # a deeply nested body exhausts the parser's stack
         raise BodyError(400, "invalid_json", "nested too deeply") from None
+    except _DuplicateKey as exc:
+        raise BodyError(400, "duplicate_key", f"the key {exc.key!r} appears twice in one object", exc.key) from None
     except ValueError as exc:
         raise BodyError(400, "invalid_json", str(exc)) from None

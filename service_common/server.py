@@ -1,4 +1,7 @@
-"""Run a Flask app factory under gunicorn, configured in code (used by each `__main__`)."""
+"""Run a Flask app factory under gunicorn, configured in code (used by each `__main__`).
+
+Import it only after `service_common.workers.prepare_process` (gevent must patch before gunicorn imports `ssl`).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,13 @@ class GunicornApp(BaseApplication):
 
 # What both services want unless they say otherwise.
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "worker_class": "gthread",
+    # gthread whose event loop reads each request (head within 5 s, a body of known length up to
+    # 1 MiB within 10 s more) before a pool thread gets it: idle and slow connections never hold a
+    # serving thread (stock gthread hands each new connection to one; docs/reliability.md).
+    "worker_class": "service_common.buffered_worker.BufferingThreadWorker",
+    # Per worker, the most connections open at once (idle ones included): past it the worker stops
+    # accepting until some close. The limit an attacker with many sockets can still reach.
+    "worker_connections": 1000,
     "keepalive": 5,
     "accesslog": None,  # request logs would be one line per prediction; metrics count requests instead
     # gunicorn 27 otherwise opens a control socket at one fixed path shared by every instance.

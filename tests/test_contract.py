@@ -33,13 +33,7 @@ PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 # A name here may be missing from the code; a behaviour here is an expected failure. Each check turns
 # into a FAILURE once its subject exists ("remove it from PENDING"), so this set empties as those
 # changes merge. Never add an entry to silence a failure of something that used to work.
-PENDING: dict[str, str] = {
-    "env UNKNOWN_FIELDS": "prediction_service: keep | ignore | reject fields outside the schema",
-    "metric prediction_unknown_fields_total": "prediction_service: counts fields outside the schema",
-    "behaviour unknown fields are served": "POST /predict with fields outside the schema answers 200",
-    "behaviour a client id is the request id": "POST /predict with `id` answers with that request_id",
-    "behaviour feedback answers per item": "one invalid /feedback item never voids the others",
-}
+PENDING: dict[str, str] = {}
 
 # Where each runtime's settings live. Both ways of declaring a variable are found: pydantic-settings
 # classes are read at import (their `env_names()`, else field names with env_prefix, validation_alias,

@@ -26,7 +26,7 @@ CONTRACT_PREFIXES = {"simulator": ["python", "-m", "usage_simulation"]}
 # Services that run another service's image with a different command.
 SHARED_IMAGE = {"evidently_ui", "prefect_server"}
 PUBLISHED = {
-    "prediction_gateway": 9696,  # the prediction API, round robin over the prediction_service replicas
+    "prediction_proxy": 9696,  # nginx in front of prediction_service (docker/prediction-proxy-nginx.conf)
     "prometheus": 9090,
     "alertmanager": 9093,
     "grafana": 3000,
@@ -302,11 +302,10 @@ def test_prediction_service_scales_and_every_replica_is_scraped(tmp_path: Path):
     assert sd["names"] == ["prediction_service"] and sd["type"] == "A"
     assert str(sd["port"]) in replica["expose"] and replica["environment"]["PORT"] == str(sd["port"])
     assert set(services["prometheus"]["networks"]) & set(replica["networks"])
-    # One address for clients: the gateway re-resolves the service name, so it reaches every replica.
-    gateway = (REPO / "docker" / "prediction-gateway-nginx.conf").read_text()
-    assert "resolver 127.0.0.11" in gateway and f"proxy_pass http://$replicas:{sd['port']};" in gateway
-    assert "set $replicas prediction_service;" in gateway
-    assert set(services["prediction_gateway"]["networks"]) & set(replica["networks"])
+    # One address for clients: the proxy re-resolves the service name, so it reaches every replica.
+    proxy = (REPO / "docker" / "prediction-proxy-nginx.conf").read_text()
+    assert "resolver 127.0.0.11" in proxy and f"server prediction_service:{sd['port']} resolve;" in proxy
+    assert set(services["prediction_proxy"]["networks"]) & set(replica["networks"])
     # The spool volume is shared by the replicas, so each must lock its own subfolder of it.
     assert any(v["type"] == "volume" and v["source"] == "prediction_spool" for v in replica["volumes"])
     assert replica["environment"]["PREDICTION_SPOOL_PER_REPLICA"] == "true"
@@ -398,3 +397,17 @@ def test_prometheus_finds_its_rule_files_inside_the_container(rendered: dict):
         assert mount, f"{in_container} is not under any mount"
         matches = list(mounts[mount].glob(str(in_container.relative_to(mount))))
         assert matches, f"{pattern} matches no file in {mounts[mount]}"
+
+
+def test_prediction_proxy_fronts_the_service_on_the_published_port(rendered: dict):
+    services = rendered["services"]
+    proxy, service = services["prediction_proxy"], services["prediction_service"]
+    assert "ports" not in service, "clients must reach the service through the proxy"
+    assert set(proxy["networks"]) & set(service["networks"]), "the proxy cannot reach the service"
+    assert proxy["depends_on"]["prediction_service"]["condition"] == "service_healthy"
+    config = next(Path(v["source"]) for v in proxy["volumes"] if v["target"] == "/etc/nginx/conf.d/default.conf")
+    text = config.read_text()
+    assert "server prediction_service:9696 resolve;" in text and "listen 9696;" in text
+    # The slow-client bounds of docs/reliability.md: whole requests only, within these times.
+    for directive in ("client_header_timeout 5s;", "client_body_timeout 10s;", "proxy_request_buffering on;"):
+        assert directive in text, directive

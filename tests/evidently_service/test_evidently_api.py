@@ -140,3 +140,25 @@ def test_health_reports_each_model(client, make_rows):
     body = client.get("/health").json
     assert body["status"] == "ok"
     assert body["models"]["ride_duration"]["window_rows"] == 3
+
+
+def test_names_of_fields_outside_the_schema_are_exported_as_a_bounded_top_k(client, make_rows):
+    from evidently_service.field_tally import TOP
+
+    rows, _ = make_rows(30)
+    for i, row in enumerate(rows):
+        row["unknown_fields"] = ["VendorID", "fare_amount"] if i < 20 else [f"rare_{i}"]
+    rows.append({**rows[0], "request_id": "many", "unknown_fields": [f"f{i}" for i in range(40)]})
+    assert client.post("/iterate/ride_duration", json=rows).json["accepted"] == 31
+    text = client.get("/metrics").text
+    exported = [line for line in text.splitlines() if line.startswith("evidently_unknown_field_rows{")]
+    assert len(exported) == TOP
+    assert _counter(client, "evidently_unknown_field_rows", field="VendorID") == 20
+    assert _counter(client, "evidently_rows_with_unknown_fields_total", model="ride_duration") == 31
+
+
+def test_a_forwarded_row_names_at_most_50_unknown_fields(client, make_rows):
+    rows, _ = make_rows(1)
+    rows[0]["unknown_fields"] = [f"f{i}" for i in range(51)]
+    response = client.post("/iterate/ride_duration", json=rows)
+    assert response.status_code == 400 and response.json["details"][0]["field"] == "[0].unknown_fields"

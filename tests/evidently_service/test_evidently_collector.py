@@ -34,6 +34,7 @@ def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows
     app = make_app(segment_min_rows=100, segment_min_labelled_rows=20)
     client = app.test_client()
     rows, labels = make_rows(1000, seed=51, drift=DriftParams(missing_share=0.1))
+    rows[0]["unknown_fields"] = ["VendorID"]  # a whole TLC row was served: its extra column's name
     client.post("/iterate/ride_duration", json=rows + [{"request_id": "bad"}])
     client.post("/feedback/ride_duration", json=labels)
     monitor_of(app).evaluate()
@@ -90,3 +91,16 @@ def test_an_empty_window_evaluates_to_counts_only(make_app, monitor_of):
     assert (result.window_rows, result.drift, result.model_quality, result.segments) == (0, None, None, {})
     exported = _exported(app.test_client().get("/metrics").text)
     assert "evidently_window_rows" in exported and "evidently_feature_drift_score" not in exported
+
+
+def test_a_non_finite_value_is_left_out_rather_than_exported() -> None:
+    from evidently_service.collector import _Families
+
+    families = _Families("; recomputed every 2 s")
+    families.quality.add_metric(["ride_duration", "rmse"], float("inf"))
+    families.quality.add_metric(["ride_duration", "mae"], float("nan"))
+    families.quality.add_metric(["ride_duration", "mean_error"], 1.5)
+    families.coverage.add_metric(["ride_duration"], float("-inf"))
+    exported = {f.name: [(s.labels.get("metric"), s.value) for s in f.samples] for f in families.all()}
+    assert exported["evidently_model_quality"] == [("mean_error", 1.5)]
+    assert exported["evidently_label_coverage"] == []

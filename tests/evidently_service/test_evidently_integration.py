@@ -105,6 +105,40 @@ def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifact
     assert app.test_client().get("/health").json["models"]["ride_duration"]["window_rows"] == 600
 
 
+def test_rewarm_reads_labels_set_the_way_the_prediction_service_sets_them(
+    mongo, write_config, artifacts_dir, make_rows, monitor_of
+):
+    # The prediction service labels a document with a conditional `$set`; nx-27017 stores that datetime as a
+    # string, MongoDB as a BSON datetime. Re-warming must read the label and its time either way.
+    from pymongo import MongoClient
+
+    from monitoring_core.documents import label_fields, predictions_collection, unlabelled
+
+    _, uri = mongo
+    rows, labels = make_rows(200, seed=44, prefix="set")
+    with MongoClient(uri) as client:
+        collection = predictions_collection(client, "monitoring")
+        documents = _documents(rows, labels)
+        for doc in documents:
+            doc.pop("target", None)
+            doc.pop("target_timestamp", None)
+        collection.insert_many(documents)
+        for doc, label in list(zip(documents, labels, strict=True))[::2]:
+            fields = label_fields(label["duration"], doc["timestamp"] + timedelta(minutes=10))
+            assert collection.update_one(unlabelled(doc["request_id"]), {"$set": fields}).modified_count == 1
+    settings = Settings(
+        config_path=write_config(window_size=600),
+        reference_path=artifacts_dir / "reference.parquet",
+        mongodb_uri=uri,
+        mongodb_database="monitoring",
+        rewarm_from_mongodb=True,
+        run_evaluators=False,
+    )
+    result = monitor_of(create_app(settings)).evaluate()
+    assert result.labelled_rows == 100
+    assert result.label_delay[0.5] == pytest.approx(600)
+
+
 def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifacts_dir, monitor_of):
     settings = Settings(
         config_path=write_config(),

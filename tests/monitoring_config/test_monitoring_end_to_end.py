@@ -41,8 +41,10 @@ BAD_INPUTS = (
     {"DOLocationID": 74, "trip_distance": 2.5},  # missing_field
     {"PULocationID": "74", "DOLocationID": 74, "trip_distance": 2.5},  # wrong_type
     {"PULocationID": 74, "DOLocationID": 74, "trip_distance": -3.0},  # out_of_range
-    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": 2.5, "tip": 1},  # unknown_field
+    {"PULocationID": 74, "DOLocationID": 74, "trip_distance": None},  # missing_field (null)
 )
+# A whole TLC row is served (UNKNOWN_FIELDS=keep): the schema-change panels need its extra columns.
+WHOLE_ROW = {"PULocationID": 74, "DOLocationID": 74, "trip_distance": 2.5, "VendorID": 2, "fare_amount": 9.5}
 
 
 def metrics_service_config(tmp_path: Path) -> Path:
@@ -111,10 +113,12 @@ def send_feedback(prediction_url: str, labels: list[tuple[str, float]]) -> None:
 
 
 def send_bad_inputs(prediction_url: str, evidently_url: str) -> None:
-    """Send inputs each service must reject (the rejection panels need data)."""
+    """Send inputs each service must reject (the rejection panels need data), and one whole TLC row."""
     for body in BAD_INPUTS:
         response = requests.post(f"{prediction_url}/predict", json=body, timeout=10)
         assert response.status_code == 400, response.text
+    response = requests.post(f"{prediction_url}/predict", json=WHOLE_ROW, timeout=10)
+    assert response.status_code == 200, response.text
     headers = {"Authorization": f"Bearer {TOKEN}"}
     response = requests.post(
         f"{evidently_url}/iterate/{MODEL}", json=[{"request_id": "x"}], headers=headers, timeout=10

@@ -64,6 +64,5 @@ def service_env(model_path: Path, workdir: Path, mongo_uri: str, recorder: Recor
         "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
         "PREDICTION_FLUSH_INTERVAL_SECONDS": "0.1",
-        "PREDICTION_FEEDBACK_WAIT_SECONDS": "0.3",
         "WORKERS": "2",
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import requests
 from prediction_support import RIDE, Recorder, Stack, metric_value, service_env
 
 from local_stack.components import start_mongo
-from local_stack.processes import wait_until
+from local_stack.processes import python_module, wait_until
 from prediction_service.spool import Spool
 
 pytestmark = pytest.mark.integration
@@ -153,3 +154,149 @@ def test_sigterm_with_mongodb_hanging_spools_the_queue_and_a_restart_replays_it(
     stored = [d["request_id"] for d in collection.find({}, {"_id": 0, "request_id": 1})]
     assert len(stored) == len(set(stored)) and set(stored) == accepted
     wait_until(lambda: spool.size() == 0, timeout=10, what="spool emptied")
+
+
+def _spooled(spool_dir: Path) -> int:
+    return Spool(spool_dir, 10**9).size()
+
+
+def test_a_non_driver_error_in_the_write_path_spools_every_prediction_and_counts_it(
+    service_factory, stack_env, mongo, recorder: Recorder
+) -> None:
+    # pymongo's login against nx-27017 with credentials raises KeyError('payload'), not a PyMongoError:
+    # before, 40 of 40 answered predictions vanished, /health said null and /feedback answered 500.
+    mongo_proc, uri = mongo
+    env = {**stack_env, "MONGODB_URI": uri.replace("mongodb://", "mongodb://user:password@")}
+    proc, url = service_factory("prediction_service", env)
+    stack = Stack(proc, url, mongo_proc, uri, recorder, env)
+    session = requests.Session()
+    for i in range(40):
+        session.post(f"{url}/predict", json={**RIDE, "request_id": f"auth-{i}"}, timeout=5).raise_for_status()
+    spool_dir = Path(env["PREDICTION_SPOOL_DIR"])
+    wait_until(lambda: _spooled(spool_dir) >= 40, timeout=30, what="all 40 spooled")
+    feedback = session.post(f"{url}/feedback", json={"request_id": "auth-1", "duration": 7.0}, timeout=5)
+    assert feedback.status_code == 202, feedback.text
+    assert stack.metric("prediction_mongo_writes_total", result="error") > 0
+    assert stack.metric("prediction_records_dropped_total") == 0
+    # The probe thread survives the same error and says "unreachable", again and again.
+    for _ in range(2):
+        health = wait_until(
+            lambda: (h := session.get(f"{url}/health", timeout=5).json())["mongodb"]["reachable"] is False and h,
+            timeout=20,
+            what="health says unreachable",
+        )
+    assert health["queues"]["spool_records"] >= 40
+    assert stack.predictions.count_documents({}) == 0
+    # With the right URI the same spool reaches MongoDB: nothing was lost.
+    proc.stop()
+    service_factory("prediction_service", stack_env)
+    wait_until(lambda: stack.predictions.count_documents({}) >= 40, timeout=30, what="spool replayed")
+    stored = [d["request_id"] for d in stack.predictions.find({}, {"_id": 0, "request_id": 1})]
+    assert sorted(stored) == sorted(f"auth-{i}" for i in range(40))
+
+
+def test_a_mongodb_back_empty_gets_its_indexes_back_and_a_retried_id_is_stored_once(
+    service_factory, stack_env, tmp_path: Path, recorder: Recorder
+) -> None:
+    mongo_proc, uri = start_mongo(tmp_path / "mongo-empty")
+    port = int(uri.rsplit(":", 1)[1])
+    env = {
+        **stack_env,
+        "MONGODB_URI": uri,
+        "PREDICTION_HEALTH_CACHE_SECONDS": "0",
+        "PREDICTION_INDEX_CHECK_SECONDS": "3600",
+    }
+    proc, url = service_factory("prediction_service", env)
+    stack = Stack(proc, url, mongo_proc, uri, recorder, env)
+    session = requests.Session()
+    try:
+        session.post(f"{url}/predict", json={**RIDE, "request_id": "before"}, timeout=5).raise_for_status()
+        wait_until(lambda: stack.predictions.count_documents({}) == 1, timeout=20, what="first write")
+        health = wait_until(
+            lambda: (h := session.get(f"{url}/health", timeout=5).json())["mongodb"]["indexes_missing"] == [] and h,
+            timeout=20,
+            what="indexes reported present",
+        )
+        # Someone drops the indexes: /health names them (the hourly check has not run yet).
+        stack.predictions.drop_indexes()
+        wait_until(
+            lambda: "request_id_unique" in session.get(f"{url}/health", timeout=5).json()["mongodb"]["indexes_missing"],
+            timeout=20,
+            what="health names the missing unique index",
+        )
+        # MongoDB restarts empty (in memory): no data, no indexes. A client retries one id five times.
+        mongo_proc.stop()
+        mongo_proc, _ = start_mongo(tmp_path / "mongo-empty", port=port)
+        for _ in range(5):
+            session.post(f"{url}/predict", json={**RIDE, "request_id": "retried"}, timeout=5).raise_for_status()
+            wait_until(
+                lambda: stack.predictions.count_documents({"request_id": "retried"}) >= 1, timeout=30, what="written"
+            )
+        wait_until(
+            lambda: stack.metric("prediction_queue_size") + stack.metric("prediction_spool_records") == 0,
+            timeout=30,
+            what="drained",
+        )
+        assert stack.predictions.count_documents({"request_id": "retried"}) == 1
+        health = wait_until(
+            lambda: (h := session.get(f"{url}/health", timeout=5).json())["mongodb"]["indexes_missing"] == [] and h,
+            timeout=20,
+            what="indexes recreated",
+        )
+        assert health["mongodb"]["reachable"] is True
+    finally:
+        mongo_proc.stop()
+
+
+def test_sigkill_of_the_whole_group_loses_no_answered_prediction_and_replays_without_recounting(
+    service_factory, stack_env, mongo, recorder: Recorder
+) -> None:
+    mongo_proc, uri = mongo
+    # MongoDB hangs, so every answered prediction sits in a worker's memory when the kill comes: without
+    # the write-ahead log all of them would be gone.
+    env = {**stack_env, "PREDICTION_MONGO_TIMEOUT_SECONDS": "60"}
+    proc, url = service_factory("prediction_service", env)
+    stack = Stack(proc, url, mongo_proc, uri, recorder, env)
+    os.kill(mongo_proc.pid, signal.SIGSTOP)
+    try:
+        with Traffic(url, "groupkill") as traffic:
+            wait_until(lambda: traffic.sent_at_least(150), timeout=30, what="traffic while MongoDB hangs")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.popen.wait(10)
+        answered = set(traffic.accepted)
+        assert len(answered) >= 150
+        wal_dir = Path(env["PREDICTION_SPOOL_DIR"]) / "wal"
+        assert any(wal_dir.iterdir()), "no write-ahead log left behind"
+    finally:
+        os.kill(mongo_proc.pid, signal.SIGCONT)
+    forwarded_before = {r["request_id"] for r in recorder.rows("/iterate/ride_duration")}
+    proc, url = service_factory("prediction_service", stack_env)
+    collection = stack.predictions
+    wait_until(lambda: collection.count_documents({}) >= len(answered), timeout=60, what="log replayed")
+    stored = [d["request_id"] for d in collection.find({}, {"_id": 0, "request_id": 1})]
+    assert len(stored) == len(set(stored))
+    assert answered <= set(stored), f"answered but lost: {sorted(answered - set(stored))[:10]}"
+    # Requests in flight at the kill may be stored without an answer; nothing else.
+    assert len(set(stored) - answered) <= 8
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    assert metric_value(text, "prediction_wal_recovered_records_total") >= len(answered)
+    # The replay is a MongoDB write only: no prediction counted again, no row forwarded again.
+    assert metric_value(text, "prediction_predictions_total") == 0
+    forwarded_after = {r["request_id"] for r in recorder.rows("/iterate/ride_duration")}
+    assert not (forwarded_after - forwarded_before) & answered
+    wait_until(
+        lambda: not any(p.name.startswith("wal-") and ".claimed-" in p.name for p in wal_dir.iterdir()),
+        timeout=20,
+        what="claimed logs removed",
+    )
+
+
+def test_an_unwritable_spool_folder_refuses_to_start_with_one_line(stack_env, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the spool folder should be")
+    env = {**os.environ, **stack_env, "PREDICTION_SPOOL_DIR": str(blocker / "spool"), "PORT": "0"}
+    done = subprocess.run(python_module("prediction_service"), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("prediction_service: PREDICTION_SPOOL_DIR ") and "not writable" in lines[0]

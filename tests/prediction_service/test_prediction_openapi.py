@@ -9,9 +9,9 @@ def test_openapi_document_lists_every_schema_field_and_limit(client, offline_set
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
     ride = doc["components"]["schemas"]["Ride"]
-    assert set(ride["properties"]) == {f.name for f in FIELDS} | {"request_id"}
+    assert set(ride["properties"]) == {f.name for f in FIELDS} | {"request_id", "id"}
     assert set(ride["required"]) == {f.name for f in FIELDS if f.required}
-    assert ride["additionalProperties"] is False
+    assert ride["additionalProperties"] is True  # UNKNOWN_FIELDS=keep (the default) serves other fields
     assert ride["properties"]["PULocationID"]["maximum"] == 265
     batch = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][1]
     assert batch["maxItems"] == offline_settings.max_batch_rows
@@ -25,3 +25,11 @@ def test_openapi_declares_the_bearer_token_when_one_is_required(settings_with) -
     doc = create_app(settings_with(monitoring_token="t")).test_client().get("/openapi.json").get_json()
     assert doc["paths"]["/feedback"]["post"]["security"] == [{"bearerAuth": []}]
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_openapi_forbids_other_fields_only_when_they_are_rejected(settings_with) -> None:
+    from prediction_service import create_app
+
+    for policy, allowed in (("keep", True), ("ignore", True), ("reject", False)):
+        doc = create_app(settings_with(unknown_fields=policy)).test_client().get("/openapi.json").get_json()
+        assert doc["components"]["schemas"]["Ride"]["additionalProperties"] is allowed, policy

@@ -21,6 +21,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
     assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.spool_per_replica
+    assert settings.worker_class == "buffered"
 
 
 def test_environment_overrides() -> None:
@@ -63,9 +64,10 @@ def test_environment_overrides() -> None:
         ("PREDICTION_FORWARD_TIMEOUT_SECONDS", "nan", "must be a finite number"),
         ("PREDICTION_FORWARD_RETRIES", "-2", "must be >= 0"),
         ("PREDICTION_SPOOL_CAPACITY_RECORDS", "1e6", "must be an integer"),
-        ("PREDICTION_FEEDBACK_WAIT_SECONDS", "-0.5", "must be >= 0"),
+        ("PREDICTION_MAX_PENDING_LABELS", "-1", "must be >= 0"),
         ("PREDICTION_LABEL_RETRY_SECONDS", "10m", "must be a number"),
         ("PREDICTION_HEALTH_CACHE_SECONDS", "x", "must be a number"),
+        ("WORKER_CLASS", "sync", "input should be 'buffered', 'gthread' or 'gevent'"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, rule: str) -> None:
@@ -84,6 +86,16 @@ def test_empty_values_are_unset_and_names_case_insensitive() -> None:
     settings = Settings.from_env({"PORT": "", "PREDICTION_LOG_TO_MONGODB": "", "prediction_batch_size": "7"})
     assert settings.port == 9696 and settings.log_to_mongodb and settings.batch_size == 7
     assert Settings.from_env({"HOST": "127.0.0.1", "threads": "8"}).host == "127.0.0.1"
+
+
+def test_gevent_refuses_to_patch_after_the_app_imports_and_gthread_needs_nothing() -> None:
+    from service_common.workers import prepare_process
+
+    # This test process imported ssl long ago: patching now is gevent's documented trap, so refuse.
+    with pytest.raises(RuntimeError, match="ssl"):
+        prepare_process("gevent")
+    prepare_process("gthread")
+    assert Settings.from_env({"WORKER_CLASS": " GThread "}).worker_class == "gthread"
 
 
 def test_settings_are_frozen() -> None:

@@ -1,4 +1,4 @@
-"""The background MongoDB writer in-process: spooling when MongoDB is away, counted drops, late labels."""
+"""The background MongoDB writer in-process: spooling when MongoDB is away, counted drops, late and racing labels."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from prometheus_client import REGISTRY
 from pymongo import MongoClient
 
 from local_stack.processes import free_port, wait_until
-from monitoring_core.documents import predictions_collection
-from prediction_service.mongo_sink import MongoSink, label_record
+from monitoring_core.documents import label_time, predictions_collection
+from prediction_service.labels import label_record
+from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
 
 
-def dropped(reason: str) -> float:
-    return REGISTRY.get_sample_value("prediction_records_dropped_total", {"queue": "mongo", "reason": reason}) or 0.0
+def dropped(reason: str, queue: str = "mongo") -> float:
+    return REGISTRY.get_sample_value("prediction_records_dropped_total", {"queue": queue, "reason": reason}) or 0.0
+
+
+def fed(result: str) -> float:
+    return REGISTRY.get_sample_value("prediction_feedback_total", {"result": result}) or 0.0
 
 
 def doc(request_id: str) -> dict:
@@ -47,11 +52,13 @@ def test_unreachable_mongodb_spools_batches_and_counts_what_a_full_spool_refuses
 def test_a_label_queued_before_its_prediction_is_applied_once_the_prediction_lands(mongo, tmp_path: Path) -> None:
     _, uri = mongo
     settings = Settings(mongodb_uri=uri, flush_interval_seconds=0.05, mongo_retry_seconds=0.1)
-    sink = MongoSink(settings, Spool(tmp_path, 100))
-    stamp = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    sink.submit([label_record("late", 12.5, stamp)])  # e.g. /feedback while MongoDB was down
+    won: list[dict] = []
+    sink = MongoSink(settings, Spool(tmp_path, 100), on_label_accepted=won.extend)
+    now = datetime.now(UTC)
+    stamp = now.replace(microsecond=now.microsecond // 1000 * 1000)  # BSON keeps milliseconds
+    sink.submit_labels([label_record("late", 12.5, stamp)])  # it overtook its prediction
     collection = predictions_collection(MongoClient(uri, tz_aware=True), "prediction_service")
-    wait_until(sink.idle, timeout=10, what="label tried against a missing document")
+    wait_until(lambda: sink.idle() and len(sink.pending_labels) == 1, timeout=10, what="label waiting for its document")
     assert collection.count_documents({"request_id": "late"}) == 0
     sink.submit([doc("late")])
     labelled = wait_until(
@@ -59,8 +66,62 @@ def test_a_label_queued_before_its_prediction_is_applied_once_the_prediction_lan
         timeout=15,
         what="label applied",
     )
-    assert labelled["target"] == 12.5 and labelled["target_timestamp"] == stamp
-    sink.submit([label_record("late", 99.0, datetime.now(UTC))])  # a second label loses
-    wait_until(sink.idle, timeout=10, what="second label handled")
+    assert labelled["target"] == 12.5 and label_time(labelled["target_timestamp"]) == stamp
+    assert [r["request_id"] for r in won] == ["late"] and len(sink.pending_labels) == 0
+    duplicates = fed("duplicate")
+    sink.submit_labels([label_record("late", 99.0, datetime.now(UTC))])  # a second label loses
+    wait_until(lambda: fed("duplicate") == duplicates + 1, timeout=10, what="second label decided")
     assert collection.find_one({"request_id": "late"})["target"] == 12.5
+    assert len(won) == 1
     sink.close()
+
+
+@pytest.mark.integration
+def test_labels_racing_for_one_id_in_two_writers_have_one_winner(mongo, tmp_path: Path) -> None:
+    # Two workers' writers, as under gunicorn: each id gets one label from each, at the same moment.
+    _, uri = mongo
+    settings = Settings(mongodb_uri=uri, flush_interval_seconds=0.05)
+    won: list[dict] = []
+    sinks = [MongoSink(settings, Spool(tmp_path / str(i), 10_000), on_label_accepted=won.extend) for i in range(2)]
+    ids = [f"race-{i}" for i in range(50)]
+    sinks[0].submit([doc(i) for i in ids])
+    collection = predictions_collection(MongoClient(uri, tz_aware=True), "prediction_service")
+    wait_until(lambda: collection.count_documents({"request_id": {"$regex": "^race-"}}) == 50, 15, "documents")
+    accepted = fed("accepted")
+    now = datetime.now(UTC)
+    for k, sink in enumerate(sinks):
+        sink.submit_labels([label_record(i, 10.0 + k, now) for i in ids])
+    wait_until(lambda: all(s.idle() for s in sinks) and fed("accepted") - accepted == 50, 20, "labels decided")
+    stored = {d["request_id"]: d["target"] for d in collection.find({"request_id": {"$in": ids}})}
+    assert set(stored) == set(ids) and set(stored.values()) <= {10.0, 11.0}
+    assert sorted(r["request_id"] for r in won) == sorted(ids)  # each id forwarded once, by its winner
+    assert {r["request_id"]: r["target"] for r in won} == stored
+    for sink in sinks:
+        sink.close()
+
+
+@pytest.mark.integration
+def test_pending_labels_are_bounded_and_given_up_after_the_horizon(mongo, tmp_path: Path) -> None:
+    _, uri = mongo
+    settings = Settings(mongodb_uri=uri, flush_interval_seconds=0.05, max_pending_labels=5, label_retry_seconds=0.5)
+    sink = MongoSink(settings, Spool(tmp_path, 100))
+    full, unknown = dropped("pending_full", "feedback"), fed("unknown")
+    sink.submit_labels([label_record(f"nobody-{i}", 3.0, datetime.now(UTC)) for i in range(8)])
+    wait_until(lambda: dropped("pending_full", "feedback") - full == 3, timeout=10, what="oldest dropped")
+    wait_until(lambda: fed("unknown") - unknown == 5 and len(sink.pending_labels) == 0, timeout=15, what="given up")
+    sink.close()
+
+
+@pytest.mark.integration
+def test_labels_spooled_at_shutdown_keep_their_retry_horizon(mongo, tmp_path: Path) -> None:
+    _, uri = mongo
+    settings = Settings(mongodb_uri=uri, flush_interval_seconds=0.05)
+    spool = Spool(tmp_path, 100)
+    sink = MongoSink(settings, spool)
+    arrived = datetime.now(UTC).replace(microsecond=0)
+    sink.submit_labels([label_record("waiting", 3.0, arrived)])
+    wait_until(lambda: len(sink.pending_labels) == 1, timeout=10, what="label pending")
+    sink.close()
+    (record,) = spool.read(spool.claim())
+    assert record["request_id"] == "waiting" and record["since"] == arrived.timestamp()
+    assert record["target_timestamp"] == arrived

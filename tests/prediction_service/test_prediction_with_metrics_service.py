@@ -40,7 +40,7 @@ def test_rows_and_labels_reach_the_real_metrics_service(
         requests.post(f"{url}/predict", json=ride, timeout=5).raise_for_status()
     labels = [{"request_id": f"ev-{i}", "duration": 12.0 + i} for i in range(labelled)]
     response = requests.post(f"{url}/feedback", json=labels, headers={"Authorization": "Bearer s3cret"}, timeout=10)
-    assert response.status_code == 200 and response.json()["accepted"] == labelled
+    assert response.status_code == 202 and response.json()["queued"] == labelled
 
     def scraped(name: str, **labels: str) -> float:
         return metric_value(requests.get(f"{metrics_url}/metrics", timeout=5).text, name, **labels)
@@ -56,3 +56,9 @@ def test_rows_and_labels_reach_the_real_metrics_service(
         what="labels joined by the metrics service",
     )
     assert scraped("evidently_rows_rejected_total") == 0
+    # Decided by MongoDB in the prediction service: each label won its document and was forwarded once.
+    assert (
+        metric_value(requests.get(f"{url}/metrics", timeout=5).text, "prediction_feedback_total", result="accepted")
+        == labelled
+    )
+    assert scraped("evidently_labels_received_total", result="duplicates") == 0

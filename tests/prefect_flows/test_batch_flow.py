@@ -129,8 +129,16 @@ def test_html_reports_exist_and_contain_the_report(stack):
         assert all(word in text for word in expected), kind
         # The header says what the report covers, and that the rows are a seeded sample.
         header = text[text.index('<div id="batch-run"') :][:1500]
-        assert "2026-01-05 10:00 &ndash; 2026-01-05 11:00 UTC" in header
+        assert "2026-01-05 10:00 \u2013 11:00 UTC" in header
         assert f"analyses {MAX_ROWS:,} of them" in header and f"(seed {clean['sampling']['seed']})" in header, header
+    # Columns typed from the schema, read from MongoDB: the id and the prediction's time fill Evidently's table,
+    # and the regression plots run on the prediction's time instead of the row index.
+    summary_page = (reports_dir / clean["reports"]["data_summary"]["html"]).read_text()
+    assert '["id column", "request_id", "request_id"]' in summary_page
+    assert '["date column", "timestamp", "timestamp"]' in summary_page
+    assert '["datetime columns", "1", "1"]' in summary_page
+    quality_page = (reports_dir / clean["reports"]["quality"]["html"]).read_text()
+    assert "timestamp (minute)" in quality_page and "Index binned" not in quality_page
 
 
 def test_quality_on_labelled_rows_and_unavailable_without_labels(stack):

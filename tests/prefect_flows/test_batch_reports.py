@@ -35,6 +35,9 @@ def _logged(model, n: int, seed: int, drift: DriftParams = NO_DRIFT, label_share
     rides[PREDICTION] = model.predict_frame(rides)
     rides[TARGET_FIELD] = rides[TARGET].where(np.random.default_rng(seed).random(n) < label_share)
     rides["model_version"] = model.version
+    rides["request_id"] = [f"r{seed}-{i}" for i in range(n)]
+    # Served over the period, as logged (naive UTC, as read_predictions returns it).
+    rides["timestamp"] = pd.date_range(PERIOD.start, PERIOD.end, periods=n + 1, inclusive="left").tz_localize(None)
     return rides[list(COLUMNS)]
 
 
@@ -127,7 +130,8 @@ def test_workspace_opens_without_reading_stored_snapshots(model, reference, tmp_
     """A run's cost must not grow with the history: opening the workspace leaves stored snapshots unread."""
     from evidently.ui.workspace import Workspace
 
-    from prefect_flows.publish import open_workspace, record_snapshots
+    from prefect_flows.publish import record_snapshots
+    from prefect_flows.workspace import open_workspace
 
     analysis = _analyse(reference, _logged(model, 300, seed=8))
     first = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)

@@ -62,7 +62,8 @@ def test_settings_from_env_and_bad_values():
 def test_projection_reads_only_what_the_reports_use():
     fields = set(projection()) - {"_id"}
     assert fields == set(COLUMNS)
-    assert {f.name for f in MONITORED_FIELDS} | {PREDICTION, "target", "model_version"} == fields
+    expected = {PREDICTION, "target", "model_version", "request_id", "timestamp", "lpep_pickup_datetime"}
+    assert {f.name for f in MONITORED_FIELDS} | expected == fields
     assert projection()["_id"] == 0
     query = period_filter("m", Period(datetime(2026, 1, 1), datetime(2026, 1, 2)))
     assert query["model_name"] == "m" and set(query["timestamp"]) == {"$gte", "$lt"}

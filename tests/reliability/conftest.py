@@ -19,8 +19,7 @@ def stack(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         artifacts_dir,
         token=TOKEN,
         workers=2,
-        # Unknown label ids are the fuzzers' common case: do not wait a second for each.
-        extra_env={"LOG_LEVEL": "debug", "PREDICTION_FEEDBACK_WAIT_SECONDS": "0.02"},
+        extra_env={"LOG_LEVEL": "debug"},
     )
     try:
         yield started.start()

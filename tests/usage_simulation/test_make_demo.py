@@ -41,7 +41,7 @@ def test_demo_runs_end_to_end_and_detects_the_drift(tmp_path: Path) -> None:
     assert "false alarms in clean phases: none" in out, out
     # URLs, report paths and the Evidently UI command are printed; the reports exist.
     assert re.search(r"prediction API\s+http://127\.0\.0\.1:\d+/predict", out)
-    assert re.search(r"Prometheus\s+http://127\.0\.0\.1:\d+/alerts", out)
+    assert re.search(r"Prometheus alerts\s+http://127\.0\.0\.1:\d+(/classic)?/alerts", out)
     assert "evidently ui --workspace" in out
     reports = sorted((tmp_path / "reports").rglob("*.html"))
     assert reports and any(str(r) in out for r in reports), out
@@ -80,3 +80,105 @@ def test_parts_not_built_yet_are_reported_and_skipped(monkeypatch, tmp_path: Pat
     finally:
         stack.stop()
     assert not stack.processes[0].alive()
+
+
+def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path) -> None:
+    """In a terminal the demo keeps the stack up: every printed link answers, then Ctrl-C closes every port."""
+    import os
+    import pty
+    import signal
+
+    import requests
+
+    primary, secondary = pty.openpty()  # stdin and stdout are a terminal, as when a person runs `make demo`
+    args = [
+        sys.executable,
+        "-m",
+        "local_stack.demo",
+        "--duration",
+        "30",
+        "--free-ports",
+        "--train-rows",
+        "8000",
+        "--workdir",
+        str(tmp_path / "demo"),
+        "--artifacts-dir",
+        str(tmp_path / "artifacts"),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    ]
+    demo = subprocess.Popen(args, stdin=secondary, stdout=secondary, stderr=subprocess.STDOUT, env=_env())
+    os.close(secondary)
+    try:
+        out = _read_until(primary, "press Ctrl-C to stop", demo, timeout=600)
+        links = dict(
+            re.findall(
+                r"^  (reports index|newest drift report|Evidently UI|Prometheus alerts|graphs: [A-Za-z ]+?)\s+(http://\S+)",
+                out,
+                re.M,
+            )
+        )
+        assert {"reports index", "newest drift report", "Evidently UI", "Prometheus alerts"} <= set(links), out
+        graphs = {name: url for name, url in links.items() if name.startswith("graphs: ")}
+        assert set(graphs) == {
+            f"graphs: {t}" for t in ("Data drift", "Model quality", "Data quality", "Service health")
+        }
+        for name, url in links.items():
+            assert requests.get(url, timeout=10).status_code == 200, (name, url)
+        assert "Data drift" in requests.get(links["newest drift report"], timeout=10).text
+        ui = links["Evidently UI"].rstrip("/")
+        assert [p["name"] for p in requests.get(f"{ui}/api/projects", timeout=10).json()] == ["ride_duration"]
+        prometheus = re.search(r"Prometheus at (http://\S+)", out).group(1)
+        _graph_queries_answer(prometheus, graphs, out)
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert demo.wait(timeout=60) == 0
+        out += _read_until(primary, "stopped everything the demo started", demo, timeout=5)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        os.close(primary)
+    ports = set(re.findall(r"(?:http|mongodb)://127\.0\.0\.1:(\d+)", out))
+    assert len(ports) == 6, out  # MongoDB, the two services, Prometheus, the reports server, the Evidently UI
+    for port in ports:
+        assert not port_open(int(port)), f"port {port} still open after Ctrl-C"
+
+
+def _read_until(fd: int, marker: str, proc: subprocess.Popen, timeout: float) -> str:
+    """Read a pseudo-terminal's output until `marker` appears (or the process ends, or `timeout`)."""
+    import os
+    import select
+    import time
+
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in b"".join(chunks) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # the other side closed: the process ended
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
+def _graph_queries_answer(prometheus: str, graphs: dict[str, str], out: str) -> None:
+    """Every graph link's query is valid PromQL, and returns data unless the service does not export it yet."""
+    from urllib.parse import parse_qs, urlsplit
+
+    import requests
+
+    metrics = requests.get(re.search(r"metrics service\s+(http://\S+)", out).group(1), timeout=10).text
+    for name, url in graphs.items():
+        queries = [v[0] for k, v in parse_qs(urlsplit(url).query).items() if k.endswith(".expr")]
+        assert queries, name
+        for query in queries:
+            answer = requests.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+            assert answer["status"] == "success", (name, query, answer)
+            metric = re.match(r"[a-z_:]+", query).group(0)
+            # evidently_feature_drift_threshold arrives with the metrics service's calibrated thresholds.
+            exported = ":" in metric or f"\n{metric}{{" in metrics
+            assert answer["data"]["result"] or not exported, (name, query)

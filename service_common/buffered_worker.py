@@ -1,0 +1,178 @@
+"""gunicorn's gthread worker, except that a pool thread only ever gets a request that has fully arrived.
+
+gthread hands every new connection to a pool thread at once, and the thread then blocks reading the
+request: a few dozen connections that send nothing, or a head one byte at a time, hold every thread
+(docs/reliability.md "Slow and idle clients"). Here the worker's event loop (the selector gthread
+already runs for kept-alive connections) reads the head, and a body up to `MAX_BUFFERED_BODY`
+(declared or chunked; `Expect: 100-continue` is answered here), without blocking; only then does a
+thread parse and serve it. A connection whose head has not arrived within `HEAD_TIMEOUT`, or whose
+body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads
+are exactly gthread's: nothing is patched. Written against gunicorn 27.0.1 (the pin): it relies on
+`ThreadWorker.accept`, `on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import selectors
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+HEAD_TIMEOUT = 5.0  # seconds for a whole request head, from the connection's first wait
+BODY_TIMEOUT = 10.0  # seconds for a whole buffered body, from the end of its head
+MAX_HEAD = 64 * 1024  # a head larger than this (real ones are < 8 KiB) closes the connection
+# Bodies up to this (declared or chunked) are read by the event loop: every /predict body, the
+# forwarder's batches. A larger declared one is read by the thread, as in gthread (only the metrics
+# service accepts one, up to 32 MiB; the prediction service refuses it from its Content-Length).
+MAX_BUFFERED_BODY = 1024 * 1024
+_SCAN_INTERVAL = 0.5  # how often deadlines are checked
+
+_END_OF_HEAD = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def chunked_end(buffer: bytes | bytearray, start: int) -> int | None:
+    """Return the offset just past a whole chunked body that begins at `start`, or None while incomplete."""
+    pos = start
+    while True:
+        eol = buffer.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        try:
+            size = int(bytes(buffer[pos:eol]).split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            return len(buffer)  # malformed: hand it over, gunicorn's parser answers 400
+        if size == 0:  # the last chunk; optional trailers end with an empty line
+            end = buffer.find(_END_OF_HEAD, eol)
+            return None if end < 0 else end + len(_END_OF_HEAD)
+        pos = eol + 2 + size + 2
+        if pos > len(buffer):
+            return None
+
+
+class BufferingThreadWorker(ThreadWorker):
+    """gthread with request heads (and small bodies) read by the event loop under deadlines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: dict[TConn, None] = {}  # connections whose request is still arriving
+        self._next_scan = 0.0
+
+    def accept(self, listener: Any) -> None:
+        """Accept a connection and wait for its request in the event loop, not in a thread."""
+        if self.cfg.is_ssl:  # TLS must be unwrapped before a head can be read: gthread's own path
+            super().accept(listener)
+            return
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        self._await_request(TConn(self.cfg, sock, addr, listener.getsockname()))  # TConn makes it non-blocking
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        """A kept-alive connection has data: buffer its next request too (it may be just as slow)."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_request(conn)
+
+    def _await_request(self, conn: TConn) -> None:
+        conn.buffered = bytearray()
+        conn.body_start = 0
+        conn.body_end = None  # where the buffered body ends ("chunked": when its last chunk arrives)
+        conn.deadline = time.monotonic() + HEAD_TIMEOUT
+        self.reading[conn] = None
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, _client: Any) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away before its request was whole
+            self._drop(conn)
+            return
+        conn.buffered += data
+        if conn.body_end is None and not self._read_head(conn):
+            return
+        if conn.body_end == "chunked":
+            end = chunked_end(conn.buffered, conn.body_start)
+            if end is not None or len(conn.buffered) - conn.body_start > MAX_BUFFERED_BODY:
+                self._dispatch(conn)
+        elif len(conn.buffered) >= conn.body_end:
+            self._dispatch(conn)
+
+    def _read_head(self, conn: TConn) -> bool:
+        """Once the head is whole, decide how its body is read; return whether the loop reads it."""
+        end = conn.buffered.find(_END_OF_HEAD)
+        if end < 0:
+            if len(conn.buffered) > MAX_HEAD:
+                self._drop(conn)
+            return False
+        head = bytes(conn.buffered[: end + 2])
+        expect = _EXPECT_CONTINUE.search(head)
+        if expect:
+            # Answered here so the client sends its body to the loop; the header goes, so gunicorn
+            # does not send a second 100.
+            del conn.buffered[expect.start() : expect.end()]
+            end -= expect.end() - expect.start()
+            try:
+                conn.sock.send(_CONTINUE)
+            except OSError:
+                self._drop(conn)
+                return False
+        conn.body_start = end + len(_END_OF_HEAD)
+        length = _CONTENT_LENGTH.search(head)
+        if _CHUNKED.search(head):
+            conn.body_end = "chunked"
+        elif length is not None and int(length.group(1)) <= MAX_BUFFERED_BODY:
+            conn.body_end = conn.body_start + int(length.group(1))
+        else:
+            self._dispatch(conn)  # no body, or a large one the thread reads
+            return False
+        conn.deadline = time.monotonic() + BODY_TIMEOUT
+        return True
+
+    def _dispatch(self, conn: TConn) -> None:
+        self.poller.unregister(conn.sock)
+        del self.reading[conn]
+        conn.prefetched, conn.buffered = bytes(conn.buffered), None
+        conn.data_ready = True  # gthread's handle() must not wait for data again
+        self.enqueue_req(conn)
+
+    def _drop(self, conn: TConn) -> None:
+        self.poller.unregister(conn.sock)
+        self.reading.pop(conn, None)
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """Close connections whose request missed its deadline (gthread's own pending ones too)."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self._next_scan:
+            return
+        self._next_scan = now + _SCAN_INTERVAL
+        for conn in [c for c in self.reading if c.deadline <= now]:
+            self._drop(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        """Serve a connection in a pool thread, its buffered bytes handed to gunicorn's parser first."""
+        prefetched = getattr(conn, "prefetched", b"")
+        if prefetched:
+            conn.prefetched = b""
+            conn.sock.setblocking(True)
+            conn.init()  # creates the parser on a new connection; a kept-alive one keeps its own
+            conn.parser.unreader.unread(prefetched)
+        return super().handle(conn)

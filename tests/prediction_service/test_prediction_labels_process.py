@@ -1,0 +1,258 @@
+"""Labels on the real processes (gunicorn, 2 workers, nx-27017 over TCP, a recording metrics service).
+
+/feedback answers at once and the writers decide: one winner per id in MongoDB and forwarded, a label
+that overtakes its prediction still lands, a flood of labels leaves /predict answering, and labels sent
+while MongoDB is down are spooled and applied once it is back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from prediction_support import RIDE, Stack, metric_value, service_env
+
+from local_stack.components import start_mongo, start_service
+from local_stack.processes import wait_until
+from local_stack.recorder import Recorder
+from monitoring_core.documents import label_time
+
+pytestmark = pytest.mark.integration
+
+FORWARDED = "/feedback/ride_duration"
+HORIZON_SECONDS = 3  # PREDICTION_LABEL_RETRY_SECONDS here: unknown ids are given up quickly
+
+
+@pytest.fixture(scope="module")
+def label_stack(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One service, MongoDB and recorder for this module, with a short retry horizon for unknown ids."""
+    workdir = tmp_path_factory.mktemp("label_stack")
+    mongo_proc, uri = start_mongo(workdir / "mongo")
+    rec = Recorder().start()
+    env = {**service_env(artifacts_dir / "model.pkl", workdir, uri, rec)}
+    env["PREDICTION_LABEL_RETRY_SECONDS"] = str(HORIZON_SECONDS)
+    proc, url = start_service("prediction_service", workdir / "services", env)
+    yield Stack(proc, url, mongo_proc, uri, rec, env)
+    proc.stop()
+    rec.stop()
+    mongo_proc.stop()
+
+
+def scrape(stack: Stack) -> str:
+    return requests.get(f"{stack.url}/metrics", timeout=5).text
+
+
+def feedback_counts(stack: Stack) -> Counter:
+    text = scrape(stack)
+    results = ("queued", "accepted", "duplicate", "unknown", "invalid")
+    return Counter({r: metric_value(text, "prediction_feedback_total", result=r) for r in results})
+
+
+def settled(stack: Stack) -> None:
+    """Wait until no label waits in a writer and every queue is empty."""
+    wait_until(
+        lambda: stack.metric("prediction_pending_labels") == 0 and stack.metric("prediction_queue_size") == 0,
+        timeout=30,
+        what="writers idle",
+    )
+
+
+def predict(stack: Stack, request_id: str) -> None:
+    requests.post(f"{stack.url}/predict", json={**RIDE, "request_id": request_id}, timeout=5).raise_for_status()
+
+
+def forwarded(stack: Stack, prefix: str) -> list[dict]:
+    return [r for r in stack.recorder.rows(FORWARDED) if r["request_id"].startswith(prefix)]
+
+
+def test_each_item_answered_at_once_and_decided_by_the_database(label_stack: Stack) -> None:
+    stack = label_stack
+    settled(stack)
+    before = feedback_counts(stack)
+    for i in range(3):
+        predict(stack, f"fb-{i}")
+    body = [
+        {"request_id": "fb-1", "duration": 17.5},
+        {"request_id": "nobody", "duration": 3.0},
+        {"request_id": "fb-1", "duration": 20.0},
+        {"request_id": "fb-2", "duration": 1512.0},
+    ]
+    response = requests.post(f"{stack.url}/feedback", json=body, timeout=5)
+    assert response.status_code == 202
+    answer = response.json()
+    assert [(i["request_id"], i["outcome"]) for i in answer["items"]] == [
+        ("fb-1", "queued"),
+        ("nobody", "queued"),
+        ("fb-1", "duplicate"),
+        ("fb-2", "invalid"),
+    ]
+    assert answer["items"][3]["details"][0] == {
+        "field": "3.duration",
+        "message": answer["items"][3]["details"][0]["message"],
+        "reason": "out_of_range",
+    }
+    collection = stack.predictions
+    labelled = wait_until(
+        lambda: collection.find_one({"request_id": "fb-1", "target": {"$exists": True}}), 15, "label applied"
+    )
+    assert labelled["target"] == 17.5
+    # A BSON datetime on MongoDB, a string on nx-27017: label_time reads both (docs/prediction_service.md).
+    assert labelled["timestamp"] - timedelta(milliseconds=1) <= label_time(labelled["target_timestamp"])
+    again = requests.post(f"{stack.url}/feedback", json={"request_id": "fb-1", "duration": 99.0}, timeout=5)
+    assert again.status_code == 202 and again.json()["items"][0]["outcome"] == "queued"
+
+    def decided() -> Counter | None:
+        delta = feedback_counts(stack) - before
+        return delta if delta["unknown"] == 1 and delta["duplicate"] == 2 else None
+
+    delta = wait_until(decided, timeout=HORIZON_SECONDS + 20, what="every label decided")
+    assert delta == Counter({"queued": 3, "accepted": 1, "duplicate": 2, "unknown": 1, "invalid": 1})
+    assert collection.find_one({"request_id": "fb-1"})["target"] == 17.5
+    untouched = {"request_id": {"$in": ["fb-0", "fb-2"]}, "target": {"$exists": True}}
+    assert collection.count_documents(untouched) == 0
+    assert [(r["request_id"], r["duration"]) for r in forwarded(stack, "fb-")] == [("fb-1", 17.5)]
+    assert metric_value(scrape(stack), "prediction_records_dropped_total") == 0
+
+
+def test_a_label_that_overtakes_its_prediction_still_lands(label_stack: Stack) -> None:
+    stack = label_stack
+    settled(stack)
+    response = requests.post(f"{stack.url}/feedback", json={"request_id": "early-1", "duration": 8.0}, timeout=5)
+    assert response.status_code == 202
+    wait_until(lambda: stack.metric("prediction_pending_labels") == 1, 10, "label waiting in the writer")
+    predict(stack, "early-1")
+    labelled = wait_until(
+        lambda: stack.predictions.find_one({"request_id": "early-1", "target": {"$exists": True}}), 15, "label"
+    )
+    assert labelled["target"] == 8.0
+    got = wait_until(lambda: forwarded(stack, "early-"), 10, "forwarded")
+    assert [(r["request_id"], r["duration"]) for r in got] == [("early-1", 8.0)]
+
+
+def test_two_labels_at_once_for_one_id_one_wins_and_only_it_is_forwarded(label_stack: Stack) -> None:
+    stack = label_stack
+    settled(stack)
+    before = feedback_counts(stack)
+    pairs = 30
+    ids = [f"pair-{i}" for i in range(pairs)]
+    for request_id in ids:
+        predict(stack, request_id)
+    wait_until(lambda: stack.predictions.count_documents({"request_id": {"$in": ids}}) == pairs, 15, "documents")
+    statuses: list[int] = []
+
+    def send(request_id: str, duration: float, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        # A new connection each, so the two labels often land on different workers.
+        response = requests.post(
+            f"{stack.url}/feedback",
+            json={"request_id": request_id, "duration": duration},
+            headers={"Connection": "close"},
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+
+    for request_id in ids:
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=send, args=(request_id, d, barrier)) for d in (10.0, 20.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(15)
+    assert statuses == [202] * (2 * pairs)
+    wait_until(lambda: (feedback_counts(stack) - before)["duplicate"] == pairs, 20, "every pair decided")
+    delta = feedback_counts(stack) - before
+    assert (delta["accepted"], delta["duplicate"]) == (pairs, pairs)
+    stored = {d["request_id"]: d["target"] for d in stack.predictions.find({"request_id": {"$in": ids}})}
+    assert set(stored) == set(ids) and set(stored.values()) <= {10.0, 20.0}
+    sent = wait_until(lambda: len(f := forwarded(stack, "pair-")) >= pairs and f, 10, "forwarded")
+    assert sorted(r["request_id"] for r in sent) == sorted(ids)  # exactly one per id
+    assert {r["request_id"]: r["duration"] for r in sent} == stored  # and it is the database's winner
+
+
+def test_a_flood_of_labels_for_unknown_ids_leaves_predict_answering(label_stack: Stack) -> None:
+    stack = label_stack
+    settled(stack)
+    stop = threading.Event()
+    flood_statuses: Counter = Counter()
+    lock = threading.Lock()
+
+    def flood(index: int) -> None:
+        session = requests.Session()
+        n = 0
+        while not stop.is_set():
+            body = [{"request_id": f"ghost-{index}-{n}-{k}", "duration": 5.0} for k in range(20)]
+            n += 1
+            status = session.post(f"{stack.url}/feedback", json=body, timeout=30).status_code
+            with lock:
+                flood_statuses[status] += 1
+
+    flooders = [threading.Thread(target=flood, args=(i,), daemon=True) for i in range(16)]
+    for thread in flooders:
+        thread.start()
+    served: list[str] = []
+    failures: list[str] = []
+    try:
+        wait_until(lambda: sum(flood_statuses.values()) >= 50, 30, "flood under way")
+        session = requests.Session()
+        for i in range(150):
+            request_id = f"flood-{i}"
+            response = session.post(f"{stack.url}/predict", json={**RIDE, "request_id": request_id}, timeout=30)
+            if response.status_code == 200 and response.json()["request_id"] == request_id:
+                served.append(request_id)
+            else:
+                failures.append(f"{response.status_code} {response.text[:100]}")
+    finally:
+        stop.set()
+        for thread in flooders:
+            thread.join(60)
+    assert failures == [] and len(served) == 150
+    assert set(flood_statuses) <= {202, 503}, flood_statuses  # 503: labels at their share of the queue
+    assert flood_statuses[202] > 0
+    query = {"request_id": {"$in": served}}
+    wait_until(lambda: stack.predictions.count_documents(query) == len(served), 30, "every prediction logged")
+    assert stack.predictions.count_documents({"request_id": {"$regex": "^ghost-"}}) == 0
+    text = scrape(stack)
+    assert metric_value(text, "prediction_records_dropped_total", queue="mongo") == 0
+    assert metric_value(text, "prediction_http_requests_total", status="500") == 0
+
+
+def test_labels_sent_while_mongodb_is_down_are_spooled_and_applied_after_restart(
+    service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder
+) -> None:
+    data_dir = tmp_path / "mongo-data"
+    mongo, uri = start_mongo(tmp_path / "mongo", data_dir=data_dir)
+    port = int(uri.rsplit(":", 1)[1])
+    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
+    proc, url = service_factory("prediction_service", env)
+    stack = Stack(proc, url, mongo, uri, recorder, env)
+    try:
+        ids = [f"down-{i}" for i in range(20)]
+        for request_id in ids:
+            predict(stack, request_id)
+        wait_until(lambda: stack.predictions.count_documents({}) == len(ids), 15, "predictions written")
+        mongo.stop()
+        labels = [{"request_id": i, "duration": 4.0 + n} for n, i in enumerate(ids)]
+        for start in range(0, len(labels), 5):  # several calls, so both workers take some
+            response = requests.post(
+                f"{url}/feedback", json=labels[start : start + 5], headers={"Connection": "close"}, timeout=5
+            )
+            assert response.status_code == 202 and response.json()["queued"] == 5
+        wait_until(lambda: stack.metric("prediction_spool_records") > 0, 20, "labels spooled")
+        mongo, _ = start_mongo(tmp_path / "mongo", port=port, data_dir=data_dir)
+        collection = stack.predictions
+        wait_until(lambda: collection.count_documents({"target": {"$exists": True}}) == len(ids), 30, "applied")
+        stored = {d["request_id"]: d["target"] for d in collection.find({}, {"_id": 0})}
+        assert stored == {label["request_id"]: label["duration"] for label in labels}
+        sent = wait_until(lambda: len(f := forwarded(stack, "down-")) >= len(ids) and f, 15, "forwarded")
+        assert sorted((r["request_id"], r["duration"]) for r in sent) == sorted(stored.items())
+        wait_until(lambda: stack.metric("prediction_spool_records") == 0, 10, "spool drained")
+        assert stack.metric("prediction_feedback_total", result="accepted") == len(ids)
+        assert stack.metric("prediction_records_dropped_total") == 0
+    finally:
+        mongo.stop()

@@ -1,0 +1,68 @@
+"""What a reader sees on the report pages: the period, the typed columns, the view the charts open on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from prefect_flows.index_page import render_index
+from prefect_flows.publish import banner, uneven
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, period_label
+
+HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (HOUR, HOUR + timedelta(hours=1), "2026-01-05 10:00 \u2013 11:00 UTC"),
+        # Shorter than an hour: seconds, so a 46-second demo period does not read "23:31 - 23:31".
+        (HOUR + timedelta(seconds=1865), HOUR + timedelta(seconds=1911), "2026-01-05 10:31:05 \u2013 10:31:51 UTC"),
+        (HOUR.replace(hour=23), HOUR + timedelta(hours=14), "2026-01-05 23:00 \u2013 2026-01-06 00:00 UTC"),
+    ],
+)
+def test_period_reads_to_the_second_when_shorter_than_an_hour(start, end, expected):
+    assert period_label(start, end) == expected
+
+
+def _summary(seconds: int = 3600) -> dict:
+    start = HOUR
+    return {
+        "run_id": "ride_duration_x",
+        "model_name": "ride_duration",
+        "status": "ok",
+        "message": "no dataset drift",
+        "generated_at": HOUR.isoformat(),
+        "period": {"start": start.isoformat(), "end": (start + timedelta(seconds=seconds)).isoformat()},
+        "rows": {"period": 400, "analysed": 400, "labelled": 300},
+        "label_coverage": 0.75,
+        "sampling": {"applied": False, "period_rows": 400, "analysed_rows": 400, "seed": 1},
+        "drift": {"dataset_drift": False, "drifted_features": [], "drifted_share": 0.0},
+        "quality": {"available": True, "labelled_rows": 300, "rmse": 5.0},
+        "reports": {},
+    }
+
+
+def test_uneven_sizes_open_the_distributions_on_shares_and_say_so():
+    assert uneven((400, 5000)) and uneven((5000, 400)) and not uneven((1000, 1500)) and not uneven(None)
+    for kind in (DRIFT, DATA_SUMMARY, QUALITY):
+        header = banner(_summary(), kind, (400, 5000))
+        assert "Current 400 rows, reference 5,000" in header and "perc" in header, kind
+        assert "<script>" in header and "updatemenu-button" in header, kind
+        even = banner(_summary(), kind, (1000, 1500))
+        assert "<script>" not in even and "Current 1,000 rows" not in even, kind
+
+
+def test_headers_say_the_period_the_columns_and_the_time_bins():
+    short = banner(_summary(46), QUALITY, (300, 5000))
+    assert "2026-01-05 10:00:00 \u2013 10:00:46 UTC" in short and "bin by the minute" in short
+    assert "bin by the minute" not in banner(_summary(3600), QUALITY, (300, 5000))
+    columns = banner(_summary(), DATA_SUMMARY, (300, 300))
+    assert "id request_id" in columns and "target duration (minutes)" in columns
+    assert "Index binned" in banner(_summary(), DRIFT, (300, 300))
+
+
+def test_index_shows_short_periods_to_the_second():
+    page = render_index([_summary(46)], now=HOUR)
+    assert "2026-01-05 10:00:00 \u2013 10:00:46 UTC" in page
