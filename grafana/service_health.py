@@ -32,9 +32,10 @@ def targets_up() -> stat.Panel:
     """Whether Prometheus can scrape each service."""
     return stat_panel(
         "Services up",
-        "1 when Prometheus scraped the service at the last attempt (alerts PredictionServiceDown, MetricsServiceDown).",
+        "1 when Prometheus scraped the service at the last attempt, one value per replica (alerts"
+        " PredictionServiceDown, MetricsServiceDown).",
         "none",
-        query('up{job=~"prediction_service|evidently_service"}', "{{job}}"),
+        query('up{job=~"prediction_service|evidently_service"}', "{{job}} {{instance}}"),
     ).mappings(value_text({0: ("down", "red"), 1: ("up", "green")}))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
 from local_stack.processes import ManagedProcess, free_port, port_open, python_module
+from local_stack.replicas import replica_count, start_replicas
 from local_stack.viewers import (
     dashboard_queries,
     graph_url,
@@ -69,6 +70,7 @@ class Stack:
     processes: list[ManagedProcess] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    prediction_targets: list[str] = field(default_factory=list)  # each replica's host:port (DEMO_REPLICAS > 1)
 
     def stop(self) -> None:
         """Stop every process the demo started, by PID, newest first."""
@@ -103,6 +105,7 @@ def start_stack(
     interval: str = SCRAPE_INTERVAL,
     alert_for: str | None = ALERT_FOR,  # None: the rules' own (production) `for:`
     default_ports: bool = True,
+    replicas: int = 1,
 ) -> Stack:
     """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order."""
     logs = workdir / "logs"
@@ -139,8 +142,15 @@ def start_stack(
                 "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus_multiproc"),
             }
-            proc, url = start_service("prediction_service", logs, env, port=port(9696))
-            stack.processes.append(proc)
+            if replicas > 1:
+                group = start_replicas(replicas, workdir / "replicas", env, port=port(9696))
+                stack.processes.extend(group.processes)
+                stack.prediction_targets = group.targets
+                url = group.url
+                say(f"{replicas} prediction service replicas ({', '.join(group.replica_urls)}) behind nginx")
+            else:
+                proc, url = start_service("prediction_service", logs, env, port=port(9696))
+                stack.processes.append(proc)
             stack.urls["prediction_service"] = url
             say(f"prediction service at {url}")
         else:
@@ -148,7 +158,9 @@ def start_stack(
         if with_prometheus and ensure_prometheus():
             prometheus_port = port(9090)
             folder = fresh_prometheus_folder(workdir / "prometheus", prometheus_port)
-            config = write_prometheus_config(folder, stack.urls, prometheus_port, interval, alert_for)
+            config = write_prometheus_config(
+                folder, stack.urls, prometheus_port, interval, alert_for, stack.prediction_targets
+            )
             proc, url = start_prometheus(config, folder, port=prometheus_port)
             stack.processes.append(proc)
             stack.urls["prometheus"] = url
@@ -176,10 +188,19 @@ def fresh_prometheus_folder(parent: Path, port: int) -> Path:
 
 
 def write_prometheus_config(
-    folder: Path, urls: dict[str, str], port: int, interval: str, alert_for: str | None
+    folder: Path,
+    urls: dict[str, str],
+    port: int,
+    interval: str,
+    alert_for: str | None,
+    replicas: list[str] | None = None,
 ) -> Path:
-    """Write a loopback copy of prometheus/prometheus.yml and the project's rules; return the config path."""
-    from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+    """Write a loopback copy of prometheus/prometheus.yml and the project's rules; return the config path.
+
+    With `replicas` ("host:port" of each prediction replica), Prometheus scrapes every one of them
+    (file discovery) instead of the single prediction_service URL.
+    """
+    from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for, write_file_sd_targets
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rules").mkdir(exist_ok=True)
@@ -193,6 +214,8 @@ def write_prometheus_config(
         job: urls[job].removeprefix("http://") for job in ("prediction_service", "evidently_service") if job in urls
     }
     targets["prometheus"] = f"127.0.0.1:{port}"
+    if replicas:
+        targets["prediction_service"] = write_file_sd_targets(folder / "prediction_service.json", replicas)
     config = folder / "prometheus.yml"
     config.write_text(local_prometheus_config(targets, names, interval=interval))
     return config
@@ -269,6 +292,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="leave the stack up until Ctrl-C (env KEEP_RUNNING=1 or 0; default: only in an interactive terminal)",
     )
     p.add_argument("--free-ports", action="store_true", help="use free ports instead of the contract's defaults")
+    p.add_argument(
+        "--replicas",
+        type=replica_count,
+        default=os.environ.get("DEMO_REPLICAS") or "1",  # a string default goes through `type` too
+        help="prediction service replicas behind one nginx front (env DEMO_REPLICAS)",
+    )
     return p.parse_args(argv)
 
 
@@ -299,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"training the model into {args.artifacts_dir}")
     train("synthetic", args.train_rows, 42, args.artifacts_dir, "2021-01", args.workdir / "data")
     stack = start_stack(
-        args.workdir, args.artifacts_dir, mongo_data_dir=args.workdir / "mongo", default_ports=not args.free_ports
+        args.workdir,
+        args.artifacts_dir,
+        mongo_data_dir=args.workdir / "mongo",
+        default_ports=not args.free_ports,
+        replicas=args.replicas,
     )
     try:
         card, run = simulate(args, stack)

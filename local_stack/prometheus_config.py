@@ -6,6 +6,7 @@ tests rewrite its targets and intervals here instead of keeping a second hand-ed
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -20,16 +21,22 @@ def rule_files() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(RULES_DIR.glob("*.yml"))}
 
 
+# The ways the committed config finds targets; a loopback copy replaces them with its own.
+_DISCOVERY = ("static_configs", "dns_sd_configs", "file_sd_configs")
+
+
 def local_prometheus_config(
-    targets: dict[str, str],
+    targets: dict[str, str | Path],
     rules: list[str],
     interval: str = "15s",
     alertmanager: str | None = None,
 ) -> str:
-    """Return prometheus.yml with each job's target replaced by `targets[job]` ("host:port").
+    """Return prometheus.yml with each job's targets replaced by `targets[job]`.
 
-    Jobs without a target here are dropped; `rules` replaces the rule file list (paths relative
-    to the config file); `interval` sets both the scrape and the evaluation interval.
+    A "host:port" string becomes a static target; a Path becomes a `file_sd_configs` file (see
+    write_file_sd_targets), so replicas can come and go without a reload. Jobs without a target here
+    are dropped; `rules` replaces the rule file list (paths relative to the config file); `interval`
+    sets both the scrape and the evaluation interval (and the file's re-read period).
     """
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     unknown = set(targets) - {job["job_name"] for job in config["scrape_configs"]}
@@ -37,8 +44,15 @@ def local_prometheus_config(
         raise KeyError(f"no scrape job named {sorted(unknown)} in {PROMETHEUS_CONFIG}")
     jobs = []
     for job in config["scrape_configs"]:
-        if job["job_name"] in targets:
-            jobs.append({**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]})
+        name = job["job_name"]
+        if name in targets:
+            kept = {key: value for key, value in job.items() if key not in _DISCOVERY}
+            target = targets[name]
+            if isinstance(target, Path):
+                kept["file_sd_configs"] = [{"files": [str(target)], "refresh_interval": interval}]
+            else:
+                kept["static_configs"] = [{"targets": [target]}]
+            jobs.append(kept)
     config["scrape_configs"] = jobs
     config["rule_files"] = list(rules)
     timeout = config["global"].get("scrape_timeout")
@@ -50,6 +64,16 @@ def local_prometheus_config(
     else:
         config.pop("alerting", None)
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def write_file_sd_targets(path: Path, targets: list[str]) -> Path:
+    """Write (atomically) a Prometheus file_sd targets file listing `targets` ("host:port"); return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    # Prometheus watches the file: a rename is seen whole, a file being written could be read half-way.
+    partial.write_text(json.dumps([{"targets": sorted(targets)}]))
+    partial.replace(path)
+    return path
 
 
 def with_short_for(rules_text: str, duration: str) -> str:

@@ -78,6 +78,13 @@ def main() -> int:
     except ModelLoadError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
+    if settings.spool_per_replica:
+        from prediction_service.replica import claim_slot
+
+        # The lock's descriptor stays open in this master (and its workers) until the replica exits.
+        spool_dir, _lock = claim_slot(settings.spool_dir)
+        settings = settings.model_copy(update={"spool_dir": spool_dir})
+        print(f"prediction_service: spooling in {spool_dir}", file=sys.stderr)
     if settings.log_to_mongodb:
         problem = spool_problem(settings)
         if problem:

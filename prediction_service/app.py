@@ -79,8 +79,9 @@ def _register_request_metrics(app: Flask) -> None:
         # Route templates, not paths, so label values stay bounded whatever clients request.
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         method = request.method if request.method in _METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
+        requests_total, latency = metrics.request_series(endpoint, method, str(response.status_code))
+        requests_total.inc()
         started = g.get("started")
         if started is not None:
-            metrics.HTTP_LATENCY.labels(endpoint, method).observe(time.perf_counter() - started)
+            latency.observe(time.perf_counter() - started)
         return response

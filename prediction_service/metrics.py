@@ -6,7 +6,9 @@ shared spool directory is seen identically by every worker, so its gauges take t
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -108,6 +110,16 @@ PENDING_LABELS_CAPACITY = Gauge(
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@functools.lru_cache(maxsize=1024)
+def request_series(endpoint: str, method: str, status: str) -> tuple[Any, Any]:
+    """Return the request counter and latency histogram children for one label set, looked up once.
+
+    `.labels()` takes a lock and builds a key on every call; the label values are bounded (route
+    templates, a fixed method set, status codes), so the children are cached for the worker's life.
+    """
+    return HTTP_REQUESTS.labels(endpoint, method, status), HTTP_LATENCY.labels(endpoint, method)
 
 
 def render() -> tuple[bytes, str]:

@@ -1,17 +1,12 @@
-"""Where served predictions and labels go: off, asynchronously (the default), or synchronously (benchmark baseline)."""
+"""Where served predictions and labels go: off, or asynchronously to MongoDB and the metrics service."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
-import requests
-
 from monitoring_core.records import forwarded_label
-from prediction_service import metrics, store
 from prediction_service.forwarder import Forwarder
-from prediction_service.labels import apply_labels
 from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
 from prediction_service.spool import Spool
@@ -36,14 +31,6 @@ class Monitoring:
         self.rows: Forwarder | None = None
         self.labels: Forwarder | None = None
         base = f"{settings.evidently_service_url}"
-        if settings.sync_monitoring:
-            self._client = store.connect(settings)
-            self._collection = store.predictions(self._client, settings)
-            self._session = requests.Session()
-            self._headers = {"Content-Type": "application/json"}
-            if settings.monitoring_token:
-                self._headers["Authorization"] = f"Bearer {settings.monitoring_token}"
-            return
         if settings.log_to_mongodb and self.spool is not None:
             wal = WriteAheadLog(settings.spool_dir / "wal", fsync=settings.wal_fsync) if settings.wal_enabled else None
             self.sink = MongoSink(settings, self.spool, wal, on_label_accepted=self._forward_labels)
@@ -66,33 +53,10 @@ class Monitoring:
 
     def record_predictions(self, docs: list[dict], rows: list[dict]) -> None:
         """Hand prediction documents to MongoDB and rows to the metrics service, without waiting."""
-        if self.settings.sync_monitoring:
-            self._record_sync(docs, rows)
-            return
         if self.sink is not None:
             self.sink.submit([{"op": "insert", "doc": doc} for doc in docs])
         if self.rows is not None:
             self.rows.submit(rows)
-
-    def _record_sync(self, docs: list[dict], rows: list[dict]) -> None:
-        # The naive design the benchmark compares against: both writes inside the request.
-        if self.settings.log_to_mongodb:
-            try:
-                metrics.MONGO_WRITTEN.inc(store.insert_documents(self._collection, docs))
-                metrics.MONGO_WRITES.labels("ok").inc()
-            except Exception:  # noqa: BLE001 - any failure is a counted loss in this baseline, never a 500
-                metrics.MONGO_WRITES.labels("error").inc()
-                metrics.DROPPED.labels("mongo", "sync_error").inc(len(docs))
-        if self.settings.forward_to_metrics:
-            try:
-                url = f"{self.settings.evidently_service_url}/iterate/{self.settings.model_name}"
-                response = self._session.post(
-                    url, data=json.dumps(rows), headers=self._headers, timeout=self.settings.forward_timeout_seconds
-                )
-                response.raise_for_status()
-                metrics.FORWARDED.labels("ok").inc(len(rows))
-            except Exception:  # noqa: BLE001 - as above
-                metrics.FORWARDED.labels("error").inc(len(rows))
 
     def record_labels(self, records: list[dict]) -> bool:
         """Hand label records to the MongoDB writer, without waiting; False when labels fill their share of it.
@@ -101,32 +65,10 @@ class Monitoring:
         logging nothing can decide, so labels go straight to the metrics service (its window
         keeps the first label of a row).
         """
-        if self.settings.sync_monitoring:
-            self._record_labels_sync(records)
-            return True
         if self.sink is not None:
             return self.sink.submit_labels(records)
         self._forward_labels(records)
         return True
-
-    def _record_labels_sync(self, records: list[dict]) -> None:
-        # The naive baseline: the database decides inside the request, winners are posted inside it too.
-        if not self.settings.log_to_mongodb:
-            return
-        try:
-            won = apply_labels(self._collection, records).accepted
-        except Exception:  # noqa: BLE001 - any failure: counted, never a 500
-            metrics.DROPPED.labels("feedback", "sync_error").inc(len(records))
-            return
-        metrics.FEEDBACK.labels("accepted").inc(len(won))
-        if self.settings.forward_to_metrics and won:
-            try:
-                url = f"{self.settings.evidently_service_url}/feedback/{self.settings.model_name}"
-                body = json.dumps([_forwarded(r) for r in won])
-                timeout = self.settings.forward_timeout_seconds
-                self._session.post(url, data=body, headers=self._headers, timeout=timeout).raise_for_status()
-            except requests.RequestException:
-                metrics.DROPPED.labels("feedback", "unreachable").inc(len(won))
 
     def _forward_labels(self, records: list[dict]) -> None:
         # Called by the writer thread with the labels that won their document.

@@ -32,11 +32,9 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     max_batch_rows: int = env("PREDICTION_MAX_BATCH_ROWS", 100, ge=1)
     # Fields outside the schema: keep them on the logged document, ignore them, or reject the ride (400).
     unknown_fields: Literal["keep", "ignore", "reject"] = env("UNKNOWN_FIELDS", "keep")
-    # Switches: the benchmark's bare mode turns logging and forwarding off; `sync_monitoring`
-    # is the naive baseline that writes and posts inside the request (benchmark only).
+    # Switches: the benchmark's bare mode turns logging and forwarding off.
     log_to_mongodb: Flag = env("PREDICTION_LOG_TO_MONGODB", True)
     forward_to_metrics: Flag = env("PREDICTION_FORWARD_TO_METRICS", True)
-    sync_monitoring: Flag = env("PREDICTION_SYNC_MONITORING", False)
     # Background writer and forwarder.
     queue_capacity: int = env("PREDICTION_QUEUE_CAPACITY", 20_000, ge=0)
     forward_capacity: int = env("PREDICTION_FORWARD_CAPACITY", 20_000, ge=0)
@@ -49,6 +47,8 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Unset: a folder per MongoDB target, filled in below (the default depends on two other fields).
     spool_dir: Path = env("PREDICTION_SPOOL_DIR", None)
     spool_capacity_records: int = env("PREDICTION_SPOOL_CAPACITY_RECORDS", 1_000_000, ge=0)
+    # Several replicas mount one spool folder (compose `--scale`): each locks its own subfolder of it.
+    spool_per_replica: Flag = env("PREDICTION_SPOOL_PER_REPLICA", False)
     # Every accepted record goes to a per-worker log (in the spool folder) before the answer: a SIGKILL
     # loses nothing. fsync per request also survives a power loss, at the cost of a disk flush each.
     wal_enabled: Flag = env("PREDICTION_WAL", True)

@@ -438,6 +438,10 @@ def test_default_ports_match_the_settings_and_the_scrape_config() -> None:
         assert field_default(module, "port") == ports[runtime], runtime
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     for job in config["scrape_configs"]:
+        if "dns_sd_configs" in job:  # every replica of a scaled service, on its one port
+            (discovery,) = job["dns_sd_configs"]
+            assert discovery["port"] == ports[job["job_name"]], job["job_name"]
+            continue
         (target,) = job["static_configs"][0]["targets"]
         assert int(target.rsplit(":", 1)[1]) == ports[job["job_name"]], job["job_name"]
     (alertmanager,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ PUBLISHED = {
     "evidently_ui": 8000,
     "reports": 8080,
 }
-INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows", "alert-webhook"}
+INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows", "alert-webhook", "prediction_service"}
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET")
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)")
 
@@ -265,6 +266,13 @@ def test_prometheus_scrapes_compose_services_it_can_reach(rendered: dict):
         t for job in config["scrape_configs"] for group in job.get("static_configs", []) for t in group["targets"]
     ]
     targets += [t for am in config["alerting"]["alertmanagers"] for g in am["static_configs"] for t in g["targets"]]
+    # DNS discovery: every address the name resolves to, on the given port.
+    targets += [
+        f"{n}:{sd['port']}"
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for n in sd["names"]
+    ]
     prometheus_networks = set(services["prometheus"]["networks"])
     for target in targets:
         host, _, port = target.rpartition(":")
@@ -274,6 +282,33 @@ def test_prometheus_scrapes_compose_services_it_can_reach(rendered: dict):
         assert prometheus_networks & set(services[host]["networks"]), f"Prometheus cannot reach {host}"
         known = _listening_port(services[host]) or {9093}  # alertmanager listens on its default port
         assert int(port) in known, f"{target}: {host} listens on {known}"
+
+
+def test_prediction_service_scales_and_every_replica_is_scraped(tmp_path: Path):
+    """`docker compose up --scale prediction_service=3`, checked on the config Compose itself renders."""
+    override = tmp_path / "scale.yml"
+    override.write_text("services:\n  prediction_service:\n    scale: 3\n")
+    result = run_compose("config", "--format", "json", files=(COMPOSE_FILE, override))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    replica = services["prediction_service"]
+    assert replica["scale"] == 3
+    # Nothing that only one container can have: a fixed name or a published host port.
+    assert "container_name" not in replica and not replica.get("ports")
+    # Prometheus asks DNS for every replica of the service, on the port each one listens on.
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "prediction_service"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["prediction_service"] and sd["type"] == "A"
+    assert str(sd["port"]) in replica["expose"] and replica["environment"]["PORT"] == str(sd["port"])
+    assert set(services["prometheus"]["networks"]) & set(replica["networks"])
+    # One address for clients: the proxy re-resolves the service name, so it reaches every replica.
+    proxy = (REPO / "docker" / "prediction-proxy-nginx.conf").read_text()
+    assert "resolver 127.0.0.11" in proxy and f"server prediction_service:{sd['port']} resolve;" in proxy
+    assert set(services["prediction_proxy"]["networks"]) & set(replica["networks"])
+    # The spool volume is shared by the replicas, so each must lock its own subfolder of it.
+    assert any(v["type"] == "volume" and v["source"] == "prediction_spool" for v in replica["volumes"])
+    assert replica["environment"]["PREDICTION_SPOOL_PER_REPLICA"] == "true"
 
 
 def test_grafana_provisioning_matches_the_mounts(rendered: dict):

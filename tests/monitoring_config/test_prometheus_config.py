@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
-from local_stack.prometheus_config import local_prometheus_config, rule_files, with_short_for
+from local_stack.prometheus_config import (
+    PROMETHEUS_CONFIG,
+    local_prometheus_config,
+    rule_files,
+    with_short_for,
+    write_file_sd_targets,
+)
 
 
 def test_targets_are_rewritten_and_other_jobs_dropped() -> None:
@@ -16,6 +25,25 @@ def test_targets_are_rewritten_and_other_jobs_dropped() -> None:
     assert config["rule_files"] == ["a.yml"]
     assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "2s"
     assert config["global"]["scrape_timeout"] == "2s"  # never longer than the interval
+
+
+def test_a_path_becomes_file_discovery_instead_of_the_compose_dns_lookup(tmp_path: Path) -> None:
+    targets = write_file_sd_targets(tmp_path / "prediction_service.json", ["127.0.0.1:2", "127.0.0.1:1"])
+    config = yaml.safe_load(local_prometheus_config({"prediction_service": targets}, [], "2s"))
+    (job,) = config["scrape_configs"]
+    assert "dns_sd_configs" not in job and "static_configs" not in job
+    assert job["file_sd_configs"] == [{"files": [str(targets)], "refresh_interval": "2s"}]
+    assert json.loads(targets.read_text()) == [{"targets": ["127.0.0.1:1", "127.0.0.1:2"]}]
+
+
+def test_compose_config_discovers_every_prediction_replica_by_dns() -> None:
+    # `--scale prediction_service=N`: one A record per container, each scraped on the service's port.
+    committed = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [job for job in committed["scrape_configs"] if job["job_name"] == "prediction_service"]
+    assert "static_configs" not in job
+    assert job["dns_sd_configs"] == [
+        {"names": ["prediction_service"], "type": "A", "port": 9696, "refresh_interval": "15s"}
+    ]
 
 
 def test_alertmanager_target_is_kept_when_given() -> None:

@@ -20,7 +20,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.port == 9696 and settings.model_name == "ride_duration"
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
-    assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.sync_monitoring
+    assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.spool_per_replica
     assert settings.worker_class == "buffered"
 
 
@@ -53,7 +53,7 @@ def test_environment_overrides() -> None:
         ("PREDICTION_MAX_BATCH_ROWS", "0", "must be >= 1"),
         ("PREDICTION_LOG_TO_MONGODB", "maybe", "must be a boolean (1/0, true/false, yes/no, on/off)"),
         ("PREDICTION_FORWARD_TO_METRICS", "ture", "must be a boolean (1/0, true/false, yes/no, on/off)"),
-        ("PREDICTION_SYNC_MONITORING", "y", "must be a boolean (1/0, true/false, yes/no, on/off)"),
+        ("PREDICTION_SPOOL_PER_REPLICA", "y", "must be a boolean (1/0, true/false, yes/no, on/off)"),
         ("PREDICTION_QUEUE_CAPACITY", "-1", "must be >= 0"),
         ("PREDICTION_FORWARD_CAPACITY", "lots", "must be an integer"),
         ("PREDICTION_BATCH_SIZE", "abc", "must be an integer"),
@@ -78,8 +78,8 @@ def test_bad_values_name_the_variable(name: str, value: str, rule: str) -> None:
 
 @pytest.mark.parametrize(("word", "expected"), [("1", True), ("TRUE", True), ("on", True), ("No", False), ("0", False)])
 def test_switch_spellings(word: str, expected: bool) -> None:
-    settings = Settings.from_env({"PREDICTION_LOG_TO_MONGODB": word, "PREDICTION_SYNC_MONITORING": word})
-    assert settings.log_to_mongodb is expected and settings.sync_monitoring is expected
+    settings = Settings.from_env({"PREDICTION_LOG_TO_MONGODB": word, "PREDICTION_SPOOL_PER_REPLICA": word})
+    assert settings.log_to_mongodb is expected and settings.spool_per_replica is expected
 
 
 def test_empty_values_are_unset_and_names_case_insensitive() -> None:
