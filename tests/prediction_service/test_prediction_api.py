@@ -113,6 +113,7 @@ BAD_INPUTS = [
     ("form", b"a=1", "application/x-www-form-urlencoded", 415, "Content-Type", "wrong_content_type"),
     ("no content type", json.dumps(RIDE), "", 415, "Content-Type", "wrong_content_type"),
     ("deeply nested", b"[" * 100_000 + b"]" * 100_000, None, 400, "body", "invalid_json"),
+    ("duplicate key", b'{"PULocationID": 300, "PULocationID": 43}', None, 400, "PULocationID", "duplicate_key"),
 ]
 # Rejected only with UNKNOWN_FIELDS=reject: by default a field outside the schema is served and kept.
 STRICT_CASES = {"unknown field (UNKNOWN_FIELDS=reject)"}
