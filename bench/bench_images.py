@@ -1,51 +1,30 @@
-"""Installed size of each image's Python dependencies, against installing all of requirements.txt.
+"""Installed size of each image's Python dependencies, against installing the whole dev lock.
 
-`python -m bench images`: reads each docker/*.Dockerfile's `--without` list, resolves the same pins'
-dependency closure from this venv's metadata, and sums the installed files. The baseline, measured
-in the same run, is one image with every pin of requirements.txt (test tooling included).
+`python -m bench images`: reads the lock file each docker/*.Dockerfile installs (`pip install ... -r LOCK`)
+and sums the installed files of its pins in this venv (which holds the dev lock, same versions). The
+baseline, measured in the same run, is one image with every pin of requirements-dev.txt (test tooling
+included).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import re
 import time
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 REPO = Path(__file__).resolve().parent.parent
+# `name==version` at the start of a lock entry (hash and comment lines start with spaces).
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==", re.MULTILINE)
 
 
-def _runtime_requirements():
-    spec = importlib.util.spec_from_file_location("runtime_requirements", REPO / "docker" / "runtime_requirements.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def closure(names: set[str], canonical) -> set[str]:
-    """Return the distributions `names` pull in (extras off), by canonical name."""
-    todo, seen = list(names), set()
-    while todo:
-        name = canonical(todo.pop())
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for line in requires:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return seen
+def lock_names(lock: Path) -> set[str]:
+    """Return the distribution names a lock file written by `make lock` pins."""
+    return set(_PIN.findall(lock.read_text()))
 
 
 def installed_bytes(names: set[str]) -> int:
-    """Sum the size of every installed file of the named distributions."""
+    """Sum the size of every installed file of the named distributions (those not installed here count 0)."""
     total = 0
     for name in names:
         try:
@@ -60,20 +39,16 @@ def installed_bytes(names: set[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """Print each image's dependency size and its ratio to the all-requirements baseline."""
+    """Print each image's dependency size and its ratio to the whole-dev-lock baseline."""
     started = time.perf_counter()
-    rr = _runtime_requirements()
-    lines = (REPO / "requirements.txt").read_text().splitlines()
-    everything = {name for line in lines if (name := rr.requirement_name(line))}
-    baseline = installed_bytes(closure(everything, rr.canonical))
-    print(f"baseline: every pin of requirements.txt        {baseline / 2**20:8.1f} MiB  1.00x")
+    baseline = installed_bytes(lock_names(REPO / "requirements-dev.txt"))
+    print(f"baseline: every pin of requirements-dev.txt    {baseline / 2**20:8.1f} MiB  1.00x")
     for dockerfile in sorted((REPO / "docker").glob("*.Dockerfile")):
-        if "runtime_requirements.py" not in dockerfile.read_text():
+        lock = re.search(r"pip install .*-r (\S+)", dockerfile.read_text())
+        if lock is None:
             print(f"{dockerfile.name:<45} {0:8.1f} MiB  0.00x (stdlib only)")
             continue
-        without = re.findall(r"--without (\S+)", dockerfile.read_text())
-        kept = {rr.requirement_name(line) for line in rr.runtime_lines(lines, without)}
-        size = installed_bytes(closure(kept, rr.canonical))
-        print(f"{dockerfile.name:<45} {size / 2**20:8.1f} MiB  {size / baseline:.2f}x")
+        size = installed_bytes(lock_names(REPO / lock.group(1)))
+        print(f"{dockerfile.name:<45} {size / 2**20:8.1f} MiB  {size / baseline:.2f}x  ({lock.group(1)})")
     print(f"(measured from this venv's installed files in {time.perf_counter() - started:.1f}s)")
     return 0

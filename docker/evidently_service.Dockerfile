@@ -2,16 +2,18 @@
 # Metrics service: `python -m evidently_service` on port 8085, as a non-root user (also runs `evidently ui`).
 # Build from the repository root: docker build -f docker/evidently_service.Dockerfile .
 
-# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+# --- dependencies: a cached layer that changes only with requirements-metrics.txt ---------------
 FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
-COPY requirements.txt docker/runtime_requirements.py ./
-# Runtime pins only (test tooling dropped and Prefect, which only the batch flow uses).
+COPY requirements-metrics.txt ./
+# Hashed runtime pins: base + Evidently (requirements-metrics.in); no Prefect, which only the batch flow uses.
+# The lock is complete, so pip installs exactly its files (--no-deps: pip's resolver in hash mode trips over
+# extras such as pandas[parquet]) and `pip check` proves every dependency is there.
 # This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
-RUN python runtime_requirements.py requirements.txt --without prefect > runtime.txt \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r requirements-metrics.txt \
+ && /opt/venv/bin/pip check
 
 # --- runtime: the venv and our code, nothing else ------------------------------------------------
 FROM python:3.11.11-slim-bookworm

@@ -3,17 +3,18 @@
 # and the reference dataset to a volume, reproducibly (fixed seed), instead of a binary in git.
 # Build from the repository root: docker build -f docker/trainer.Dockerfile .
 
-# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+# --- dependencies: a cached layer that changes only with requirements-base.txt ------------------
 FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
-COPY requirements.txt docker/runtime_requirements.py ./
-# Runtime pins only (test tooling dropped, and the monitoring stacks and charts training never imports).
+COPY requirements-base.txt ./
+# Hashed runtime pins, base only (requirements-base.in): no Evidently, Prefect or plotly (training never imports them).
+# The lock is complete, so pip installs exactly its files (--no-deps: pip's resolver in hash mode trips over
+# extras such as pandas[parquet]) and `pip check` proves every dependency is there.
 # This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
-RUN python runtime_requirements.py requirements.txt \
-      --without evidently --without prefect --without plotly > runtime.txt \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir -r runtime.txt
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r requirements-base.txt \
+ && /opt/venv/bin/pip check
 
 # --- runtime: the venv and our code, nothing else ------------------------------------------------
 FROM python:3.11.11-slim-bookworm

