@@ -215,6 +215,9 @@ def main(argv: list[str]) -> int:
         default=1,
         help="gunicorn workers; with more, gthread workers share keep-alive connections unevenly run to run",
     )
+    parser.add_argument(
+        "--worker-class", default="buffered", help="WORKER_CLASS of the real service's modes (buffered, gthread, gevent)"
+    )
     parser.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma-separated subset of {','.join(ALL_MODES)}")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
@@ -244,6 +247,7 @@ def main(argv: list[str]) -> int:
                 "MONGODB_DATABASE": f"bench_{mode}",
                 "EVIDENTLY_SERVICE_URL": sink.url,
                 "WORKERS": str(args.workers),
+                "WORKER_CLASS": args.worker_class,
                 "PREDICTION_SPOOL_DIR": str(workdir / f"spool-{mode}"),
                 **SERVICE_MODES.get(mode, {}),
             }
