@@ -216,7 +216,7 @@ def main(argv: list[str]) -> int:
         help="gunicorn workers; with more, gthread workers share keep-alive connections unevenly run to run",
     )
     parser.add_argument(
-        "--worker-class", default="buffered", help="WORKER_CLASS of the real service's modes (buffered, gthread, gevent)"
+        "--worker-class", default="buffered", help="WORKER_CLASS of the real service's modes (buffered|gthread|gevent)"
     )
     parser.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma-separated subset of {','.join(ALL_MODES)}")
     args = parser.parse_args(argv)
