@@ -378,21 +378,21 @@ def test_rerunning_a_period_replaces_its_results(stack):
 
 
 def test_flow_parameters_override_the_settings_and_show_on_the_run(stack, monkeypatch, tmp_path):
-    """After the rerun test: it re-analyses the tiny period (10 rows) into its own folders."""
+    """Re-analyses the 250-row quiet hour with min_rows raised above it, into its own folders."""
     from prefect import get_client
 
     from prefect_flows.batch_monitoring import batch_monitoring
 
     monkeypatch.setenv("PUSHGATEWAY_URL", "")  # empty is unset: leave the pushed verdicts above alone
+    # Analysed by default (250 rows is above the calibrated minimum); a min_rows parameter can only raise it.
     state = batch_monitoring(
-        *_period("tiny"), min_rows=5, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
+        *_period("quiet_250"), min_rows=300, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
     )
     summary = state.result()
-    assert summary["status"] != "not_enough_data" and summary["rows"]["period"] == 10
-    assert summary["quality"]["available"] is True and summary["quality"]["labelled_rows"] == 10
+    assert summary["status"] == "not_enough_data" and summary["rows"]["period"] == 250
+    assert summary["min_rows"] == 300
     assert (tmp_path / "r" / summary["run_id"] / "summary.json").exists()
-    assert Path(summary["workspace"]["path"]) == tmp_path / "r" / "workspace"
     with get_client(sync_client=True) as client:
         parameters = client.read_flow_run(state.state_details.flow_run_id).parameters
-    assert parameters["min_rows"] == 5 and parameters["min_labelled_rows"] == 5
+    assert parameters["min_rows"] == 300 and parameters["min_labelled_rows"] == 5
     assert Path(parameters["reports_dir"]) == tmp_path / "r"
