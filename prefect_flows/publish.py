@@ -83,7 +83,8 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
         features = ", ".join(drift["drifted_features"]) or "none"
         state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
-        lines.append(escape(threshold_line(drift)))
+        if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
+            lines.append(escape(threshold_line(drift)))
     if kind == DATA_SUMMARY:
         # Evidently 0.7.23's summary table names a target and prediction for classification only: say them here.
         lines.append(

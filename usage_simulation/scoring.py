@@ -9,6 +9,7 @@ any watched signal on during a clean phase is a false alarm.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +21,15 @@ from usage_simulation.scenario import Scenario, Signal
 MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series
 # Labels every alert of the stack carries: left out when listing active alerts.
 _COMMON_LABELS = {"alertname", "severity", "model", "job", "instance", "stack"}
+
+
+_RANGE = re.compile(r"\[(\d+)([smh])\]")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def lookback_seconds(promql: str) -> float:
+    """Return the longest range selector of a PromQL expression in seconds (0 when it has none)."""
+    return max((int(n) * _UNIT_SECONDS[u] for n, u in _RANGE.findall(promql)), default=0)
 
 
 class PrometheusClient:
@@ -147,7 +157,12 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
         if not window.clean:
             continue
         for signal in watched:
-            at = client.first_on(signal.promql, window.start, window.end)
+            # A range-vector signal at time t looks back over [t - range, t]: before the run has lasted that
+            # long it would judge the silence before the first request, not the clean phase.
+            start = max(window.start, run.started_at + lookback_seconds(signal.promql))
+            if start >= window.end:
+                continue
+            at = client.first_on(signal.promql, start, window.end)
             if at is not None:
                 card.false_alarms.append(
                     FalseAlarm(window.name, signal.name, signal.promql, at, round(at - run.started_at, 1))

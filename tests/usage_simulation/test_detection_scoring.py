@@ -108,3 +108,11 @@ def test_scorer_reports_fired_with_delay_a_miss_and_a_false_alarm(prometheus_fac
     assert "FALSE ALARMS in clean phases: 1" in table and "clean: noise" in table
     data = card.to_dict()
     assert data["detected_all"] is False and data["false_alarm_count"] == 1
+
+
+def test_a_clean_phase_is_judged_only_once_a_signal_can_look_back_inside_the_run() -> None:
+    from usage_simulation.scoring import lookback_seconds
+
+    assert lookback_seconds("sum(increase(prediction_predictions_total[20s])) == 0") == 20
+    assert lookback_seconds("max_over_time(a[30s]) > on() b[5m]") == 300
+    assert lookback_seconds("evidently_dataset_drift == 1") == 0
