@@ -66,3 +66,19 @@ def service_env(model_path: Path, workdir: Path, mongo_uri: str, recorder: Recor
         "PREDICTION_FLUSH_INTERVAL_SECONDS": "0.1",
         "WORKERS": "2",
     }
+
+
+def stack_on_persistent_mongo(
+    service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder
+) -> tuple[Stack, int]:
+    """Start nx-27017 with its data on disk (so it can be restarted on its port) and the service on it.
+
+    Returns the stack and MongoDB's port; the service retries MongoDB every 0.5 s, so fault tests stay short.
+    """
+    from local_stack.components import start_mongo
+
+    mongo, uri = start_mongo(tmp_path / "mongo", data_dir=tmp_path / "mongo-data")
+    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
+    proc, url = service_factory("prediction_service", env)
+    return Stack(proc, url, mongo, uri, recorder, env), int(uri.rsplit(":", 1)[1])

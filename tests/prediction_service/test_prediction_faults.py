@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from prediction_support import RIDE, Recorder, Stack, metric_value, service_env
+from prediction_support import RIDE, Recorder, Stack, metric_value, stack_on_persistent_mongo
 
 from local_stack.components import start_mongo
 from local_stack.processes import python_module, wait_until
@@ -60,13 +60,8 @@ class Traffic:
 def test_mongodb_outage_loses_nothing_and_writes_nothing_twice(
     service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder
 ) -> None:
-    data_dir = tmp_path / "mongo-data"
-    mongo, uri = start_mongo(tmp_path / "mongo", data_dir=data_dir)
-    port = int(uri.rsplit(":", 1)[1])
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
-    env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
-    proc, url = service_factory("prediction_service", env)
-    stack = Stack(proc, url, mongo, uri, recorder, env)
+    stack, port = stack_on_persistent_mongo(service_factory, artifacts_dir, tmp_path, recorder)
+    data_dir, url, mongo = tmp_path / "mongo-data", stack.url, stack.mongo
     try:
         with Traffic(url, "outage") as traffic:
             wait_until(lambda: stack.predictions.count_documents({}) >= 20, timeout=20, what="first writes")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from prediction_support import RIDE, Stack, metric_value, service_env
+from prediction_support import RIDE, Stack, metric_value, service_env, stack_on_persistent_mongo
 
 from local_stack.components import start_mongo, start_service
 from local_stack.processes import wait_until
@@ -224,13 +224,8 @@ def test_a_flood_of_labels_for_unknown_ids_leaves_predict_answering(label_stack:
 def test_labels_sent_while_mongodb_is_down_are_spooled_and_applied_after_restart(
     service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder
 ) -> None:
-    data_dir = tmp_path / "mongo-data"
-    mongo, uri = start_mongo(tmp_path / "mongo", data_dir=data_dir)
-    port = int(uri.rsplit(":", 1)[1])
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
-    env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
-    proc, url = service_factory("prediction_service", env)
-    stack = Stack(proc, url, mongo, uri, recorder, env)
+    stack, port = stack_on_persistent_mongo(service_factory, artifacts_dir, tmp_path, recorder)
+    data_dir, url, mongo = tmp_path / "mongo-data", stack.url, stack.mongo
     try:
         ids = [f"down-{i}" for i in range(20)]
         for request_id in ids:
