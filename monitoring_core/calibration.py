@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ride_duration.schema import DriftTest
+from monitoring_core.description import DriftTest
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 
+from monitoring_core.description import REQUEST_ID, TIMESTAMP
 from monitoring_core.unknown_fields import EXTRA_FIELDS
-from ride_duration.schema import PREDICTION, REQUEST_ID, TIMESTAMP
 
 PREDICTIONS = "predictions"  # one document per served prediction
 REPORTS = "reports"  # one summary per batch-flow run
@@ -62,12 +62,13 @@ def prediction_document(
     model_name: str,
     model_version: str,
     values: Mapping[str, Any],
-    prediction: float,
+    outputs: Mapping[str, Any],
     extra_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Return the document logged for one served prediction: ids, time (UTC), model, the ride's fields, prediction.
+    """Return the document logged for one served prediction: ids, time (UTC), model, features, prediction.
 
-    `extra_fields` (the ride's fields outside the schema, bounded by `monitoring_core.unknown_fields`)
+    `outputs` holds the prediction (and class probabilities) under the description's column names.
+    `extra_fields` (the request's fields outside the model's, bounded by `monitoring_core.unknown_fields`)
     go under the one key `extra_fields`, present only when there are some.
     """
     document = {
@@ -76,14 +77,14 @@ def prediction_document(
         MODEL_NAME: model_name,
         MODEL_VERSION: model_version,
         **values,
-        PREDICTION: prediction,
+        **outputs,
     }
     if extra_fields:
         document[EXTRA_FIELDS] = dict(extra_fields)
     return document
 
 
-def label_fields(target: float, target_timestamp: datetime) -> dict[str, Any]:
+def label_fields(target: Any, target_timestamp: datetime) -> dict[str, Any]:
     """Return the keys a label sets on its prediction's document."""
     return {TARGET: target, TARGET_TIMESTAMP: target_timestamp}
 

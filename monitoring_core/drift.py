@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings, ColumnCalibration
-from ride_duration.schema import PREDICTION, DriftTest, Kind, column_kind, drift_tests
+from monitoring_core.description import DriftTest, Kind, ModelDescription
 
 MULTIPLE_TESTING = ("none", "bonferroni", "bh")
 
@@ -66,10 +66,10 @@ class DriftResult:
     dataset_false_alarm_rate: float | None = None
 
 
-def _evidently_column_type(column: str) -> Any:
+def _evidently_column_type(kind: Kind) -> Any:
     from evidently.legacy.core import ColumnType
 
-    return ColumnType.Categorical if column_kind(column) is Kind.CATEGORICAL else ColumnType.Numerical
+    return ColumnType.Categorical if kind is Kind.CATEGORICAL else ColumnType.Numerical
 
 
 def _clean(series: pd.Series) -> pd.Series:
@@ -102,6 +102,7 @@ class _PreparedColumn:
     def __init__(
         self,
         column: str,
+        kind: Kind,
         test: DriftTest,
         reference: pd.Series,
         calibration: CalibrationSettings | None = None,
@@ -112,19 +113,38 @@ class _PreparedColumn:
 
         self.column = column
         self.test = test
-        self.column_type = _evidently_column_type(column)
+        self.kind = kind
+        self.column_type = _evidently_column_type(kind)
         self.reference = _clean(reference).reset_index(drop=True)
         if self.reference.empty:
             raise ValueError(f"reference column {column!r} has no usable value")
+        # Text categories are scored on codes: one code per reference category, new ones per unseen value.
+        # The distances depend on the category counts only, so the scores are those of the text values.
+        self._codes: dict[Any, float] | None = None
+        if kind is Kind.CATEGORICAL and not pd.api.types.is_numeric_dtype(self.reference.dtype):
+            self._codes = {value: float(code) for code, value in enumerate(pd.unique(self.reference))}
         # With an explicit method the test does not depend on the data: resolve it once.
         self.stattest = get_stattest(self.reference, self.reference, self.column_type, test.method)
         self._fast = self._prepare_fast()
         self.calibration: ColumnCalibration | None = None
         if calibration is not None:
             # Only the fast paths' formulas are simulated; other methods keep their pinned threshold.
-            values = self.reference.to_numpy(dtype=float) if self._fast is not None else None
-            kind = "categorical" if column_kind(column) is Kind.CATEGORICAL else "numerical"
-            self.calibration = ColumnCalibration(column, test, kind, values, rate, calibration, cache)
+            values = self._numeric(self.reference) if self._fast is not None else None
+            kind_name = "categorical" if kind is Kind.CATEGORICAL else "numerical"
+            self.calibration = ColumnCalibration(column, test, kind_name, values, rate, calibration, cache)
+
+    def _numeric(self, values: pd.Series) -> np.ndarray:
+        """Return cleaned values as floats: numbers as they are, text categories as their codes."""
+        if self._codes is None:
+            return values.to_numpy(dtype=float)
+        codes = values.map(self._codes)
+        unseen = codes.isna()
+        if unseen.any():
+            codes[unseen] = len(self._codes) + pd.factorize(values[unseen])[0]
+        return codes.to_numpy(dtype=float)
+
+    def _fast_applies(self, values: pd.Series) -> bool:
+        return self._fast is not None and (self._codes is not None or pd.api.types.is_numeric_dtype(values.dtype))
 
     def _prepare_fast(self) -> Callable[[np.ndarray], float] | None:
         """Return Evidently's formula for the pinned method on reference statistics computed once, if known.
@@ -137,14 +157,14 @@ class _PreparedColumn:
         """
         from scipy.spatial import distance
 
-        if not pd.api.types.is_numeric_dtype(self.reference.dtype):
+        if self._codes is None and not pd.api.types.is_numeric_dtype(self.reference.dtype):
             return None
-        values = self.reference.to_numpy(dtype=float)
-        if self.test.method == "wasserstein" and column_kind(self.column) is not Kind.CATEGORICAL:
+        values = self._numeric(self.reference)
+        if self.test.method == "wasserstein" and self.kind is not Kind.CATEGORICAL:
             norm = max(float(np.std(self.reference)), 0.001)
             ordered = np.sort(values)
             return lambda current: _wasserstein_sorted(ordered, current) / norm
-        if self.test.method == "jensenshannon" and column_kind(self.column) is Kind.CATEGORICAL:
+        if self.test.method == "jensenshannon" and self.kind is Kind.CATEGORICAL:
             # Categorical: one bin per value seen in either sample, shares of each sample's length.
             keys, counts = np.unique(values, return_counts=True)
             shares = counts / len(values)
@@ -168,8 +188,8 @@ class _PreparedColumn:
     def _score(self, cur: pd.Series, threshold: float) -> tuple[float, bool]:
         if cur.empty:
             return float("nan"), False
-        if self._fast is not None and pd.api.types.is_numeric_dtype(cur.dtype):
-            score = float(self._fast(cur.to_numpy(dtype=float)))
+        if self._fast is not None and self._fast_applies(cur):
+            score = float(self._fast(self._numeric(cur)))
             return score, score >= threshold  # both pinned methods are distances
         result = self.stattest(self.reference, cur, self.column_type, threshold)
         return float(result.drift_score), bool(result.drifted)
@@ -195,6 +215,7 @@ class DriftEvaluator:
 
     def __init__(
         self,
+        description: ModelDescription,
         reference: pd.DataFrame,
         tests: Mapping[str, DriftTest] | None = None,
         dataset_drift_share: float = 0.5,
@@ -207,7 +228,8 @@ class DriftEvaluator:
             raise ValueError(f"multiple_testing must be one of {MULTIPLE_TESTING}, got {multiple_testing!r}")
         if not 0 < dataset_drift_share <= 1:
             raise ValueError(f"dataset_drift_share must be within (0, 1], got {dataset_drift_share}")
-        self.tests: dict[str, DriftTest] = dict(tests if tests is not None else drift_tests())
+        self.description = description
+        self.tests: dict[str, DriftTest] = dict(tests if tests is not None else description.drift_tests())
         self.dataset_drift_share = dataset_drift_share
         self.multiple_testing = multiple_testing
         missing = [c for c in self.tests if c not in reference.columns]
@@ -217,7 +239,9 @@ class DriftEvaluator:
         self.cache = cache
         rate = calibration.column_rate(dataset_drift_share) if calibration is not None else 0.0
         self._columns = {
-            column: _PreparedColumn(column, test, reference[column], calibration, rate, cache)
+            column: _PreparedColumn(
+                column, description.column_kind(column), test, reference[column], calibration, rate, cache
+            )
             for column, test in self.tests.items()
         }
 
@@ -247,8 +271,9 @@ class DriftEvaluator:
 
     @property
     def features(self) -> tuple[str, ...]:
-        """Return the monitored feature columns (the prediction excluded)."""
-        return tuple(c for c in self.tests if c != PREDICTION)
+        """Return the monitored feature columns (the prediction and class probabilities excluded)."""
+        outputs = set(self.description.output_columns)
+        return tuple(c for c in self.tests if c not in outputs)
 
     def score(self, column: str, current: pd.Series) -> tuple[float, bool]:
         """Return (score, Evidently's verdict) of the pinned test on one column; NaN score when no data."""
@@ -313,18 +338,20 @@ def corrected_thresholds(p_values: Mapping[str, float], alphas: Mapping[str, flo
     return {c: alphas[c] * max(k_star, 1) / m for c in p_values}
 
 
-def data_definition(tests: Mapping[str, DriftTest] | None = None) -> Any:
-    """Return the Evidently DataDefinition typing every monitored column as the schema says."""
+def data_definition(description: ModelDescription, tests: Mapping[str, DriftTest] | None = None) -> Any:
+    """Return the Evidently DataDefinition typing every monitored column as the description says."""
     from evidently import DataDefinition
 
-    columns = list(tests if tests is not None else drift_tests())
+    columns = list(tests if tests is not None else description.drift_tests())
+    kinds = {c: description.column_kind(c) for c in columns}
     return DataDefinition(
-        numerical_columns=[c for c in columns if column_kind(c) is not Kind.CATEGORICAL],
-        categorical_columns=[c for c in columns if column_kind(c) is Kind.CATEGORICAL],
+        numerical_columns=[c for c in columns if kinds[c] is not Kind.CATEGORICAL],
+        categorical_columns=[c for c in columns if kinds[c] is Kind.CATEGORICAL],
     )
 
 
 def report_drift_metrics(
+    description: ModelDescription,
     tests: Mapping[str, DriftTest] | None = None,
     dataset_drift_share: float = 0.5,
     thresholds: Mapping[str, float] | None = None,
@@ -335,9 +362,10 @@ def report_drift_metrics(
     """
     from evidently.metrics import DriftedColumnsCount, ValueDrift
 
-    tests = dict(tests if tests is not None else drift_tests())
+    tests = dict(tests if tests is not None else description.drift_tests())
     used = {c: (thresholds or {}).get(c, t.threshold) for c, t in tests.items()}
-    features = [c for c in tests if c != PREDICTION]
+    outputs = set(description.output_columns)
+    features = [c for c in tests if c not in outputs]
     metrics: list = [ValueDrift(column=c, method=t.method, threshold=used[c]) for c, t in tests.items()]
     metrics.append(
         DriftedColumnsCount(

@@ -1,4 +1,9 @@
-"""Load and validate the monitoring config (`monitoring.yaml` or `$EVIDENTLY_CONFIG`): windows, verdicts, stat tests."""
+"""Load and validate the monitoring config (`monitoring.yaml` or `$EVIDENTLY_CONFIG`): windows, verdicts, stat tests.
+
+The config says how to monitor (window sizes, calibration rates, per-model overrides); what is
+monitored comes from each model's folder (monitoring_core/model_folder.py): its description's
+columns and drift tests, and its reference.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitoring_core.calibration import CalibrationSettings
+from monitoring_core.description import MODEL_NAME_PATTERN, DriftTest, ModelDescription
 from monitoring_core.drift import MULTIPLE_TESTING
+from monitoring_core.model_folder import ModelFolder
 from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH
-from ride_duration.schema import DriftTest, drift_tests
 
 DEFAULT_CONFIG_PATH = DEFAULT_DRIFT_CONFIG_PATH
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
 class ConfigError(ValueError):
@@ -60,12 +65,15 @@ class _ModelSection(BaseModel):
     features: dict[str, _FeatureOverride] = Field(default_factory=dict)
     calibration: _Calibration = Field(default_factory=_Calibration)
 
-    @model_validator(mode="after")
-    def _known_features(self) -> _ModelSection:
-        unknown = set(self.features) - set(drift_tests())
+    def check_features(self, description: ModelDescription, where: str) -> None:
+        """Refuse overrides of columns the model does not monitor."""
+        known = description.drift_tests()
+        unknown = set(self.features) - set(known)
         if unknown:
-            raise ValueError(f"unknown monitored column(s) {sorted(unknown)}; known: {sorted(drift_tests())}")
-        return self
+            raise ConfigError(
+                f"{where}: unknown monitored column(s) {sorted(unknown)} for model {description.name!r}; "
+                f"known: {sorted(known)}"
+            )
 
 
 class _ConfigFile(BaseModel):
@@ -94,6 +102,8 @@ class ModelConfig:
 
     name: str
     reference_path: Path
+    description: ModelDescription
+    calibration_path: Path | None
     window_size: int
     min_rows: int | None  # None: derived from the calibration; a value can only raise the derived one
     evaluation_period_seconds: float
@@ -119,7 +129,7 @@ def _calibration(entry: _ModelSection, defaults: _ModelSection) -> CalibrationSe
         raise ConfigError(f"invalid calibration: {exc}") from exc
 
 
-def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_path: Path, base: Path) -> ModelConfig:
+def _merge(folder: ModelFolder, entry: _ModelSection, defaults: _ModelSection, base: Path) -> ModelConfig:
     def pick(key: str) -> Any:
         for section in (entry, defaults, BUILTIN):
             value = getattr(section, key)
@@ -129,23 +139,29 @@ def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_p
             return None
         raise ConfigError(f"no value for {key}")
 
-    tests = dict(drift_tests())
+    name = folder.name
+    description = folder.description
+    defaults.check_features(description, "defaults")
+    entry.check_features(description, f"models.{name}")
+    tests = dict(description.drift_tests())
     for section in (defaults, entry):  # the model entry wins over `defaults`
         for column, override in section.features.items():
             current = tests[column]
             tests[column] = DriftTest(override.stattest or current.method, override.threshold or current.threshold)
-    path = reference_path
+    path = folder.reference_path
     if entry.reference_path:  # relative to the config file, like any path written in it
         path = Path(entry.reference_path) if Path(entry.reference_path).is_absolute() else base / entry.reference_path
     config = ModelConfig(
         name=name,
         reference_path=path,
+        description=description,
+        calibration_path=folder.calibration_path,
         tests=tests,
         calibration=_calibration(entry, defaults),
         **{
             key: pick(key)
             for key in ModelConfig.__dataclass_fields__
-            if key not in {"name", "reference_path", "tests", "calibration"}
+            if key not in {"name", "reference_path", "description", "calibration_path", "tests", "calibration"}
         },
     )
     if config.min_rows is not None and config.min_rows > config.window_size:
@@ -153,8 +169,12 @@ def _merge(name: str, entry: _ModelSection, defaults: _ModelSection, reference_p
     return config
 
 
-def load_config(path: Path, default_model: str, reference_path: Path) -> dict[str, ModelConfig]:
-    """Read `path` and return the configuration of every monitored model, by name."""
+def load_config(path: Path, folders: dict[str, ModelFolder]) -> dict[str, ModelConfig]:
+    """Read `path` and return the configuration of every model folder given, by name.
+
+    An entry under `models:` overrides `defaults` for the model of that name; an entry naming no
+    model folder is refused (a typo would otherwise leave a model on the defaults silently).
+    """
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -163,20 +183,23 @@ def load_config(path: Path, default_model: str, reference_path: Path) -> dict[st
         parsed = _ConfigFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid config {path}: {exc}") from exc
-    entries = parsed.models or {default_model: None}
     base = Path(path).resolve().parent
-    configs = {}
-    for name, entry in entries.items():
+    for name in parsed.models:
         if re.fullmatch(MODEL_NAME_PATTERN, name) is None:
             raise ConfigError(f"invalid model name {name!r}: use letters, digits, '_', '.', '-'")
-        configs[name] = _merge(name, entry or _ModelSection(), parsed.defaults, reference_path, base)
-    return configs
+        if name not in folders:
+            raise ConfigError(f"{path}: models.{name}: no model folder has that name (models: {sorted(folders)})")
+    return {
+        name: _merge(folder, parsed.models.get(name) or _ModelSection(), parsed.defaults, base)
+        for name, folder in folders.items()
+    }
 
 
 @dataclass(frozen=True)
 class DriftSettings:
     """What decides a drift verdict for one model: the same for the metrics service and the batch flow."""
 
+    description: ModelDescription
     tests: dict[str, DriftTest]
     dataset_drift_share: float
     multiple_testing: str
@@ -184,14 +207,12 @@ class DriftSettings:
     calibration: CalibrationSettings | None = None
 
 
-def drift_settings(config_path: Path | None, model_name: str, reference_path: Path) -> DriftSettings:
-    """Return the drift settings of `model_name` from the monitoring config (default: monitoring.yaml)."""
+def drift_settings(config_path: Path | None, folder: ModelFolder) -> DriftSettings:
+    """Return the drift settings of one model folder from the monitoring config (default: monitoring.yaml)."""
     path = config_path or DEFAULT_CONFIG_PATH
-    configs = load_config(path, model_name, reference_path)
-    if model_name not in configs:
-        raise ValueError(f"model {model_name!r} is not in {path} (models there: {sorted(configs)})")
-    config = configs[model_name]
+    config = load_config(path, {folder.name: folder})[folder.name]
     return DriftSettings(
+        config.description,
         dict(config.tests),
         config.dataset_drift_share,
         config.multiple_testing,

@@ -1,4 +1,4 @@
-"""Where `python -m ride_duration.train` writes its artifacts, and where the runtimes look for them.
+"""Where the model folders are, and where the runtimes look for them by default.
 
 Plain constants with no heavy imports, so settings modules can read them without loading
 scikit-learn or the model code.
@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "artifacts"
+REPO_DIR = Path(__file__).resolve().parent.parent
+# Every model folder the metrics service and the batch flow monitor (MODELS_DIR's default), and the
+# one the prediction service serves by default (MODEL_DIR): the shipped example.
+MODELS_DIR = REPO_DIR / "models"
+DEFAULT_MODEL_DIR = MODELS_DIR / "ride_duration"
+ARTIFACTS_DIR = REPO_DIR / "artifacts"
 MODEL_FILE = "model.pkl"
 REFERENCE_FILE = "reference.parquet"
-DEFAULT_MODEL_PATH = ARTIFACTS_DIR / MODEL_FILE
-DEFAULT_REFERENCE_PATH = ARTIFACTS_DIR / REFERENCE_FILE
+# The shipped example's trained files live in its model folder (written by training, not committed).
+DEFAULT_MODEL_PATH = DEFAULT_MODEL_DIR / MODEL_FILE
+DEFAULT_REFERENCE_PATH = DEFAULT_MODEL_DIR / REFERENCE_FILE
 # The drift configuration the metrics service and the batch flow share (EVIDENTLY_CONFIG's default).
 DEFAULT_DRIFT_CONFIG_PATH = Path(__file__).resolve().parent / "monitoring.yaml"

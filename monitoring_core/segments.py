@@ -1,26 +1,28 @@
 """The segment rule: which slice of traffic a row belongs to, the same online and in batch.
 
-The schema declares the segment (`SEGMENT`) and the field it is derived from (`SEGMENT_SOURCE`):
-the pickup borough of the pickup zone, 7 values, so it is a bounded metric label.
+A model's description declares its segment dimension (`segments:` in model.yaml: a column, with a
+value-to-segment map or bins), so a segment is a bounded metric label whatever the model.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ride_duration.schema import SEGMENT, SEGMENT_SOURCE
-from ride_duration.zones import borough_of
+from monitoring_core.description import UNKNOWN_SEGMENT, ModelDescription
 
-UNKNOWN_SEGMENT = "Unknown"
+__all__ = ["UNKNOWN_SEGMENT", "segment_name", "segment_of", "with_segment"]
 
 
-def segment_of(frame: pd.DataFrame) -> pd.Series:
+def segment_name(description: ModelDescription) -> str | None:
+    """Return the name of the model's segment column (None: the model has no segments)."""
+    return description.segment.name if description.segment is not None else None
+
+
+def segment_of(description: ModelDescription, frame: pd.DataFrame) -> pd.Series:
     """Return each row's segment, "Unknown" where the source field is missing."""
-    source = frame[SEGMENT_SOURCE]
-    lookup = {value: borough_of(value) for value in pd.unique(source.dropna())}
-    return source.map(lookup).fillna(UNKNOWN_SEGMENT)
+    return description.segment_of(frame)
 
 
-def with_segment(frame: pd.DataFrame) -> pd.DataFrame:
+def with_segment(description: ModelDescription, frame: pd.DataFrame) -> pd.DataFrame:
     """Return `frame` with the segment column added."""
-    return frame.assign(**{SEGMENT: segment_of(frame)})
+    return description.with_segment(frame)

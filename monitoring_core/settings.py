@@ -24,7 +24,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, DEFAULT_REFERENCE_PATH
+from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, DEFAULT_MODEL_DIR, DEFAULT_REFERENCE_PATH, MODELS_DIR
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -199,6 +199,18 @@ class TokenSettings(StrictSettings):
         # "" or spaces would otherwise be a token nobody can send (or, to `if token:`, no token at all):
         # one meaning, unset, and the services say so at start.
         return token if token and token.strip() else None
+
+
+class ModelDirSettings(StrictSettings):
+    """The one model folder a prediction service serves (monitoring_core/model_folder.py)."""
+
+    model_dir: Path = env("MODEL_DIR", DEFAULT_MODEL_DIR)
+
+
+class ModelsDirSettings(StrictSettings):
+    """The folder of model folders the metrics service and the batch flow monitor (subfolders with a model.yaml)."""
+
+    models_dir: Path = env("MODELS_DIR", MODELS_DIR)
 
 
 class ReferenceSettings(StrictSettings):

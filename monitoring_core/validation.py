@@ -1,9 +1,9 @@
-"""Validate one ride against the schema with a pydantic model generated from `schema.FIELDS`.
+"""Validate one request row against a model's description with a pydantic model generated from its features.
 
-Both services validate rides with this one model, so a field's type and range are
-defined once, in `ride_duration.schema`. Missing is missing: for a field that may be
-absent, `null`, NaN and leaving it out mean the same; a required field that is `null`
-is missing, and NaN or Infinity there is `not_finite`.
+Both services validate rows with this one model, so a field's type and range are defined
+once, in the model's `model.yaml` (monitoring_core/description.py). Missing is missing: for a
+field that may be absent, `null`, NaN and leaving it out mean the same; a required field that
+is `null` is missing, and NaN or Infinity there is `not_finite`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from monitoring_core.description import REQUEST_ID, FeatureSpec, Kind, ModelDescription, category_key
 from monitoring_core.ids import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN, request_id_field
-from ride_duration.schema import FIELD_NAMES, FIELDS, REQUEST_ID, FieldSpec, Kind, local_time
 
 # The course's client (and many others) names its row id `id`: it is the request id, under another name.
 CLIENT_ID = "id"
-# Keys a ride may carry besides the schema's fields; every other key is an unknown field.
-RIDE_KEYS = frozenset({*FIELD_NAMES, REQUEST_ID, CLIENT_ID})
+
+
+def request_keys(description: ModelDescription) -> frozenset[str]:
+    """Return the keys a request row may carry: the model's features and the ids; every other key is unknown."""
+    return frozenset({*description.feature_names, REQUEST_ID, CLIENT_ID})
+
 
 # Error reasons are Prometheus label values: keep this set small and fixed.
 REASONS = (
@@ -147,31 +151,57 @@ def _datetime_schema(description: str) -> dict[str, Any]:
     }
 
 
-def _new_york_time(value: datetime) -> datetime:
-    # 0001-01-01T01:00:00Z is a valid ISO time (the OpenAPI document says date-time, schemathesis sends it)
-    # whose New York time falls before year 1: keep its own clock there rather than refuse or crash.
-    # No ride is near either end of the calendar; everywhere else the conversion holds.
-    try:
-        return local_time(value)
-    except OverflowError:
-        return value.replace(tzinfo=None)
+def _local_time(spec: FeatureSpec) -> Any:
+    def convert(value: datetime) -> datetime:
+        # 0001-01-01T01:00:00Z is a valid ISO time (the OpenAPI document says date-time, schemathesis sends it)
+        # whose local time may fall before year 1: keep its own clock there rather than refuse or crash.
+        try:
+            return spec.local_time(value)
+        except OverflowError:
+            return value.replace(tzinfo=None)
+
+    return convert
 
 
-def _field_annotation(spec: FieldSpec) -> tuple[Any, Any]:
+def _category_text(value: Any) -> Any:
+    # A string category sent as a number (3 for "3") is the same category; a bool or a fraction is not.
+    if isinstance(value, str):
+        return value
+    number = _json_integer(value)
+    if number is not None:
+        return category_key(number)
+    raise ValueError("must be a string")
+
+
+def _json_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _field_annotation(spec: FeatureSpec) -> tuple[Any, Any]:
     if spec.kind is Kind.DATETIME:
-        # Converted to naive New York local time here, at the one door both services share: the features,
+        # Converted to the feature's local time here, at the one door both services share: the features,
         # the logged document, the forwarded row and the metrics service's window all see the same clock.
-        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_new_york_time)]
+        annotation: Any = Annotated[datetime, BeforeValidator(_iso_string), AfterValidator(_local_time(spec))]
         optional = Annotated[
             annotation | None, BeforeValidator(_nan_is_missing), WithJsonSchema(_datetime_schema(spec.description))
         ]
+        if spec.required and not spec.nullable:
+            return Annotated[annotation, BeforeValidator(_null_is_missing)], Field(description=spec.description)
         return optional, Field(default=None, description=spec.description)
-    base = int if spec.dtype is int else float
-    check = _whole_number if spec.dtype is int else json_number
-    # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
-    # nullable field still says minimum/maximum.
-    bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
-    annotation = Annotated[base, bounds, BeforeValidator(check)]
+    dtype = spec.python_type
+    if dtype is str:
+        annotation = Annotated[str, Field(min_length=1, max_length=256), BeforeValidator(_category_text)]
+    elif dtype is bool:
+        annotation = Annotated[bool, BeforeValidator(_json_bool)]
+    else:
+        base = int if dtype is int else float
+        check = _whole_number if dtype is int else json_number
+        # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
+        # nullable field still says minimum/maximum.
+        bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
+        annotation = Annotated[base, bounds, BeforeValidator(check)]
     if spec.nullable:
         annotation = Annotated[annotation | None, BeforeValidator(_nan_is_missing)]
     elif spec.required:
@@ -216,18 +246,25 @@ def _same_id(cls: type[BaseModel], value: str | None, info: ValidationInfo) -> s
     return value
 
 
-@lru_cache(maxsize=1)
-def schema_model() -> type[BaseModel]:
-    """Return the pydantic model of a ride's schema fields alone (the base of the request and the forwarded row)."""
-    fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in FIELDS}
+@lru_cache(maxsize=32)
+def features_model(description: ModelDescription) -> type[BaseModel]:
+    """Return the pydantic model of a row's features alone (the base of the request and the forwarded row)."""
+    fields: dict[str, Any] = {spec.name: _field_annotation(spec) for spec in description.features}
     return create_model(
-        "RideFields", __config__=ConfigDict(extra="forbid"), __doc__="The schema's fields of one ride.", **fields
+        f"{_title(description.name)}Features",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"The features of one {description.name} request.",
+        **fields,
     )
 
 
-@lru_cache(maxsize=1)
-def ride_model() -> type[BaseModel]:
-    """Return the pydantic model of one ride request, generated from the schema."""
+def _title(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part) or "Model"
+
+
+@lru_cache(maxsize=32)
+def request_model(description: ModelDescription) -> type[BaseModel]:
+    """Return the pydantic model of one prediction request row, generated from the description."""
 
     def client_id(description: str) -> tuple[Any, Any]:
         annotation = Annotated[str | None, BeforeValidator(_id_text), WithJsonSchema(_id_schema(description))]
@@ -242,31 +279,32 @@ def ride_model() -> type[BaseModel]:
         }
     }
     return create_model(
-        "Ride",
-        __base__=schema_model(),
+        f"{_title(description.name)}Request",
+        __base__=features_model(description),
         __config__=ConfigDict(extra="forbid", json_schema_extra=one_id),
-        __doc__="One green-taxi ride to predict.",
+        __doc__=description.description or f"One row for the {description.name} model to predict.",
         __validators__={"same_id": field_validator(CLIENT_ID)(_same_id)},
         request_id=client_id("Client-chosen id, echoed back; generated when absent. An integer becomes its text."),
         id=client_id("Another name for request_id (the course's client sends `id`), same rule; both must agree."),
     )
 
 
-def validate_ride(body: Any) -> BaseModel:
-    """Validate one ride; raise pydantic's ValidationError on bad input."""
-    return ride_model().model_validate(body)
+def validate_request(description: ModelDescription, body: Any) -> BaseModel:
+    """Validate one request row; raise pydantic's ValidationError on bad input."""
+    return request_model(description).model_validate(body)
 
 
-def split_unknown(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (the keys a ride may carry, every other key) of one request object, in body order."""
+def split_unknown(description: ModelDescription, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (the keys a request row may carry, every other key) of one request object, in body order."""
+    keys = request_keys(description)
     known, unknown = {}, {}
     for key, value in body.items():
-        (known if key in RIDE_KEYS else unknown)[key] = value
+        (known if key in keys else unknown)[key] = value
     return known, unknown
 
 
 def ride_id(ride: BaseModel) -> str | None:
-    """Return the client's id of a validated ride (`request_id`, or else `id`), or None."""
+    """Return the client's id of a validated request row (`request_id`, or else `id`), or None."""
     return getattr(ride, REQUEST_ID, None) or getattr(ride, CLIENT_ID, None)
 
 

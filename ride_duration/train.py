@@ -17,7 +17,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import root_mean_squared_error
 from sklearn.pipeline import make_pipeline
 
-from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
+from monitoring_core.paths import DEFAULT_MODEL_DIR, MODEL_FILE, REFERENCE_FILE
 from monitoring_core.reference import write_reference
 from ride_duration import tlc
 from ride_duration.features import baseline_features, frame_features
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=("synthetic", "tlc"), default="synthetic", help="where rides come from")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rides to use (sampled from TLC files)")
     parser.add_argument("--seed", type=int, default=42, help="seed for generation, sampling and the split")
-    parser.add_argument("--out-dir", type=Path, default=ARTIFACTS_DIR, help="where model and reference go")
+    parser.add_argument(
+        "--out-dir", type=Path, default=DEFAULT_MODEL_DIR, help="the model folder model and reference go into"
+    )
     parser.add_argument("--month", default="2021-01", help="TLC month (YYYY-MM) with --source tlc")
     parser.add_argument("--data-dir", type=Path, default=tlc.DEFAULT_DATA_DIR, help="where TLC files are kept")
     args = parser.parse_args(argv)

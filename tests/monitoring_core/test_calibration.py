@@ -24,7 +24,7 @@ from monitoring_core.calibration import (
 )
 from monitoring_core.drift import DriftEvaluator
 from monitoring_core.segments import segment_of
-from ride_duration.schema import PREDICTION, drift_tests
+from ride_duration.schema import DESCRIPTION, PREDICTION, drift_tests
 from ride_duration.synthetic import DriftParams, generate_trips
 
 SETTINGS = CalibrationSettings()
@@ -51,7 +51,7 @@ def unseen() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def evaluator(reference) -> DriftEvaluator:
-    return DriftEvaluator(reference, calibration=SETTINGS, cache=CalibrationCache(None))
+    return DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(None))
 
 
 def _draw(pool: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -150,10 +150,13 @@ def test_blatant_shifts_at_250_rows_are_flagged_on_the_shifted_feature(evaluator
 
 def test_segment_calibration_keeps_the_rate_on_its_own_reference_rows(reference, unseen):
     """A borough is calibrated on the reference's rows of that borough: the same guarantee, fewer rows."""
-    in_manhattan = reference[segment_of(reference) == "Manhattan"]
-    pool = unseen[segment_of(unseen) == "Manhattan"]
-    segment = DriftEvaluator(in_manhattan, calibration=SETTINGS, cache=CalibrationCache(None))
-    assert segment.min_rows is not None and segment.min_rows >= DriftEvaluator(reference, calibration=SETTINGS).min_rows
+    in_manhattan = reference[segment_of(DESCRIPTION, reference) == "Manhattan"]
+    pool = unseen[segment_of(DESCRIPTION, unseen) == "Manhattan"]
+    segment = DriftEvaluator(DESCRIPTION, in_manhattan, calibration=SETTINGS, cache=CalibrationCache(None))
+    assert (
+        segment.min_rows is not None
+        and segment.min_rows >= DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS).min_rows
+    )
     rng = np.random.default_rng(7)
     samples, flags = 30, 0
     for n in (segment.min_rows, 2 * segment.min_rows):
@@ -167,7 +170,7 @@ def test_segment_calibration_keeps_the_rate_on_its_own_reference_rows(reference,
 
 def test_a_reference_too_small_for_the_floor_never_gives_a_verdict():
     tiny = _with_prediction(generate_trips(30, seed=3))
-    evaluator = DriftEvaluator(tiny, calibration=SETTINGS)
+    evaluator = DriftEvaluator(DESCRIPTION, tiny, calibration=SETTINGS)
     assert evaluator.min_rows_of("trip_distance") is None
     result = evaluator.evaluate(_with_prediction(generate_trips(2_000, seed=4, drift=DriftParams(distance_scale=3))))
     assert not result.columns["trip_distance"].detected and not result.columns["trip_distance"].enough_data
@@ -176,9 +179,9 @@ def test_a_reference_too_small_for_the_floor_never_gives_a_verdict():
 def test_thresholds_are_deterministic_and_survive_a_restart(reference, tmp_path, monkeypatch):
     current = _with_prediction(generate_trips(700, seed=8))
     path = tmp_path / "reference.parquet.calibration.json"
-    first = DriftEvaluator(reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(current)
+    first = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(current)
     assert path.exists()
-    again = DriftEvaluator(reference, calibration=SETTINGS).evaluate(current)  # no cache: simulated anew
+    again = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS).evaluate(current)  # no cache: simulated anew
     assert {c: r.threshold for c, r in again.columns.items()} == {c: r.threshold for c, r in first.columns.items()}
 
     def no_simulation(*args, **kwargs):
@@ -186,7 +189,9 @@ def test_thresholds_are_deterministic_and_survive_a_restart(reference, tmp_path,
 
     monkeypatch.setattr(ColumnCalibration, "null_quantile", no_simulation)
     monkeypatch.setattr(ColumnCalibration, "power", lambda self, bucket: self._power[bucket])
-    restarted = DriftEvaluator(reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(current)
+    restarted = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(
+        current
+    )
     assert restarted.columns == first.columns and restarted.min_rows == first.min_rows
 
 
@@ -205,7 +210,7 @@ def test_a_changed_reference_or_setting_does_not_reuse_the_cache(reference, tmp_
 
 def test_an_unwritable_cache_only_costs_the_simulation(reference, tmp_path):
     folder = tmp_path / "missing" / "cache.json"  # its folder does not exist: writing fails
-    result = DriftEvaluator(reference, calibration=SETTINGS, cache=CalibrationCache(folder)).evaluate(
+    result = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(folder)).evaluate(
         _with_prediction(generate_trips(300, seed=9))
     )
     assert result.enough_data and not folder.exists()
@@ -215,6 +220,8 @@ def test_methods_without_a_simulated_null_keep_their_pinned_threshold(reference)
     from ride_duration.schema import DriftTest
 
     tests = {**drift_tests(), "trip_distance": DriftTest("ks", 0.05)}
-    result = DriftEvaluator(reference, tests, calibration=SETTINGS).evaluate(_with_prediction(generate_trips(300)))
+    result = DriftEvaluator(DESCRIPTION, reference, tests, calibration=SETTINGS).evaluate(
+        _with_prediction(generate_trips(300))
+    )
     assert result.columns["trip_distance"].threshold == 0.05
     assert MIN_BUCKET <= result.columns["trip_distance"].min_rows <= 30

@@ -14,7 +14,14 @@ from monitoring_core.drift import (
     data_definition,
     report_drift_metrics,
 )
-from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, PREDICTION, DriftTest, drift_tests
+from ride_duration.schema import (
+    CATEGORICAL_FEATURES,
+    DESCRIPTION,
+    NUMERICAL_FEATURES,
+    PREDICTION,
+    DriftTest,
+    drift_tests,
+)
 from ride_duration.synthetic import DriftParams, generate_trips
 
 
@@ -42,8 +49,8 @@ def _report_results(reference: pd.DataFrame, current: pd.DataFrame, tests: dict[
     """Run a real Evidently Report; return ({column: (score, detected)}, drifted-columns count value)."""
     from evidently import Dataset, Report
 
-    definition = data_definition(tests)
-    snapshot = Report(report_drift_metrics(tests), include_tests=True).run(
+    definition = data_definition(DESCRIPTION, tests)
+    snapshot = Report(report_drift_metrics(DESCRIPTION, tests), include_tests=True).run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),
     )
@@ -83,7 +90,7 @@ P_VALUE_TESTS = {
 def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, tests):
     tests = tests or drift_tests()
     current = _with_prediction(generate_trips(1_000, seed=12, drift=SCENARIOS[scenario]))
-    result = DriftEvaluator(reference, tests).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, reference, tests).evaluate(current)
     expected, count = _report_results(reference, current, tests)
 
     assert set(result.columns) == set(expected)
@@ -98,7 +105,7 @@ def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, test
 
 def test_reference_like_rows_raise_no_verdict(reference):
     current = _with_prediction(generate_trips(1_000, seed=99))
-    result = DriftEvaluator(reference, drift_tests()).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, reference, drift_tests()).evaluate(current)
     assert not any(c.detected for c in result.columns.values())
     assert result.drifted_share == 0.0
     assert result.dataset_drift is False
@@ -112,7 +119,7 @@ def test_reference_like_rows_raise_no_verdict(reference):
     ],
 )
 def test_each_injected_fault_flags_its_feature(reference, params, flagged):
-    result = DriftEvaluator(reference, drift_tests()).evaluate(
+    result = DriftEvaluator(DESCRIPTION, reference, drift_tests()).evaluate(
         _with_prediction(generate_trips(1_000, seed=5, drift=params))
     )
     assert result.columns[flagged].detected
@@ -120,14 +127,14 @@ def test_each_injected_fault_flags_its_feature(reference, params, flagged):
 
 def test_missing_values_are_dropped_not_drift(reference):
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(missing_share=0.3)))
-    result = DriftEvaluator(reference, drift_tests()).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, reference, drift_tests()).evaluate(current)
     assert not any(c.detected for c in result.columns.values())
 
 
 def test_a_column_without_values_has_no_verdict_and_leaves_the_share(reference):
     current = _with_prediction(generate_trips(500, seed=5, drift=DriftParams(distance_scale=1.6)))
     current["passenger_count"] = np.nan
-    result = DriftEvaluator(reference).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, reference).evaluate(current)
     assert math.isnan(result.columns["passenger_count"].score)
     assert result.columns["passenger_count"].detected is False
     judged = [c for c in ("PULocationID", "DOLocationID", "trip_distance")]
@@ -136,19 +143,19 @@ def test_a_column_without_values_has_no_verdict_and_leaves_the_share(reference):
 
 def test_dataset_drift_follows_the_share(reference):
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(distance_scale=1.6)))
-    result = DriftEvaluator(reference, drift_tests(), dataset_drift_share=0.25).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, reference, drift_tests(), dataset_drift_share=0.25).evaluate(current)
     assert result.drifted_share >= 0.25 and result.dataset_drift
-    strict = DriftEvaluator(reference, drift_tests(), dataset_drift_share=1.0).evaluate(current)
+    strict = DriftEvaluator(DESCRIPTION, reference, drift_tests(), dataset_drift_share=1.0).evaluate(current)
     assert strict.drifted_share < 1.0 and not strict.dataset_drift
 
 
 def test_bad_settings_and_data_are_refused(reference):
     with pytest.raises(ValueError, match="multiple_testing"):
-        DriftEvaluator(reference, multiple_testing="holm")
+        DriftEvaluator(DESCRIPTION, reference, multiple_testing="holm")
     with pytest.raises(ValueError, match="lacks"):
-        DriftEvaluator(reference.drop(columns=["trip_distance"]))
+        DriftEvaluator(DESCRIPTION, reference.drop(columns=["trip_distance"]))
     with pytest.raises(ValueError, match="lacks"):
-        DriftEvaluator(reference).evaluate(reference.drop(columns=[PREDICTION]))
+        DriftEvaluator(DESCRIPTION, reference).evaluate(reference.drop(columns=[PREDICTION]))
 
 
 @pytest.mark.parametrize(
@@ -175,8 +182,8 @@ def test_bh_with_no_discovery_flags_nothing():
 def test_corrections_apply_to_p_value_features_only(reference):
     tests = {**P_VALUE_TESTS, "trip_distance": DriftTest("wasserstein", 0.1)}
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(new_zone_share=0.05)))
-    plain = DriftEvaluator(reference, tests).evaluate(current)
-    corrected = DriftEvaluator(reference, tests, multiple_testing="bonferroni").evaluate(current)
+    plain = DriftEvaluator(DESCRIPTION, reference, tests).evaluate(current)
+    corrected = DriftEvaluator(DESCRIPTION, reference, tests, multiple_testing="bonferroni").evaluate(current)
     family = ["PULocationID", "DOLocationID", "passenger_count"]
     for column in family:
         assert corrected.columns[column].threshold == pytest.approx(0.05 / len(family))
@@ -196,7 +203,7 @@ def test_corrections_apply_to_p_value_features_only(reference):
 def test_edge_cases_equal_an_evidently_report(reference, edit, rows):
     ref = reference.assign(**edit)
     current = _with_prediction(generate_trips(rows, seed=3))
-    result = DriftEvaluator(ref).evaluate(current)
+    result = DriftEvaluator(DESCRIPTION, ref).evaluate(current)
     expected, _ = _report_results(ref, current, drift_tests())
     for column, (score, detected) in expected.items():
         assert result.columns[column].score == pytest.approx(score, abs=1e-9, rel=0), column

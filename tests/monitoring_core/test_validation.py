@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from monitoring_core.validation import REASONS, error_details, validate_ride
+from monitoring_core.validation import REASONS, error_details, validate_request
+from ride_duration.schema import DESCRIPTION
 
 GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
 
@@ -15,7 +16,7 @@ GOOD = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2}
 )
 def test_iso_date_times_with_or_without_offset_pass_as_new_york_local_time(stamp) -> None:
     # Naive is New York local time already (TLC data); an offset is converted to it (EST in January: UTC-5).
-    pickup = validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
+    pickup = validate_request(DESCRIPTION, {**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
     assert pickup.tzinfo is None and (pickup.day, pickup.hour) == (5, 8)
 
 
@@ -28,13 +29,17 @@ def test_iso_date_times_with_or_without_offset_pass_as_new_york_local_time(stamp
     ],
 )
 def test_an_offset_is_converted_to_new_york_local_time_across_seasons(stamp, local) -> None:
-    assert validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime.isoformat() == local
+    assert (
+        validate_request(DESCRIPTION, {**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime.isoformat() == local
+    )
 
 
 def test_good_ride_passes_with_optional_fields_defaulted() -> None:
-    ride = validate_ride({**GOOD, "passenger_count": 1.0, "lpep_pickup_datetime": "2021-01-05T08:30:00"})
+    ride = validate_request(
+        DESCRIPTION, {**GOOD, "passenger_count": 1.0, "lpep_pickup_datetime": "2021-01-05T08:30:00"}
+    )
     assert ride.passenger_count == 1 and ride.lpep_pickup_datetime.hour == 8
-    assert validate_ride(GOOD).passenger_count is None
+    assert validate_request(DESCRIPTION, GOOD).passenger_count is None
 
 
 @pytest.mark.parametrize(
@@ -74,25 +79,25 @@ def test_good_ride_passes_with_optional_fields_defaulted() -> None:
 )
 def test_bad_input_names_the_field_and_reason(body, field, reason) -> None:
     with pytest.raises(ValidationError) as info:
-        validate_ride(body)
+        validate_request(DESCRIPTION, body)
     details = error_details(info.value)
     assert {"field": field, "reason": reason} in [{"field": d["field"], "reason": d["reason"]} for d in details]
     assert all(d["reason"] in REASONS and d["message"] for d in details)
 
 
 def test_json_schema_keeps_bounds_of_nullable_fields() -> None:
-    from monitoring_core.validation import ride_model
+    from monitoring_core.validation import request_model
 
-    passengers = ride_model().model_json_schema()["properties"]["passenger_count"]
+    passengers = request_model(DESCRIPTION).model_json_schema()["properties"]["passenger_count"]
     number = next(member for member in passengers["anyOf"] if member["type"] == "integer")
     assert (number["minimum"], number["maximum"]) == (0, 9)
 
 
 @pytest.mark.parametrize("missing", [None, float("nan")])
 def test_nan_and_null_mean_absent_for_a_field_that_may_be_absent(missing) -> None:
-    ride = validate_ride({**GOOD, "passenger_count": missing, "lpep_pickup_datetime": missing})
+    ride = validate_request(DESCRIPTION, {**GOOD, "passenger_count": missing, "lpep_pickup_datetime": missing})
     assert ride.passenger_count is None and ride.lpep_pickup_datetime is None
-    assert ride.model_dump() == validate_ride(GOOD).model_dump()
+    assert ride.model_dump() == validate_request(DESCRIPTION, GOOD).model_dump()
 
 
 @pytest.mark.parametrize(
@@ -108,21 +113,23 @@ def test_nan_and_null_mean_absent_for_a_field_that_may_be_absent(missing) -> Non
 def test_the_client_id_is_the_request_id(body, expected) -> None:
     from monitoring_core.validation import ride_id
 
-    assert ride_id(validate_ride(body)) == expected
+    assert ride_id(validate_request(DESCRIPTION, body)) == expected
 
 
 def test_a_whole_row_splits_into_the_schema_keys_and_the_others_in_body_order() -> None:
     from monitoring_core.validation import split_unknown
 
-    known, unknown = split_unknown({"VendorID": 2, **GOOD, "id": "x", "fare_amount": 7.5, "ehail_fee": None})
+    known, unknown = split_unknown(
+        DESCRIPTION, {"VendorID": 2, **GOOD, "id": "x", "fare_amount": 7.5, "ehail_fee": None}
+    )
     assert known == {**GOOD, "id": "x"}
     assert list(unknown) == ["VendorID", "fare_amount", "ehail_fee"]
 
 
 def test_json_schema_says_which_ids_are_accepted() -> None:
-    from monitoring_core.validation import ride_model
+    from monitoring_core.validation import request_model
 
-    properties = ride_model().model_json_schema()["properties"]
+    properties = request_model(DESCRIPTION).model_json_schema()["properties"]
     for key in ("id", "request_id"):
         types = {member["type"] for member in properties[key]["anyOf"]}
         assert types == {"string", "integer", "null"}
@@ -134,12 +141,12 @@ def test_epoch_milliseconds_from_pandas_to_json_are_the_naive_wall_clock_time() 
     stamp = pd.Timestamp("2021-05-01 00:12:45")
     encoded = pd.Series({"lpep_pickup_datetime": stamp}).to_json()  # what the course's send_data.py posts
     millis = int(encoded.split(":")[1].rstrip("}"))
-    ride = validate_ride({**GOOD, "lpep_pickup_datetime": millis})
+    ride = validate_request(DESCRIPTION, {**GOOD, "lpep_pickup_datetime": millis})
     assert ride.lpep_pickup_datetime == stamp.to_pydatetime()
 
 
 @pytest.mark.parametrize("stamp", ["0001-01-01T01:00:00Z", "9999-12-31T23:00:00-14:00"])
 def test_a_time_whose_new_york_time_leaves_the_calendar_keeps_its_own_clock_not_a_crash(stamp) -> None:
     # Found by schemathesis: the conversion overflowed and the service answered 500; the time is schema-valid.
-    pickup = validate_ride({**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
+    pickup = validate_request(DESCRIPTION, {**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
     assert pickup.tzinfo is None and pickup.hour == int(stamp[11:13])
