@@ -22,7 +22,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 # The uid grafana/provisioning/datasources/prometheus.yml gives the Prometheus datasource.
 DATASOURCE_UID = "prometheus"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
-TAG = "ride-duration"
+TAG = "ml-monitoring"
 # The batch flow's HTML reports, served by the reports container (port 8080 in the contract).
 REPORTS_URL = "http://localhost:8080/"
 MODEL = 'model="$model"'
@@ -174,7 +174,7 @@ def model_variable(metric: str) -> dashboard.QueryVariable:
 def links() -> list[dashboard.DashboardLink]:
     """Return links to the other dashboards of the stack and to the batch reports."""
     return [
-        dashboard.DashboardLink("Ride-duration dashboards")
+        dashboard.DashboardLink("Model monitoring dashboards")
         .type(DashboardLinkType.DASHBOARDS)
         .tags([TAG])
         .as_dropdown(True)

@@ -92,14 +92,14 @@ def dataset_drift_over_time() -> statetimeline.Panel:
 
 
 def drifted_share_over_time() -> timeseries.Panel:
-    """Share of drifted features over time, overall and per pickup borough."""
+    """Share of drifted features over time, overall and per segment."""
     return (
         timeseries_panel(
             "Share of drifted features",
-            "Share of monitored features that drifted, for the whole window and per pickup borough "
-            "(boroughs with enough rows).",
+            "Share of monitored features that drifted, for the whole window and per segment of the model's "
+            "segment rule (segments with enough rows).",
             "percentunit",
-            query(f"evidently_drifted_features_share{{{MODEL}}}", "all boroughs"),
+            query(f"evidently_drifted_features_share{{{MODEL}}}", "all segments"),
             query(f"evidently_segment_drifted_features_share{{{MODEL}}}", "{{segment}}", "B"),
         )
         .min(0)
@@ -114,7 +114,7 @@ def feature_drift_score() -> timeseries.Panel:
             timeseries_panel(
                 "Drift score: $feature",
                 "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
-                "Jensen-Shannon distance for zones) and the threshold it is compared with now (dashed): drift "
+                "Jensen-Shannon distance for categories) and the threshold it is compared with now (dashed): drift "
                 "at or above the line. The threshold is calibrated from the reference for the window's size "
                 "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
                 "the pinned effect-size floor. No line while the feature has too few rows for a verdict.",
@@ -214,8 +214,8 @@ def build() -> dashboard.Dashboard:
     return (
         new_dashboard(
             UID,
-            "Ride duration: data drift",
-            "Has the distribution of the rides (or of the predictions) moved away from the reference, and which "
+            "Data drift",
+            "Has the distribution of the inputs (or of the predictions) moved away from the reference, and which "
             "features moved?",
             ["drift"],
         )

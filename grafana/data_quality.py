@@ -1,4 +1,4 @@
-"""Data quality: are the rides well-formed, and which inputs are being rejected?"""
+"""Data quality: are the requests well-formed, and which inputs are being rejected?"""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def new_category_share() -> timeseries.Panel:
     """Share of categorical values the reference never saw."""
     return timeseries_panel(
         "New categories",
-        "Share of window rows whose categorical field (pickup / dropoff zone) never appears in the reference.",
+        "Share of window rows whose categorical field never appears in the reference.",
         "percentunit",
         query(f"evidently_feature_new_category_share{{{MODEL}}}", "{{feature}}"),
     ).min(0)
@@ -67,7 +67,7 @@ def rejected_share() -> timeseries.Panel:
     return threshold_line(
         timeseries_panel(
             "Rejected input share",
-            "Share of rides sent to the prediction service that failed validation; HighInputErrorRate fires "
+            "Share of requests sent to the prediction service that failed validation; HighInputErrorRate fires "
             f"above the dashed line ({percent_text(share)}) for {duration_text(for_seconds('HighInputErrorRate'))}.",
             "percentunit",
             query(REJECTED_SHARE, "rejected share"),
@@ -88,10 +88,11 @@ def rows_received() -> timeseries.Panel:
 
 
 def rows_per_segment() -> timeseries.Panel:
-    """Window rows per pickup borough."""
+    """Window rows per segment."""
     return timeseries_panel(
-        "Window rows per pickup borough",
-        "Rows in the window per pickup borough: a borough vanishing or appearing is a data quality signal.",
+        "Window rows per segment",
+        "Rows in the window per segment of the model's segment rule: a segment vanishing or appearing is a data "
+        "quality signal.",
         "short",
         query(f"evidently_segment_window_rows{{{MODEL}}}", "{{segment}}"),
     )
@@ -101,7 +102,7 @@ def new_fields_seen() -> table.Panel:
     """Which field names outside the schema the rows carry (the metrics service's top-K)."""
     return table_panel(
         "New fields seen",
-        "Fields outside the schema that served rides carried, by name, with the rows that carried each since the "
+        "Fields outside the schema that served requests carried, by name, with the rows that carried each since the "
         "metrics service started (its 20 most frequent names; approximate beyond 100 distinct names). A new name "
         "means clients started sending a new column: an upstream schema change. Serving goes on "
         "(UNKNOWN_FIELDS=keep keeps the values on the logged document, under extra_fields).",
@@ -113,8 +114,8 @@ def unknown_fields_rate() -> timeseries.Panel:
     """Fields outside the schema per second, by what the prediction service did with them."""
     return timeseries_panel(
         "Fields outside the schema",
-        "Fields outside the schema per second in served rides, by outcome: kept on the logged document, ignored "
-        "(UNKNOWN_FIELDS=ignore) or dropped over the 50-per-ride bound. With UNKNOWN_FIELDS=reject they are "
+        "Fields outside the schema per second in served requests, by outcome: kept on the logged document, ignored "
+        "(UNKNOWN_FIELDS=ignore) or dropped over the 50-per-request bound. With UNKNOWN_FIELDS=reject they are "
         "rejected instead (reason unknown_field, in Rejected inputs by reason).",
         "ops",
         query(f"sum by (outcome) (rate(prediction_unknown_fields_total{{{MODEL}}}[5m]))", "{{outcome}}"),
@@ -126,8 +127,8 @@ def build() -> dashboard.Dashboard:
     return (
         new_dashboard(
             UID,
-            "Ride duration: data quality",
-            "Are the rides well-formed: missing values, values outside the reference range, unseen zones, and "
+            "Data quality",
+            "Are the requests well-formed: missing values, values outside the reference range, unseen categories, and "
             "inputs rejected by validation?",
             ["quality"],
         )

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import dashboard, stat, timeseries
+from grafana_foundation_sdk.builders import dashboard, stat, table, timeseries
 
 from grafana.alert_rules import percent_text, threshold
 from grafana.common import (
     MODEL,
+    dashed_series,
     model_variable,
     new_dashboard,
     query,
     row,
     stat_panel,
+    table_panel,
     threshold_line,
     timeseries_panel,
 )
 
 UID = "ride-model-quality"
-# The thresholds ModelQualityDegraded compares with (prometheus/rules/alerts.yml).
+# The alert that compares each model's quality with the bounds its description sets (prometheus/rules/alerts.yml).
 QUALITY_ALERT = "ModelQualityDegraded"
-
-
-def rmse_threshold() -> float:
-    """The RMSE (minutes) above which ModelQualityDegraded fires."""
-    return threshold(QUALITY_ALERT, 'evidently_model_quality{metric="rmse"}')
 
 
 def coverage_threshold() -> float:
@@ -31,14 +28,15 @@ def coverage_threshold() -> float:
     return threshold(QUALITY_ALERT, "evidently_label_coverage")
 
 
-def rmse_now() -> stat.Panel:
-    """The latest RMSE."""
+def quality_now() -> stat.Panel:
+    """The latest value of every quality metric of the model's task."""
     return stat_panel(
-        "RMSE",
-        "Root mean squared error (minutes) over the labelled rows of the window; "
-        f"{QUALITY_ALERT} fires above {rmse_threshold():g} minutes.",
-        "m",
-        query(f'evidently_model_quality{{{MODEL}, metric="rmse"}}', "rmse"),
+        "Quality now",
+        "The model's quality over the labelled rows of the window, per metric of its task (regression: RMSE, MAE, "
+        "mean error, in the target's unit; classification: accuracy, macro precision/recall/F1, log loss, Brier). "
+        f"{QUALITY_ALERT} fires past the bounds the model's description sets (`alerts:` in model.yaml).",
+        "none",
+        query(f"evidently_model_quality{{{MODEL}}}", "{{metric}}"),
     )
 
 
@@ -75,16 +73,39 @@ def feedback_rate() -> stat.Panel:
 
 
 def quality_over_time() -> timeseries.Panel:
-    """RMSE, MAE and mean error over time."""
-    return threshold_line(
+    """Every quality metric over time, with the description's bounds as dashed series."""
+    return dashed_series(
         timeseries_panel(
-            "RMSE, MAE and mean error",
-            "Quality over the labelled rows of the window, in minutes. Mean error is prediction minus truth: "
-            "below zero the model under-predicts. The dashed line is the RMSE alert threshold.",
-            "m",
+            "Quality and its alert bounds",
+            "Quality over the labelled rows of the window, per metric (regression in the target's unit: mean error is "
+            "prediction minus truth, below zero the model under-predicts). The dashed series are the bounds of the "
+            f"model's description that {QUALITY_ALERT} compares with (max for errors, min for accuracy and F1).",
+            "none",
             query(f"evidently_model_quality{{{MODEL}}}", "{{metric}}"),
+            query(f"evidently_model_quality_threshold{{{MODEL}}}", "{{metric}} bound ({{bound}})", "B"),
         ),
-        rmse_threshold(),
+        "B",
+    )
+
+
+def class_quality() -> timeseries.Panel:
+    """Per-class precision, recall and F1 of a classifier."""
+    return timeseries_panel(
+        "Per-class precision, recall, F1 (classifiers)",
+        "For a classifier: precision, recall and F1 of each class over the labelled rows of the window. A class whose "
+        "recall drops while the others hold is a local failure that accuracy hides. Empty for regression models.",
+        "percentunit",
+        query(f"evidently_class_quality{{{MODEL}}}", "{{class}} {{metric}}"),
+    )
+
+
+def confusion() -> table.Panel:
+    """The confusion counts of a classifier."""
+    return table_panel(
+        "Confusion counts (classifiers)",
+        "For a classifier: labelled window rows per actual and predicted class (the diagonal is right). Empty for "
+        "regression models.",
+        query(f"sum by (actual, predicted) (evidently_confusion_rows{{{MODEL}}})", "{{actual}} -> {{predicted}}"),
     )
 
 
@@ -131,43 +152,25 @@ def labels_joined() -> timeseries.Panel:
     )
 
 
-def segment_rmse() -> timeseries.Panel:
-    """RMSE per pickup borough."""
+def segment_quality() -> timeseries.Panel:
+    """Quality per segment."""
     return timeseries_panel(
-        "RMSE per pickup borough",
-        "RMSE (minutes) per pickup borough with enough labels: shows whether one borough drives a degradation.",
-        "m",
-        query(f'evidently_segment_model_quality{{{MODEL}, metric="rmse"}}', "{{segment}}"),
+        "Quality per segment",
+        "Each quality metric per segment of the model's segment rule (segments with enough labels): shows whether "
+        "one segment drives a degradation.",
+        "none",
+        query(f"evidently_segment_model_quality{{{MODEL}}}", "{{segment}} {{metric}}"),
     )
 
 
-def segment_bias() -> timeseries.Panel:
-    """Mean error per pickup borough."""
+def predictions_served() -> timeseries.Panel:
+    """Predictions served per second by the prediction service."""
     return timeseries_panel(
-        "Mean error per pickup borough",
-        "Mean error (prediction minus truth, minutes) per pickup borough: a borough-local slowdown shows as a "
-        "negative bias in that borough only.",
-        "m",
-        query(f'evidently_segment_model_quality{{{MODEL}, metric="mean_error"}}', "{{segment}}"),
-    )
-
-
-def predicted_duration() -> timeseries.Panel:
-    """Distribution of predicted durations."""
-    return timeseries_panel(
-        "Predicted duration",
-        "Median and 90th percentile of the predicted ride duration served: moves with prediction drift, before "
-        "any label arrives.",
-        "s",
-        query(
-            f"histogram_quantile(0.5, sum by (le) (rate(prediction_predicted_duration_seconds_bucket{{{MODEL}}}[5m])))",
-            "p50",
-        ),
-        query(
-            f"histogram_quantile(0.9, sum by (le) (rate(prediction_predicted_duration_seconds_bucket{{{MODEL}}}[5m])))",
-            "p90",
-            "B",
-        ),
+        "Predictions served",
+        "Predictions per second the prediction service answered for this model, by model version: the traffic the "
+        "quality above is a sample of.",
+        "ops",
+        query(f"sum by (model_version) (rate(prediction_predictions_total{{{MODEL}}}[5m]))", "{{model_version}}"),
     )
 
 
@@ -176,14 +179,14 @@ def build() -> dashboard.Dashboard:
     return (
         new_dashboard(
             UID,
-            "Ride duration: model quality",
+            "Model quality",
             "How good are the predictions where ground truth has arrived, how much ground truth is there, and "
             "where does the error come from?",
             ["model"],
         )
         .with_variable(model_variable("evidently_window_rows"))
         .with_row(row("Now"))
-        .with_panel(rmse_now())
+        .with_panel(quality_now())
         .with_panel(label_coverage_now())
         .with_panel(labelled_rows_now())
         .with_panel(feedback_rate())
@@ -191,9 +194,11 @@ def build() -> dashboard.Dashboard:
         .with_panel(quality_over_time())
         .with_panel(label_coverage())
         .with_panel(label_delay())
-        .with_panel(predicted_duration())
+        .with_panel(predictions_served())
         .with_panel(labels_joined())
+        .with_row(row("Classifiers"))
+        .with_panel(class_quality())
+        .with_panel(confusion())
         .with_row(row("Per segment"))
-        .with_panel(segment_rmse())
-        .with_panel(segment_bias())
+        .with_panel(segment_quality())
     )

@@ -105,7 +105,7 @@ def predictions_by_version() -> timeseries.Panel:
     """Predictions per second by model version."""
     return timeseries_panel(
         "Predictions by model version",
-        "Rides predicted per second by model version (a batch request counts each ride). "
+        "Rows predicted per second by model version (a batch request counts each row). "
         "A flat zero fires NoPredictionTraffic.",
         "ops",
         query(f"model_model_version:prediction_predictions:rate5m{{{MODEL}}}", "{{model_version}}"),
@@ -207,7 +207,7 @@ def build() -> dashboard.Dashboard:
     return (
         new_dashboard(
             UID,
-            "Ride duration: service health",
+            "Service health",
             "Is the prediction service up, how fast does it answer, and does its monitoring keep up?",
             ["service"],
         )

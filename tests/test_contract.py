@@ -33,7 +33,13 @@ PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 # A name here may be missing from the code; a behaviour here is an expected failure. Each check turns
 # into a FAILURE once its subject exists ("remove it from PENDING"), so this set empties as those
 # changes merge. Never add an entry to silence a failure of something that used to work.
-PENDING: dict[str, str] = {}
+PENDING: dict[str, str] = {
+    "metric evidently_class_quality": "the metrics service's classification quality (issue #20, merging)",
+    "metric evidently_confusion_rows": "the metrics service's classification quality (issue #20, merging)",
+    "metric evidently_model_quality_threshold": "per-model alert bounds from the description (issue #20, merging)",
+    "metric evidently_model_task_info": "the task of each model (issue #20, merging)",
+    "metric evidently_reference_too_small": "reference too small to calibrate (issue #20, merging)",
+}
 
 # Where each runtime's settings live. Both ways of declaring a variable are found: pydantic-settings
 # classes are read at import (their `env_names()`, else field names with env_prefix, validation_alias,
@@ -415,7 +421,7 @@ def test_every_documented_metric_is_exported_and_every_exported_one_documented(a
 
 def test_the_metric_catalogue_lists_the_contract_names() -> None:
     # docs/metrics.md says what each metric means; it must cover exactly the contract's names.
-    contract = set().union(*doc_metrics(CONTRACT.read_text()).values()) - pending("metric")
+    contract = set().union(*doc_metrics(CONTRACT.read_text()).values())
     catalogued = set(re.findall(r"^\| `(\w+)` \|", CATALOGUE.read_text(), re.M))
     assert catalogued - contract == set(), "in docs/metrics.md only"
     assert contract - catalogued == set(), "in docs/contract.md only"
