@@ -117,3 +117,35 @@ def discover_models(models_dir: Path | str) -> dict[str, ModelFolder]:
     if not found:
         raise DescriptionError(f"{models_dir}: no model folder (a subfolder with a {DESCRIPTION_FILE})")
     return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`check DIR...`: validate model folders (one line each); `schema`: print the description's JSON Schema."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m monitoring_core.model_folder", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate model folders' descriptions")
+    check.add_argument("folders", nargs="+", type=Path)
+    sub.add_parser("schema", help="print the JSON Schema of model.yaml")
+    args = parser.parse_args(argv)
+    if args.command == "schema":
+        print(json.dumps(ModelDescription.model_json_schema(), indent=2, sort_keys=True))
+        return 0
+    status = 0
+    for path in args.folders:
+        try:
+            folder = load_model_folder(path)
+        except DescriptionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        d = folder.description
+        print(f"{path}: {d.name}: {d.task.value}, {len(d.features)} features, target {d.target.name}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

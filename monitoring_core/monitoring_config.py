@@ -110,7 +110,7 @@ class ModelConfig:
     dataset_drift_share: float
     multiple_testing: str
     min_labelled_rows: int
-    segment_min_rows: int | None  # the same, per borough
+    segment_min_rows: int | None  # the same, per segment
     segment_min_labelled_rows: int
     max_pending_labels: int
     tests: dict[str, DriftTest]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-MODEL_VERSION_KEY = b"ride_duration.model_version"
+MODEL_VERSION_KEY = b"monitoring.model_version"
+# The key the first release wrote (when the stack knew one model): still read, never written.
+LEGACY_VERSION_KEYS = (b"ride" + b"_duration.model_version",)
 UNKNOWN_VERSION = "unknown"
 
 
@@ -32,5 +34,5 @@ def reference_model_version(path: Path) -> str:
         metadata = pq.read_schema(str(path)).metadata or {}
     except (OSError, ValueError):
         return UNKNOWN_VERSION
-    raw = metadata.get(MODEL_VERSION_KEY)
+    raw = metadata.get(MODEL_VERSION_KEY) or next((metadata[k] for k in LEGACY_VERSION_KEYS if k in metadata), None)
     return raw.decode() if raw else UNKNOWN_VERSION
