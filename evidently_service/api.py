@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import validate_labels, validate_rows
-from evidently_service.window import Label
 from evidently_service.state import current_state
+from evidently_service.window import Label
 from monitoring_core.description import REQUEST_ID
 from monitoring_core.records import INVALID, label_item
 from monitoring_core.unknown_fields import UNKNOWN_FIELDS

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import epoch, to_window_row
+from monitoring_core.description import REQUEST_ID, TIMESTAMP, ModelDescription
 from monitoring_core.documents import (
     MODEL_NAME,
     MODEL_VERSION,
@@ -18,7 +19,6 @@ from monitoring_core.documents import (
     label_time,
     predictions_collection,
 )
-from monitoring_core.description import REQUEST_ID, TIMESTAMP, ModelDescription
 from monitoring_core.records import forwarded_label_model, label_value, row_model
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ def load_prepared(folder: ModelFolder) -> CalibrationCache | None:
 
 
 def prepare_folder(folder: ModelFolder, config_path: Path, say: Callable[[str], None] = print) -> Path:
-    """Check `folder` and write its drift calibration; return the file written. DescriptionError/ConfigError when bad."""
+    """Check `folder`, write its drift calibration, return the file; DescriptionError/ConfigError when bad."""
     import pandas as pd
 
     from monitoring_core.monitoring_config import load_config

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from evidently_support import diabetes_regressor, rows_of, wine_classifier, write_folder
 from prometheus_client.parser import text_string_to_metric_families
 
-from evidently_support import diabetes_regressor, rows_of, wine_classifier, write_folder
 from local_stack.components import start_service
 from local_stack.processes import wait_until
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from evidently_support import diabetes_regressor, rows_of, wine_classifier, write_folder
 
 from evidently_service import create_app
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.settings import Settings
-from evidently_support import diabetes_regressor, rows_of, wine_classifier, write_folder
 from monitoring_core.description import DescriptionError
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.monitoring_config import load_config
