@@ -134,9 +134,12 @@ def classification_quality(
             p = np.clip(probabilities[complete], 0.0, 1.0)
             sums = p.sum(axis=1, keepdims=True)
             p = np.divide(p, sums, out=np.full_like(p, 1 / len(classes)), where=sums > 0)
+            # scikit-learn reads probability columns in the labels' sorted order, whatever order `labels` has.
+            ordered = sorted(classes)
+            p = p[:, [classes.index(c) for c in ordered]]
             y = actual[complete]
-            metrics["log_loss"] = float(log_loss(y, p, labels=list(classes)))
-            metrics["brier"] = float(brier_score_loss(y, p, labels=list(classes)))
+            metrics["log_loss"] = float(log_loss(y, p, labels=ordered))
+            metrics["brier"] = float(brier_score_loss(y, p, labels=ordered))
     per_class = {
         cls: {"precision": float(pr), "recall": float(rc), "f1": float(f)}
         for cls, pr, rc, f in zip(present, precision, recall, f1, strict=True)

@@ -80,7 +80,7 @@ def prepare_folder(folder: ModelFolder, config_path: Path, say: Callable[[str], 
         for column in evaluator.tests:
             column_started = time.perf_counter()
             min_rows = evaluator.min_rows_of(column)
-            for bucket in buckets:
+            for bucket in buckets if min_rows is not None else ():  # no verdict: no threshold is ever read
                 evaluator.threshold(column, bucket)
             verdict = f"min rows {min_rows}" if min_rows is not None else "reference too small for a verdict"
             say(

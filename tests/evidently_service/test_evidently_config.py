@@ -107,7 +107,7 @@ def test_mistakes_are_refused_with_a_clear_message(tmp_path, text, message):
 def test_several_models_are_served(make_app, make_rows, artifacts_dir, tmp_path):
     for name in ("green", "yellow"):
         model_folder(tmp_path / "models", artifacts_dir / "reference.parquet", name)
-    app = make_app(models_dir=tmp_path / "models", models={"green": {"window_size": 100}})
+    app = make_app(models_dir=tmp_path / "models", models={"green": {"window_size": 600}})
     client = app.test_client()
     rows, _ = make_rows(5)
     assert client.post("/iterate/green", json=rows).json["window_rows"] == 5
