@@ -24,10 +24,6 @@ from monitoring_core.drift import DriftEvaluator
 
 log = logging.getLogger(__name__)
 
-# A reference column with more distinct values than this share of its rows is continuous: an exact
-# repeat of a whole row holding such a value is a copy of the row, not a second draw.
-CONTINUOUS_SHARE = 0.5
-
 
 def described_columns(description: ModelDescription) -> tuple[str, ...]:
     """Return every column the reference must hold: features, target, prediction, class probabilities."""
@@ -116,24 +112,24 @@ def typed_reference(description: ModelDescription, frame: pd.DataFrame) -> pd.Da
     return pd.DataFrame(typed, index=frame.index).reset_index(drop=True)
 
 
+def _fractional(values: pd.Series) -> bool:
+    numbers = values.to_numpy(dtype=float)
+    numbers = numbers[np.isfinite(numbers)]
+    return bool((numbers % 1 != 0).any())
+
+
 def deduplicate(description: ModelDescription, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Return the frame without exact copies of a row, and how many were dropped.
 
-    Only when some numerical feature is continuous (more distinct values than CONTINUOUS_SHARE of its
-    rows): there, a row repeated exactly is a copy (a join or an append run twice), and copies make the
-    drift calibration's holdout null too narrow: a held-out row's twin stays in the rest, so held-out
-    samples look closer to the reference than new data ever does, and the thresholds come out too low
-    (docs/evidently_service.md "Duplicated reference rows"). A reference of discrete columns only
-    repeats rows by nature, and is kept as it is.
+    Only when some numerical feature holds fractional values (a measurement, not a count or a code):
+    there, a whole row repeated exactly, measurement included, is a copy (a join or an append run
+    twice), and copies make the drift calibration's holdout null too narrow: a held-out row's twin
+    stays in the rest, so held-out samples look closer to the reference than new data ever does, and
+    the thresholds come out too low (docs/evidently_service.md "Honest edges"). A reference of
+    discrete columns only repeats rows by nature, and is kept as it is.
     """
-    continuous = [
-        name
-        for name in description.numerical_features
-        if frame[name].nunique(dropna=True) > CONTINUOUS_SHARE * max(frame[name].notna().sum(), 1)
-    ]
-    if not continuous:
+    if not any(_fractional(frame[name]) for name in description.numerical_features):
         return frame, 0
-    # hash rows: text, float and None columns alike (drop_duplicates on object columns is slow but fine here)
     kept = frame.drop_duplicates(ignore_index=True)
     return kept, len(frame) - len(kept)
 
