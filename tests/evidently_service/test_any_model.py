@@ -111,13 +111,21 @@ def test_a_classifier_exports_its_quality_per_class_and_its_confusion_rows(stack
     assert _value(url, "evidently_model_quality_threshold", model="wine", metric="accuracy", bound="min") == 0.8
     assert _value(url, "evidently_model_quality_threshold", model="wine", metric="log_loss", bound="max") == 0.7
     assert _value(url, "evidently_model_task_info", model="wine", task="classification") == 1
-    # The predicted class drifts as a category, each probability column as a number.
+    # The predicted class drifts as a category (calibrated on 178 rows); the probability columns are tested
+    # as numbers, which 178 reference rows are too few to calibrate, like the numerical features.
     judged = {
         s.labels["feature"]
         for s in samples
         if s.name == "evidently_feature_drift_min_rows" and s.labels["model"] == "wine"
     }
-    assert {"prediction", "prob_barolo", "hue_band", "alcohol"} <= judged
+    assert {"prediction", "hue_band"} <= judged and "prob_barolo" not in judged
+    too_small = {
+        s.labels["feature"]: s.value
+        for s in samples
+        if s.name == "evidently_reference_too_small" and s.labels["model"] == "wine"
+    }
+    assert set(too_small) == {"alcohol", "malic_acid", "color_intensity", "proline", "hue_band"}
+    assert too_small["hue_band"] == 0
 
 
 def test_a_class_outside_the_description_is_refused(stack) -> None:
