@@ -15,7 +15,7 @@ from evidently_support import diabetes_regressor, rows_of, wine_classifier, writ
 from evidently_service import create_app
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.settings import Settings
-from monitoring_core.description import DescriptionError
+from monitoring_core.description import DescriptionError, ModelDescription
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.monitoring_config import load_config
 from monitoring_core.prepare import load_prepared, prepare_folder
@@ -78,7 +78,8 @@ def test_exact_copies_of_rows_are_dropped_only_where_a_feature_is_continuous(tmp
     kept, dropped = deduplicate(description, doubled)
     assert (len(kept), dropped) == (len(frame), 100)
     # Only discrete columns: rows repeat by nature and stay.
-    discrete = description.model_copy(update={"features": tuple(f for f in description.features if f.name == "sex")})
+    only_sex = [f for f in description.model_dump()["features"] if f["name"] == "sex"]
+    discrete = ModelDescription.model_validate({**description.model_dump(), "features": only_sex})
     assert deduplicate(discrete, doubled)[1] == 0
 
 
