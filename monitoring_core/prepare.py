@@ -22,7 +22,6 @@ from pathlib import Path
 from monitoring_core.calibration import SIZE_BUCKETS, CalibrationCache
 from monitoring_core.description import DescriptionError
 from monitoring_core.model_folder import ModelFolder, discover_models, load_model_folder
-from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH
 
 FORMAT_VERSION = 1
 
@@ -109,21 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config",
         type=Path,
-        default=Path(os.environ.get("EVIDENTLY_CONFIG") or DEFAULT_DRIFT_CONFIG_PATH),
+        default=None,
         help="monitoring config (window sizes, calibration); default $EVIDENTLY_CONFIG or monitoring.yaml",
     )
     args = parser.parse_args(argv)
     if not args.folders and args.all is None:
         parser.error("name model folders, or --all MODELS_DIR")
     from monitoring_core.monitoring_config import ConfigError
+    from monitoring_core.settings import DriftConfigSettings, SettingsError
 
     try:
+        if args.config is None:  # EVIDENTLY_CONFIG, read like the services read it
+            args.config = DriftConfigSettings.from_env().config_path
         folders = [load_model_folder(path) for path in args.folders]
         if args.all is not None:
             folders.extend(discover_models(args.all).values())
         for folder in folders:
             prepare_folder(folder, args.config, say=lambda line: print(line, flush=True))
-    except (DescriptionError, ConfigError) as exc:
+    except (DescriptionError, ConfigError, SettingsError) as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2
     return 0
