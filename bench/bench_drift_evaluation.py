@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ride_duration.schema import FIELD_NAMES, PREDICTION, TARGET, drift_tests
+from ride_duration.schema import DESCRIPTION, FIELD_NAMES, PREDICTION, TARGET, drift_tests
 from ride_duration.synthetic import DriftParams, generate_trips
 
 SCORE_TOLERANCE = 1e-9
@@ -88,18 +88,18 @@ def _ingestion_in_process(window: pd.DataFrame, size: int) -> tuple[float, float
     from evidently_service.window import Window
 
     rows = _contract_rows(pd.concat([window] * 20, ignore_index=True), "p")
-    good, bad = validate_rows(rows[:10])
+    good, bad = validate_rows(DESCRIPTION, rows[:10])
     assert not bad, bad
-    prepared = validate_rows(rows)[0]
-    target = Window(size)
+    prepared = validate_rows(DESCRIPTION, rows)[0]
+    target = Window(DESCRIPTION, size)
     started = time.perf_counter()
     for start in range(0, len(prepared), 500):
         target.append(prepared[start : start + 500])
     append_rate = len(prepared) / (time.perf_counter() - started)
-    target = Window(size)
+    target = Window(DESCRIPTION, size)
     started = time.perf_counter()
     for start in range(0, len(rows), 500):
-        target.append(validate_rows(rows[start : start + 500])[0])
+        target.append(validate_rows(DESCRIPTION, rows[start : start + 500])[0])
     validated_rate = len(rows) / (time.perf_counter() - started)
     return append_rate, validated_rate
 
@@ -153,6 +153,8 @@ def _service_evaluation(reference: pd.DataFrame, window: pd.DataFrame, repeats: 
     settings.update(
         name="bench",
         reference_path=Path("reference.parquet"),
+        description=DESCRIPTION,
+        calibration_path=None,
         tests=drift_tests(),
         min_rows=1,
         window_size=len(window),
@@ -162,7 +164,7 @@ def _service_evaluation(reference: pd.DataFrame, window: pd.DataFrame, repeats: 
     )
     settings.pop("features", None)
     monitor = ModelMonitor(ModelConfig(**settings), reference, model_version="bench")
-    rows, bad = validate_rows(_contract_rows(window, "s"))
+    rows, bad = validate_rows(DESCRIPTION, _contract_rows(window, "s"))
     assert not bad, bad[:1]
     monitor.window.append(rows)
     monitor.window.add_labels([(r["request_id"], 10.0, r["timestamp"] + 600) for r in rows[::2]])

@@ -5,10 +5,29 @@ from __future__ import annotations
 import sys
 
 from evidently_service.settings import Settings
-from monitoring_core.monitoring_config import ConfigError, load_config
+from monitoring_core.description import DescriptionError
+from monitoring_core.monitoring_config import ConfigError
 from service_common.auth import open_endpoints_warning
 from service_common.logging import configure_logging
 from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
+
+
+def check_models(settings: Settings) -> None:
+    """Refuse to start on a bad description, config or reference: one line naming the file and the key or column."""
+    import pandas as pd
+
+    from evidently_service.app import load_models
+    from monitoring_core.reference_data import check_reference
+
+    _, configs = load_models(settings)
+    for config in configs.values():
+        if not config.reference_path.is_file():
+            raise DescriptionError(f"{config.reference_path}: no reference file (the model folder's reference rows)")
+        try:
+            reference = pd.read_parquet(config.reference_path)
+        except (OSError, ValueError) as exc:
+            raise DescriptionError(f"{config.reference_path}: not a readable parquet file: {exc}") from exc
+        check_reference(config.description, reference, str(config.reference_path))
 
 
 def main() -> int:
@@ -16,16 +35,9 @@ def main() -> int:
     configure_logging()
     try:
         settings = Settings.from_env()
-        configs = load_config(settings.config_path, settings.model_name, settings.reference_path)
-    except (ValueError, ConfigError) as exc:
+        check_models(settings)
+    except (ValueError, ConfigError, DescriptionError) as exc:  # DescriptionError is a ValueError too
         print(f"evidently_service: {exc}", file=sys.stderr)
-        return 2
-    missing = [str(c.reference_path) for c in configs.values() if not c.reference_path.exists()]
-    if missing:
-        print(
-            f"evidently_service: no reference at {', '.join(missing)}: run `python -m ride_duration.train`",
-            file=sys.stderr,
-        )
         return 2
 
     # Before the app's imports (and gunicorn's): gevent patches the standard library they use.

@@ -12,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import validate_labels, validate_rows
 from evidently_service.state import current_state
+from evidently_service.window import Label
+from monitoring_core.description import REQUEST_ID
 from monitoring_core.records import INVALID, label_item
 from monitoring_core.unknown_fields import UNKNOWN_FIELDS
-from ride_duration.schema import REQUEST_ID
 from service_common.auth import require_token
 from service_common.body import BodyError, read_json_body
 from service_common.errors import json_error
@@ -74,7 +75,7 @@ def iterate(model: str):
     items = _json_list(monitor)
     if not isinstance(items, list):
         return items
-    good, bad = validate_rows(items)
+    good, bad = validate_rows(monitor.description, items)
     for entry in bad:  # one reason per rejected row, so the counter counts rows
         monitor.count("rejected", entry["problems"][0]["reason"] if entry["problems"] else "invalid_value")
     if bad and not good:
@@ -111,7 +112,7 @@ def feedback(model: str):
         return json_error(
             400, "empty list of labels", [{"field": "body", "message": "send at least one", "reason": "invalid_value"}]
         )
-    good, bad = validate_labels(items, now=time.time())
+    good, bad = validate_labels(monitor.description, items, now=time.time())
     monitor.count("labels", "invalid", len(bad))
     if bad and not good:
         return json_error(400, f"no valid label among {len(items)}", _details(bad))
@@ -132,7 +133,7 @@ def feedback(model: str):
 
 
 def _label_items(
-    items: list[Any], good: list[tuple[str, float, float]], bad: list[dict[str, Any]], outcomes: tuple[str, ...]
+    items: list[Any], good: list[Label], bad: list[dict[str, Any]], outcomes: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     # Every item in request order: the window's outcome for a valid label, `invalid` with its problems otherwise.
     problems = {entry["index"]: entry["problems"] for entry in bad}
@@ -161,6 +162,12 @@ def health():
             "last_evaluation": latest.computed_at if latest else None,
             "reference_rows": monitor.reference.rows,
             "reference_hash": monitor.reference.content_hash,
+            "reference_duplicates_dropped": monitor.reference.duplicates_dropped,
+            "task": monitor.description.task.value,
+            # Whether the drift calibration came from `prepare` (prepared/calibration.json, hash matching).
+            "calibration_prepared": monitor.prepared,
+            # Per feature: the reference cannot calibrate a verdict at any window size (None until derived).
+            "reference_too_small": monitor.reference_too_small,
         }
     return jsonify({"status": "ok", "models": models})
 

@@ -14,17 +14,24 @@ from evidently_service.evaluator import ModelMonitor
 from evidently_service.rewarm import rewarm
 from evidently_service.settings import Settings
 from evidently_service.state import ServiceState
-from monitoring_core.monitoring_config import load_config
+from monitoring_core.model_folder import ModelFolder, discover_models
+from monitoring_core.monitoring_config import ModelConfig, load_config
 from service_common.auth import TOKEN_CONFIG_KEY
 from service_common.errors import register_error_handlers
 
 log = logging.getLogger(__name__)
 
 
+def load_models(settings: Settings) -> tuple[dict[str, ModelFolder], dict[str, ModelConfig]]:
+    """Return every model folder of `MODELS_DIR` and its monitoring config; DescriptionError / ConfigError when bad."""
+    folders = discover_models(settings.models_dir)
+    return folders, load_config(settings.config_path, folders)
+
+
 def build_app(settings: Settings) -> Flask:
     """Return the app for `settings`, its evaluation threads started unless `run_evaluators` is off."""
-    configs = load_config(settings.config_path, settings.model_name, settings.reference_path)
-    monitors = {name: ModelMonitor.from_config(config) for name, config in configs.items()}
+    folders, configs = load_models(settings)
+    monitors = {name: ModelMonitor.from_config(config, folders[name]) for name, config in configs.items()}
     registry = CollectorRegistry()
     registry.register(MonitorCollector(monitors))
     if settings.rewarm_from_mongodb:

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from evidently_service.evaluator import EvaluationResult, ModelMonitor
 from evidently_service.field_tally import TOP
-from evidently_service.quality import QUALITY_METRICS
+from evidently_service.quality import CLASS_METRICS
 
 
 class MonitorCollector(Collector):
@@ -113,8 +113,33 @@ class _Families:
         self.pending = gauge("evidently_pending_labels", "Labels waiting for their row to arrive", periodic=False)
         self.quality = gauge(
             "evidently_model_quality",
-            "Model quality over labelled window rows, minutes (absent below the minimum labelled rows)",
+            "Model quality over labelled window rows by the task's metrics (regression: in the target's unit) "
+            "(absent below the minimum labelled rows)",
             ("metric",),
+        )
+        self.class_quality = gauge(
+            "evidently_class_quality",
+            "Per-class precision, recall and F1 of a classifier over labelled window rows",
+            ("class", "metric"),
+        )
+        self.confusion = gauge(
+            "evidently_confusion_rows",
+            "Labelled window rows of a classifier per actual and predicted class",
+            ("actual", "predicted"),
+        )
+        self.quality_threshold = gauge(
+            "evidently_model_quality_threshold",
+            "The model description's alert bound on a model-quality metric (bound: max or min)",
+            ("metric", "bound"),
+            periodic=False,
+        )
+        self.task_info = gauge("evidently_model_task_info", "The model's task (value 1)", ("task",), periodic=False)
+        self.too_small = gauge(
+            "evidently_reference_too_small",
+            "1 when the reference is too small to calibrate the feature's drift at any window size (no verdict "
+            "will come), else 0; absent until the calibration has derived it",
+            ("feature",),
+            periodic=False,
         )
         self.labelled_rows = gauge("evidently_labelled_rows", "Window rows that have ground truth")
         self.coverage = gauge("evidently_label_coverage", "Share of window rows that have ground truth")
@@ -123,21 +148,23 @@ class _Families:
             "Delay between prediction and label over labelled window rows",
             ("quantile",),
         )
-        self.seg_rows = gauge("evidently_segment_window_rows", "Window rows per pickup borough", ("segment",))
+        self.seg_rows = gauge(
+            "evidently_segment_window_rows", "Window rows per segment of the model's segment rule", ("segment",)
+        )
         self.seg_quality = gauge(
             "evidently_segment_model_quality",
-            "Model quality per pickup borough, minutes (segments with enough labels)",
+            "Model quality per segment by the task's metrics (segments with enough labels)",
             ("segment", "metric"),
         )
         self.seg_min_rows = gauge(
             "evidently_segment_drift_min_rows",
-            "Window rows a pickup borough needs for its drift verdict (derived from its reference rows)",
+            "Window rows a segment needs for its drift verdict (derived from its reference rows)",
             ("segment",),
         )
         self.seg_drift = gauge(
             "evidently_segment_drifted_features_share",
-            "Share of drifted features per pickup "
-            "borough against the same borough in the reference (segments with enough rows)",
+            "Share of drifted features per segment against the same segment of the reference "
+            "(segments with enough rows)",
             ("segment",),
         )
         self.unknown_field_rows = gauge(
@@ -171,6 +198,12 @@ class _Families:
             elif metric == "labels":
                 self.labels.add_metric([model, label], value)
         self.eval_errors.add_metric([model], counters.get(("evaluation_errors", ""), 0))
+        description = monitor.description
+        self.task_info.add_metric([model, description.task.value], 1)
+        for metric, (bound, value) in sorted(description.alert_bounds().items()):
+            self.quality_threshold.add_metric([model, metric, bound], value)
+        for feature, too_small in sorted((monitor.reference_too_small or {}).items()):
+            self.too_small.add_metric([model, feature], int(too_small))
         self.unknown_rows.add_metric([model], monitor.unknown_fields.rows)
         for name, rows in monitor.unknown_fields.top():
             self.unknown_field_rows.add_metric([model, name], rows)
@@ -210,18 +243,24 @@ class _Families:
                 self.out_of_range.add_metric([model, feature], quality.out_of_range_share)
             if quality.new_category_share is not None:
                 self.new_category.add_metric([model, feature], quality.new_category_share)
-        for metric in QUALITY_METRICS:
-            if result.model_quality is not None:
-                self.quality.add_metric([model, metric], result.model_quality[metric])
+        quality = result.model_quality
+        if quality is not None:
+            for metric, value in quality.metrics.items():
+                self.quality.add_metric([model, metric], value)
+            for cls, scores in quality.per_class.items():
+                for metric in CLASS_METRICS:
+                    self.class_quality.add_metric([model, cls, metric], scores[metric])
+            for (actual, predicted), rows in quality.confusion.items():
+                self.confusion.add_metric([model, actual, predicted], rows)
         for segment, seg in result.segments.items():
             self.seg_rows.add_metric([model, segment], seg.rows)
             if seg.min_rows is not None:
                 self.seg_min_rows.add_metric([model, segment], seg.min_rows)
             if seg.drift is not None:
                 self.seg_drift.add_metric([model, segment], seg.drift.drifted_share)
-            for metric in QUALITY_METRICS:
-                if seg.quality is not None:
-                    self.seg_quality.add_metric([model, segment, metric], seg.quality[metric])
+            if seg.quality is not None:
+                for metric, value in seg.quality.metrics.items():
+                    self.seg_quality.add_metric([model, segment, metric], value)
 
     def all(self) -> list[Metric]:
         families = [value for value in vars(self).values() if isinstance(value, Metric)]

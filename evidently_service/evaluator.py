@@ -20,6 +20,7 @@ import pandas as pd
 from evidently_service.field_tally import FieldTally
 from evidently_service.quality import (
     FeatureQuality,
+    ModelQuality,
     ReferenceProfile,
     data_quality,
     label_delays,
@@ -28,24 +29,25 @@ from evidently_service.quality import (
 )
 from evidently_service.window import Window
 from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, cache_path_for
-from monitoring_core.drift import DriftEvaluator, DriftResult
+from monitoring_core.drift import DriftResult
+from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
+from monitoring_core.prepare import load_prepared
 from monitoring_core.reference import reference_model_version
-from monitoring_core.segments import segment_of
-from ride_duration.schema import PREDICTION, TARGET
+from monitoring_core.reference_data import build_evaluators, check_reference
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SegmentResult:
-    """One pickup borough's share of the window; drift and quality only when it holds enough rows."""
+    """One segment's share of the window; drift and quality only when it holds enough rows."""
 
     rows: int
     labelled_rows: int
     drift: DriftResult | None
-    quality: dict[str, float] | None
-    min_rows: int | None = None  # rows the borough's drift verdict needs (None: none is enough, or unknown)
+    quality: ModelQuality | None
+    min_rows: int | None = None  # rows the segment's drift verdict needs (None: none is enough, or unknown)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class EvaluationResult:
     min_rows: int | None = None  # rows the drift and data-quality verdicts need (None: no size is enough)
     drift: DriftResult | None = None
     data_quality: dict[str, FeatureQuality] | None = None
-    model_quality: dict[str, float] | None = None
+    model_quality: ModelQuality | None = None
     label_delay: dict[float, float] = field(default_factory=dict)
     segments: dict[str, SegmentResult] = field(default_factory=dict)
 
@@ -77,6 +79,7 @@ class ReferenceInfo:
     rows: int
     content_hash: str
     model_version: str
+    duplicates_dropped: int = 0
 
 
 def reference_hash(reference: pd.DataFrame) -> str:
@@ -88,31 +91,56 @@ def reference_hash(reference: pd.DataFrame) -> str:
 class ModelMonitor:
     """Window, reference and latest evaluation of one model; evaluates on demand or periodically."""
 
-    def __init__(self, config: ModelConfig, reference: pd.DataFrame, model_version: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        reference: pd.DataFrame,
+        model_version: str | None = None,
+        cache: CalibrationCache | None = None,
+    ) -> None:
+        """Build the window and the evaluators; `cache` holds calibrated thresholds (default: beside the reference)."""
         self.config = config
-        self.window = Window(config.window_size, config.max_pending_labels)
+        self.description = config.description
+        self.window = Window(config.description, config.window_size, config.max_pending_labels)
+        # Thresholds are simulated lazily, per size bucket, on first need, unless `prepare` computed them
+        # (the cache then comes from prepared/calibration.json); monitoring_core/calibration.py.
+        if cache is None and config.calibration is not None:
+            cache = CalibrationCache(cache_path_for(config.reference_path))
+        self.prepared = False
+        evaluators = build_evaluators(
+            config.description,
+            reference,
+            config.tests,
+            config.dataset_drift_share,
+            config.multiple_testing,
+            config.calibration,
+            cache,
+            on_segment_error=lambda segment, why: log.warning(
+                "no drift for segment", extra={"model": config.name, "segment": segment, "why": why}
+            ),
+        )
         self.reference = ReferenceInfo(
             path=config.reference_path,
             rows=len(reference),
             content_hash=reference_hash(reference),
             model_version=model_version or reference_model_version(config.reference_path),
+            duplicates_dropped=evaluators.duplicates_dropped,
         )
-        # Thresholds are simulated lazily, per size bucket, on first need; the cache beside the
-        # reference keeps them across restarts (monitoring_core/calibration.py).
-        cache = CalibrationCache(cache_path_for(config.reference_path)) if config.calibration else None
-        drift_args = (config.tests, config.dataset_drift_share, config.multiple_testing, config.calibration, cache)
-        self.drift = DriftEvaluator(reference, *drift_args)
-        self.profile = ReferenceProfile.of(reference)
-        # Segment drift compares a borough's rows with the reference's rows of the same borough,
-        # with thresholds and a minimum size calibrated on those rows.
-        self._segment_drift: dict[str, DriftEvaluator] = {}
-        for segment, rows in reference.groupby(segment_of(reference)):
-            if len(rows) < MIN_BUCKET:
-                continue
-            try:
-                self._segment_drift[str(segment)] = DriftEvaluator(rows, *drift_args)
-            except ValueError as exc:  # e.g. a column with no value in this borough's reference rows
-                log.warning("no drift for segment", extra={"model": config.name, "segment": segment, "why": str(exc)})
+        if evaluators.duplicates_dropped:
+            log.warning(
+                "reference rows repeated exactly were dropped before calibrating drift",
+                extra={
+                    "model": config.name,
+                    "dropped": evaluators.duplicates_dropped,
+                    "kept": len(evaluators.reference),
+                },
+            )
+        self.drift = evaluators.drift
+        self.profile = ReferenceProfile.of(config.description, evaluators.reference)
+        self._segment_drift = evaluators.segments
+        self._usable = {c: int(evaluators.reference[c].notna().sum()) for c in self.drift.features}
+        # Features whose reference cannot calibrate a verdict at any window size; None until derived.
+        self.reference_too_small: dict[str, bool] | None = None
         self.latest: EvaluationResult | None = None
         # Names of fields outside the schema that rows carried (top-K, since start): the schema-change signal.
         self.unknown_fields = FieldTally()
@@ -127,18 +155,50 @@ class ModelMonitor:
         return _at_least(self.drift.min_rows, self.config.min_rows)
 
     def segment_min_rows(self, segment: str) -> int | None:
-        """Return the borough rows its drift verdict needs (None: no reference slice, or none is enough)."""
+        """Return the segment rows its drift verdict needs (None: no reference slice, or none is enough)."""
         evaluator = self._segment_drift.get(segment)
         return _at_least(evaluator.min_rows, self.config.segment_min_rows) if evaluator else None
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> ModelMonitor:
-        """Load the reference named by `config` and build the monitor."""
-        if not config.reference_path.exists():
-            raise FileNotFoundError(
-                f"no reference at {config.reference_path}: run `python -m ride_duration.train` or set REFERENCE_PATH"
-            )
-        return cls(config, pd.read_parquet(config.reference_path))
+    def from_config(cls, config: ModelConfig, folder: ModelFolder | None = None) -> ModelMonitor:
+        """Load and check the reference named by `config`, read the folder's prepared calibration, build the monitor.
+
+        DescriptionError (one line naming the file and the column) when the reference does not fit the description.
+        """
+        reference = pd.read_parquet(config.reference_path)
+        check_reference(config.description, reference, str(config.reference_path))
+        cache = None
+        if folder is not None and config.calibration is not None:
+            cache = load_prepared(folder)
+            if cache is None:
+                log.warning(
+                    "drift calibration not prepared (or stale): thresholds are calibrated lazily at the first "
+                    "evaluations; run `python -m monitoring_core.prepare %s` to start with them",
+                    folder.path,
+                    extra={"model": config.name},
+                )
+        monitor = cls(config, reference, cache=cache)
+        if cache is not None:
+            monitor.prepared = True
+            monitor.check_reference_size()  # every minimum is in the prepared file: no simulation here
+        return monitor
+
+    def check_reference_size(self) -> dict[str, bool]:
+        """Derive (once) which features the reference is too small to calibrate, and say so once in the log."""
+        if self.reference_too_small is None:
+            too_small = {c: self.drift.min_rows_of(c) is None for c in self.drift.features}
+            self.reference_too_small = too_small
+            small = [c for c, bad in too_small.items() if bad]
+            if small:
+                usable = {c: self._usable[c] for c in small}
+                log.warning(
+                    "reference too small to calibrate drift of %s: no window size up to twice the reference "
+                    "gets a verdict; each needs more usable reference values than it has (%s)",
+                    ", ".join(small),
+                    ", ".join(f"{c}: needs > {n}" for c, n in usable.items()),
+                    extra={"model": self.config.name, "features": small},
+                )
+        return self.reference_too_small
 
     def count(self, metric: str, label: str = "", amount: int = 1) -> None:
         """Add to one of the monitor's counters (rows received, rejected by reason, labels by result)."""
@@ -157,14 +217,16 @@ class ModelMonitor:
         window = self.window.snapshot()
         n = len(window)
         config = self.config
-        rows_with_labels = labelled(window)
+        target = self.description.target_column
+        rows_with_labels = labelled(window, target)
         min_rows = self.min_rows
+        self.check_reference_size()
         kwargs: dict = {"label_delay": label_delays(rows_with_labels), "min_rows": min_rows}
         if min_rows is not None and n >= min_rows:
             kwargs["drift"] = self.drift.evaluate(window)
             kwargs["data_quality"] = data_quality(window, self.profile)
         if len(rows_with_labels) >= config.min_labelled_rows:
-            kwargs["model_quality"] = model_quality(rows_with_labels[PREDICTION], rows_with_labels[TARGET])
+            kwargs["model_quality"] = model_quality(self.description, rows_with_labels)
         if n:
             kwargs["segments"] = self._segments(window)
         result = EvaluationResult(
@@ -180,15 +242,17 @@ class ModelMonitor:
     def _segments(self, window: pd.DataFrame) -> dict[str, SegmentResult]:
         config = self.config
         results = {}
-        for segment, rows in window.groupby(segment_of(window)):
-            with_labels = labelled(rows)
+        if self.description.segment is None:
+            return {}
+        for segment, rows in window.groupby(self.description.segment_of(window)):
+            with_labels = labelled(rows, self.description.target_column)
             evaluator = self._segment_drift.get(str(segment))
-            # The minimum is derived (and cached) once the borough has rows to judge.
+            # The minimum is derived (and cached) once the segment has rows to judge.
             min_rows = self.segment_min_rows(str(segment)) if len(rows) >= MIN_BUCKET else None
             drift = evaluator.evaluate(rows) if evaluator and min_rows is not None and len(rows) >= min_rows else None
             quality = None
             if len(with_labels) >= config.segment_min_labelled_rows:
-                quality = model_quality(with_labels[PREDICTION], with_labels[TARGET])
+                quality = model_quality(self.description, with_labels)
             results[str(segment)] = SegmentResult(len(rows), len(with_labels), drift, quality, min_rows)
         return results
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import ValidationError
 
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.rows import epoch, to_window_row
+from monitoring_core.description import REQUEST_ID, TIMESTAMP, ModelDescription
 from monitoring_core.documents import (
     MODEL_NAME,
     MODEL_VERSION,
@@ -19,16 +19,18 @@ from monitoring_core.documents import (
     label_time,
     predictions_collection,
 )
-from monitoring_core.records import row_model
-from ride_duration.schema import FIELD_NAMES, PREDICTION, REQUEST_ID, TIMESTAMP
+from monitoring_core.records import forwarded_label_model, label_value, row_model
 
 log = logging.getLogger(__name__)
-_ROW_KEYS = (*FIELD_NAMES, REQUEST_ID, TIMESTAMP, MODEL_VERSION, PREDICTION)
 
 
-def _as_row(document: dict[str, Any]) -> dict[str, Any]:
+def _row_keys(description: ModelDescription) -> tuple[str, ...]:
+    return (*description.feature_names, REQUEST_ID, TIMESTAMP, MODEL_VERSION, *description.output_columns)
+
+
+def _as_row(document: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     # A document is the row the prediction service forwarded, plus Mongo's own keys and the label.
-    row = {key: document.get(key) for key in _ROW_KEYS if document.get(key) is not None}
+    row = {key: document.get(key) for key in keys if document.get(key) is not None}
     for key, value in row.items():
         if isinstance(value, datetime):
             row[key] = value.isoformat()
@@ -60,18 +62,24 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
         )
         return 0
     documents.reverse()  # oldest first, so the window evicts in time order
-    model = row_model()
+    description = monitor.description
+    model, label_model, keys = row_model(description), forwarded_label_model(description), _row_keys(description)
     rows, labels, skipped = [], [], 0
     for document in documents:
         try:
-            rows.append(to_window_row(model.model_validate(_as_row(document))))
+            rows.append(to_window_row(description, model.model_validate(_as_row(document, keys))))
         except ValidationError:
             skipped += 1
             continue
         # label_time: a BSON datetime from MongoDB, a string from nx-27017's `$set` (docs/prediction_service.md).
         target, at = document.get(TARGET), label_time(document.get(TARGET_TIMESTAMP))
-        if isinstance(target, int | float) and math.isfinite(target) and at is not None:
-            labels.append((document[REQUEST_ID], float(target), epoch(at)))
+        if target is None or at is None:
+            continue
+        try:
+            label = label_model.model_validate({REQUEST_ID: document[REQUEST_ID], description.target_column: target})
+        except ValidationError:
+            continue
+        labels.append((label.request_id, label_value(description, label), epoch(at)))
     monitor.window.append(rows)
     monitor.window.add_labels(labels)
     log.info("window re-warmed", extra={"model": name, "rows": len(rows), "labels": len(labels), "skipped": skipped})

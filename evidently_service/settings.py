@@ -5,9 +5,8 @@ from __future__ import annotations
 from monitoring_core.settings import (
     DriftConfigSettings,
     Flag,
-    ModelSettings,
+    ModelsDirSettings,
     MongoSettings,
-    ReferenceSettings,
     ServerSettings,
     TokenSettings,
     env,
@@ -15,8 +14,8 @@ from monitoring_core.settings import (
 )
 
 
-class Settings(ServerSettings, ModelSettings, TokenSettings, MongoSettings, ReferenceSettings, DriftConfigSettings):
-    """Deployment settings (the monitoring settings live in `config_path`: monitoring_core/monitoring.yaml)."""
+class Settings(ServerSettings, ModelsDirSettings, TokenSettings, MongoSettings, DriftConfigSettings):
+    """Deployment settings: every model folder of `MODELS_DIR` is monitored, as `EVIDENTLY_CONFIG` says."""
 
     port: int = port(8085)
     rewarm_from_mongodb: Flag = env("REWARM_FROM_MONGODB", False)

@@ -3,6 +3,11 @@
 Rows live in fixed-size column arrays used as a ring buffer: an append writes a batch
 under a short lock, and an evaluation copies the arrays (a few microseconds) and works
 on the copy, so ingestion never waits for an evaluation.
+
+Columns are typed by the model's description: numbers (and class probabilities) as float
+arrays, datetimes as epoch seconds, categories and class labels as object arrays of their text
+(`category_key`: 3, 3.0 and "3" are one category), None or NaN where missing. The prediction and
+the target are numbers for a regressor, class text for a classifier.
 """
 
 from __future__ import annotations
@@ -16,13 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monitoring_core.description import REQUEST_ID, TIMESTAMP, Kind, ModelDescription, category_key
 from monitoring_core.records import ACCEPTED, DUPLICATE, QUEUED, UNKNOWN
-from ride_duration.schema import FIELD_NAMES, FIELDS_BY_NAME, PREDICTION, REQUEST_ID, TARGET, TIMESTAMP, Kind
 
 LABEL_TIMESTAMP = "label_timestamp"
-# Every numeric column the window keeps; datetimes are stored as epoch seconds, missing as NaN.
-VALUE_COLUMNS: tuple[str, ...] = (*FIELD_NAMES, PREDICTION, TIMESTAMP, TARGET, LABEL_TIMESTAMP)
-_ROW_COLUMNS = (*FIELD_NAMES, PREDICTION, TIMESTAMP)
+Label = tuple[str, Any, float]  # (request id, target: a number or a class's text, label epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,49 @@ class LabelResult:
     outcomes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The window's columns of one model: which hold numbers, which hold text."""
+
+    numbers: tuple[str, ...]  # rows' numeric columns (epoch seconds for datetimes)
+    texts: tuple[str, ...]  # rows' category / class columns
+    target: str
+    target_is_text: bool
+
+    @classmethod
+    def of(cls, description: ModelDescription) -> Columns:
+        """Return the columns a row of `description` fills."""
+        numbers = [f.name for f in description.features if f.kind is not Kind.CATEGORICAL]
+        texts = [f.name for f in description.features if f.kind is Kind.CATEGORICAL]
+        (texts if description.is_classification else numbers).append(description.prediction_column)
+        numbers.extend(description.probability_columns.values())
+        numbers.append(TIMESTAMP)
+        return cls(tuple(numbers), tuple(texts), description.target_column, description.is_classification)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else category_key(value)
+
+
 class Window:
     """The most recent `size` rows of one model; thread-safe."""
 
-    def __init__(self, size: int, max_pending_labels: int = 10_000) -> None:
+    def __init__(self, description: ModelDescription, size: int, max_pending_labels: int = 10_000) -> None:
         if size < 1:
             raise ValueError("window size must be >= 1")
+        self.description = description
+        self.columns = Columns.of(description)
         self.size = size
         self.max_pending_labels = max_pending_labels
         self._lock = threading.Lock()
-        self._values = {column: np.full(size, np.nan) for column in VALUE_COLUMNS}
+        self._numbers = {column: np.full(size, np.nan) for column in (*self.columns.numbers, LABEL_TIMESTAMP)}
+        self._texts = {column: np.full(size, None, dtype=object) for column in self.columns.texts}
+        self._target = np.full(size, None, dtype=object) if self.columns.target_is_text else np.full(size, np.nan)
+        self._labelled = np.zeros(size, dtype=bool)
         self._ids: list[str | None] = [None] * size
         self._slot_of: dict[str, int] = {}
         self._written = 0  # rows ever written; the next slot is _written % size
-        self._pending: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[Any, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return min(self._written, self.size)
@@ -70,7 +102,7 @@ class Window:
         return len(self._pending)
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> AppendResult:
-        """Append rows (request_id, timestamp as epoch seconds, prediction, schema fields; None = missing)."""
+        """Append rows (request_id, timestamp as epoch seconds, the described columns; None = missing)."""
         with self._lock:
             fresh: dict[str, Mapping[str, Any]] = {}
             for row in rows:
@@ -88,10 +120,15 @@ class Window:
                 rid = row[REQUEST_ID]
                 self._ids[slot] = rid
                 self._slot_of[rid] = slot
-            for column in _ROW_COLUMNS:
-                self._values[column][slots] = np.array([row.get(column) for row in batch], dtype=float)
-            self._values[TARGET][slots] = np.nan
-            self._values[LABEL_TIMESTAMP][slots] = np.nan
+            for column in self.columns.numbers:
+                self._numbers[column][slots] = np.array([row.get(column) for row in batch], dtype=float)
+            for column in self.columns.texts:
+                values = np.empty(n, dtype=object)
+                values[:] = [_text(row.get(column)) for row in batch]
+                self._texts[column][slots] = values
+            self._target[slots] = None if self.columns.target_is_text else np.nan
+            self._labelled[slots] = False
+            self._numbers[LABEL_TIMESTAMP][slots] = np.nan
             self._written += n
             from_pending = 0
             if self._pending:
@@ -102,7 +139,7 @@ class Window:
                         from_pending += 1
             return AppendResult(appended=n, duplicates=len(rows) - len(fresh), labelled_from_pending=from_pending)
 
-    def add_labels(self, labels: Sequence[tuple[str, float, float]]) -> LabelResult:
+    def add_labels(self, labels: Sequence[Label]) -> LabelResult:
         """Join (request_id, target, label epoch seconds) to the window; keep early labels pending."""
         dropped = 0
         outcomes: list[str] = []
@@ -110,7 +147,7 @@ class Window:
             for rid, target, at in labels:
                 slot = self._slot_of.get(rid)
                 if slot is not None:
-                    if np.isnan(self._values[TARGET][slot]):
+                    if not self._labelled[slot]:
                         self._set_label(slot, (target, at))
                         outcomes.append(ACCEPTED)
                     else:
@@ -137,23 +174,22 @@ class Window:
             outcomes=tuple(outcomes),
         )
 
-    def _set_label(self, slot: int, label: tuple[float, float]) -> None:
-        self._values[TARGET][slot] = label[0]
-        self._values[LABEL_TIMESTAMP][slot] = label[1]
+    def _set_label(self, slot: int, label: tuple[Any, float]) -> None:
+        target, at = label
+        self._target[slot] = _text(target) if self.columns.target_is_text else float(target)
+        self._labelled[slot] = True
+        self._numbers[LABEL_TIMESTAMP][slot] = at
 
     def snapshot(self) -> pd.DataFrame:
-        """Return a copy of the window, oldest row first: schema fields, prediction, timestamps, target."""
+        """Return a copy of the window, oldest row first: request id, described columns, timestamps, target."""
         with self._lock:
             n = len(self)
             start = self._written % self.size if self._written > self.size else 0
             order = (start + np.arange(n)) % self.size
-            values = {column: array[order] for column, array in self._values.items()}
+            values: dict[str, np.ndarray] = {column: array[order] for column, array in self._numbers.items()}
+            values.update({column: array[order] for column, array in self._texts.items()})
+            values[self.columns.target] = self._target[order]
             ids = [self._ids[i] for i in order.tolist()]
         frame = pd.DataFrame(values)
-        for name in FIELD_NAMES:
-            spec = FIELDS_BY_NAME[name]
-            if spec.kind is Kind.CATEGORICAL and not frame[name].isna().any():
-                # Zone ids as integers, as in the reference (no missing value to hold).
-                frame[name] = frame[name].astype("int64")
         frame.insert(0, REQUEST_ID, ids)
         return frame

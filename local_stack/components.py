@@ -9,6 +9,7 @@ from pathlib import Path
 import requests
 
 from local_stack.processes import ManagedProcess, free_port, http_ok, port_open, python_module
+from monitoring_core.paths import DEFAULT_MODEL_DIR
 
 
 def nx_27017_binary() -> str:
@@ -78,6 +79,21 @@ def start_pushgateway(workdir: Path, port: int | None = None) -> tuple[ManagedPr
     return start_ready_binary("pushgateway", binary, "prometheus-pushgateway", ["--persistence.file="], workdir, port)
 
 
+def models_dir_for(reference_path: Path, workdir: Path, model_dir: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Return a MODELS_DIR under `workdir` with one model folder: `model_dir`'s model.yaml beside `reference_path`.
+
+    For callers that trained a reference somewhere else (tests, benches, the demo's artifacts folder).
+    """
+    folder = workdir / "models" / Path(model_dir).name
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(model_dir) / "model.yaml", folder / "model.yaml")
+    link = folder / "reference.parquet"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(reference_path).resolve())
+    return folder.parent
+
+
 def start_service(
     module: str,
     workdir: Path,
@@ -86,7 +102,13 @@ def start_service(
     health_path: str = "/health",
     timeout: float = 60.0,
 ) -> tuple[ManagedProcess, str]:
-    """Start `python -m module` on a free port with `env`; return it and its base URL once healthy."""
+    """Start `python -m module` on a free port with `env`; return it and its base URL once healthy.
+
+    The metrics service monitors the model folders of `MODELS_DIR`; given only the older `REFERENCE_PATH`,
+    it gets a MODELS_DIR holding the default model folder's description beside that reference.
+    """
+    if module == "evidently_service" and "MODELS_DIR" not in env and "REFERENCE_PATH" in env:
+        env = {**env, "MODELS_DIR": str(models_dir_for(Path(env["REFERENCE_PATH"]), workdir / "metrics_models"))}
     port = port or free_port()
     proc = ManagedProcess(
         module, python_module(module), workdir / f"{module}-{port}.log", env={**env, "PORT": str(port)}

@@ -405,6 +405,8 @@ class ColumnCalibration:
         if not self.calibrated:
             return UNCALIBRATED_MIN_ROWS
         assert self._null is not None
+        if self._null.n < 2 * MIN_BUCKET:
+            return None  # too few values to hold out the smallest size bucket: no null to calibrate against
         candidates = [b for b in SIZE_BUCKETS if b <= max(2 * self._null.n, MIN_BUCKET)]
         lo, hi = 0, len(candidates) - 1  # power grows with size: binary search for the first bucket
         while lo < hi:

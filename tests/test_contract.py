@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from local_stack.components import models_dir_for
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "docs" / "contract.md"
 CATALOGUE = ROOT / "docs" / "metrics.md"
@@ -33,13 +35,7 @@ PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
 # A name here may be missing from the code; a behaviour here is an expected failure. Each check turns
 # into a FAILURE once its subject exists ("remove it from PENDING"), so this set empties as those
 # changes merge. Never add an entry to silence a failure of something that used to work.
-PENDING: dict[str, str] = {
-    "metric evidently_class_quality": "the metrics service's classification quality (issue #20, merging)",
-    "metric evidently_confusion_rows": "the metrics service's classification quality (issue #20, merging)",
-    "metric evidently_model_quality_threshold": "per-model alert bounds from the description (issue #20, merging)",
-    "metric evidently_model_task_info": "the task of each model (issue #20, merging)",
-    "metric evidently_reference_too_small": "reference too small to calibrate (issue #20, merging)",
-}
+PENDING: dict[str, str] = {}
 
 # Where each runtime's settings live. Both ways of declaring a variable are found: pydantic-settings
 # classes are read at import (their `env_names()`, else field names with env_prefix, validation_alias,
@@ -68,7 +64,7 @@ APPS: dict[str, dict[str, str]] = {
         "PREDICTION_FORWARD_TO_METRICS": "false",
         "PREDICTION_SPOOL_DIR": "{tmp}/spool",
     },
-    "evidently_service": {"REFERENCE_PATH": "{artifacts}/reference.parquet"},
+    "evidently_service": {"MODELS_DIR": "{models}"},
 }
 # Standard metrics of prometheus-client's default registry, not the project's names.
 STANDARD_METRIC_PREFIXES = ("process_", "python_")
@@ -317,7 +313,9 @@ def apps(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         tmp = tmp_path_factory.mktemp(package)
         # The developer's own settings (a PORT, a token) never reach the app under test.
         env = {k: v for k, v in os.environ.items() if k not in documented}
-        env |= {k: v.format(artifacts=artifacts_dir, tmp=tmp) for k, v in overrides.items()}
+        # The metrics service monitors a MODELS_DIR: the taxi description beside the session's reference.
+        models = models_dir_for(artifacts_dir / "reference.parquet", tmp)
+        env |= {k: v.format(artifacts=artifacts_dir, tmp=tmp, models=models) for k, v in overrides.items()}
         result = subprocess.run(
             [sys.executable, "-c", _INSPECT_APP.format(package=package)],
             cwd=ROOT,

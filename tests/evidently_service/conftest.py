@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from evidently_support import model_folder
 
 from evidently_service import create_app
 from evidently_service.settings import Settings
@@ -27,6 +28,14 @@ TEST_CONFIG: dict[str, Any] = {
     "segment_min_labelled_rows": 50,
 }
 PREDICTED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def models_dir(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MODELS_DIR holding the taxi model's folder, with the session's trained reference."""
+    root = tmp_path_factory.mktemp("models")
+    model_folder(root, artifacts_dir / "reference.parquet")
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +86,20 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def make_app(artifacts_dir: Path, write_config) -> Iterator[Callable[..., Any]]:
-    """make_app(token=None, models=None, max_rows=10_000, **config) -> an app without background evaluation."""
+def make_app(models_dir: Path, write_config) -> Iterator[Callable[..., Any]]:
+    """make_app(token=None, models=None, max_rows=10_000, models_dir=None, **config) -> an app without evaluations."""
     apps = []
 
-    def make(token: str | None = None, models: dict | None = None, max_rows: int = 10_000, **overrides: Any):
+    def make(
+        token: str | None = None,
+        models: dict | None = None,
+        max_rows: int = 10_000,
+        models_dir: Path = models_dir,
+        **overrides: Any,
+    ):
         settings = Settings(
             config_path=write_config(models=models, **overrides),
-            reference_path=artifacts_dir / "reference.parquet",
+            models_dir=models_dir,
             monitoring_token=token,
             max_rows_per_request=max_rows,
             run_evaluators=False,

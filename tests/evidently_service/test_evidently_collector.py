@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+from evidently_support import model_folder, rows_of, wine_classifier
 from prometheus_client.parser import text_string_to_metric_families
 
 from ride_duration.synthetic import DriftParams
@@ -30,14 +32,22 @@ def _exported(text: str) -> dict[str, set[str]]:
     return exported
 
 
-def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows, monitor_of):
-    app = make_app(segment_min_rows=100, segment_min_labelled_rows=20)
+def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows, monitor_of, artifacts_dir, tmp_path):
+    # The taxi regressor and a classifier side by side: some metrics are a classifier's only.
+    models = tmp_path / "models"
+    model_folder(models, artifacts_dir / "reference.parquet")
+    _, wine = wine_classifier(models)
+    app = make_app(models_dir=models, segment_min_rows=100, segment_min_labelled_rows=20)
     client = app.test_client()
     rows, labels = make_rows(1000, seed=51, drift=DriftParams(missing_share=0.1))
     rows[0]["unknown_fields"] = ["VendorID"]  # a whole TLC row was served: its extra column's name
     client.post("/iterate/ride_duration", json=rows + [{"request_id": "bad"}])
     client.post("/feedback/ride_duration", json=labels)
+    wine_rows, wine_labels = rows_of(wine, yaml.safe_load((models / "wine" / "model.yaml").read_text()), "w")
+    client.post("/iterate/wine", json=wine_rows)
+    client.post("/feedback/wine", json=wine_labels)
     monitor_of(app).evaluate()
+    monitor_of(app, "wine").evaluate()
     exported = _exported(client.get("/metrics").text)
     catalogue = _catalogue()
     assert catalogue, "no evidently_service table found in docs/metrics.md"

@@ -5,26 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from evidently_support import model_folder
 
 from monitoring_core.calibration import CalibrationSettings
+from monitoring_core.description import DriftTest
+from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from ride_duration.schema import DriftTest, drift_tests
+from ride_duration.schema import DESCRIPTION
 
-REFERENCE = Path("/data/reference.parquet")
+REFERENCE = Path("/data/ride_duration/reference.parquet")
 
 
-def _load(tmp_path: Path, text: str, default_model: str = "ride_duration"):
+def _folders(*names: str) -> dict[str, ModelFolder]:
+    # Folders that exist only as objects: the config never reads the files.
+    return {name: ModelFolder(Path(f"/data/{name}"), DESCRIPTION.model_copy(update={"name": name})) for name in names}
+
+
+def _load(tmp_path: Path, text: str, models: tuple[str, ...] = ("ride_duration", "a", "b")):
     path = tmp_path / "config.yaml"
     path.write_text(text)
-    return load_config(path, default_model, REFERENCE)
+    return load_config(path, _folders(*models))
 
 
-def test_an_empty_file_monitors_the_default_model_with_the_schema_tests(tmp_path):
-    configs = _load(tmp_path, "", default_model="taxi")
+def test_an_empty_file_monitors_every_folder_with_the_description_tests(tmp_path):
+    configs = _load(tmp_path, "", models=("taxi",))
     assert list(configs) == ["taxi"]
     config = configs["taxi"]
-    assert config.tests == drift_tests()
-    assert config.reference_path == REFERENCE
+    assert config.tests == DESCRIPTION.drift_tests()
+    assert config.reference_path == Path("/data/taxi/reference.parquet")
     # No hand-set minimum: it is derived from the reference by the drift calibration.
     assert config.min_rows is None and config.segment_min_rows is None
     assert config.calibration == CalibrationSettings()
@@ -48,8 +56,8 @@ models:
 
 def test_the_packaged_config_uses_the_schema_tests_unchanged():
     # One source of truth: the online service and the batch flow both get the schema's tests.
-    config = load_config(DEFAULT_CONFIG_PATH, "ride_duration", REFERENCE)["ride_duration"]
-    assert config.tests == drift_tests()
+    config = load_config(DEFAULT_CONFIG_PATH, _folders("ride_duration"))["ride_duration"]
+    assert config.tests == DESCRIPTION.drift_tests()
 
 
 def test_model_entries_override_defaults_and_resolve_paths_next_to_the_file(tmp_path):
@@ -68,7 +76,7 @@ models:
     )
     assert configs["a"].window_size == 500 and configs["a"].min_rows == 100
     assert configs["a"].tests["trip_distance"] == DriftTest("wasserstein", 0.2)
-    assert configs["a"].reference_path == REFERENCE
+    assert configs["a"].reference_path == Path("/data/a/reference.parquet")
     b = configs["b"]
     assert (b.window_size, b.min_rows, b.multiple_testing) == (500, 400, "bh")
     assert b.tests["trip_distance"] == DriftTest("ks", 0.01)
@@ -87,6 +95,7 @@ models:
         ("defaults: {calibration: {alpha: 0.01}}", "alpha"),
         ("defaults: {windowsize: 10}", "windowsize"),
         ("models: {'bad name': {}}", "invalid model name"),
+        ("models: {c: {}}", "no model folder has that name"),
         ("defaults: [", "cannot read"),
     ],
 )
@@ -95,9 +104,10 @@ def test_mistakes_are_refused_with_a_clear_message(tmp_path, text, message):
         _load(tmp_path, text)
 
 
-def test_several_models_are_served(make_app, make_rows, artifacts_dir):
-    reference = str(artifacts_dir / "reference.parquet")
-    app = make_app(models={"green": {"reference_path": reference}, "yellow": {"reference_path": reference}})
+def test_several_models_are_served(make_app, make_rows, artifacts_dir, tmp_path):
+    for name in ("green", "yellow"):
+        model_folder(tmp_path / "models", artifacts_dir / "reference.parquet", name)
+    app = make_app(models_dir=tmp_path / "models", models={"green": {"window_size": 600}})
     client = app.test_client()
     rows, _ = make_rows(5)
     assert client.post("/iterate/green", json=rows).json["window_rows"] == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evidently_service.window import Window
+from ride_duration.schema import DESCRIPTION
 
 
 @pytest.fixture
@@ -72,10 +73,10 @@ def test_only_an_unusable_body_fails_whole(client, body, reason: str) -> None:
 
 
 def test_the_window_reports_each_labels_outcome() -> None:
-    window = Window(10, max_pending_labels=1)
+    window = Window(DESCRIPTION, 10, max_pending_labels=1)
     window.append([{"request_id": "a", "timestamp": 0.0, "prediction": 1.0}])
     result = window.add_labels([("a", 1.0, 0.0), ("a", 2.0, 0.0), ("b", 1.0, 0.0), ("b", 2.0, 0.0), ("c", 1.0, 0.0)])
     assert result.outcomes == ("accepted", "duplicate", "queued", "duplicate", "queued")
     assert (result.matched, result.duplicates, result.pending, result.pending_dropped) == (1, 2, 2, 1)
-    none_kept = Window(10, max_pending_labels=0).add_labels([("z", 1.0, 0.0)])
+    none_kept = Window(DESCRIPTION, 10, max_pending_labels=0).add_labels([("z", 1.0, 0.0)])
     assert none_kept.outcomes == ("unknown",) and none_kept.pending_dropped == 1

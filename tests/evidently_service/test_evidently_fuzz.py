@@ -24,15 +24,13 @@ bodies = st.one_of(st.lists(st.one_of(rows, scalars), max_size=5), rows, scalars
 
 
 @pytest.fixture(scope="module")
-def client(artifacts_dir, tmp_path_factory):
+def client(models_dir, tmp_path_factory):
     from evidently_service import create_app
     from evidently_service.settings import Settings
 
     config = tmp_path_factory.mktemp("fuzz") / "config.yaml"
     config.write_text("defaults: {window_size: 200, min_rows: 10, min_labelled_rows: 5}\n")
-    app = create_app(
-        Settings(config_path=config, reference_path=artifacts_dir / "reference.parquet", run_evaluators=False)
-    )
+    app = create_app(Settings(config_path=config, models_dir=models_dir, run_evaluators=False))
     yield app.test_client(), app.extensions["evidently_service"].monitors["ride_duration"]
     app.extensions["evidently_service"].close()
 

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_prometheus_reads_the_drift_gauges_of_the_real_process(
-    service_factory, prometheus_factory, write_config, artifacts_dir, make_rows
+    service_factory, prometheus_factory, write_config, models_dir, make_rows
 ):
     token = "integration-token"
     _, url = service_factory(
         "evidently_service",
         {
             "EVIDENTLY_CONFIG": str(write_config(evaluation_period_seconds=0.5)),
-            "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+            "MODELS_DIR": str(models_dir),
             "MONITORING_TOKEN": token,
         },
     )
@@ -75,7 +75,7 @@ def _documents(rows, labels, model_name="ride_duration"):
     return documents
 
 
-def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifacts_dir, make_rows, monitor_of):
+def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, models_dir, make_rows, monitor_of):
     from pymongo import MongoClient
 
     from monitoring_core.documents import predictions_collection
@@ -88,7 +88,7 @@ def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifact
         collection.insert_many(_documents(rows, labels) + _documents(other, other_labels, model_name="other_model"))
     settings = Settings(
         config_path=write_config(window_size=600),
-        reference_path=artifacts_dir / "reference.parquet",
+        models_dir=models_dir,
         mongodb_uri=uri,
         mongodb_database="monitoring",
         rewarm_from_mongodb=True,
@@ -106,7 +106,7 @@ def test_a_restart_rewarms_the_window_from_mongodb(mongo, write_config, artifact
 
 
 def test_rewarm_reads_labels_set_the_way_the_prediction_service_sets_them(
-    mongo, write_config, artifacts_dir, make_rows, monitor_of
+    mongo, write_config, models_dir, make_rows, monitor_of
 ):
     # The prediction service labels a document with a conditional `$set`; nx-27017 stores that datetime as a
     # string, MongoDB as a BSON datetime. Re-warming must read the label and its time either way.
@@ -128,7 +128,7 @@ def test_rewarm_reads_labels_set_the_way_the_prediction_service_sets_them(
             assert collection.update_one(unlabelled(doc["request_id"]), {"$set": fields}).modified_count == 1
     settings = Settings(
         config_path=write_config(window_size=600),
-        reference_path=artifacts_dir / "reference.parquet",
+        models_dir=models_dir,
         mongodb_uri=uri,
         mongodb_database="monitoring",
         rewarm_from_mongodb=True,
@@ -139,10 +139,10 @@ def test_rewarm_reads_labels_set_the_way_the_prediction_service_sets_them(
     assert result.label_delay[0.5] == pytest.approx(600)
 
 
-def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifacts_dir, monitor_of):
+def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, models_dir, monitor_of):
     settings = Settings(
         config_path=write_config(),
-        reference_path=artifacts_dir / "reference.parquet",
+        models_dir=models_dir,
         mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
         rewarm_from_mongodb=True,
         mongodb_timeout_ms=300,
@@ -156,10 +156,10 @@ def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, artifact
     ("env", "message"),
     [
         ({"EVIDENTLY_CONFIG": "/nonexistent/config.yaml"}, "cannot read config"),
-        ({"REFERENCE_PATH": "/nonexistent/reference.parquet"}, "no reference at"),
+        ({"MODELS_DIR": "/nonexistent/models"}, "no such models folder"),
     ],
 )
-def test_the_command_refuses_to_start_without_config_or_reference(env, message):
+def test_the_command_refuses_to_start_without_config_or_models(env, message):
     import os
     import subprocess
     import sys

@@ -11,7 +11,7 @@ import pytest
 
 from evidently_service import create_app
 from evidently_service.settings import Settings
-from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, DEFAULT_REFERENCE_PATH
+from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, MODELS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 FLAG_RULE = "must be a boolean (1/0, true/false, yes/no, on/off)"
@@ -19,9 +19,9 @@ FLAG_RULE = "must be a boolean (1/0, true/false, yes/no, on/off)"
 
 def test_defaults_follow_the_contract() -> None:
     settings = Settings.from_env({})
-    assert (settings.host, settings.port, settings.model_name) == ("0.0.0.0", 8085, "ride_duration")
+    assert (settings.host, settings.port, settings.models_dir) == ("0.0.0.0", 8085, MODELS_DIR)
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
-    assert settings.config_path == DEFAULT_DRIFT_CONFIG_PATH and settings.reference_path == DEFAULT_REFERENCE_PATH
+    assert settings.config_path == DEFAULT_DRIFT_CONFIG_PATH
     assert settings.monitoring_token is None and not settings.rewarm_from_mongodb
     assert settings.max_rows_per_request == 10_000 and settings.max_body_bytes == 32 * 1024 * 1024
     assert settings.mongodb_timeout_ms == 3000 and settings.run_evaluators
@@ -33,8 +33,7 @@ def test_environment_overrides() -> None:
             "HOST": "127.0.0.1",
             "PORT": "9000",
             "EVIDENTLY_CONFIG": "/c.yaml",
-            "REFERENCE_PATH": "/r.parquet",
-            "MODEL_NAME": "m",
+            "MODELS_DIR": "/models",
             "MONITORING_TOKEN": "t",
             "REWARM_FROM_MONGODB": "yes",
             "MONGODB_TIMEOUT_MS": "10",
@@ -42,9 +41,9 @@ def test_environment_overrides() -> None:
             "EVIDENTLY_MAX_BODY_BYTES": "2048",
         }
     )
-    assert (settings.host, settings.port, settings.model_name) == ("127.0.0.1", 9000, "m")
+    assert (settings.host, settings.port, settings.models_dir) == ("127.0.0.1", 9000, Path("/models"))
     assert settings.monitoring_token == "t"
-    assert settings.config_path == Path("/c.yaml") and settings.reference_path == Path("/r.parquet")
+    assert settings.config_path == Path("/c.yaml")
     assert settings.rewarm_from_mongodb and settings.mongodb_timeout_ms == 10
     assert settings.max_rows_per_request == 5 and settings.max_body_bytes == 2048
 
@@ -77,10 +76,10 @@ def test_rewarm_switch_spellings(word: str, expected: bool) -> None:
     assert Settings.from_env({"REWARM_FROM_MONGODB": word}).rewarm_from_mongodb is expected
 
 
-def test_body_limit_from_the_environment_reaches_the_app(write_config, artifacts_dir, make_rows) -> None:
+def test_body_limit_from_the_environment_reaches_the_app(write_config, models_dir, make_rows) -> None:
     env = {
         "EVIDENTLY_CONFIG": str(write_config()),
-        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "MODELS_DIR": str(models_dir),
         "EVIDENTLY_MAX_BODY_BYTES": "4096",
     }
     app = create_app(Settings.from_env(env).replace(run_evaluators=False))
@@ -116,7 +115,7 @@ def test_the_command_stops_on_a_bad_value_with_one_line_naming_it(name: str, val
 
 
 @pytest.mark.integration
-def test_the_command_binds_the_host_from_its_settings(tmp_path, write_config, artifacts_dir) -> None:
+def test_the_command_binds_the_host_from_its_settings(tmp_path, write_config, models_dir) -> None:
     """HOST goes through Settings: the service listens on 127.0.0.2 only, not on 127.0.0.1."""
     import requests
 
@@ -127,7 +126,7 @@ def test_the_command_binds_the_host_from_its_settings(tmp_path, write_config, ar
         "HOST": "127.0.0.2",
         "PORT": str(port),
         "EVIDENTLY_CONFIG": str(write_config()),
-        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "MODELS_DIR": str(models_dir),
     }
     proc = ManagedProcess("evidently_service", python_module("evidently_service"), tmp_path / "e.log", env=env)
     proc.start()

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from monitoring_core.drift import data_definition, report_drift_metrics
-from ride_duration.schema import PREDICTION
+from monitoring_core.reference_data import typed_reference
+from ride_duration.schema import DESCRIPTION, PREDICTION
 from ride_duration.synthetic import DriftParams
 
 FEATURES = ("PULocationID", "DOLocationID", "trip_distance", "passenger_count")
@@ -73,8 +74,10 @@ def test_concept_drift_raises_rmse_while_data_drift_stays_quiet(make_app, make_r
     _feed(drifted_app, *make_rows(1000, seed=25, drift=DriftParams(congestion=1.5)))
     baseline = monitor_of(baseline_app).evaluate()
     drifted = monitor_of(drifted_app).evaluate()
-    assert drifted.model_quality["rmse"] > 1.5 * baseline.model_quality["rmse"]
-    assert drifted.model_quality["mean_error"] < baseline.model_quality["mean_error"] - 2  # rides got slower
+    assert drifted.model_quality.metrics["rmse"] > 1.5 * baseline.model_quality.metrics["rmse"]
+    assert (
+        drifted.model_quality.metrics["mean_error"] < baseline.model_quality.metrics["mean_error"] - 2
+    )  # rides got slower
     assert _flagged(drifted) == set() and not drifted.drift.dataset_drift
     assert drifted.label_coverage == 1.0
     assert drifted.label_delay[0.5] == pytest.approx(1800)
@@ -97,10 +100,10 @@ def test_a_slow_borough_shows_in_its_segment_only(make_app, make_rows, monitor_o
     _feed(app, *make_rows(1000, seed=28, drift=DriftParams(borough="Manhattan", borough_congestion=2.0)))
     result = monitor_of(app).evaluate()
     assert set(result.segments) <= {"Manhattan", "Brooklyn", "Queens", "Bronx", "Staten Island", "EWR", "Unknown"}
-    worst = max((s for s in result.segments.values() if s.quality), key=lambda s: s.quality["rmse"])
+    worst = max((s for s in result.segments.values() if s.quality), key=lambda s: s.quality.metrics["rmse"])
     assert worst is result.segments["Manhattan"]
     queens = result.segments["Queens"]
-    assert queens.quality["rmse"] < result.segments["Manhattan"].quality["rmse"] / 2
+    assert queens.quality.metrics["rmse"] < result.segments["Manhattan"].quality.metrics["rmse"] / 2
 
 
 def test_service_scores_equal_an_evidently_report_on_the_same_window(make_app, make_rows, monitor_of, artifacts_dir):
@@ -111,10 +114,11 @@ def test_service_scores_equal_an_evidently_report_on_the_same_window(make_app, m
     _feed(app, make_rows(800, seed=29, drift=DriftParams(distance_scale=1.3, missing_share=0.2))[0])
     monitor = monitor_of(app)
     result = monitor.evaluate()
-    reference = pd.read_parquet(artifacts_dir / "reference.parquet")
+    # The reference as the service types it: categories as their text, like the window's.
+    reference = typed_reference(DESCRIPTION, pd.read_parquet(artifacts_dir / "reference.parquet"))
     columns = list(monitor.config.tests)
-    definition = data_definition(monitor.config.tests)
-    snapshot = Report(report_drift_metrics(monitor.config.tests)).run(
+    definition = data_definition(DESCRIPTION, monitor.config.tests)
+    snapshot = Report(report_drift_metrics(DESCRIPTION, monitor.config.tests)).run(
         Dataset.from_pandas(monitor.window.snapshot()[columns], data_definition=definition),
         Dataset.from_pandas(reference[columns], data_definition=definition),
     )

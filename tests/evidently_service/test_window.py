@@ -8,7 +8,12 @@ import threading
 import numpy as np
 import pytest
 
-from evidently_service.window import Window
+from evidently_service.window import Window as _Window
+from ride_duration.schema import DESCRIPTION
+
+
+def Window(size, **kwargs):  # noqa: N802 - the window of the taxi model
+    return _Window(DESCRIPTION, size, **kwargs)
 
 
 def _rows(ids, distance=1.0):
@@ -35,7 +40,8 @@ def test_keeps_the_newest_rows_oldest_first():
     assert len(window) == 5
     assert frame["request_id"].tolist() == ["3", "4", "5", "6", "7"]
     assert frame["timestamp"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert frame["PULocationID"].dtype == np.int64
+    assert frame["PULocationID"].tolist() == ["74"] * 5  # categories as their text, as the reference's
+    assert frame["trip_distance"].dtype == np.float64
     assert frame["passenger_count"].isna().all()
 
 

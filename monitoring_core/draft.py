@@ -1,0 +1,138 @@
+"""`python -m monitoring_core.draft REFERENCE.parquet --name N --task T --target COL`: print a first model.yaml.
+
+The draft is inferred from the reference's columns, for a person to read and edit before use:
+numbers become numerical features with the observed range widened (the bounds requests are
+refused outside of), strings, booleans and integers with few distinct values categorical, datetimes
+datetime. A classifier's classes come from the target's values, and its class-probability columns
+are found by name (`prob_<class>`, `proba_<class>`, or the class itself). Key reference:
+docs/model_description.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from monitoring_core.description import NAME_PATTERN, Task, category_key
+
+# An integer column with at most this many distinct values is taken for a category (zone ids, codes).
+MAX_INT_CATEGORIES = 20
+PROBABILITY_PREFIXES = ("prob_", "proba_")
+
+
+def _number(value: float) -> float | int:
+    rounded = float(f"{value:.6g}")
+    return int(rounded) if rounded.is_integer() else rounded
+
+
+def _native(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _widened(values: pd.Series) -> dict[str, float | int]:
+    """Return minimum/maximum: the observed range widened by its own span each way (not below 0 if never negative)."""
+    low, high = float(values.min()), float(values.max())
+    span = (high - low) or abs(high) or 1.0
+    minimum = low - span
+    if low >= 0:
+        minimum = max(minimum, 0.0)
+    return {"minimum": _number(minimum), "maximum": _number(high + span)}
+
+
+def _feature(name: str, values: pd.Series) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name}
+    dtype = values.dtype
+    present = values.dropna()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        spec["kind"] = "datetime"
+    elif pd.api.types.is_bool_dtype(dtype):
+        spec.update(kind="categorical", type="bool")
+    elif pd.api.types.is_integer_dtype(dtype) or (
+        pd.api.types.is_float_dtype(dtype) and len(present) and (present % 1 == 0).all()
+    ):
+        if present.nunique() <= MAX_INT_CATEGORIES:
+            spec.update(kind="categorical", type="int")
+        else:
+            spec.update(kind="numerical", type="int" if pd.api.types.is_integer_dtype(dtype) else "float")
+            spec.update(_widened(present))
+    elif pd.api.types.is_numeric_dtype(dtype):
+        spec.update(kind="numerical", type="float", **(_widened(present) if len(present) else {}))
+    else:
+        spec.update(kind="categorical", type="str")
+    if values.isna().any():
+        spec["nullable"] = True
+    return spec
+
+
+def probability_columns(frame: pd.DataFrame, classes: list[Any]) -> dict[str, str]:
+    """Return {class text: column} of the columns holding each class's probability, found by name."""
+    found = {}
+    for cls in classes:
+        key = category_key(cls)
+        for column in (*(p + key for p in PROBABILITY_PREFIXES), key):
+            if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column].dtype):
+                values = frame[column].dropna()
+                if len(values) and values.between(0, 1).all():
+                    found[key] = column
+                    break
+    return found
+
+
+def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: str = "prediction") -> dict[str, Any]:
+    """Return a first description of a model whose reference is `frame`."""
+    for column in (target, prediction):
+        if column not in frame.columns:
+            raise ValueError(f"the reference has no column {column!r} (columns: {list(frame.columns)})")
+    description: dict[str, Any] = {"name": name, "task": task.value}
+    used = {target, prediction}
+    if task is Task.CLASSIFICATION:
+        classes = sorted({_native(v) for v in frame[target].dropna()}, key=category_key)
+        description["classes"] = classes
+        probabilities = probability_columns(frame, classes)
+        used |= set(probabilities.values())
+    description["target"] = {"name": target}
+    if task is Task.REGRESSION:
+        description["target"].update(_widened(frame[target].dropna()))
+    description["prediction"] = {"name": prediction}
+    if task is Task.CLASSIFICATION and probabilities:
+        description["prediction"]["probabilities"] = probabilities
+    description["features"] = [
+        _feature(column, frame[column])
+        for column in frame.columns
+        if column not in used and re.fullmatch(NAME_PATTERN, str(column))
+    ]
+    return description
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the draft model.yaml of a reference file."""
+    parser = argparse.ArgumentParser(prog="python -m monitoring_core.draft", description=__doc__.splitlines()[0])
+    parser.add_argument("reference", type=Path, help="reference parquet: features, target, prediction (probabilities)")
+    parser.add_argument("--name", required=True, help="the model's name (URLs, metric labels)")
+    parser.add_argument("--task", required=True, choices=[t.value for t in Task], help="what the model predicts")
+    parser.add_argument("--target", required=True, help="the ground-truth column")
+    parser.add_argument("--prediction", default="prediction", help="the prediction column (default: prediction)")
+    args = parser.parse_args(argv)
+    try:
+        frame = pd.read_parquet(args.reference)
+        description = draft(frame, args.name, Task(args.task), args.target, args.prediction)
+    except (OSError, ValueError) as exc:
+        print(f"draft: {args.reference}: {exc}", file=sys.stderr)
+        return 2
+    skipped = [c for c in frame.columns if not re.fullmatch(NAME_PATTERN, str(c))]
+    print(f"# First draft from {args.reference.name} ({len(frame)} rows): check every kind and bound, then add")
+    print("# `alerts` (e.g. rmse: {max: ...} or accuracy: {min: ...}) and `segments`; docs/model_description.md.")
+    if skipped:
+        print(f"# Columns left out (names a request field cannot have): {skipped}")
+    print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

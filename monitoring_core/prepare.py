@@ -1,0 +1,135 @@
+"""`python -m monitoring_core.prepare models/<name>` (or `--all MODELS_DIR`): check a model folder, calibrate its drift.
+
+For each folder: the description is checked against the reference (every described column
+present with a compatible dtype, classes matching the target's values, probabilities within
+[0, 1]); then the drift calibration (thresholds for every size bucket up to the configured window
+size, the power behind each column's minimum rows, for the whole reference and each segment) is
+computed with the metrics service's own evaluators and written to `prepared/calibration.json`
+with the folder's content hash. The metrics service reads that file when the hash matches, so it
+starts with its thresholds instead of simulating them. Exit status 2 with one line on a bad folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from monitoring_core.calibration import SIZE_BUCKETS, CalibrationCache
+from monitoring_core.description import DescriptionError
+from monitoring_core.model_folder import ModelFolder, discover_models, load_model_folder
+
+FORMAT_VERSION = 1
+
+
+def load_prepared(folder: ModelFolder) -> CalibrationCache | None:
+    """Return the folder's prepared calibration as an in-memory cache, or None when absent, unreadable or stale."""
+    try:
+        data = json.loads(folder.calibration_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        return None
+    try:
+        if data.get("content_hash") != folder.content_hash():
+            return None
+    except OSError:
+        return None
+    cache = CalibrationCache(None)  # never written back: the prepared file is `prepare`'s alone
+    cache.entries.update(data.get("entries") or {})
+    return cache
+
+
+def prepare_folder(folder: ModelFolder, config_path: Path, say: Callable[[str], None] = print) -> Path:
+    """Check `folder`, write its drift calibration, return the file; DescriptionError/ConfigError when bad."""
+    import pandas as pd
+
+    from monitoring_core.monitoring_config import load_config
+    from monitoring_core.reference_data import build_evaluators, check_reference
+
+    started = time.perf_counter()
+    config = load_config(config_path, {folder.name: folder})[folder.name]
+    if not config.reference_path.is_file():
+        raise DescriptionError(f"{config.reference_path}: no reference file (features, target, prediction rows)")
+    reference = pd.read_parquet(config.reference_path)
+    check_reference(folder.description, reference, str(config.reference_path))
+    say(f"{folder.name}: reference {config.reference_path} ({len(reference)} rows) fits {folder.path / 'model.yaml'}")
+    if config.calibration is None:
+        say(f"{folder.name}: calibration disabled in {config_path}: nothing to prepare")
+        return folder.calibration_path
+    cache = CalibrationCache(None)
+    evaluators = build_evaluators(
+        folder.description,
+        reference,
+        config.tests,
+        config.dataset_drift_share,
+        config.multiple_testing,
+        config.calibration,
+        cache,
+    )
+    if evaluators.duplicates_dropped:
+        say(f"{folder.name}: {evaluators.duplicates_dropped} exact duplicate reference rows left out of calibration")
+    buckets = [b for b in SIZE_BUCKETS if b <= config.window_size]
+    scopes = [("", evaluators.drift), *((f"segment {s}: ", e) for s, e in sorted(evaluators.segments.items()))]
+    for scope, evaluator in scopes:
+        for column in evaluator.tests:
+            column_started = time.perf_counter()
+            min_rows = evaluator.min_rows_of(column)
+            for bucket in buckets if min_rows is not None else ():  # no verdict: no threshold is ever read
+                evaluator.threshold(column, bucket)
+            verdict = f"min rows {min_rows}" if min_rows is not None else "reference too small for a verdict"
+            say(
+                f"{folder.name}: {scope}{column}: {len(buckets)} size buckets up to {buckets[-1] if buckets else 0}, "
+                f"{verdict} ({time.perf_counter() - column_started:.1f} s)"
+            )
+    folder.prepared_dir.mkdir(exist_ok=True)
+    body = {
+        "format": FORMAT_VERSION,
+        "content_hash": folder.content_hash(),
+        "window_size": config.window_size,
+        "entries": cache.entries,
+    }
+    tmp = folder.calibration_path.with_name(f"{folder.calibration_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(body, sort_keys=True))
+    tmp.replace(folder.calibration_path)
+    say(f"{folder.name}: wrote {folder.calibration_path} in {time.perf_counter() - started:.1f} s")
+    return folder.calibration_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the folders named on the command line; exit 2 with one line on the first bad one."""
+    parser = argparse.ArgumentParser(prog="python -m monitoring_core.prepare", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", type=Path, help="model folders (each holding a model.yaml)")
+    parser.add_argument("--all", type=Path, metavar="MODELS_DIR", help="prepare every model folder under MODELS_DIR")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="monitoring config (window sizes, calibration); default $EVIDENTLY_CONFIG or monitoring.yaml",
+    )
+    args = parser.parse_args(argv)
+    if not args.folders and args.all is None:
+        parser.error("name model folders, or --all MODELS_DIR")
+    from monitoring_core.monitoring_config import ConfigError
+    from monitoring_core.settings import DriftConfigSettings, SettingsError
+
+    try:
+        if args.config is None:  # EVIDENTLY_CONFIG, read like the services read it
+            args.config = DriftConfigSettings.from_env().config_path
+        folders = [load_model_folder(path) for path in args.folders]
+        if args.all is not None:
+            folders.extend(discover_models(args.all).values())
+        for folder in folders:
+            prepare_folder(folder, args.config, say=lambda line: print(line, flush=True))
+    except (DescriptionError, ConfigError, SettingsError) as exc:
+        print(f"prepare: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""A model's reference as the monitors use it: checked against the description, typed, de-duplicated.
+
+One definition for the metrics service and the `prepare` command, so the drift evaluators the
+command calibrates are the ones the service builds (the calibration cache is keyed by the
+reference values each column sees: a different typing would miss every prepared entry).
+
+Typing: categories and class labels become their text (`category_key`: 3, 3.0 and "3" are one
+category), as the metrics service's window stores them; numbers become floats; datetimes epoch
+seconds. De-duplication: see `deduplicate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, CalibrationSettings
+from monitoring_core.description import DescriptionError, Kind, ModelDescription, category_key
+from monitoring_core.drift import DriftEvaluator
+
+log = logging.getLogger(__name__)
+
+
+def described_columns(description: ModelDescription) -> tuple[str, ...]:
+    """Return every column the reference must hold: features, target, prediction, class probabilities."""
+    return (*description.feature_names, description.target_column, *description.output_columns)
+
+
+def _problem(source: str, column: str, message: str) -> DescriptionError:
+    return DescriptionError(f"{source}: column {column!r}: {message}")
+
+
+def _texts(values: pd.Series) -> set[str]:
+    return {category_key(v) for v in pd.unique(values.dropna())}
+
+
+def check_reference(description: ModelDescription, frame: pd.DataFrame, source: str) -> None:
+    """Raise DescriptionError (one line naming `source` and the column) unless `frame` fits the description."""
+    missing = [c for c in described_columns(description) if c not in frame.columns]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise _problem(source, missing[0], f"described in model.yaml but absent from the reference{more}")
+    if frame.empty:
+        raise DescriptionError(f"{source}: the reference has no row")
+    for spec in description.features:
+        values = frame[spec.name]
+        if spec.kind is Kind.NUMERICAL or (spec.kind is Kind.CATEGORICAL and spec.python_type in (int, float)):
+            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+                raise _problem(
+                    source, spec.name, f"{spec.kind.value} {spec.python_type.__name__} but dtype {values.dtype}"
+                )
+        elif spec.kind is Kind.DATETIME and not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            try:
+                pd.to_datetime(values.dropna().head(100))
+            except (ValueError, TypeError):
+                raise _problem(source, spec.name, f"datetime but dtype {values.dtype} does not parse") from None
+        if spec.values is not None and spec.kind is Kind.CATEGORICAL:
+            unknown = sorted(_texts(values) - {category_key(v) for v in spec.values})
+            if unknown:
+                raise _problem(source, spec.name, f"value(s) {unknown[:5]} not among the described values")
+    for column in (description.target_column, description.prediction_column):
+        values = frame[column]
+        if description.is_classification:
+            unknown = sorted(_texts(values) - set(description.class_keys))
+            if unknown:
+                raise _problem(
+                    source, column, f"value(s) {unknown[:5]} not among the classes {list(description.class_keys)}"
+                )
+        elif not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            raise _problem(source, column, f"a regression {column} must be numeric, got dtype {values.dtype}")
+    for column in description.probability_columns.values():
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.isna().all() or ((values < 0) | (values > 1)).any():
+            raise _problem(source, column, "class probabilities must be numbers within [0, 1]")
+
+
+def epoch_seconds(values: pd.Series) -> np.ndarray:
+    """Return datetimes (naive: as they are) as Unix seconds, NaN when missing."""
+    times = pd.to_datetime(values, errors="coerce")
+    if getattr(times.dt, "tz", None) is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    seconds = (times - pd.Timestamp(0)) / pd.Timedelta(seconds=1)
+    return seconds.to_numpy(dtype=float)
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Return categories as their text (`category_key`), None where missing."""
+    return pd.Series([None if pd.isna(v) else category_key(v) for v in values], index=values.index, dtype=object)
+
+
+def typed_reference(description: ModelDescription, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the described columns typed as the window stores them (text categories, float numbers, epochs)."""
+    typed = {}
+    for column in described_columns(description):
+        values = frame[column]
+        if column in description.fields_by_name:
+            kind = description.feature(column).kind
+        elif column in (description.target_column, description.prediction_column):
+            kind = Kind.CATEGORICAL if description.is_classification else Kind.NUMERICAL
+        else:
+            kind = Kind.NUMERICAL
+        if kind is Kind.CATEGORICAL:
+            typed[column] = as_text(values)
+        elif kind is Kind.DATETIME:
+            typed[column] = epoch_seconds(values)
+        else:
+            typed[column] = pd.to_numeric(values, errors="coerce").astype(float)
+    return pd.DataFrame(typed, index=frame.index).reset_index(drop=True)
+
+
+def _fractional(values: pd.Series) -> bool:
+    numbers = values.to_numpy(dtype=float)
+    numbers = numbers[np.isfinite(numbers)]
+    return bool((numbers % 1 != 0).any())
+
+
+def deduplicate(description: ModelDescription, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Return the frame without exact copies of a row, and how many were dropped.
+
+    Only when some numerical feature holds fractional values (a measurement, not a count or a code):
+    there, a whole row repeated exactly, measurement included, is a copy (a join or an append run
+    twice), and copies make the drift calibration's holdout null too narrow: a held-out row's twin
+    stays in the rest, so held-out samples look closer to the reference than new data ever does, and
+    the thresholds come out too low (docs/evidently_service.md "Honest edges"). A reference of
+    discrete columns only repeats rows by nature, and is kept as it is.
+    """
+    if not any(_fractional(frame[name]) for name in description.numerical_features):
+        return frame, 0
+    kept = frame.drop_duplicates(ignore_index=True)
+    return kept, len(frame) - len(kept)
+
+
+@dataclass(frozen=True)
+class Evaluators:
+    """A model's drift evaluators: over the whole reference, and per segment on its slice."""
+
+    reference: pd.DataFrame  # typed, de-duplicated
+    duplicates_dropped: int
+    drift: DriftEvaluator
+    segments: dict[str, DriftEvaluator]
+
+
+def build_evaluators(
+    description: ModelDescription,
+    raw_reference: pd.DataFrame,
+    tests: dict | None,
+    dataset_drift_share: float,
+    multiple_testing: str,
+    calibration: CalibrationSettings | None,
+    cache: CalibrationCache | None,
+    on_segment_error: Callable[[str, str], None] | None = None,
+) -> Evaluators:
+    """Type and de-duplicate the reference, then build the whole-reference and per-segment drift evaluators."""
+    reference, dropped = deduplicate(description, typed_reference(description, raw_reference))
+    args = (tests, dataset_drift_share, multiple_testing, calibration, cache)
+    drift = DriftEvaluator(description, reference, *args)
+    segments: dict[str, DriftEvaluator] = {}
+    if description.segment is not None:
+        # Segment drift compares a segment's rows with the reference's rows of the same segment,
+        # with thresholds and a minimum size calibrated on those rows.
+        for segment, rows in reference.groupby(description.segment_of(reference)):
+            if len(rows) < MIN_BUCKET:
+                continue
+            try:
+                segments[str(segment)] = DriftEvaluator(description, rows, *args)
+            except ValueError as exc:  # e.g. a column with no value in this segment's reference rows
+                if on_segment_error is not None:
+                    on_segment_error(str(segment), str(exc))
+    return Evaluators(reference, dropped, drift, segments)

@@ -1,0 +1,134 @@
+"""`prepare` writes a calibration the service uses without simulating; `draft` writes a description that monitors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from evidently_support import diabetes_regressor, rows_of, wine_classifier, write_folder
+
+from evidently_service import create_app
+from evidently_service.evaluator import ModelMonitor
+from evidently_service.settings import Settings
+from monitoring_core.description import DescriptionError, ModelDescription
+from monitoring_core.model_folder import load_model_folder
+from monitoring_core.monitoring_config import load_config
+from monitoring_core.prepare import load_prepared, prepare_folder
+from monitoring_core.reference_data import check_reference, deduplicate, typed_reference
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"window_size": 200, "min_labelled_rows": 20}}))
+    return path
+
+
+def test_a_prepared_folder_starts_with_every_threshold_and_a_stale_one_is_ignored(tmp_path, config) -> None:
+    folder_path, frame = diabetes_regressor(tmp_path / "models", rows=150)
+    folder = load_model_folder(folder_path)
+    lines: list[str] = []
+    prepare_folder(folder, config, say=lines.append)
+    assert lines[0].startswith("diabetes_150: reference") and lines[-1].startswith("diabetes_150: wrote")
+    assert load_prepared(folder) is not None
+
+    model_config = load_config(config, {folder.name: folder})[folder.name]
+    monitor = ModelMonitor.from_config(model_config, folder)
+    assert monitor.prepared and monitor.reference_too_small is not None  # known at start, from the file
+    rows, labels = rows_of(frame, yaml.safe_load((folder_path / "model.yaml").read_text()), "p")
+    from evidently_service.rows import validate_labels, validate_rows
+
+    monitor.window.append(validate_rows(monitor.description, rows)[0])
+    monitor.window.add_labels(validate_labels(monitor.description, labels, now=0.0)[0])
+    result = monitor.evaluate()
+    assert result.model_quality is not None
+    assert not monitor.drift.cache._dirty  # nothing simulated: every size up to the window was prepared
+
+    frame.head(149).to_parquet(folder.reference_path, index=False)  # the reference changed: stale
+    assert load_prepared(folder) is None
+
+
+def test_prepare_refuses_a_reference_whose_classes_differ(tmp_path, config) -> None:
+    folder_path, frame = wine_classifier(tmp_path / "models")
+    frame.loc[0, "cultivar"] = "merlot"
+    frame.to_parquet(folder_path / "reference.parquet", index=False)
+    with pytest.raises(DescriptionError, match=r"column 'cultivar': value\(s\) \['merlot'\] not among the classes"):
+        prepare_folder(load_model_folder(folder_path), config, say=lambda _: None)
+
+
+def test_probabilities_outside_0_1_are_refused(tmp_path) -> None:
+    folder_path, frame = wine_classifier(tmp_path / "models")
+    frame.loc[0, "prob_barolo"] = 1.5
+    folder = load_model_folder(folder_path)
+    with pytest.raises(DescriptionError, match="column 'prob_barolo': class probabilities"):
+        check_reference(folder.description, frame, "reference.parquet")
+
+
+def test_exact_copies_of_rows_are_dropped_only_where_a_feature_is_continuous(tmp_path) -> None:
+    folder_path, frame = diabetes_regressor(tmp_path / "models")
+    description = load_model_folder(folder_path).description
+    doubled = typed_reference(description, pd.concat([frame, frame.head(100)], ignore_index=True))
+    kept, dropped = deduplicate(description, doubled)
+    assert (len(kept), dropped) == (len(frame), 100)
+    # Only discrete columns: rows repeat by nature and stay.
+    only_sex = [f for f in description.model_dump()["features"] if f["name"] == "sex"]
+    discrete = ModelDescription.model_validate({**description.model_dump(), "features": only_sex})
+    assert deduplicate(discrete, doubled)[1] == 0
+
+
+def _draft(reference: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring_core.draft", str(reference), *args],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_draft_of_a_reference_validates_and_monitors(tmp_path, task) -> None:
+    if task == "classification":
+        _, frame = wine_classifier(tmp_path / "source")
+        args = ("--name", "drafted", "--task", task, "--target", "cultivar")
+    else:
+        _, frame = diabetes_regressor(tmp_path / "source")
+        args = ("--name", "drafted", "--task", task, "--target", "progression")
+    reference = tmp_path / "reference.parquet"
+    frame.to_parquet(reference, index=False)
+    text = _draft(reference, *args)
+    description = yaml.safe_load(text)
+    kinds = {f["name"]: f["kind"] for f in description["features"]}
+    if task == "classification":
+        assert description["classes"] == ["barbera", "barolo", "grignolino"]
+        assert description["prediction"]["probabilities"]["barolo"] == "prob_barolo"
+        assert kinds["hue_band"] == "categorical" and kinds["alcohol"] == "numerical"
+        assert "prob_barolo" not in kinds
+    else:
+        assert kinds["sex"] == "categorical" and kinds["bmi"] == "numerical"
+    folder = write_folder(tmp_path / "models", description, frame)
+    loaded = load_model_folder(folder)
+    check_reference(loaded.description, frame, "reference.parquet")
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"defaults": {"window_size": 500, "min_labelled_rows": 20}}))
+    app = create_app(Settings(models_dir=tmp_path / "models", config_path=config, run_evaluators=False))
+    try:
+        client = app.test_client()
+        rows, labels = rows_of(frame, description, "d")
+        assert client.post("/iterate/drafted", json=rows).json["accepted"] == len(frame)
+        assert client.post("/feedback/drafted", json=labels).json["matched"] == len(frame)
+        result = app.extensions["evidently_service"].monitors["drafted"].evaluate()
+        assert set(result.model_quality.metrics) == set(loaded.description.metric_names)
+    finally:
+        app.extensions["evidently_service"].close()
