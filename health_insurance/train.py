@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and train."""
     parser = argparse.ArgumentParser(description="Train the health-insurance classifier and write its files.")
     parser.add_argument("--seed", type=int, default=42, help="seed for the split and the classifier")
-    parser.add_argument(
-        "--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="the model folder (it holds model.yaml)"
-    )
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR, help="the model folder (it holds model.yaml)")
     parser.add_argument(
         "--reference-rows", type=int, default=DEFAULT_REFERENCE_ROWS, help="held-out rows kept as the reference"
     )
