@@ -179,7 +179,7 @@ def test_body_faults_change_the_request_bodies_only(diabetes, spec: dict, check)
     description, frame = diabetes
     out, body_faults = _apply(diabetes, spec)
     pd.testing.assert_frame_equal(out, frame)
-    (fault, mask), = body_faults
+    ((fault, mask),) = body_faults
     assert mask.all()
     bodies = [apply_body_fault(b, fault) for b, _ in to_payloads(description, out.head(20))]
     assert all(check(b) for b in bodies)
