@@ -8,9 +8,9 @@ with the health_insurance example trained into it (its model.yaml and scenarios 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
