@@ -2,7 +2,10 @@
 
 The model's description says which columns are features (sent to `/predict` under their names) and which
 is the target (sent later to `/feedback` under its name). Rows are resampled from the source with
-replacement, so a clean phase looks like the reference the monitors compare against.
+replacement, so a clean phase looks like the reference the monitors compare against; when the description
+names a `timestamp` column, rows are replayed in its order instead (each chunk the next block of time,
+wrapping around at the end). The description's `id` column is not sent: the simulator's request ids
+(`sim-<run>-<n>`) stay unique across runs that replay the same rows.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def read_rows(description: ModelDescription, path: Path) -> pd.DataFrame:
     for spec in description.features:
         if spec.name not in frame:
             frame[spec.name] = None
-    frame = frame[[*description.feature_names, description.target_column]].dropna(subset=[description.target_column])
+    order = [description.timestamp] if description.timestamp and description.timestamp in frame else []
+    columns = [*description.feature_names, description.target_column, *order]
+    frame = frame[columns].dropna(subset=[description.target_column])
     if frame.empty:
         raise SourceError(f"{path}: no rows with a {description.target_column}")
     return frame.reset_index(drop=True)
@@ -91,9 +96,12 @@ class RowSource:
 
     def __init__(self, description: ModelDescription, frame: pd.DataFrame, seed: int = 42) -> None:
         self.description = description
-        self.frame = frame
+        self.timed = description.timestamp is not None and description.timestamp in frame
+        self.frame = frame.sort_values(description.timestamp, kind="stable") if self.timed else frame
+        self.frame = self.frame.reset_index(drop=True)
         self.seed = seed
         self.reference = Reference.of(description, frame)
+        self._cursor = 0
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, data: Path | None = None, seed: int = 42) -> RowSource:
@@ -103,7 +111,11 @@ class RowSource:
         return cls(folder.description, read_rows(folder.description, Path(path)), seed)
 
     def sample(self, n: int, seed: int) -> pd.DataFrame:
-        """Return `n` rows drawn with replacement, reproducibly from `seed`."""
+        """Return `n` rows: drawn with replacement (reproducibly from `seed`), or the next `n` in time order."""
+        if self.timed:
+            positions = (self._cursor + np.arange(n)) % len(self.frame)
+            self._cursor = int(positions[-1] + 1) % len(self.frame)
+            return self.frame.iloc[positions].reset_index(drop=True)
         rng = np.random.default_rng(seed)
         return self.frame.iloc[rng.integers(0, len(self.frame), size=n)].reset_index(drop=True)
 

@@ -290,3 +290,19 @@ def test_bad_fault_specs_are_refused_with_the_reason(spec: dict, message: str) -
     with pytest.raises(FaultError) as caught:
         Fault.parse(spec, "x")
     assert message in str(caught.value)
+
+
+def test_a_described_timestamp_replays_rows_in_time_order(tmp_path, wine) -> None:
+    description, frame = wine
+    text = WINE_YAML + "timestamp: measured_at\n"
+    (tmp_path / "model.yaml").write_text(text)
+    times = pd.date_range("2024-01-01", periods=len(frame), freq="h")
+    frame.assign(measured_at=times[::-1]).to_parquet(tmp_path / "reference.parquet")  # stored newest first
+    source = RowSource.from_model_dir(tmp_path, seed=1)
+    first, second = source.sample(100, 1), source.sample(100, 2)
+    replayed = pd.concat([first, second])["measured_at"]
+    assert replayed.iloc[0] == times[0] and replayed.is_monotonic_increasing is False  # wrapped after 178 rows
+    assert list(replayed.iloc[:178]) == list(times)
+    assert replayed.iloc[178] == times[0]
+    bodies = source.payloads(Phase("p"), first, 1)
+    assert "measured_at" not in bodies[0][0], "the timestamp orders rows; it is not a feature"
