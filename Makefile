@@ -36,8 +36,9 @@ lock: | $(UV)  ## re-resolve the lock files from the requirements*.in files
 	$(UV_COMPILE) requirements-base.in -c requirements.txt -o requirements-base.txt
 	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
 
-train: setup  ## train the model and write artifacts/
+train: setup  ## train the shipped examples into their model folders (models/ride_duration, models/health_insurance)
 	$(PY) -m ride_duration.train
+	$(PY) -m health_insurance.train
 
 demo: setup  ## run the whole stack locally with simulated traffic and drift
 	$(PY) -m local_stack.demo

@@ -57,10 +57,18 @@ def _pool(rows: int, seed: int, predict: Callable, drift: DriftParams = NO_DRIFT
     return frame[list(drift_tests())]
 
 
-def _scenario_drift(name: str) -> DriftParams:
+def _scenario_pool(name: str, rows: int, seed: int, predict: Callable) -> pd.DataFrame:
+    """Return clean generated rows with the taxi scenario's faults applied (as the simulator does), predicted."""
+    from monitoring_core.paths import DEFAULT_MODEL_DIR
+    from ride_duration.schema import DESCRIPTION
+    from usage_simulation.faults import Reference, apply_faults
     from usage_simulation.scenario import load_scenario
 
-    return next(p.drift for p in reversed(load_scenario(name).phases) if p.drift is not None)
+    clean = generate_trips(rows, seed=seed)
+    faults = next(p.faults for p in reversed(load_scenario(name, DEFAULT_MODEL_DIR).phases) if p.faults)
+    frame, _ = apply_faults(clean, faults, Reference.of(DESCRIPTION, clean), np.random.default_rng(seed))
+    frame[PREDICTION] = predict(frame)
+    return frame[list(drift_tests())]
 
 
 class _EvidentlyDefaults:
@@ -141,7 +149,7 @@ def main(argv: list[str]) -> int:
     predict = _model()
     reference = _pool(args.reference_rows, 11, predict)
     clean = _pool(100_000, 1000 + args.seed, predict)  # rows the reference never saw
-    shifted = {name: _pool(30_000, 2000 + args.seed, predict, _scenario_drift(s)) for name, (s, _) in SCENARIOS.items()}
+    shifted = {name: _scenario_pool(s, 30_000, 2000 + args.seed, predict) for name, (s, _) in SCENARIOS.items()}
     shifted.update({name: _pool(30_000, 3000 + args.seed, predict, p) for name, (p, _) in BLATANT.items()})
     targets = {**{k: v for k, (_, v) in SCENARIOS.items()}, **{k: v for k, (_, v) in BLATANT.items()}}
 

@@ -64,7 +64,8 @@ def _report(url: str, minutes: float) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     """Run the clean traffic and print the counts; fail when a drift alert fired."""
-    from usage_simulation.rides import PhaseFeed, RideSource
+    from monitoring_core.paths import DEFAULT_MODEL_DIR, REFERENCE_FILE
+    from usage_simulation.rows import PhaseFeed, RowSource
     from usage_simulation.runner import RunConfig, Runner
     from usage_simulation.scenario import load_scenario
 
@@ -93,7 +94,8 @@ def main(argv: list[str]) -> int:
         )
         started = time.time()
         print(f"[repeated_looks] baseline scenario: {args.minutes:g} min at {args.rps:g} rides/s", flush=True)
-        run = Runner(config, load_scenario("baseline"), PhaseFeed(RideSource(seed=args.seed), seed=args.seed)).run()
+        source = RowSource.from_model_dir(DEFAULT_MODEL_DIR, artifacts / REFERENCE_FILE, seed=args.seed)
+        run = Runner(config, load_scenario("baseline"), PhaseFeed(source)).run()
         time.sleep(5)  # the last evaluation and scrape
         minutes = (time.time() - started) / 60
         counts = _report(url, minutes)

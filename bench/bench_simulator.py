@@ -20,14 +20,21 @@ import time
 import requests
 
 from local_stack.recorder import Recorder
-from usage_simulation.rides import PhaseFeed, RideSource
+from ride_duration.schema import DESCRIPTION
+from ride_duration.synthetic import generate_trips
+from usage_simulation.rows import PhaseFeed, RowSource
 from usage_simulation.runner import RunConfig, Runner
 from usage_simulation.scenario import load_scenario
 
 
+def _feed() -> PhaseFeed:
+    """Return a feed of reference-like taxi rows (generated, as the reference is)."""
+    return PhaseFeed(RowSource(DESCRIPTION, generate_trips(5_000, seed=1), seed=1))
+
+
 def _baseline(url: str, seconds: float) -> float:
     """Return rides/s of a sequential post loop on one Session."""
-    feed, phase = PhaseFeed(RideSource(seed=1), seed=1), load_scenario("baseline").phases[0]
+    feed, phase = _feed(), load_scenario("baseline").phases[0]
     feed.prime([(0, phase)])
     session, sent = requests.Session(), 0
     deadline = time.monotonic() + seconds
@@ -44,7 +51,7 @@ def _runner(url: str, seconds: float, rps: float, concurrency: int) -> tuple[flo
     config = RunConfig(
         url=url, rps=rps, duration_seconds=seconds, concurrency=concurrency, feedback_share=0.0, progress=False
     )
-    result = Runner(config, load_scenario("baseline"), PhaseFeed(RideSource(seed=1), seed=1)).run()
+    result = Runner(config, load_scenario("baseline"), _feed()).run()
     times = list(result.send_times)
     gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
     return result.summary()["achieved_rps"], gap

@@ -25,8 +25,9 @@ COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
 COPY monitoring_core/ monitoring_core/
-COPY ride_duration/ ride_duration/
 COPY usage_simulation/ usage_simulation/
+# The model folders' descriptions and scenarios (the simulator knows no model: it reads them).
+COPY models/ models/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app
 USER 10001:10001

@@ -159,10 +159,11 @@ class Stack:
 
 def ride_payloads(n: int, seed: int) -> list[tuple[dict, float]]:
     """Return `n` reference-like (ride body with only the API fields, true minutes) pairs, as the simulator sends."""
+    from ride_duration.schema import DESCRIPTION
     from ride_duration.synthetic import generate_trips
-    from usage_simulation.rides import to_payloads
+    from usage_simulation.rows import to_payloads
 
-    return to_payloads(generate_trips(n, seed=seed))
+    return to_payloads(DESCRIPTION, generate_trips(n, seed=seed))
 
 
 class SteadyTraffic:

@@ -1,4 +1,9 @@
-"""`python -m usage_simulation`: send a scenario's traffic, print a summary, and score detection in Prometheus."""
+"""`python -m usage_simulation`: send a scenario's traffic to any model, print a summary, and score detection.
+
+Rows come from the model folder's reference (`--model-dir`, default `MODEL_DIR`, else the shipped taxi example)
+or from a parquet file of the same columns (`--data`); features go to `/predict`, labels to `/feedback`
+under the target's name. Scenarios are found by name in `<model-dir>/scenarios/`, then built in.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ import sys
 import threading
 from pathlib import Path
 
-from usage_simulation.rides import PhaseFeed, RideSource
+from monitoring_core.description import DescriptionError
+from monitoring_core.model_folder import read_description
+from monitoring_core.paths import DEFAULT_MODEL_DIR
+from usage_simulation.rows import PhaseFeed, RowSource, SourceError
 from usage_simulation.runner import RunConfig, Runner, RunResult, format_summary
 from usage_simulation.scenario import ScenarioError, builtin_names, load_scenario
 from usage_simulation.scoring import PrometheusClient, Scorecard, format_scorecard, score, wait_for_signals
@@ -20,11 +28,21 @@ def parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     p = argparse.ArgumentParser(prog="python -m usage_simulation", description=__doc__)
     p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(os.environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR),
+        help="the model folder (model.yaml, reference.parquet, scenarios/) whose traffic to simulate "
+        "(default: MODEL_DIR, else models/ride_duration)",
+    )
+    p.add_argument(
         "--scenario",
         default="baseline",
-        help=f"a built-in scenario ({', '.join(builtin_names())}) or the path of a scenario YAML file",
+        help="a scenario name (the model folder's scenarios/, then the built-in "
+        f"{', '.join(builtin_names())}) or the path of a scenario YAML file",
     )
-    p.add_argument("--list-scenarios", action="store_true", help="print the built-in scenarios and exit")
+    p.add_argument(
+        "--list-scenarios", action="store_true", help="print the scenarios known for the model folder and exit"
+    )
     p.add_argument("--url", default="http://127.0.0.1:9696", help="base URL of the prediction service")
     p.add_argument("--rps", type=float, default=20.0, help="target requests per second")
     length = p.add_mutually_exclusive_group()
@@ -32,14 +50,18 @@ def parser() -> argparse.ArgumentParser:
     length.add_argument("--rows", type=int, help="send this many rides (run length = rows / rps)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in seconds")
-    p.add_argument("--data", type=Path, help="a TLC green-taxi parquet file to replay instead of synthetic rides")
-    p.add_argument("--seed", type=int, default=42, help="seed for rides, label delays and schema changes")
-    p.add_argument("--feedback-share", type=float, default=0.8, help="share of rides whose ground truth arrives")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="a parquet file with the model's features and target to draw rows from (default: its reference)",
+    )
+    p.add_argument("--seed", type=int, default=42, help="seed for rows, faults and label delays")
+    p.add_argument("--feedback-share", type=float, default=0.8, help="share of rows whose ground truth arrives")
     p.add_argument(
         "--feedback-delay",
         type=float,
         default=5.0,
-        help="mean delay in seconds before a ride's ground truth is sent (jittered +-50%%)",
+        help="mean delay in seconds before a row's ground truth is sent (jittered +-50%%)",
     )
     p.add_argument("--prometheus-url", help="score detection against this Prometheus after the run")
     p.add_argument(
@@ -62,7 +84,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def run_and_score(args: argparse.Namespace) -> tuple[RunResult, Scorecard | None]:
     """Run the scenario, then score it when a Prometheus URL is given; print both."""
-    scenario = load_scenario(args.scenario)
+    source = RowSource.from_model_dir(args.model_dir, args.data, seed=args.seed)
+    scenario = load_scenario(args.scenario, args.model_dir, source.description)
     config = RunConfig(
         url=args.url.rstrip("/"),
         rps=args.rps,
@@ -76,8 +99,7 @@ def run_and_score(args: argparse.Namespace) -> tuple[RunResult, Scorecard | None
         token=os.environ.get("MONITORING_TOKEN") or None,
         progress=not args.no_progress,
     )
-    feed = PhaseFeed(RideSource(seed=args.seed, data_path=args.data), seed=args.seed)
-    result = Runner(config, scenario, feed).run()
+    result = Runner(config, scenario, PhaseFeed(source)).run()
     print(format_summary(result), flush=True)
     card = None
     if args.prometheus_url and not result.interrupted:
@@ -96,21 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run, and return the exit status (130 after Ctrl-C)."""
     args = parser().parse_args(argv)
     if args.list_scenarios:
-        for name in builtin_names():
-            print(f"{name:<20} {load_scenario(name).description}")
+        for name in builtin_names(args.model_dir):
+            print(f"{name:<20} {load_scenario(name, args.model_dir).description}")
         return 0
     if args.rps <= 0 or args.concurrency < 1 or (args.duration is not None and args.duration <= 0):
         print("error: --rps and --duration must be > 0 and --concurrency >= 1", file=sys.stderr)
         return 2
     try:
-        load_scenario(args.scenario)
-    except ScenarioError as exc:
+        load_scenario(args.scenario, args.model_dir, read_description(args.model_dir / "model.yaml"))
+    except (ScenarioError, DescriptionError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # SIGTERM stops as cleanly as Ctrl-C: the summary is still printed.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         result, card = run_and_score(args)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted while scoring: the run summary above stands, no scoring", file=sys.stderr)
         return 130

@@ -1,4 +1,7 @@
-"""Ground truth that arrives later: labels are sent to `/feedback` after a delay, for a share of the rides."""
+"""Ground truth that arrives later: labels are sent to `/feedback` after a delay, for a share of the rows.
+
+A label is `{"request_id": ..., <target name>: value}`: the target's name comes from the model's description.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,12 @@ import heapq
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import requests
 
-from ride_duration.schema import REQUEST_ID, TARGET
+from monitoring_core.description import REQUEST_ID
 
 BATCH_MAX = 500
 
@@ -20,7 +24,7 @@ class FeedbackStats:
     """What happened to the labels of the run."""
 
     scheduled: int = 0
-    skipped: int = 0  # rides whose label never arrives (outside the feedback share)
+    skipped: int = 0  # rows whose label never arrives (outside the feedback share)
     sent: int = 0
     failed: int = 0
     dropped: int = 0  # still waiting when the run was interrupted
@@ -32,6 +36,7 @@ class FeedbackSender:
     def __init__(
         self,
         url: str,
+        label_key: str,
         share: float,
         delay_seconds: float,
         seed: int = 42,
@@ -41,12 +46,13 @@ class FeedbackSender:
         if not 0 <= share <= 1:
             raise ValueError("feedback share must be within [0, 1]")
         self.url = url.rstrip("/") + "/feedback"
+        self.label_key = label_key
         self.share, self.delay = share, max(delay_seconds, 0.0)
         self.stats = FeedbackStats()
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = timeout
         self._rng = np.random.default_rng(seed)
-        self._heap: list[tuple[float, str, float]] = []
+        self._heap: list[tuple[float, str, Any]] = []
         self._cond = threading.Condition()
         self._draining = False  # no more labels will be scheduled: stop once the heap is empty
         self._stopping = False  # stop now
@@ -58,15 +64,15 @@ class FeedbackSender:
         self._thread.start()
         return self
 
-    def schedule(self, request_id: str, duration: float) -> None:
-        """Queue the label of one served ride, due after a jittered delay (or skip it, outside the share)."""
+    def schedule(self, request_id: str, label: Any) -> None:
+        """Queue the label of one served row, due after a jittered delay (or skip it, outside the share)."""
         with self._cond:
             if self._rng.random() >= self.share:
                 self.stats.skipped += 1
                 return
             # Labels trickle in: uniform between half and one and a half times the mean delay.
             due = time.monotonic() + self.delay * self._rng.uniform(0.5, 1.5)
-            heapq.heappush(self._heap, (due, request_id, duration))
+            heapq.heappush(self._heap, (due, request_id, label))
             self.stats.scheduled += 1
             self._cond.notify()
 
@@ -75,7 +81,7 @@ class FeedbackSender:
         with self._cond:
             return len(self._heap)
 
-    def _take_due(self, everything: bool) -> list[tuple[float, str, float]]:
+    def _take_due(self, everything: bool) -> list[tuple[float, str, Any]]:
         now = time.monotonic()
         batch = []
         while self._heap and len(batch) < BATCH_MAX and (everything or self._heap[0][0] <= now):
@@ -95,10 +101,10 @@ class FeedbackSender:
                 batch = self._take_due(everything=False)
             self._post(batch)
 
-    def _post(self, batch: list[tuple[float, str, float]]) -> None:
+    def _post(self, batch: list[tuple[float, str, Any]]) -> None:
         if not batch:
             return
-        body = [{REQUEST_ID: rid, TARGET: round(duration, 4)} for _, rid, duration in batch]
+        body = [{REQUEST_ID: rid, self.label_key: label} for _, rid, label in batch]
         try:
             response = self._session.post(self.url, json=body, headers=self._headers, timeout=self._timeout)
             ok = response.status_code < 300

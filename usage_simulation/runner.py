@@ -1,4 +1,4 @@
-"""Send rides at a target rate with bounded concurrency, phase by phase, and keep a timeline for scoring."""
+"""Send rows at a target rate with bounded concurrency, phase by phase, and keep a timeline for scoring."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from array import array
 from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from tqdm import tqdm
 
-from ride_duration.schema import REQUEST_ID
+from monitoring_core.description import REQUEST_ID
 from usage_simulation.feedback import FeedbackSender, FeedbackStats
-from usage_simulation.rides import PhaseFeed
+from usage_simulation.rows import PhaseFeed
 from usage_simulation.scenario import Scenario, ScheduledPhase, phase_at
 
 
@@ -93,7 +94,7 @@ class RunResult:
 
     def summary(self) -> dict:
         """Return the run as plain data (for printing and --json)."""
-        # The rate over the sending phases: the wait for late labels at the end sends no rides.
+        # The rate over the sending phases: the wait for late labels at the end sends no rows.
         sending_end = self.phases[-1].end if self.phases else self.ended_at
         total, elapsed = self.totals(), max(sending_end - self.started_at, 1e-9)
         return {
@@ -134,7 +135,7 @@ class Runner:
             self._local.session = requests.Session()
         return self._local.session
 
-    def _send(self, body: dict, duration: float, counts: PhaseCounts, feedback: FeedbackSender) -> None:
+    def _send(self, body: dict, label: Any, counts: PhaseCounts, feedback: FeedbackSender) -> None:
         try:
             try:
                 response = self._session().post(
@@ -149,7 +150,7 @@ class Runner:
             if outcome == "ok":
                 request_id = _response_id(response) or body.get(REQUEST_ID)
                 if request_id:
-                    feedback.schedule(request_id, duration)
+                    feedback.schedule(request_id, label)
         finally:
             self._slots.release()
 
@@ -160,9 +161,15 @@ class Runner:
         self.feed.prime([(p.index, p.phase) for p in self.schedule])
         result = RunResult(scenario=self.scenario.name, started_at=time.time())
         feedback = FeedbackSender(
-            cfg.url, cfg.feedback_share, cfg.feedback_delay_seconds, cfg.seed, cfg.token, cfg.timeout_seconds
+            cfg.url,
+            self.feed.description.target_column,
+            cfg.feedback_share,
+            cfg.feedback_delay_seconds,
+            cfg.seed,
+            cfg.token,
+            cfg.timeout_seconds,
         ).start()
-        bar = tqdm(total=planned_rows, unit="ride", disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(total=planned_rows, unit="row", disable=not cfg.progress, dynamic_ncols=True)
         pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="send")
         started = time.monotonic()
         current: ScheduledPhase | None = None
@@ -185,12 +192,12 @@ class Runner:
                     continue
                 while not self._slots.acquire(timeout=0.2):
                     pass
-                body, duration = self.feed.next(placed.index, placed.phase)
+                body, label = self.feed.next(placed.index, placed.phase)
                 body = {**body, REQUEST_ID: f"sim-{self.run_id}-{seq}"}
                 counts = result.counts[placed.index]
                 counts.sent += 1
                 result.send_times.append(time.time())
-                pool.submit(self._send, body, duration, counts, feedback)
+                pool.submit(self._send, body, label, counts, feedback)
                 bar.update(1)
                 if seq % 25 == 0:
                     self._show(bar, result)

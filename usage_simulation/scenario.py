@@ -1,6 +1,7 @@
 """Scenarios: a named sequence of timed phases, each with injected faults and the signals they should raise.
 
-A scenario is a YAML file (see `usage_simulation/scenarios/*.yaml` for the built-ins):
+A scenario is a YAML file. Generic ones (no column named) are built in (`usage_simulation/scenarios/`);
+a model's own live beside it (`models/<name>/scenarios/*.yaml`) and are found by name for that model:
 
     name: covariate_shift
     description: Trips get longer from a point on.
@@ -10,34 +11,32 @@ A scenario is a YAML file (see `usage_simulation/scenarios/*.yaml` for the built
         share: 1                     # relative length; or duration_seconds: 60
       - name: longer_trips
         share: 1
-        drift: {distance_scale: 1.8} # any ride_duration.synthetic.DriftParams field
+        faults:                      # column operations: see usage_simulation/faults.py
+          - {op: scale, column: trip_distance, factor: 1.8}
         expected_signals:
           - name: trip_distance drift
             promql: max(evidently_feature_drift_detected{feature="trip_distance"}) == 1
           - alert: FeatureDriftDetected
 
-A phase may instead carry `schema_change: {rename: {old: new}, retype: {field: str}, drop: [field]}`
-or `outage: true` (no traffic). `clean: true` marks a phase where no signal may fire (the default for a
-phase without faults); `watch_signals` at the top level lists what counts as a false alarm there
-(default: every expected signal of the scenario).
+A phase may be `outage: true` (no traffic). `clean: true` marks a phase where no signal may fire (the default
+for a phase without faults); `watch_signals` at the top level lists what counts as a false alarm there
+(default: every expected signal of the scenario). `Scenario.check(description)` proves every fault fits a model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ride_duration.schema import FIELD_NAMES
-from ride_duration.synthetic import DriftParams
+from monitoring_core.description import ModelDescription
+from usage_simulation.faults import Fault, FaultError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_DURATION_SECONDS = 120.0
-_RETYPES = {"str", "int", "float"}
-_DRIFT_KEYS = {f.name for f in dataclasses.fields(DriftParams)}
+SCENARIOS_DIR = "scenarios"  # a model folder's own scenarios
 
 
 class ScenarioError(ValueError):
@@ -87,45 +86,13 @@ class Signal:
 
 
 @dataclass(frozen=True)
-class SchemaChange:
-    """An upstream change to the request body: fields renamed, retyped or dropped (for a share of rows)."""
-
-    rename: dict[str, str] = dataclasses.field(default_factory=dict)
-    retype: dict[str, str] = dataclasses.field(default_factory=dict)
-    drop: tuple[str, ...] = ()
-    share: float = 1.0
-
-    @classmethod
-    def parse(cls, spec: Any, where: str) -> SchemaChange:
-        """Build a schema change from its YAML mapping, checking field names against the schema."""
-        _check_keys(where, spec, {"rename", "retype", "drop", "share"})
-        change = cls(
-            rename=dict(spec.get("rename") or {}),
-            retype=dict(spec.get("retype") or {}),
-            drop=tuple(spec.get("drop") or ()),
-            share=float(spec.get("share", 1.0)),
-        )
-        named = set(change.rename) | set(change.retype) | set(change.drop)
-        if not named:
-            raise ScenarioError(f"{where}: a schema change needs rename, retype or drop")
-        if named - set(FIELD_NAMES):
-            raise ScenarioError(f"{where}: not schema fields: {sorted(named - set(FIELD_NAMES))}")
-        if set(change.retype.values()) - _RETYPES:
-            raise ScenarioError(f"{where}: retype targets must be in {sorted(_RETYPES)}")
-        if not 0 < change.share <= 1:
-            raise ScenarioError(f"{where}: share must be in (0, 1]")
-        return change
-
-
-@dataclass(frozen=True)
 class Phase:
     """One stretch of the run: its length, the faults injected and what should fire."""
 
     name: str
     share: float | None = 1.0
     duration_seconds: float | None = None
-    drift: DriftParams = DriftParams()
-    schema_change: SchemaChange | None = None
+    faults: tuple[Fault, ...] = ()
     outage: bool = False
     clean: bool = True
     expected_signals: tuple[Signal, ...] = ()
@@ -137,8 +104,7 @@ class Phase:
             "name",
             "share",
             "duration_seconds",
-            "drift",
-            "schema_change",
+            "faults",
             "outage",
             "clean",
             "expected_signals",
@@ -153,25 +119,23 @@ class Phase:
         share = None if duration is not None else float(spec.get("share", 1.0))
         if (duration is not None and float(duration) <= 0) or (share is not None and share <= 0):
             raise ScenarioError(f"{where}: a phase's length must be > 0")
-        drift_spec = spec.get("drift") or {}
-        _check_keys(f"{where}.drift", drift_spec, _DRIFT_KEYS)
+        fault_specs = spec.get("faults") or []
+        if not isinstance(fault_specs, list):
+            raise ScenarioError(f"{where}.faults: expected a list of faults")
         try:
-            drift = DriftParams(**drift_spec)
-        except (TypeError, ValueError) as exc:
-            raise ScenarioError(f"{where}.drift: {exc}") from None
-        change_spec = spec.get("schema_change")
-        change = SchemaChange.parse(change_spec, f"{where}.schema_change") if change_spec else None
+            faults = tuple(Fault.parse(f, f"{where}.faults[{i}]") for i, f in enumerate(fault_specs))
+        except FaultError as exc:
+            raise ScenarioError(str(exc)) from None
         signals = tuple(
             Signal.parse(s, f"{where}.expected_signals[{i}]") for i, s in enumerate(spec.get("expected_signals") or ())
         )
         outage = bool(spec.get("outage", False))
-        faulty = drift != DriftParams() or change is not None or outage or bool(signals)
+        faulty = bool(faults) or outage or bool(signals)
         return cls(
             name=name,
             share=share,
             duration_seconds=None if duration is None else float(duration),
-            drift=drift,
-            schema_change=change,
+            faults=faults,
             outage=outage,
             clean=bool(spec.get("clean", not faulty)),
             expected_signals=signals,
@@ -207,6 +171,15 @@ class Scenario:
             for signal in phase.expected_signals:
                 seen.setdefault(signal.promql, signal)
         return tuple(seen.values())
+
+    def check(self, description: ModelDescription) -> None:
+        """Raise ScenarioError when a fault of the scenario cannot apply to `description`'s rows."""
+        for phase in self.phases:
+            for fault in phase.faults:
+                try:
+                    fault.check(description)
+                except FaultError as exc:
+                    raise ScenarioError(f"{self.name}.{phase.name}: {exc}") from None
 
     def natural_duration(self) -> float:
         """Return the run length when none is asked for: the sum of fixed phases, else the scenario's."""
@@ -261,20 +234,39 @@ def phase_at(schedule: list[ScheduledPhase], elapsed: float) -> ScheduledPhase |
     return None
 
 
-def builtin_names() -> list[str]:
-    """Return the names of the built-in scenarios."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+def scenario_dirs(model_dir: Path | None = None) -> list[Path]:
+    """Return where scenarios are looked up by name: the model folder's own first, then the built-in ones."""
+    return ([Path(model_dir) / SCENARIOS_DIR] if model_dir is not None else []) + [BUILTIN_DIR]
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name, or a scenario YAML file by path."""
+def builtin_names(model_dir: Path | None = None) -> list[str]:
+    """Return the scenario names known for a model: its own and the built-in (generic) ones."""
+    return sorted({p.stem for d in scenario_dirs(model_dir) for p in d.glob("*.yaml")})
+
+
+def scenario_path(name_or_path: str | Path, model_dir: Path | None = None) -> Path:
+    """Return the file of a scenario given by name (model folder's first, then built-in) or by path."""
     path = Path(name_or_path)
-    if not path.suffix and str(name_or_path) in builtin_names():
-        path = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if not path.suffix:
+        for folder in scenario_dirs(model_dir):
+            if (folder / f"{name_or_path}.yaml").is_file():
+                return folder / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ScenarioError(f"no scenario {str(name_or_path)!r}: give a file path or one of {builtin_names()}")
+        known = builtin_names(model_dir)
+        raise ScenarioError(f"no scenario {str(name_or_path)!r}: give a file path or one of {known}")
+    return path
+
+
+def load_scenario(
+    name_or_path: str | Path, model_dir: Path | None = None, description: ModelDescription | None = None
+) -> Scenario:
+    """Load a scenario by name (the model folder's, then built-in) or by path; check it against `description`."""
+    path = scenario_path(name_or_path, model_dir)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
-    return Scenario.parse(data, where=path.stem)
+    scenario = Scenario.parse(data, where=path.stem)
+    if description is not None:
+        scenario.check(description)
+    return scenario

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from containers_support import COMPOSE_FILE, ENV_EXAMPLE, EXTERNAL_MONGO_FILE, ONE_SHOT, REPO, run_compose
 
+from usage_simulation.scenario import scenario_path
+
 # CONTRACT.md "Commands": each container runs exactly what the local run and the tests run.
 CONTRACT_COMMANDS = {
     "trainer": ["python", "-m", "ride_duration.train", "--out-dir", "/artifacts"],
@@ -208,7 +210,7 @@ def test_simulator_command_uses_real_options(rendered: dict):
     for option in (word for word in command if word.startswith("--")):
         assert option in help_text, f"usage_simulation has no {option}"
     scenario = command[command.index("--scenario") + 1]
-    assert (REPO / "usage_simulation" / "scenarios" / f"{scenario}.yaml").is_file()
+    assert scenario_path(scenario, REPO / "models" / "ride_duration").is_file()
 
 
 def test_published_ports_are_the_user_facing_ones_on_loopback(rendered: dict):

@@ -25,8 +25,9 @@ from local_stack.alertmanager import local_alertmanager_config, start_alertmanag
 from local_stack.components import start_pushgateway
 from local_stack.processes import free_port, wait_until
 from local_stack.prometheus_config import PROMETHEUS_CONFIG, local_prometheus_config, rule_files, with_short_for
+from ride_duration.schema import DESCRIPTION
 from ride_duration.synthetic import DriftParams, generate_trips
-from usage_simulation.rides import to_payloads
+from usage_simulation.rows import to_payloads
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +94,7 @@ def wait_for(url: str, promql: str, timeout: float, what: str) -> list[dict]:
 
 def send_rides(prediction_url: str, drift: DriftParams, seed: int) -> list[tuple[str, float]]:
     """Send one window of rides in batches; return (request id, true duration) pairs."""
-    payloads = to_payloads(generate_trips(WINDOW, seed=seed, drift=drift))
+    payloads = to_payloads(DESCRIPTION, generate_trips(WINDOW, seed=seed, drift=drift))
     sent = []
     with requests.Session() as session:
         for start in range(0, len(payloads), BATCH):

@@ -1,18 +1,32 @@
-"""A small in-test HTTP recorder standing in for the prediction service in the simulator's unit tests."""
+"""Fixtures of the simulator's tests: an HTTP recorder standing in for the prediction service, and row sources.
+
+The recorder validates bodies against the description of the model the test simulates (the taxi example by
+default); `taxi_source` draws from the session's small trained taxi reference, `insurance_dir` is a model folder
+with the health_insurance example trained into it (its model.yaml and scenarios copied from models/).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from monitoring_core.validation import validate_ride
+from health_insurance.train import train as train_insurance
+from monitoring_core.description import ModelDescription
+from monitoring_core.paths import MODELS_DIR, REFERENCE_FILE
+from monitoring_core.validation import validate_request
+from ride_duration.schema import DESCRIPTION as TAXI
+from usage_simulation.rows import RowSource, read_rows
+
+TAXI_DIR = MODELS_DIR / "ride_duration"
 
 
 @dataclass
@@ -20,6 +34,7 @@ class Recorder:
     """What the fake service received, with arrival times, and how it should answer."""
 
     url: str = ""
+    description: ModelDescription = TAXI
     predictions: list[tuple[float, dict]] = field(default_factory=list)
     feedback: list[tuple[float, dict]] = field(default_factory=list)
     delay_seconds: float = 0.0
@@ -61,11 +76,12 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                     with recorder.lock:
                         recorder.predictions.append((now, body))
                     try:
-                        validate_ride(body)
+                        validate_request(recorder.description, body)
                     except ValidationError:
                         return self._reply(400, {"error": "invalid input", "details": []})
+                    answer = recorder.description.class_keys[0] if recorder.description.is_classification else 12.5
                     return self._reply(
-                        200, {"request_id": body.get("request_id"), "duration": 12.5, "model_version": "test"}
+                        200, {"request_id": body.get("request_id"), "prediction": answer, "model_version": "test"}
                     )
                 if self.path == "/feedback":
                     with recorder.lock:
@@ -92,3 +108,24 @@ def recorder() -> Iterator[Recorder]:
     yield rec
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def taxi_reference(artifacts_dir: Path) -> Path:
+    """The reference of the session's small taxi model (the one the live stack serves)."""
+    return artifacts_dir / REFERENCE_FILE
+
+
+@pytest.fixture
+def taxi_source(taxi_reference: Path) -> RowSource:
+    """Rows drawn from the session's taxi reference."""
+    return RowSource(TAXI, read_rows(TAXI, taxi_reference), seed=1)
+
+
+@pytest.fixture(scope="session")
+def insurance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A health_insurance model folder trained once per session (model.yaml and scenarios from models/)."""
+    folder = tmp_path_factory.mktemp("models") / "health_insurance"
+    shutil.copytree(MODELS_DIR / "health_insurance", folder, ignore=shutil.ignore_patterns("*.pkl", "*.parquet"))
+    train_insurance(seed=3, out_dir=folder, reference_rows=3_000)
+    return folder

@@ -34,7 +34,7 @@ SCENARIO = Scenario.parse(
             {"name": "clean"},
             {
                 "name": "drift",
-                "drift": {"distance_scale": 2.0},
+                "faults": [{"op": "scale", "column": "x", "factor": 2.0}],
                 "expected_signals": [
                     {"name": "dataset drift", "promql": "max(evidently_dataset_drift) == 1"},
                     "DataDriftDetected",

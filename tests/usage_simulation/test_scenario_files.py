@@ -1,4 +1,4 @@
-"""Scenario files: the built-ins load, bad files fail with a message naming the problem, phases land on the clock."""
+"""Scenario files: each model's and the built-in ones load and fit their model, bad files fail naming the problem."""
 
 from __future__ import annotations
 
@@ -7,10 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from ride_duration.synthetic import DriftParams
-from usage_simulation.scenario import Scenario, ScenarioError, Signal, builtin_names, load_scenario, phase_at
+from monitoring_core.model_folder import read_description
+from monitoring_core.paths import MODELS_DIR
+from usage_simulation.faults import Fault
+from usage_simulation.scenario import (
+    BUILTIN_DIR,
+    Scenario,
+    ScenarioError,
+    Signal,
+    builtin_names,
+    load_scenario,
+    phase_at,
+)
 
-REQUIRED_BUILTINS = {
+TAXI_DIR = MODELS_DIR / "ride_duration"
+INSURANCE_DIR = MODELS_DIR / "health_insurance"
+GENERIC = {"baseline", "outage"}
+REQUIRED_TAXI = {
     "baseline",
     "covariate_shift",
     "new_zones",
@@ -22,13 +35,28 @@ REQUIRED_BUILTINS = {
 }
 
 
-def test_every_issue_scenario_is_built_in() -> None:
-    assert set(builtin_names()) >= REQUIRED_BUILTINS
+REQUIRED_INSURANCE = {"clean", "covariate_shift", "mix_shift", "concept_drift", "segment_degradation"}
+EVERY = [(TAXI_DIR, n) for n in sorted(REQUIRED_TAXI | {"demo"})]
+EVERY += [(INSURANCE_DIR, n) for n in sorted(REQUIRED_INSURANCE)]
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED_BUILTINS | {"demo"}))
-def test_builtin_loads_with_a_clean_phase_first_and_signals_on_every_faulty_phase(name: str) -> None:
-    scenario = load_scenario(name)
+def test_every_issue_scenario_resolves_by_name_for_each_model() -> None:
+    assert set(builtin_names()) == GENERIC, "the built-in scenarios name no model's column"
+    assert set(builtin_names(TAXI_DIR)) >= REQUIRED_TAXI
+    assert set(builtin_names(INSURANCE_DIR)) >= REQUIRED_INSURANCE | GENERIC
+
+
+def test_built_in_scenarios_name_no_column() -> None:
+    for path in BUILTIN_DIR.glob("*.yaml"):
+        scenario = load_scenario(path)
+        assert not [f for p in scenario.phases for f in p.faults if f.column], path
+
+
+@pytest.mark.parametrize(("model_dir", "name"), EVERY, ids=[f"{d.name}-{n}" for d, n in EVERY])
+def test_scenario_loads_fits_its_model_with_a_clean_phase_first_and_signals_on_faulty_phases(
+    model_dir: Path, name: str
+) -> None:
+    scenario = load_scenario(name, model_dir, read_description(model_dir / "model.yaml"))
     assert scenario.name == name and scenario.description
     assert scenario.phases[0].clean
     for phase in scenario.phases[1:]:
@@ -36,15 +64,33 @@ def test_builtin_loads_with_a_clean_phase_first_and_signals_on_every_faulty_phas
     assert scenario.signals_to_watch(), "a clean phase needs something to watch for false alarms"
 
 
-def test_builtin_faults_are_what_their_names_say() -> None:
-    faulty = {name: load_scenario(name).phases[-1] for name in REQUIRED_BUILTINS - {"baseline"}}
-    assert faulty["covariate_shift"].drift.distance_scale > 1
-    assert faulty["new_zones"].drift.new_zone_share > 0
-    assert faulty["missing_values"].drift.missing_share > 0
-    assert faulty["concept_drift"].drift.congestion > 1
-    assert faulty["segment_degradation"].drift == DriftParams(borough="Manhattan", borough_congestion=2.0)
-    assert faulty["outage"].outage
-    assert faulty["schema_change"].schema_change.rename == {"trip_distance": "trip_miles"}
+def _ops(model_dir: Path, name: str) -> set[tuple]:
+    return {(f.op, f.column, f.segment) for f in load_scenario(name, model_dir).phases[-1].faults}
+
+
+def test_taxi_faults_are_what_their_names_say() -> None:
+    assert ("scale", "trip_distance", None) in _ops(TAXI_DIR, "covariate_shift")
+    assert _ops(TAXI_DIR, "new_zones") == {("unseen", "PULocationID", None)}
+    assert _ops(TAXI_DIR, "missing_values") == {("missing", "passenger_count", None)}
+    assert _ops(TAXI_DIR, "concept_drift") == {("scale_label", None, None)}
+    assert _ops(TAXI_DIR, "segment_degradation") == {("scale_label", None, "Manhattan")}
+    assert load_scenario("outage", TAXI_DIR).phases[-1].outage
+    rename = load_scenario("schema_change", TAXI_DIR).phases[-1].faults[-1]
+    assert rename == Fault("rename", "trip_distance", options={"to": "trip_miles"})
+
+
+def test_classifier_faults_are_what_their_names_say() -> None:
+    assert _ops(INSURANCE_DIR, "covariate_shift") == {("scale", "husband_income", None)}
+    assert _ops(INSURANCE_DIR, "mix_shift") == {("mix", "region", None)}
+    assert _ops(INSURANCE_DIR, "concept_drift") == {("flip_labels", None, None)}
+    assert _ops(INSURANCE_DIR, "segment_degradation") == {("flip_labels", None, "south")}
+
+
+def test_a_model_folder_scenario_shadows_a_built_in_one(tmp_path: Path) -> None:
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "baseline.yaml").write_text("name: mine\nphases: [{name: only}]\n")
+    assert load_scenario("baseline", tmp_path).name == "mine"
+    assert load_scenario("outage", tmp_path).phases[-1].outage
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -65,7 +111,7 @@ def test_user_scenario_file_with_fixed_and_shared_phases(tmp_path: Path) -> None
           - {name: a, share: 3}
           - name: b
             share: 1
-            drift: {congestion: 2.0}
+            faults: [{op: scale_label, factor: 2.0}]
             expected_signals: [ModelQualityDegraded, 'max(evidently_model_quality{metric="rmse"}) > 9']
         """,
     )
@@ -85,7 +131,7 @@ def test_schedule_scales_to_the_asked_length() -> None:
     scenario = Scenario.parse({"name": "s", "phases": [{"duration_seconds": 30}, {"duration_seconds": 90}]})
     assert scenario.natural_duration() == 120
     assert [(p.start, p.end) for p in scenario.schedule(12)] == [(0, 3), (3, 12)]
-    shared = load_scenario("covariate_shift").schedule(10)
+    shared = load_scenario("covariate_shift", TAXI_DIR).schedule(10)
     assert [(p.start, p.end) for p in shared] == [(0, 5), (5, 10)]
 
 
@@ -105,12 +151,12 @@ def test_alert_signal_narrowed_by_labels() -> None:
     [
         ({"name": "x"}, "non-empty list of phases"),
         ({"phases": [{"name": "a", "colour": "red"}]}, "unknown key(s) ['colour']"),
-        ({"phases": [{"drift": {"distance_scal": 2}}]}, "unknown key(s) ['distance_scal']"),
-        ({"phases": [{"drift": {"distance_scale": -1}}]}, "must be > 0"),
+        ({"phases": [{"drift": {"distance_scale": 2}}]}, "unknown key(s) ['drift']"),
+        ({"phases": [{"faults": {"op": "scale"}}]}, "expected a list of faults"),
+        ({"phases": [{"faults": [{"op": "scale", "column": "x", "factor": 0.5, "sharee": 1}]}]}, "['sharee']"),
         ({"phases": [{"share": 1, "duration_seconds": 5}]}, "not both"),
         ({"phases": [{"share": 0}]}, "length must be > 0"),
-        ({"phases": [{"schema_change": {"rename": {"trip_dist": "x"}}}]}, "not schema fields: ['trip_dist']"),
-        ({"phases": [{"schema_change": {"retype": {"PULocationID": "list"}}}]}, "retype targets"),
+        ({"phases": [{"faults": [{"op": "retype", "column": "x", "to": "list"}]}]}, "retype's `to`"),
         ({"phases": [{"expected_signals": [{"alert": "A", "promql": "up"}]}]}, "exactly one of"),
         ({"phases": [{"expected_signals": [{"alert": "A", "state": "inactive"}]}]}, "state must be"),
         ({"phases": "abc"}, "non-empty list of phases"),
@@ -122,9 +168,16 @@ def test_bad_scenarios_are_refused_with_the_reason(document: dict, message: str)
     assert message in str(caught.value)
 
 
-def test_unknown_scenario_name_lists_the_built_ins() -> None:
-    with pytest.raises(ScenarioError, match="covariate_shift"):
-        load_scenario("no_such_scenario")
+def test_unknown_scenario_name_lists_the_model_s_and_the_built_ins() -> None:
+    with pytest.raises(ScenarioError, match="covariate_shift") as caught:
+        load_scenario("no_such_scenario", TAXI_DIR)
+    assert "baseline" in str(caught.value) and "mix_shift" not in str(caught.value)
+
+
+def test_a_taxi_scenario_does_not_fit_the_classifier() -> None:
+    description = read_description(INSURANCE_DIR / "model.yaml")
+    with pytest.raises(ScenarioError, match="trip_distance"):
+        load_scenario(TAXI_DIR / "scenarios" / "covariate_shift.yaml", INSURANCE_DIR, description)
 
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:

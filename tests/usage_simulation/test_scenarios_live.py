@@ -1,4 +1,4 @@
-"""Every built-in scenario, briefly, against the real stack: the injected fault shows, the clean phase stays quiet.
+"""Every taxi scenario, briefly, against the real stack: the injected fault shows, the clean phase stays quiet.
 
 One stack for the module (nx-27017, metrics service, prediction service, Prometheus with the
 project's rules, 1 s scrapes and alert `for:` shortened to 1 s). After a scenario that left drifted
@@ -17,13 +17,16 @@ import yaml
 from local_stack.components import prometheus_query
 from local_stack.demo import DEMO_EVIDENTLY_CONFIG, Stack, start_stack
 from local_stack.processes import wait_until
+from monitoring_core.paths import MODELS_DIR, REFERENCE_FILE
 from usage_simulation.cli import parser, run_and_score
-from usage_simulation.rides import PhaseFeed, RideSource
+from usage_simulation.rows import PhaseFeed, RowSource
 from usage_simulation.runner import RunConfig, Runner
 from usage_simulation.scenario import load_scenario
 from usage_simulation.scoring import format_scorecard
 
 pytestmark = pytest.mark.integration
+
+TAXI_DIR = MODELS_DIR / "ride_duration"
 
 # Baseline first and schema_change last: rejected inputs stay in the 5-minute rates that
 # HighInputErrorRate reads, and baseline watches that alert.
@@ -40,7 +43,7 @@ ORDER = [
 # Scenarios that leave drifted rows (or labels) in the window.
 POLLUTING = {"covariate_shift", "new_zones", "missing_values", "concept_drift", "segment_degradation"}
 RPS = 150
-# Half clean, half faulty: 5 s at 150 rides/s passes the window's 700 minimum rows and replaces most of
+# Half clean, half faulty: 5 s at 150 rows/s passes the window's 700 minimum rows and replaces most of
 # its 800 rows; the outage needs 20 s without predictions before its signal can hold.
 DURATION = {"outage": 20}
 DRIFT_ALERTS = 'ALERTS{alertname=~"DataDriftDetected|FeatureDriftDetected|ModelQualityDegraded"}'
@@ -62,7 +65,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) ->
     stack.stop()
 
 
-def refill_window_with_clean_rides(stack: Stack, watched: list[str]) -> None:
+def refill_window_with_clean_rides(stack: Stack, reference: Path, watched: list[str]) -> None:
     """Replace the window with reference-like rides and wait until the next scenario's signals are off."""
     config = RunConfig(
         url=stack.urls["prediction_service"],
@@ -74,7 +77,8 @@ def refill_window_with_clean_rides(stack: Stack, watched: list[str]) -> None:
         progress=False,
         seed=99,
     )
-    Runner(config, load_scenario("baseline"), PhaseFeed(RideSource(seed=99), seed=99)).run()
+    source = RowSource.from_model_dir(TAXI_DIR, reference, seed=99)
+    Runner(config, load_scenario("baseline", TAXI_DIR), PhaseFeed(source)).run()
     url = stack.urls["prometheus"]
     for promql in [DRIFT_ALERTS, *watched]:
         wait_until(lambda q=promql: not prometheus_query(url, q), timeout=30, what=f"{promql} off")
@@ -82,16 +86,19 @@ def refill_window_with_clean_rides(stack: Stack, watched: list[str]) -> None:
 
 @pytest.mark.parametrize("name", ORDER)
 def test_scenario_fault_is_detected_and_clean_phase_stays_quiet(
-    live_stack: Stack, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    live_stack: Stack, artifacts_dir: Path, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    scenario = load_scenario(name)
+    scenario = load_scenario(name, TAXI_DIR)
+    # The rows come from the reference the stack monitors against (the session's small trained model).
+    reference = artifacts_dir / REFERENCE_FILE
     # outage and schema_change watch the prediction service only: a dirty window cannot mislead them.
     if live_stack.env["last_scenario"] in POLLUTING and name not in ("outage", "schema_change"):
-        refill_window_with_clean_rides(live_stack, [s.promql for s in scenario.signals_to_watch()])
+        refill_window_with_clean_rides(live_stack, reference, [s.promql for s in scenario.signals_to_watch()])
     live_stack.env["last_scenario"] = name
     monkeypatch.setenv("MONITORING_TOKEN", live_stack.token)
     args = parser().parse_args([
-        "--scenario", name, "--url", live_stack.urls["prediction_service"], "--rps", str(RPS),
+        "--model-dir", str(TAXI_DIR), "--data", str(reference), "--scenario", name,
+        "--url", live_stack.urls["prediction_service"], "--rps", str(RPS),
         "--duration", str(DURATION.get(name, 10)), "--feedback-delay", "0.5", "--feedback-share", "0.9",
         "--prometheus-url", live_stack.urls["prometheus"], "--settle", "30", "--no-progress",
         "--json", str(tmp_path / "result.json"),
