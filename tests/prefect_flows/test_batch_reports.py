@@ -163,8 +163,10 @@ def test_the_summary_and_header_state_threshold_rows_and_false_alarm_rate(model,
     for column in drift["columns"].values():
         assert column["calibrated_rows"] == 398 and column["threshold"] > 0 and column["enough_data"]
     header = banner(analysis.summary, DRIFT)
-    assert "calibrated from the reference for n = 400 rows" in header and "0.50% per feature" in header
-    assert f"trip_distance {drift['columns']['trip_distance']['threshold']:.3g} (398 rows)" in header
+    assert "Rows analysed: 400." in header and "0.50% of the time per feature" in header
+    column = drift["columns"]["trip_distance"]
+    assert f"trip_distance ({column['rows']:,} rows with this feature present): score {column['score']:.3f}" in header
+    assert f"against threshold {column['threshold']:.3f}" in header
 
 
 @pytest.mark.parametrize(
