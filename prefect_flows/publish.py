@@ -108,7 +108,7 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
 
 
 def score_text(value: float | None) -> str:
-    """Return a drift score or threshold to the precision Evidently shows scores (3 decimals; tiny p-values in e-notation)."""
+    """Return a drift score or threshold as Evidently shows scores: 3 decimals, tiny p-values in e-notation."""
     if value is None:
         return "none (no usable values)"
     return f"{value:.3f}" if value == 0 or abs(value) >= 0.001 else f"{value:.2e}"

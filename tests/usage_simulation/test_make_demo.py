@@ -91,11 +91,10 @@ def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path
     """In a terminal the demo keeps the stack up: every printed link answers, then Ctrl-C closes every port."""
     import os
     import pty
+    import secrets
     import signal
 
     import requests
-
-    import secrets
 
     tag = secrets.token_hex(8)  # inherited by everything the demo starts, however it daemonises
     primary, secondary = pty.openpty()  # stdin and stdout are a terminal, as when a person runs `make demo`
