@@ -171,3 +171,14 @@ def test_stop_leaves_no_process_even_one_that_ignores_sigterm_and_daemonises(tmp
         if proc.popen is not None and proc.popen.poll() is None:
             proc.popen.kill()
             proc.popen.wait()
+
+
+def test_every_variable_the_demo_reads_is_in_the_contract() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "local_stack" / "demo.py").read_text()
+    read = set(re.findall(r"os\.environ(?:\.get\(|\[)\"([A-Z_]+)\"", source)) - {"REPORTS_DIR"}
+    section = (root / "docs" / "contract.md").read_text().split("## Local demo", 1)[1].split("\n## ", 1)[0]
+    assert {"DEMO_BIND_ADDRESS", "KEEP_RUNNING", "MONITORING_TOKEN"} <= read
+    assert {name for name in read if f"`{name}`" not in section} == set()
