@@ -99,11 +99,14 @@ class Stack:
     def stop(self, timeout: float = 10.0) -> list[int]:
         """Stop everything the demo started; return what is still alive afterwards (normally nothing).
 
-        Every process group gets SIGTERM at once, then SIGKILL after `timeout` (a gunicorn master was
-        seen ignoring SIGTERM on a loaded machine); then any process carrying this run's marker is
-        SIGKILLed, whatever it did to leave its group; then the groups are checked again.
+        The process groups get SIGTERM together (MongoDB's after the others), then SIGKILL after `timeout`
+        (a gunicorn master was seen ignoring SIGTERM on a loaded machine); then any process carrying this
+        run's marker is SIGKILLed, whatever it did to leave its group; then the groups are checked again.
         """
-        groups = stop_groups(self.processes, timeout=timeout)
+        # Everything but MongoDB first (together), so the services can still flush their last writes to it.
+        clients = [p for p in self.processes if p.name != "mongodb"]
+        groups = stop_groups(clients, timeout=timeout)
+        groups += stop_groups([p for p in self.processes if p not in clients], timeout=timeout)
         left = sweep(self.marker) if self.marker else []
         left += [g for g in groups if group_alive(g) and g not in left]
         self.stopped = True
