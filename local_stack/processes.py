@@ -130,11 +130,6 @@ class ManagedProcess:
             return
         stop_groups([self], timeout=timeout, sig=sig)
 
-    def reap(self) -> None:
-        """Collect the exit status of the process we started, if it has ended."""
-        if self.popen is not None:
-            self.popen.poll()
-
 
 def group_alive(pgid: int) -> bool:
     """Return whether any process (zombies aside) is still in process group `pgid`."""
@@ -180,14 +175,13 @@ def stop_groups(procs: list[ManagedProcess], timeout: float = 10.0, sig: int = s
     by one on a loaded machine took long enough for people to give up on it.
     """
     started = [p for p in procs if p.popen is not None]
-    groups = [p.popen.pid for p in started]
-    for pgid in groups:
-        _signal_group(pgid, sig)
+    for proc in started:
+        _signal_group(proc.popen.pid, sig)
 
     def remaining() -> list[int]:
-        for proc in started:
-            proc.reap()  # our own children stay zombies (and in their group) until reaped
-        return [g for g in groups if group_alive(g)]
+        # A live leader means a live group (no /proc scan); once it is reaped (our own children stay zombies
+        # in their group until then), the group may still hold its children.
+        return [p.popen.pid for p in started if p.popen.poll() is None or group_alive(p.popen.pid)]
 
     left = _wait_for_empty(remaining, timeout)
     for pgid in left:
