@@ -94,6 +94,7 @@ class Stack:
     # it left its process group (nx-27017 kept its port after Ctrl-C in 3 of 4 runs).
     marker: str | None = None
     stopped: bool = False
+    left: list[int] = field(default_factory=list)  # what the stop could not end (normally nothing)
     token_given: bool = False  # MONITORING_TOKEN came from the environment (else generated for this run)
 
     def stop(self, timeout: float = 10.0) -> list[int]:
@@ -109,7 +110,7 @@ class Stack:
         groups += stop_groups([p for p in self.processes if p not in clients], timeout=timeout)
         left = sweep(self.marker) if self.marker else []
         left += [g for g in groups if group_alive(g) and g not in left]
-        self.stopped = True
+        self.stopped, self.left = True, left
         return left
 
 
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
 def shut_down(stack: Stack) -> list[int]:
     """Stop the stack once, check that nothing of it is left, and say so; return the PIDs left (none)."""
     if stack.stopped:
-        return []
+        return stack.left
     left = stack.stop()
     if left:
         say(f"could not stop PIDs {' '.join(map(str, left))}: stop them by hand (kill -9)")
