@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from local_stack.processes import ManagedProcess, free_port, http_ok, port_open, python_module
+from local_stack.processes import ManagedProcess, connect_host, free_port, http_ok, port_open, python_module
 from monitoring_core.paths import DEFAULT_MODEL_DIR
 
 
@@ -21,15 +21,17 @@ def nx_27017_binary() -> str:
     return found
 
 
-def start_mongo(workdir: Path, port: int | None = None, data_dir: Path | None = None) -> tuple[ManagedProcess, str]:
-    """Start nx-27017 (in memory, or persisted in `data_dir`); return it and its URI."""
+def start_mongo(
+    workdir: Path, port: int | None = None, data_dir: Path | None = None, bind: str = "127.0.0.1"
+) -> tuple[ManagedProcess, str]:
+    """Start nx-27017 (in memory, or persisted in `data_dir`) listening on `bind`; return it and its URI."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     # Own pid and log files: the defaults are shared fixed paths (see NOTES.md).
     args = [
         nx_27017_binary(),
         "--host",
-        "127.0.0.1",
+        bind,
         "-p",
         str(port),
         "--pid-file",
@@ -39,8 +41,9 @@ def start_mongo(workdir: Path, port: int | None = None, data_dir: Path | None = 
     ]
     args += ["--data-dir", str(data_dir)] if data_dir else ["--db", "memory"]
     proc = ManagedProcess("mongodb", args, workdir / f"nx-{port}.out").start()
-    proc.wait_ready(lambda: port_open(port), timeout=20)
-    return proc, f"mongodb://127.0.0.1:{port}"
+    host = connect_host(bind)
+    proc.wait_ready(lambda: port_open(port, host), timeout=20)
+    return proc, f"mongodb://{host}:{port}"
 
 
 def prometheus_binary(name: str = "prometheus") -> str | None:
@@ -49,7 +52,13 @@ def prometheus_binary(name: str = "prometheus") -> str | None:
 
 
 def start_ready_binary(
-    name: str, binary: str | None, package: str, flags: list[str], workdir: Path, port: int | None = None
+    name: str,
+    binary: str | None,
+    package: str,
+    flags: list[str],
+    workdir: Path,
+    port: int | None = None,
+    bind: str = "127.0.0.1",
 ) -> tuple[ManagedProcess, str]:
     """Start a Prometheus-family server (Prometheus, Alertmanager, Pushgateway) on loopback.
 
@@ -59,17 +68,19 @@ def start_ready_binary(
         raise FileNotFoundError(f"{name} is not installed: apt-get install -y {package}")
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    args = [binary, *flags, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    args = [binary, *flags, f"--web.listen-address={bind}:{port}", "--log.level=warn"]
     proc = ManagedProcess(name, args, workdir / f"{name}-{port}.log").start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{connect_host(bind)}:{port}"
     proc.wait_ready(lambda: http_ok(f"{url}/-/ready"), timeout=30)
     return proc, url
 
 
-def start_prometheus(config_file: Path, workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+def start_prometheus(
+    config_file: Path, workdir: Path, port: int | None = None, bind: str = "127.0.0.1"
+) -> tuple[ManagedProcess, str]:
     """Start Prometheus with `config_file`; return it and its base URL once ready."""
     flags = [f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}", "--web.enable-lifecycle"]
-    return start_ready_binary("prometheus", prometheus_binary(), "prometheus", flags, workdir, port)
+    return start_ready_binary("prometheus", prometheus_binary(), "prometheus", flags, workdir, port, bind)
 
 
 def start_pushgateway(workdir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
@@ -106,14 +117,14 @@ def start_service(
 
     The metrics service monitors the model folders of `MODELS_DIR`; given only the older `REFERENCE_PATH`,
     it gets a MODELS_DIR holding the default model folder's description beside that reference.
+    It listens on loopback unless `env` sets `HOST` (the services' own default is 0.0.0.0, for containers).
     """
     if module == "evidently_service" and "MODELS_DIR" not in env and "REFERENCE_PATH" in env:
         env = {**env, "MODELS_DIR": str(models_dir_for(Path(env["REFERENCE_PATH"]), workdir / "metrics_models"))}
     port = port or free_port()
-    proc = ManagedProcess(
-        module, python_module(module), workdir / f"{module}-{port}.log", env={**env, "PORT": str(port)}
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+    env = {"HOST": "127.0.0.1", **env, "PORT": str(port)}
+    proc = ManagedProcess(module, python_module(module), workdir / f"{module}-{port}.log", env=env).start()
+    url = f"http://{connect_host(env['HOST'])}:{port}"
     proc.wait_ready(lambda: http_ok(url + health_path), timeout=timeout)
     return proc, url
 

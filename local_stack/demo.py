@@ -1,9 +1,11 @@
 """`make demo`: train the model, start the whole stack locally, send traffic with drift, score detection.
 
 In an interactive terminal (or with KEEP_RUNNING=1) it then leaves the stack up with the reports served
-over HTTP and the Evidently UI running, prints live links, and stops everything it started, by PID, on
-Ctrl-C. Otherwise (a pipe, CI, KEEP_RUNNING=0) it stops by itself. Parts of the stack that are not there
-yet are reported as "not built yet" and skipped.
+over HTTP and the Evidently UI running, prints live links, and stops everything it started on Ctrl-C
+(process groups, then SIGKILL after a bounded wait, then any process still carrying this run's marker).
+Otherwise (a pipe, CI, KEEP_RUNNING=0) it stops by itself, and says so before its closing list. Parts of
+the stack that are not there yet are reported as "not built yet" and skipped. Everything listens on
+DEMO_BIND_ADDRESS (default 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from local_stack.components import prometheus_binary, start_mongo, start_prometheus, start_service
-from local_stack.processes import ManagedProcess, free_port, port_open, python_module
+from local_stack.processes import (
+    RUN_MARKER,
+    ManagedProcess,
+    free_port,
+    group_alive,
+    port_open,
+    python_module,
+    stop_groups,
+    sweep,
+)
 from local_stack.replicas import replica_count, start_replicas
 from local_stack.viewers import (
     dashboard_queries,
@@ -39,6 +50,9 @@ DEFAULT_DURATION = 90.0
 ALERT_FOR = "10s"  # the demo shortens every alert's `for:` so alerts can fire within two minutes
 SCRAPE_INTERVAL = "2s"
 MODEL_NAME = "ride_duration"
+BIND_ADDRESS = "127.0.0.1"  # DEMO_BIND_ADDRESS changes it; the services' own default (0.0.0.0) is for containers
+TOKEN_FILE = "monitoring_token"
+BATCH_PROGRESS_SECONDS = 10.0
 
 
 def say(message: str) -> None:
@@ -61,6 +75,11 @@ def port_note(url: str, default: int) -> str:
     return "" if url.endswith(f":{default}") else f"  ({default} was taken)"
 
 
+def bind_address() -> str:
+    """Return the address the demo's servers listen on: DEMO_BIND_ADDRESS, else loopback."""
+    return os.environ.get("DEMO_BIND_ADDRESS") or BIND_ADDRESS
+
+
 @dataclass
 class Stack:
     """The processes the demo started, their URLs, and where their files are."""
@@ -71,11 +90,28 @@ class Stack:
     urls: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     prediction_targets: list[str] = field(default_factory=list)  # each replica's host:port (DEMO_REPLICAS > 1)
+    # The RUN_MARKER value every process of this run inherits (main sets it): found and stopped even when
+    # it left its process group (nx-27017 kept its port after Ctrl-C in 3 of 4 runs).
+    marker: str | None = None
+    stopped: bool = False
+    left: list[int] = field(default_factory=list)  # what the stop could not end (normally nothing)
+    token_given: bool = False  # MONITORING_TOKEN came from the environment (else generated for this run)
 
-    def stop(self) -> None:
-        """Stop every process the demo started, by PID, newest first."""
-        for proc in reversed(self.processes):
-            proc.stop()
+    def stop(self, timeout: float = 10.0) -> list[int]:
+        """Stop everything the demo started; return what is still alive afterwards (normally nothing).
+
+        The process groups get SIGTERM together (MongoDB's after the others), then SIGKILL after `timeout`
+        (a gunicorn master was seen ignoring SIGTERM on a loaded machine); then any process carrying this
+        run's marker is SIGKILLed, whatever it did to leave its group; then the groups are checked again.
+        """
+        # Everything but MongoDB first (together), so the services can still flush their last writes to it.
+        clients = [p for p in self.processes if p.name != "mongodb"]
+        groups = stop_groups(clients, timeout=timeout)
+        groups += stop_groups([p for p in self.processes if p not in clients], timeout=timeout)
+        left = sweep(self.marker) if self.marker else []
+        left += [g for g in groups if group_alive(g) and g not in left]
+        self.stopped, self.left = True, left
+        return left
 
 
 def ensure_prometheus() -> bool:
@@ -106,23 +142,33 @@ def start_stack(
     alert_for: str | None = ALERT_FOR,  # None: the rules' own (production) `for:`
     default_ports: bool = True,
     replicas: int = 1,
+    bind: str | None = None,
 ) -> Stack:
-    """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order."""
+    """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order.
+
+    Each listens on `bind` (default: DEMO_BIND_ADDRESS, else 127.0.0.1). With `default_ports`, a component
+    whose contract port is taken moves to a free one and says so in its line.
+    """
     logs = workdir / "logs"
-    token = os.environ.get("MONITORING_TOKEN") or secrets.token_hex(16)
-    stack = Stack(workdir=workdir, token=token)
+    bind = bind or bind_address()
+    given = os.environ.get("MONITORING_TOKEN")
+    token = given or secrets.token_hex(16)
+    stack = Stack(workdir=workdir, token=token, marker=os.environ.get(RUN_MARKER), token_given=bool(given))
     port = pick_port if default_ports else (lambda _default: free_port())
+    note = port_note if default_ports else (lambda _url, _default: "")
     try:
-        mongo, uri = start_mongo(logs, port=port(27017), data_dir=mongo_data_dir)
+        mongo, uri = start_mongo(logs, port=port(27017), data_dir=mongo_data_dir, bind=bind)
         stack.processes.append(mongo)
         stack.urls["mongodb"] = uri
-        say(f"MongoDB wire server (nx-27017) at {uri}" + (f", data in {mongo_data_dir}" if mongo_data_dir else ""))
+        data = f", data in {mongo_data_dir}" if mongo_data_dir else ""
+        say(f"MongoDB wire server (nx-27017) at {uri}{data}{note(uri, 27017)}")
         common = {
             "MODEL_NAME": MODEL_NAME,
             "MONITORING_TOKEN": token,
             "MONGODB_URI": uri,
             "MONGODB_DATABASE": "prediction_service",
             "REFERENCE_PATH": str(artifacts_dir / REFERENCE_FILE),
+            "HOST": bind,
         }
         stack.env = common
         if built("evidently_service"):
@@ -131,7 +177,7 @@ def start_stack(
             )
             stack.processes.append(proc)
             stack.urls["evidently_service"] = url
-            say(f"metrics service at {url} (config {evidently_config})")
+            say(f"metrics service at {url} (config {evidently_config}){note(url, 8085)}")
         else:
             say("evidently_service: not built yet")
         if built("prediction_service"):
@@ -152,7 +198,9 @@ def start_stack(
                 proc, url = start_service("prediction_service", logs, env, port=port(9696))
                 stack.processes.append(proc)
             stack.urls["prediction_service"] = url
-            say(f"prediction service at {url}")
+            moved = note(url, 9696)
+            say(f"prediction service at {url}" + (f"{moved}: PREDICTION_URL={url} for your client" if moved else ""))
+            say_token(stack)
         else:
             say("prediction_service: not built yet")
         if with_prometheus and ensure_prometheus():
@@ -161,15 +209,39 @@ def start_stack(
             config = write_prometheus_config(
                 folder, stack.urls, prometheus_port, interval, alert_for, stack.prediction_targets
             )
-            proc, url = start_prometheus(config, folder, port=prometheus_port)
+            proc, url = start_prometheus(config, folder, port=prometheus_port, bind=bind)
             stack.processes.append(proc)
             stack.urls["prometheus"] = url
             shortened = f"alert `for:` shortened to {alert_for}" if alert_for else "production alert `for:`"
-            say(f"Prometheus at {url} (project rules, scrape every {interval}, {shortened})")
+            say(f"Prometheus at {url} (project rules, scrape every {interval}, {shortened}){note(url, 9090)}")
     except BaseException:
         stack.stop()
         raise
     return stack
+
+
+def token_file(stack: Stack) -> Path:
+    """Write the run's MONITORING_TOKEN to a file only its owner can read; return the file."""
+    path = stack.workdir / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(stack.token + "\n")
+    return path
+
+
+def auth_hint(stack: Stack) -> str:
+    """Return how a client authenticates to /feedback: where the token is, and the header to send."""
+    if stack.token_given:
+        source = "the MONITORING_TOKEN you set"
+    else:
+        source = f"export MONITORING_TOKEN=$(cat {token_file(stack)})"
+    return f"{source}; send the header 'Authorization: Bearer $MONITORING_TOKEN'"
+
+
+def say_token(stack: Stack) -> None:
+    """Say how to authenticate to the write endpoints (/feedback, /iterate) of this run."""
+    say(f"/feedback needs the token: {auth_hint(stack)}")
 
 
 def fresh_prometheus_folder(parent: Path, port: int) -> Path:
@@ -236,8 +308,9 @@ def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Pa
     }
     args = python_module("prefect_flows.batch_monitoring", "--start", start.isoformat(), "--end", end.isoformat())
     log = stack.workdir / "logs" / "batch_monitoring.log"
+    say(f"batch flow: starting Prefect's temporary API server and importing Evidently first (log {log})")
     for attempt in (1, 2):
-        code, out = _run_in_own_group(args, env, log)
+        code, out = _run_in_own_group(args, env, log, progress=BATCH_PROGRESS_SECONDS)
         if code == 0:
             return [line for line in out.splitlines() if line.strip()]
         # Prefect's temporary API server sometimes misses its start-up deadline on a loaded machine: retry once.
@@ -248,20 +321,35 @@ def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Pa
     return []
 
 
-def _run_in_own_group(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
-    """Run a command in its own process group (stderr to `log`); on interruption stop the group by its PID."""
+def _run_in_own_group(
+    args: list[str], env: dict[str, str], log: Path, progress: float = BATCH_PROGRESS_SECONDS, limit: float = 600
+) -> tuple[int, str]:
+    """Run a command in its own process group (stderr to `log`), saying every `progress` s that it still runs.
+
+    On interruption (or after `limit` seconds) the group is stopped by its PID.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
     with open(log, "w") as err:
         proc = subprocess.Popen(
             args, env=env, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT, start_new_session=True
         )
         try:
-            out, _ = proc.communicate(timeout=600)
+            while True:
+                try:
+                    out, _ = proc.communicate(timeout=progress)
+                    break
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - began
+                    if elapsed > limit:
+                        raise
+                    say(f"batch flow: still running after {elapsed:.0f}s")
         except BaseException:
             # The flow and Prefect's temporary API server it started, together.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+    say(f"batch flow: finished in {time.monotonic() - began:.0f}s (exit {proc.returncode})")
     return proc.returncode, out
 
 
@@ -293,6 +381,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--free-ports", action="store_true", help="use free ports instead of the contract's defaults")
     p.add_argument(
+        "--bind",
+        default=bind_address(),
+        help="address every server of the demo listens on (env DEMO_BIND_ADDRESS; default 127.0.0.1, loopback only)",
+    )
+    p.add_argument(
         "--replicas",
         type=replica_count,
         default=os.environ.get("DEMO_REPLICAS") or "1",  # a string default goes through `type` too
@@ -318,10 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     keep = keep_running(args)
     started, wall_started = time.monotonic(), time.time()
-    # SIGTERM stops the demo like Ctrl-C does: through the `finally` that stops every process it started.
-    # SIGINT explicitly too: a shell starting the demo in the background leaves it ignored, and Python keeps that.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # SIGTERM and SIGHUP (the terminal closed) stop the demo like Ctrl-C does: through the `finally` that stops
+    # every process it started. SIGINT explicitly too: a shell starting the demo in the background leaves it
+    # ignored, and Python keeps that.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    # Inherited by every process this run starts, however it daemonises: the last sweep of the stop finds it.
+    os.environ[RUN_MARKER] = f"demo-{os.getpid()}-{secrets.token_hex(6)}"
     args.workdir.mkdir(parents=True, exist_ok=True)
     from ride_duration.train import train
 
@@ -333,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         mongo_data_dir=args.workdir / "mongo",
         default_ports=not args.free_ports,
         replicas=args.replicas,
+        bind=args.bind,
     )
     try:
         card, run = simulate(args, stack)
@@ -349,19 +446,32 @@ def main(argv: list[str] | None = None) -> int:
             batch = []
         if keep:
             start_viewers(stack, args)
+        else:  # stopped before the closing list, which then says so instead of listing dead links
+            shut_down(stack)
         print_where_to_look(stack, args, batch, card, since=wall_started)
         say(f"done in {time.monotonic() - started:.0f}s")
         if keep:
             wait_for_ctrl_c(stack)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see _interrupt)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (see _interrupt)
         say("interrupted: stopping")
     finally:
         # A second, impatient Ctrl-C must not cut the stopping short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        left = shut_down(stack)
+    return 0 if not left else 1
+
+
+def shut_down(stack: Stack) -> list[int]:
+    """Stop the stack once, check that nothing of it is left, and say so; return the PIDs left (none)."""
+    if stack.stopped:
+        return stack.left
+    left = stack.stop()
+    if left:
+        say(f"could not stop PIDs {' '.join(map(str, left))}: stop them by hand (kill -9)")
+    else:
         say("stopped everything the demo started")
-    return 0
+    return left
 
 
 def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
@@ -370,7 +480,7 @@ def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
     note = (lambda _url, _default: "") if args.free_ports else port_note
     logs = stack.workdir / "logs"
     args.reports_dir.mkdir(parents=True, exist_ok=True)
-    proc, url = start_reports_server(args.reports_dir, logs, port=port(8080))
+    proc, url = start_reports_server(args.reports_dir, logs, port=port(8080), bind=args.bind)
     stack.processes.append(proc)
     stack.urls["reports"] = url
     say(f"reports folder {args.reports_dir} served at {url}{note(url, 8080)}")
@@ -380,7 +490,7 @@ def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
         return
     say("starting the Evidently UI (importing Evidently takes a few seconds)")
     try:
-        proc, url = start_evidently_ui(workspace, logs, port=port(8000))
+        proc, url = start_evidently_ui(workspace, logs, port=port(8000), bind=args.bind)
     except (OSError, RuntimeError, TimeoutError) as exc:  # the rest of the stack is still worth looking at
         say(f"Evidently UI did not start: {str(exc).splitlines()[0]} (log in {logs})")
         return
@@ -392,7 +502,7 @@ def start_viewers(stack: Stack, args: argparse.Namespace) -> None:
 def wait_for_ctrl_c(stack: Stack) -> None:
     """Keep the stack up until Ctrl-C (or SIGTERM); say once if one of its processes exits meanwhile."""
     pids = " ".join(str(p.pid) for p in stack.processes)
-    say(f"the stack stays up: press Ctrl-C to stop (it stops PIDs {pids})")
+    say(f"the stack stays up: press Ctrl-C to stop (it stops process groups {pids} and what they started)")
     reported: set[str] = set()
     while True:
         time.sleep(1)
@@ -451,11 +561,19 @@ def newest_drift_report(reports_dir: Path) -> str | None:
 
 
 def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str], card, since: float) -> None:
-    """Print the URLs (live ones while the stack stays up), the report files and the detection verdict."""
-    urls = stack.urls
-    print("\nWhere to look", flush=True)
+    """Print the URLs (live ones while the stack stays up), the report files and the detection verdict.
+
+    After a run that stopped by itself (KEEP_RUNNING=0, a pipe) it says the stack has stopped and lists
+    files only: its links would answer "connection refused".
+    """
+    urls = {} if stack.stopped else stack.urls
+    if stack.stopped:
+        print("\nWhere to look (the stack has stopped: no link of it answers now; KEEP_RUNNING=1 keeps it up)")
+    else:
+        print("\nWhere to look", flush=True)
     if "prediction_service" in urls:
         print(f"  prediction API      {urls['prediction_service']}/predict  (spec: /openapi.json, metrics: /metrics)")
+        print(f"  token (/feedback)   {auth_hint(stack)}")
     if "evidently_service" in urls:
         print(f"  metrics service     {urls['evidently_service']}/metrics")
     if "prometheus" in urls:

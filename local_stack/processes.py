@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def connect_host(bind: str) -> str:
+    """Return the address to reach a server listening on `bind` (loopback for the wildcard addresses)."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
@@ -115,18 +121,119 @@ class ManagedProcess:
             return ""
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
-        """Send `sig` to the process group, then SIGKILL after `timeout`."""
-        if self.popen is None or self.popen.poll() is not None:
+        """Send `sig` to the process group, then SIGKILL whatever of the group is left after `timeout`.
+
+        The group outlives its leader when a child survives it (a gunicorn worker whose master exited),
+        so the group is checked, not just the process we started.
+        """
+        if self.popen is None:
             return
+        stop_groups([self], timeout=timeout, sig=sig)
+
+
+def group_alive(pgid: int) -> bool:
+    """Return whether any process (zombies aside) is still in process group `pgid`."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return any(_state(pid) not in ("Z", None) for pid in _group_members(pgid))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def stop_groups(procs: list[ManagedProcess], timeout: float = 10.0, sig: int = signal.SIGTERM) -> list[int]:
+    """Stop the process groups of `procs` together: `sig` to all, SIGKILL to any left after `timeout`.
+
+    Return the groups still alive 5 s after SIGKILL (normally none). Waiting on every group at once
+    bounds the whole stop by `timeout` + 5 s however many processes there are, where stopping them one
+    by one on a loaded machine took long enough for people to give up on it.
+    """
+    started = [p for p in procs if p.popen is not None]
+    for proc in started:
+        _signal_group(proc.popen.pid, sig)
+
+    def remaining() -> list[int]:
+        # A live leader means a live group (no /proc scan); once it is reaped (our own children stay zombies
+        # in their group until then), the group may still hold its children.
+        return [p.popen.pid for p in started if p.popen.poll() is None or group_alive(p.popen.pid)]
+
+    left = _wait_for_empty(remaining, timeout)
+    for pgid in left:
+        _signal_group(pgid, signal.SIGKILL)
+    left = _wait_for_empty(remaining, 5.0)
+    for proc in started:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(0.5)
+    return left
+
+
+def _wait_for_empty(remaining: Callable[[], list[int]], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = remaining()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = remaining()
+    return left
+
+
+# Every process a local stack starts inherits this variable (ManagedProcess passes the environment on), so
+# what daemonises itself out of its group (a double fork, a new session) can still be found and stopped.
+RUN_MARKER = "LOCAL_STACK_RUN"
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Return the PIDs (this process aside) whose environment holds RUN_MARKER=marker."""
+    needle = f"{RUN_MARKER}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
         try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0") and _state(int(entry.name)) not in ("Z", None):
+            found.append(int(entry.name))
+    return found
+
+
+def sweep(marker: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process carrying the run's marker; return the PIDs still alive after `timeout`."""
+    for pid in marked_processes(marker):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    left = marked_processes(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = marked_processes(marker)
+    return left
 
 
 def python_module(module: str, *args: str) -> list[str]:

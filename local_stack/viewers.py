@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from local_stack.processes import ManagedProcess, free_port, http_ok, python_module
+from local_stack.processes import ManagedProcess, connect_host, free_port, http_ok, python_module
 
 # Shown on the service-health dashboard too: the prediction API's own endpoints, not scrapes and probes.
 SERVING = 'endpoint!~".*(metrics|health).*"'
@@ -64,12 +64,14 @@ def graph_url(prometheus_url: str, queries: list[str], window: str = "15m") -> s
     return f"{prometheus_url}/graph?{urlencode(params)}"
 
 
-def start_reports_server(reports_dir: Path, logs: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """Serve `reports_dir` over HTTP on loopback (Python's http.server); return it and its URL once it answers."""
+def start_reports_server(
+    reports_dir: Path, logs: Path, port: int | None = None, bind: str = "127.0.0.1"
+) -> tuple[ManagedProcess, str]:
+    """Serve `reports_dir` over HTTP on `bind` (Python's http.server); return it and its URL once it answers."""
     port = port or free_port()
-    args = python_module("http.server", str(port), "--bind", "127.0.0.1", "--directory", str(reports_dir))
+    args = python_module("http.server", str(port), "--bind", bind, "--directory", str(reports_dir))
     proc = ManagedProcess("reports", args, logs / f"reports-{port}.log").start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{connect_host(bind)}:{port}"
     _ready_or_stopped(proc, lambda: http_ok(f"{url}/"), timeout=30)
     return proc, url
 
@@ -82,12 +84,14 @@ def evidently_binary() -> str:
     return str(beside)
 
 
-def start_evidently_ui(workspace: Path, logs: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """Run `evidently ui` on the workspace on loopback; return it and its URL once its API answers."""
+def start_evidently_ui(
+    workspace: Path, logs: Path, port: int | None = None, bind: str = "127.0.0.1"
+) -> tuple[ManagedProcess, str]:
+    """Run `evidently ui` on the workspace, listening on `bind`; return it and its URL once its API answers."""
     port = port or free_port()
-    args = [evidently_binary(), "ui", "--workspace", str(workspace), "--host", "127.0.0.1", "--port", str(port)]
+    args = [evidently_binary(), "ui", "--workspace", str(workspace), "--host", bind, "--port", str(port)]
     proc = ManagedProcess("evidently-ui", args, logs / f"evidently-ui-{port}.log", env={"DO_NOT_TRACK": "1"}).start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{connect_host(bind)}:{port}"
     # Importing Evidently and its UI takes seconds, more on a busy machine.
     _ready_or_stopped(proc, lambda: http_ok(f"{url}/api/version"), timeout=120)
     return proc, url

@@ -1,7 +1,7 @@
 """The batch monitoring flow: a period's logged predictions -> Evidently reports, history and index.
 
-`python -m prefect_flows.batch_monitoring [--start ISO] [--end ISO] [--model NAME]` runs it once
-(default: the previous full hour); `python -m prefect_flows.serve` runs it on a schedule.
+`python -m prefect_flows.batch_monitoring [--start ISO] [--end ISO | --last-minutes N] [--model NAME]` runs
+it once (default: the previous full hour); `python -m prefect_flows.serve` runs it on a schedule.
 """
 
 from __future__ import annotations
@@ -240,10 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the batch monitoring flow once over one period.")
     parser.add_argument("--start", help="period start, ISO-8601 (UTC if no offset); default: the previous full hour")
     parser.add_argument("--end", help="period end (exclusive), ISO-8601; default: one hour after --start")
+    parser.add_argument(
+        "--last-minutes",
+        type=float,
+        metavar="N",
+        help="the N minutes up to now instead of --start/--end (run the flow now, e.g. right after traffic)",
+    )
     parser.add_argument("--model", help="model name (default: $MODEL_NAME or ride_duration)")
     args = parser.parse_args(argv)
+    if args.last_minutes is not None and (args.start or args.end):
+        parser.error("give --last-minutes or --start/--end, not both")
     try:
-        period = Period.resolve(args.start, args.end)
+        period = (
+            Period.last_minutes(args.last_minutes)
+            if args.last_minutes is not None
+            else Period.resolve(args.start, args.end)
+        )
     except ValueError as exc:
         parser.error(str(exc))
     try:

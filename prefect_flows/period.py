@@ -49,6 +49,14 @@ class Period:
             return cls(start, as_utc(start) + timedelta(hours=1))
         return cls(start, end)
 
+    @classmethod
+    def last_minutes(cls, minutes: float, now: datetime | None = None) -> Period:
+        """Return the `minutes` before `now` (to the second): "run the flow now" over what just happened."""
+        if minutes <= 0:
+            raise ValueError(f"--last-minutes must be > 0, got {minutes:g}")
+        end = as_utc(now or datetime.now(UTC)).replace(microsecond=0)
+        return cls(end - timedelta(minutes=minutes), end)
+
     @property
     def slug(self) -> str:
         """Return the period as it appears in file names, e.g. 20260126T100000Z-20260126T110000Z."""

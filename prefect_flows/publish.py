@@ -84,7 +84,7 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
         state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
         if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
-            lines.append(escape(threshold_line(drift)))
+            lines.extend(escape(sentence) for sentence in threshold_sentences(drift))
     if kind == DATA_SUMMARY:
         # Evidently 0.7.23's summary table names a target and prediction for classification only: say them here.
         lines.append(
@@ -107,20 +107,53 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
     return header + (_SHOW_SHARES if uneven(sizes) else "")
 
 
+def score_text(value: float | None) -> str:
+    """Return a drift score or threshold as Evidently shows scores: 3 decimals, tiny p-values in e-notation."""
+    if value is None:
+        return "none (no usable values)"
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.001 else f"{value:.2e}"
+
+
 def threshold_line(drift: dict[str, Any]) -> str:
-    """Return the sentence stating the thresholds applied, the rows they were calibrated for, the false-alarm rate."""
-    parts = [
-        f"{c} {v['threshold']:.3g}" + (f" ({v['calibrated_rows']:,} rows)" if v.get("calibrated_rows") else "")
-        for c, v in drift["columns"].items()
-        if v.get("enough_data", True)
-    ]
-    if not drift.get("calibrated"):
-        return "Thresholds (pinned, not calibrated): " + ", ".join(parts) + "."
-    return (
-        f"Thresholds calibrated from the reference for n = {drift['rows']:,} rows: " + ", ".join(parts) + ". "
-        f"False-alarm rate on clean data: at most {drift['false_alarm_rate']:.2%} per feature, "
-        f"{drift['dataset_false_alarm_rate']:.2%} for the dataset verdict; verdicts need {drift['min_rows']:,} rows."
+    """Return the header's drift sentences as one paragraph."""
+    return " ".join(threshold_sentences(drift))
+
+
+def threshold_sentences(drift: dict[str, Any]) -> list[str]:
+    """Return the verdict rule in words, then one sentence per feature: its rows, score, threshold and verdict.
+
+    One row count per sentence, each saying what it counts; thresholds to the precision of the scores
+    (a score 0.294 against a threshold printed "0.3" reads as a miss that is not one).
+    """
+    share = drift.get("dataset_drift_share", 0.5)
+    rule = (
+        "Verdict rule: a feature drifts when its score reaches its threshold (a distance: score at or above it; "
+        f"a p-value: score at or below it); the dataset drifts when at least {share:.0%} of the judged features drift."
     )
+    sentences = [rule]
+    if drift.get("calibrated"):
+        sentences.append(
+            f"Rows analysed: {drift['rows']:,}. Each threshold is calibrated from the reference for the rows with its "
+            f"feature present, so that clean data raises a false alarm at most {drift['false_alarm_rate']:.2%} of the "
+            f"time per feature ({drift['dataset_false_alarm_rate']:.2%} for the dataset verdict). "
+            f"A verdict needs at least {drift['min_rows']:,} rows."
+        )
+    else:
+        sentences.append("Thresholds are the pinned ones (not calibrated to the number of rows).")
+    for column, v in drift["columns"].items():
+        present = f" ({v['rows']:,} rows with this feature present)" if v.get("rows") is not None else ""
+        if not v.get("enough_data", True):
+            sentences.append(f"{column}{present}: too few for a verdict.")
+            continue
+        outcome = "drift" if v.get("detected") else "no drift"
+        sentences.append(
+            f"{column}{present}: score {score_text(v.get('score'))} against threshold "
+            f"{score_text(v['threshold'])} ({v.get('stattest', 'stat test')}): {outcome}."
+        )
+        calibrated = v.get("calibrated_rows")
+        if calibrated and calibrated != v.get("rows"):
+            sentences.append(f"{column}'s threshold is the one calibrated for the nearest size, {calibrated:,} rows.")
+    return sentences
 
 
 def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:
@@ -164,17 +197,24 @@ def read_summaries(reports_dir: Path) -> list[dict[str, Any]]:
     return sorted(summaries, key=lambda s: (s["period"]["end"], s["period"]["start"], s["generated_at"]), reverse=True)
 
 
+SHARE_PANEL_TITLE = "Drifted features (share of features, 0-1)"
+
+
 # Dashboard panels the Evidently UI shows over time for a new project.
 def _dashboard_panels() -> list:
     from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import line_plot_panel
+    from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 
     from ride_duration.schema import drift_tests
 
     return [
-        line_plot_panel(
-            title="Drifted features (share)",
+        # Bars, not a line: the UI fits a line chart's axis to the data (a steady 0.5 drew on an axis whose
+        # only tick read "1"), while bars rise from 0, so the axis starts at 0 and its ticks read as shares.
+        # The UI offers no axis settings (Evidently 0.7.23's panels take only plot_type, is_stacked, aggregation).
+        bar_plot_panel(
+            title=SHARE_PANEL_TITLE,
             values=[PanelMetric(metric="DriftedColumnsCount", legend="share", metric_labels={"value_type": "share"})],
+            description="Share of the tested features that drifted in each run, from 0 (none) to 1 (all).",
             size="half",
         ),
         line_plot_panel(

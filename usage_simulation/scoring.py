@@ -61,6 +61,14 @@ class PrometheusClient:
         """Return the alerts active now (`/api/v1/alerts`), pending or firing."""
         return self._get("/api/v1/alerts")["alerts"]
 
+    def alert_for_seconds(self) -> dict[str, float]:
+        """Return each alerting rule's `for:` in seconds, by alert name (the longest when a name repeats)."""
+        groups = self._get("/api/v1/rules", {"type": "alert"})["groups"]
+        durations: dict[str, float] = {}
+        for rule in (r for g in groups for r in g.get("rules", [])):
+            durations[rule["name"]] = max(durations.get(rule["name"], 0.0), float(rule.get("duration") or 0))
+        return durations
+
     def first_on(self, promql: str, start: float, end: float) -> float | None:
         """Return the first moment in [start, end] at which `promql` returned a sample, or None."""
         if end <= start:
@@ -84,6 +92,11 @@ class SignalScore:
     fired_at: float | None = None
     delay_seconds: float | None = None
     delay_rows: int | None = None
+    # A firing alert needs its condition to hold for the rule's `for:` first. When the onset plus that `for:`
+    # lies beyond the end of scoring, the run could not have seen it fire: out of reach, not a miss.
+    alert_for_seconds: float | None = None
+    observed_seconds: float | None = None
+    out_of_reach: bool = False
 
 
 @dataclass
@@ -109,8 +122,8 @@ class Scorecard:
 
     @property
     def detected_all(self) -> bool:
-        """Whether every expected signal fired."""
-        return all(s.fired for s in self.signals)
+        """Whether every expected signal the run could see fired (out-of-reach alerts aside)."""
+        return all(s.fired or s.out_of_reach for s in self.signals)
 
     def to_dict(self) -> dict:
         """Return the scorecard as plain data (for --json)."""
@@ -137,6 +150,10 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
     """Score a finished run against what Prometheus recorded up to `until` (default now)."""
     until = until or time.time()
     card = Scorecard(scenario=scenario.name, prometheus_url=client.url)
+    try:
+        alert_for = client.alert_for_seconds()
+    except (requests.RequestException, KeyError, ValueError):  # no rules API: every signal is scored as before
+        alert_for = {}
     for phase, onset, signal in _expected(scenario, run):
         fired_at = client.first_on(signal.promql, onset, until)
         entry = SignalScore(
@@ -151,6 +168,10 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
             entry.fired_at = fired_at
             entry.delay_seconds = round(max(fired_at - onset, 0.0), 1)
             entry.delay_rows = run.rows_between(onset, fired_at)
+        elif signal.alert and 'alertstate="firing"' in signal.promql and signal.alert in alert_for:
+            entry.alert_for_seconds = alert_for[signal.alert]
+            entry.observed_seconds = round(until - onset, 1)
+            entry.out_of_reach = onset + alert_for[signal.alert] > until
         card.signals.append(entry)
     watched = scenario.signals_to_watch()
     for window in run.phases:
@@ -180,6 +201,11 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
     return card
 
 
+def _duration(seconds: float | None) -> str:
+    seconds = seconds or 0.0
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
 def format_scorecard(card: Scorecard) -> str:
     """Return the scoring table printed after a run."""
     header = ("fault (phase)", "signal", "onset", "fired", "delay", "rows")
@@ -188,7 +214,7 @@ def format_scorecard(card: Scorecard) -> str:
             s.phase,
             s.signal,
             f"+{s.onset_offset_seconds:.0f}s",
-            "YES" if s.fired else "no",
+            "YES" if s.fired else ("n/a" if s.out_of_reach else "no"),
             f"{s.delay_seconds:.0f}s" if s.fired else "-",
             str(s.delay_rows) if s.fired else "-",
         )
@@ -203,7 +229,14 @@ def format_scorecard(card: Scorecard) -> str:
     ]
     out += [line.format(*r) for r in rows] or ["(no injected faults in this scenario)"]
     detected = sum(s.fired for s in card.signals)
-    out.append(f"detected {detected}/{len(card.signals)} expected signals")
+    reachable = [s for s in card.signals if not s.out_of_reach]
+    out.append(f"detected {detected}/{len(reachable)} expected signals")
+    for s in card.signals:
+        if s.out_of_reach:
+            out.append(
+                f"  out of reach: {s.signal} needs its condition for `for: {_duration(s.alert_for_seconds)}` "
+                f"after the onset; this run watched {s.observed_seconds:.0f}s of it (a longer --duration lets it fire)"
+            )
     if card.false_alarms:
         out.append(f"FALSE ALARMS in clean phases: {len(card.false_alarms)}")
         out += [f"  {f.phase}: {f.signal} on at +{f.offset_seconds:.0f}s" for f in card.false_alarms]

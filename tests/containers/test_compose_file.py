@@ -413,3 +413,29 @@ def test_prediction_proxy_fronts_the_service_on_the_published_port(rendered: dic
     # The slow-client bounds of docs/reliability.md: whole requests only, within these times.
     for directive in ("client_header_timeout 5s;", "client_body_timeout 10s;", "proxy_request_buffering on;"):
         assert directive in text, directive
+
+
+def test_the_readme_runs_the_batch_flow_now_with_a_compose_service_and_a_real_option(rendered: dict, monkeypatch):
+    """Seen: reports stayed empty for up to ~70 min (hourly cron) and the README had no "run it now" command."""
+    import shlex
+
+    from prefect_flows import batch_monitoring
+
+    readme = (REPO / "README.md").read_text().splitlines()
+    (marker,) = [i for i, line in enumerate(readme) if line.startswith("<!-- compose-batch-now:")]
+    assert readme[marker + 1] == "```bash"
+    words = shlex.split(readme[marker + 2])
+    assert words[:4] == ["docker", "compose", "run", "--rm"]
+    service, command = words[4], words[5:]
+    assert service in rendered["services"] and "profiles" not in rendered["services"][service]
+    assert rendered["services"][service]["environment"]["REPORTS_DIR"] == "/reports"  # the volume nginx serves
+    assert command[:3] == ["python", "-m", "prefect_flows.batch_monitoring"]
+    seen = {}
+
+    def flow(**parameters):
+        seen.update(parameters)
+        return {"run_id": "r", "message": "", "index": ""}
+
+    monkeypatch.setattr(batch_monitoring, "batch_monitoring", flow)
+    assert batch_monitoring.main(command[3:]) == 0
+    assert (seen["end"] - seen["start"]).total_seconds() == 60 * float(command[command.index("--last-minutes") + 1])

@@ -16,6 +16,7 @@ from pymongo import MongoClient
 
 from local_stack.components import start_mongo, start_pushgateway
 from local_stack.logged_predictions import insert_documents, prediction_documents
+from prefect_flows.publish import SHARE_PANEL_TITLE
 from ride_duration.model import load_model
 from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, drift_tests
 from ride_duration.synthetic import DriftParams, generate_trips
@@ -301,7 +302,10 @@ def test_evidently_ui_serves_drift_and_quality_over_time(stack, tmp_path):
         rmse = sorted(summaries[n]["quality"]["rmse"] for n in with_reports if summaries[n]["quality"]["available"])
         assert sorted(values[1]) == pytest.approx(rmse)
         dashboard = requests.get(f"{url}/api/v2/dashboards/{workspace['project_id']}", timeout=10).json()
-        assert {p["title"] for p in dashboard["panels"]} >= {"Drifted features (share)", "Regression quality (minutes)"}
+        panels = {p["title"]: p for p in dashboard["panels"]}
+        assert set(panels) >= {SHARE_PANEL_TITLE, "Regression quality (minutes)"}
+        # Bars rise from 0: the UI fits a line's axis to the data (a steady 0.5 showed one tick, "1").
+        assert panels[SHARE_PANEL_TITLE]["plot_params"]["plot_type"] == "bar"
     finally:
         ui.stop()
 

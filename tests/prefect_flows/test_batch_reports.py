@@ -163,8 +163,10 @@ def test_the_summary_and_header_state_threshold_rows_and_false_alarm_rate(model,
     for column in drift["columns"].values():
         assert column["calibrated_rows"] == 398 and column["threshold"] > 0 and column["enough_data"]
     header = banner(analysis.summary, DRIFT)
-    assert "calibrated from the reference for n = 400 rows" in header and "0.50% per feature" in header
-    assert f"trip_distance {drift['columns']['trip_distance']['threshold']:.3g} (398 rows)" in header
+    assert "Rows analysed: 400." in header and "0.50% of the time per feature" in header
+    column = drift["columns"]["trip_distance"]
+    assert f"trip_distance ({column['rows']:,} rows with this feature present): score {column['score']:.3f}" in header
+    assert f"against threshold {column['threshold']:.3f}" in header
 
 
 @pytest.mark.parametrize(
@@ -207,3 +209,15 @@ def test_workspace_opens_without_reading_stored_snapshots(model, reference, tmp_
     runs = {str(r) for r in workspace.list_runs(first["project_id"])}
     assert {*first["snapshots"].values(), *second["snapshots"].values()} <= runs
     assert workspace.get_run(first["project_id"], second["snapshots"][DRIFT]).tags == ["ride_duration", DRIFT]
+
+
+def test_new_zones_raise_no_runtime_warning_from_the_quality_segments(model, reference):
+    """Seen: 36 `RuntimeWarning: invalid value encountered in scalar divide` in the demo's batch log."""
+    import warnings
+
+    rows = _logged(model, 400, seed=74, drift=DriftParams(new_zone_share=0.5, distance_scale=1.8), label_share=0.8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analysis = _analyse(reference, rows)
+    assert analysis.summary["quality"]["available"]
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []

@@ -159,3 +159,29 @@ def test_push_to_an_unreachable_gateway_raises_for_the_task_to_retry():
 def test_pushgateway_url_is_optional():
     assert BatchSettings.from_env({}).pushgateway_url is None
     assert BatchSettings.from_env({"PUSHGATEWAY_URL": "http://pg:9091"}).pushgateway_url == "http://pg:9091"
+
+
+def test_last_minutes_runs_the_flow_now_over_what_just_happened(monkeypatch, capsys):
+    """Docker path: reports stayed empty until the hourly run (up to ~70 min); `--last-minutes N` runs it now."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect_flows import batch_monitoring as module
+    from prefect_flows.period import Period
+
+    now = datetime(2026, 1, 5, 10, 17, 42, 500, tzinfo=UTC)
+    second = now.replace(microsecond=0)
+    assert Period.last_minutes(30, now) == Period(second - timedelta(minutes=30), second)
+    seen = {}
+
+    def fake_flow(start, end, **parameters):
+        seen.update(start=start, end=end)
+        return {"run_id": "r", "message": "ok", "index": "i"}
+
+    monkeypatch.setattr(module, "batch_monitoring", fake_flow)
+    before = datetime.now(UTC)
+    assert module.main(["--last-minutes", "45"]) == 0
+    assert seen["end"] - seen["start"] == timedelta(minutes=45)
+    assert before - timedelta(seconds=1) <= seen["end"] <= datetime.now(UTC)
+    for argv in (["--last-minutes", "5", "--start", "2026-01-05T10:00"], ["--last-minutes", "0"]):
+        with pytest.raises(SystemExit):
+            module.main(argv)

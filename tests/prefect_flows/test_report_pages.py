@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from html import escape
 
 import pytest
 
 from prefect_flows.index_page import render_index
-from prefect_flows.publish import banner, uneven
+from prefect_flows.publish import banner, threshold_sentences, uneven
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, period_label
 
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -66,3 +67,50 @@ def test_headers_say_the_period_the_columns_and_the_time_bins():
 def test_index_shows_short_periods_to_the_second():
     page = render_index([_summary(46)], now=HOUR)
     assert "2026-01-05 10:00:00 \u2013 10:00:46 UTC" in page
+
+
+def _calibrated_drift() -> dict:
+    column = {"stattest": "jensenshannon", "threshold": 0.2996, "score": 0.294, "detected": False}
+    return {
+        "dataset_drift": False,
+        "drifted_features": [],
+        "drifted_share": 0.0,
+        "dataset_drift_share": 0.5,
+        "calibrated": True,
+        "rows": 1980,
+        "min_rows": 50,
+        "false_alarm_rate": 0.005,
+        "dataset_false_alarm_rate": 0.01,
+        "columns": {
+            "PULocationID": {**column, "rows": 1585, "calibrated_rows": 1585, "enough_data": True},
+            "trip_distance": {
+                **column,
+                "threshold": 0.0004,
+                "score": 0.00012,
+                "rows": 1980,
+                "calibrated_rows": 2000,
+                "enough_data": True,
+            },
+            "passenger_count": {**column, "score": None, "rows": 3, "enough_data": False},
+        },
+    }
+
+
+def test_the_drift_header_counts_one_thing_per_sentence_at_the_scores_precision():
+    """Seen: `for n = 1,980 rows: PULocationID 0.3 (1,585 rows)` - two counts unexplained, 0.294 against "0.3"."""
+    sentences = threshold_sentences(_calibrated_drift())
+    text = " ".join(sentences)
+    assert sentences[0].startswith("Verdict rule: a feature drifts when its score reaches its threshold")
+    assert "at least 50% of the judged features drift" in sentences[0]
+    assert "Rows analysed: 1,980." in text
+    assert (
+        "PULocationID (1,585 rows with this feature present): score 0.294 against threshold 0.300 "
+        "(jensenshannon): no drift." in sentences
+    )
+    assert "score 1.20e-04 against threshold 4.00e-04 (jensenshannon)" in text
+    assert "trip_distance's threshold is the one calibrated for the nearest size, 2,000 rows." in sentences
+    assert "passenger_count (3 rows with this feature present): too few for a verdict." in sentences
+    for sentence in sentences[2:]:  # one row count per sentence
+        assert sentence.count(" rows") == 1, sentence
+    summary = {**_summary(), "drift": _calibrated_drift()}
+    assert all(escape(sentence) in banner(summary, DRIFT) for sentence in sentences)

@@ -11,7 +11,7 @@ import pytest
 from prefect_flows.analysis import Limits, analyse
 from prefect_flows.io_mongo import COLUMNS, TARGET_FIELD, sample_rows
 from prefect_flows.period import Period
-from prefect_flows.publish import record_snapshots
+from prefect_flows.publish import SHARE_PANEL_TITLE, record_snapshots
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY
 from ride_duration.model import load_model
 from ride_duration.schema import PREDICTION, TARGET
@@ -57,7 +57,16 @@ def test_adapter_writes_what_the_public_workspace_writes(reports, tmp_path):
     # Read both folders back with Evidently's own Workspace, as `evidently ui` does.
     expected = _stored(Workspace(str(tmp_path / "public")), public)
     assert _stored(Workspace(str(tmp_path / "adapted")), adapted) == expected
-    assert expected["panels"] == ["Drifted features (share)", "Drift score per column", "Regression quality (minutes)"]
+    assert expected["panels"] == [SHARE_PANEL_TITLE, "Drift score per column", "Regression quality (minutes)"]
+
+
+def test_the_share_panel_is_drawn_from_zero_with_its_scale_stated(tmp_path):
+    """Seen: a line panel drew a steady 0.5 on an axis whose only tick read "1"."""
+    from prefect_flows.publish import _dashboard_panels
+
+    panel = next(p for p in _dashboard_panels() if p.title == SHARE_PANEL_TITLE)
+    assert panel.plot_params["plot_type"] == "bar"  # bars start at 0: the axis runs from 0 with share ticks
+    assert "0 (none) to 1 (all)" in panel.subtitle and "0-1" in panel.title
 
 
 def test_adapter_replaces_a_rerun_and_refuses_datasets(reports, tmp_path):

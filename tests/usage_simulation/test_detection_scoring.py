@@ -24,6 +24,9 @@ RULES = textwrap.dedent(
         rules:
           - alert: DataDriftDetected
             expr: evidently_dataset_drift == 1
+          - alert: SlowDriftAlert
+            expr: evidently_dataset_drift == 1
+            for: 10m
     """
 )
 
@@ -39,6 +42,7 @@ SCENARIO = Scenario.parse(
                     {"name": "dataset drift", "promql": "max(evidently_dataset_drift) == 1"},
                     "DataDriftDetected",
                     {"name": "never", "promql": "evidently_model_quality > 100"},
+                    "SlowDriftAlert",
                 ],
             },
         ],
@@ -99,12 +103,21 @@ def test_scorer_reports_fired_with_delay_a_miss_and_a_false_alarm(prometheus_fac
     assert by_name["DataDriftDetected"].fired
     assert by_name["DataDriftDetected"].delay_seconds >= fired.delay_seconds
     assert not by_name["never"].fired and by_name["never"].delay_seconds is None
+    assert not by_name["never"].out_of_reach  # a PromQL signal has no `for:`: a miss is a miss
+    # Seen: the compose simulator's 300 s run scored DataDriftDetected (production `for: 10m`) as a miss.
+    slow = by_name["SlowDriftAlert"]
+    assert not slow.fired and slow.out_of_reach and slow.alert_for_seconds == 600
     assert not card.detected_all
     assert [(f.phase, f.signal) for f in card.false_alarms] == [("clean", "noise")]
     assert {"alertname": "DataDriftDetected", "state": "firing", "labels": {}} in card.active_alerts
 
     table = format_scorecard(card)
-    assert "detected 2/3 expected signals" in table
+    assert "detected 2/3 expected signals" in table  # the out-of-reach alert is not counted as a miss
+    assert "out of reach: SlowDriftAlert needs its condition for `for: 10m` after the onset" in table
+    assert any(
+        line.split()[:3] == ["drift", "SlowDriftAlert", f"+{slow.onset_offset_seconds:.0f}s"] and " n/a " in line
+        for line in table.splitlines()
+    )
     assert "FALSE ALARMS in clean phases: 1" in table and "clean: noise" in table
     data = card.to_dict()
     assert data["detected_all"] is False and data["false_alarm_count"] == 1
