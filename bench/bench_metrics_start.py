@@ -66,8 +66,8 @@ def _verdict(url: str) -> bool:
     return any(line.startswith(f'evidently_dataset_drift{{model="{MODEL}"}}') for line in text.splitlines())
 
 
-def _start(workdir: Path, config: Path, rows: list[dict], label: str) -> float:
-    """Launch the service, send `rows`, return seconds from launch to the first dataset verdict."""
+def _start(workdir: Path, config: Path, rows: list[dict], label: str) -> tuple[float, float]:
+    """Launch the service, send `rows`; return seconds from launch to /health, and to the first dataset verdict."""
     port = free_port()
     env = {"MODELS_DIR": str(workdir / "models"), "EVIDENTLY_CONFIG": str(config), "PORT": str(port)}
     proc = ManagedProcess("evidently_service", python_module("evidently_service"), workdir / f"{label}.log", env=env)
@@ -76,12 +76,13 @@ def _start(workdir: Path, config: Path, rows: list[dict], label: str) -> float:
     proc.start()
     try:
         proc.wait_ready(lambda: http_ok(f"{url}/health"), timeout=300)
+        ready = time.perf_counter() - started
         body = json.dumps(rows)
         requests.post(
             f"{url}/iterate/{MODEL}", data=body, headers={"Content-Type": "application/json"}, timeout=60
         ).raise_for_status()
         wait_until(lambda: _verdict(url), timeout=600, what="first drift verdict", interval=0.1)
-        return time.perf_counter() - started
+        return ready, time.perf_counter() - started
     finally:
         proc.stop()
 
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     config = workdir / "config.yaml"
     config.write_text(json.dumps({"defaults": {"window_size": args.window_rows, "evaluation_period_seconds": 0.5}}))
     cache = cache_path_for(folder / "reference.parquet")
-    times: dict[str, list[float]] = {"prepared": [], "cold": [], "warm": []}
+    times: dict[str, list[tuple[float, float]]] = {"prepared": [], "cold": [], "warm": []}
 
     started = time.perf_counter()
     done = subprocess.run(
@@ -127,11 +128,12 @@ def main(argv: list[str]) -> int:
         times["cold"].append(_start(workdir, config, rows, "cold"))
         times["warm"].append(_start(workdir, config, rows, "warm"))  # the cold start's cache is beside the reference
 
-    median = {name: statistics.median(values) for name, values in times.items()}
+    median = {name: statistics.median(v[1] for v in values) for name, values in times.items()}
+    ready = {name: statistics.median(v[0] for v in values) for name, values in times.items()}
     print(f"reference {args.reference_rows} rows, window {args.window_rows} rows, {args.repeats} start(s) each")
     print(f"prepare command: {prepare_seconds:.1f} s")
     for name, seconds in median.items():
-        print(f"launch -> first verdict, {name:8s}: {seconds:6.1f} s")
+        print(f"launch -> first verdict, {name:8s}: {seconds:6.1f} s (of which launch -> /health {ready[name]:.1f} s)")
     print(
         f"cold / prepared: {median['cold'] / median['prepared']:.1f}x; warm / prepared: "
         f"{median['warm'] / median['prepared']:.1f}x"

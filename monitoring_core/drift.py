@@ -109,12 +109,9 @@ class _PreparedColumn:
         rate: float = 0.0,
         cache: CalibrationCache | None = None,
     ) -> None:
-        from evidently.legacy.calculations.stattests import get_stattest
-
         self.column = column
         self.test = test
         self.kind = kind
-        self.column_type = _evidently_column_type(kind)
         self.reference = _clean(reference).reset_index(drop=True)
         if self.reference.empty:
             raise ValueError(f"reference column {column!r} has no usable value")
@@ -123,15 +120,35 @@ class _PreparedColumn:
         self._codes: dict[Any, float] | None = None
         if kind is Kind.CATEGORICAL and not pd.api.types.is_numeric_dtype(self.reference.dtype):
             self._codes = {value: float(code) for code, value in enumerate(pd.unique(self.reference))}
-        # With an explicit method the test does not depend on the data: resolve it once.
-        self.stattest = get_stattest(self.reference, self.reference, self.column_type, test.method)
         self._fast = self._prepare_fast()
+        self._stattest: Any = None
+        if self._fast is None:
+            self.stattest  # noqa: B018 - resolve now, so an unknown method stops the start, not an evaluation
         self.calibration: ColumnCalibration | None = None
         if calibration is not None:
             # Only the fast paths' formulas are simulated; other methods keep their pinned threshold.
             values = self._numeric(self.reference) if self._fast is not None else None
             kind_name = "categorical" if kind is Kind.CATEGORICAL else "numerical"
             self.calibration = ColumnCalibration(column, test, kind_name, values, rate, calibration, cache)
+
+    @property
+    def column_type(self) -> Any:
+        """Return Evidently's column type of the column."""
+        return _evidently_column_type(self.kind)
+
+    @property
+    def stattest(self) -> Any:
+        """Return Evidently's stat test of the pinned method, resolved on first need.
+
+        The two fast paths never need it, so a service whose columns all use them does not import
+        Evidently at all (about 3 s of its start).
+        """
+        if self._stattest is None:
+            from evidently.legacy.calculations.stattests import get_stattest
+
+            # With an explicit method the test does not depend on the data: resolve it once.
+            self._stattest = get_stattest(self.reference, self.reference, self.column_type, self.test.method)
+        return self._stattest
 
     def _numeric(self, values: pd.Series) -> np.ndarray:
         """Return cleaned values as floats: numbers as they are, text categories as their codes."""
