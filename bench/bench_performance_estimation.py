@@ -1,0 +1,387 @@
+"""Performance estimated before labels vs the realised metric, ours vs NannyML (DLE / CBPE), per scenario and size.
+
+`python -m bench performance_estimation [--quick] [--windows N] [--sizes 200 500 2000] [--no-nannyml]`
+
+Two models: the taxi regressor (models/ride_duration, trained first if missing; windows from
+ride_duration/synthetic.py) and a classifier fitted here on generated rows with a known label rule
+(logistic regression on three classes; its probabilities are off where the rule is not linear).
+Scenarios: clean; covariate shift (taxi: distances x1.4; classifier: rows resampled towards large
+x0); segment shift (rows of one segment weighted x6); concept drift (taxi: every ride 25% slower;
+classifier: classes b and c swapped where x3 > 0.5 -- the inputs' distribution is unchanged). For every
+window size n, independent windows are drawn; each is estimated by us (monitoring_core.estimation)
+and by NannyML 0.13.1 at its defaults with chunk = window, run in a bench-only venv the bench
+creates on demand (.bench-venv-nannyml, about 3.5 minutes once; data exchanged as parquet files).
+Printed per model, scenario, n and metric: the mean absolute error of each estimate against the
+window's realised metric, the share of windows whose realised metric lies in the band (ours at
+90%; NannyML's own band is +-3 sampling errors, and its +-1.645 is shown too), and the cost of one
+estimate on 2,000 rows. The load average is printed beside the figures (2 shared cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitoring_core.description import ModelDescription, parse_description
+from monitoring_core.estimation import LEVEL, PerformanceEstimator, fit_estimator
+
+ROOT = Path(__file__).resolve().parent.parent
+NANNYML_VENV = ROOT / ".bench-venv-nannyml"
+NANNYML_PACKAGES = ("nannyml==0.13.1", "pyarrow<16", "statsmodels")
+NANNYML_SCRIPT = Path(__file__).resolve().parent / "nannyml_estimate.py"
+SCENARIOS = ("clean", "covariate_shift", "segment_shift", "concept_drift")
+Z_90 = 1.6448536269514722
+
+
+# -- the two models ------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """A model under test: its description, reference, and a source of labelled windows per scenario."""
+
+    name: str
+    description: ModelDescription
+    reference: pd.DataFrame
+    metrics: tuple[str, ...]
+    nannyml: dict  # the runner's spec (method, columns)
+
+    def pool(self, scenario: str, rows: int, seed: int) -> pd.DataFrame:
+        """Return `rows` labelled rows of a scenario, with the model's outputs."""
+        raise NotImplementedError
+
+    def realised(self, window: pd.DataFrame) -> dict[str, float]:
+        """Return the metrics a labelled window realises."""
+        raise NotImplementedError
+
+
+class TaxiCase(Case):
+    def __init__(self) -> None:
+        from monitoring_core.model_folder import load_model_folder
+        from ride_duration.model import load_model
+
+        folder = load_model_folder(ROOT / "models" / "ride_duration")
+        if folder.model_path is None or not folder.reference_path.is_file():
+            from ride_duration.train import main as train
+
+            print("[bench] training the taxi model first (python -m ride_duration.train)", flush=True)
+            train(["--out-dir", str(folder.path)])
+        self.model = load_model(folder.model_path)
+        reference = pd.read_parquet(folder.reference_path)
+        super().__init__(
+            name="ride_duration (regression)",
+            description=folder.description,
+            reference=reference,
+            metrics=("mae", "rmse"),
+            nannyml={
+                "method": "dle",
+                "features": ["PULocationID", "DOLocationID", "trip_distance", "passenger_count", "hour", "weekday"],
+                "categorical": ["PULocationID", "DOLocationID"],
+                "prediction": "prediction",
+                "target": "duration",
+            },
+        )
+
+    def pool(self, scenario: str, rows: int, seed: int) -> pd.DataFrame:
+        from ride_duration.synthetic import DriftParams, generate_trips
+
+        drift = {
+            "covariate_shift": DriftParams(distance_scale=1.4),
+            "concept_drift": DriftParams(congestion=1.25),
+        }.get(scenario, DriftParams())
+        frame = generate_trips(rows * (4 if scenario == "segment_shift" else 1), seed=seed, drift=drift)
+        frame["prediction"] = self.model.predict_frame(frame)
+        if scenario == "segment_shift":  # Manhattan pickups (the slowest borough) six times as likely
+            weights = np.where(self.description.segment_of(frame) == "Manhattan", 6.0, 1.0)
+            frame = _resample(frame, weights, rows, seed)
+        return frame
+
+    def realised(self, window: pd.DataFrame) -> dict[str, float]:
+        error = window["duration"] - window["prediction"]
+        return {"mae": float(error.abs().mean()), "rmse": float(np.sqrt((error**2).mean()))}
+
+
+CLASSES = ("a", "b", "c")
+CLASSIFIER_DESCRIPTION = {
+    "name": "generated_classifier",
+    "task": "classification",
+    "classes": list(CLASSES),
+    "target": {"name": "label"},
+    "prediction": {"name": "prediction", "probabilities": {c: f"proba_{c}" for c in CLASSES}},
+    "features": [
+        *({"name": f"x{i}", "kind": "numerical"} for i in range(4)),
+        {"name": "channel", "kind": "categorical", "values": ["web", "shop", "phone", "partner"]},
+    ],
+    "segments": [{"name": "channel", "column": "channel"}],
+}
+
+
+class ClassifierCase(Case):
+    def __init__(self) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        description = parse_description(CLASSIFIER_DESCRIPTION)
+        train = _classifier_rows(8000, seed=11, scenario="clean")
+        self.model = LogisticRegression(max_iter=1000).fit(_classifier_inputs(train), train["label"])
+        super().__init__(
+            name="generated classifier (3 classes)",
+            description=description,
+            reference=self.predict(_classifier_rows(5000, seed=12, scenario="clean")),
+            metrics=("accuracy", "f1_macro"),
+            nannyml={
+                "method": "cbpe",
+                "probabilities": {c: f"proba_{c}" for c in CLASSES},
+                "prediction": "prediction",
+                "target": "label",
+            },
+        )
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        proba = self.model.predict_proba(_classifier_inputs(frame))
+        frame = frame.copy()
+        for i, c in enumerate(self.model.classes_):
+            frame[f"proba_{c}"] = proba[:, i]
+        frame["prediction"] = self.model.classes_[proba.argmax(axis=1)]
+        return frame
+
+    def pool(self, scenario: str, rows: int, seed: int) -> pd.DataFrame:
+        return self.predict(_classifier_rows(rows, seed, scenario))
+
+    def realised(self, window: pd.DataFrame) -> dict[str, float]:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        return {
+            "accuracy": float(accuracy_score(window["label"], window["prediction"])),
+            "f1_macro": float(f1_score(window["label"], window["prediction"], average="macro", labels=list(CLASSES))),
+        }
+
+
+def _classifier_rows(n: int, seed: int, scenario: str) -> pd.DataFrame:
+    """Generate labelled rows: a non-linear three-class rule over four numbers and a channel."""
+    rng = np.random.default_rng(seed)
+    m = n * 4 if scenario in ("covariate_shift", "segment_shift") else n
+    x = rng.normal(size=(m, 4))
+    channel = rng.choice(["web", "shop", "phone", "partner"], size=m, p=[0.4, 0.3, 0.2, 0.1])
+    logits = np.column_stack(
+        [
+            1.4 * x[:, 0] + 0.8 * x[:, 1] * x[:, 2],
+            -0.9 * x[:, 0] + 1.1 * x[:, 3] + 0.9 * (channel == "partner"),
+            0.7 * x[:, 1] ** 2 - 0.6 + 0.5 * (channel == "phone"),
+        ]
+    )
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    label = np.array([CLASSES[k] for k in (p.cumsum(axis=1) > rng.random((m, 1))).argmax(axis=1)])
+    if scenario == "concept_drift":  # the rule changes for the same inputs: b and c swap where x3 > 0.5
+        swap = x[:, 3] > 0.5
+        label = np.where(swap & (label == "b"), "c", np.where(swap & (label == "c"), "b", label))
+    frame = pd.DataFrame({**{f"x{i}": x[:, i] for i in range(4)}, "channel": channel, "label": label})
+    if scenario == "covariate_shift":  # rows resampled towards large x0
+        return _resample(frame, np.exp(1.0 * x[:, 0]), n, seed)
+    if scenario == "segment_shift":  # the partner channel six times as likely
+        return _resample(frame, np.where(channel == "partner", 6.0, 1.0), n, seed)
+    return frame
+
+
+def _classifier_inputs(frame: pd.DataFrame) -> np.ndarray:
+    channels = np.column_stack([(frame["channel"] == c).to_numpy(float) for c in ("shop", "phone", "partner")])
+    return np.column_stack([frame[[f"x{i}" for i in range(4)]].to_numpy(), channels])
+
+
+def _resample(frame: pd.DataFrame, weights: np.ndarray, rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed + 7)
+    chosen = rng.choice(len(frame), size=rows, replace=False, p=weights / weights.sum())
+    return frame.iloc[chosen].reset_index(drop=True)
+
+
+# -- NannyML in its own venv ---------------------------------------------------------------------------
+def ensure_nannyml() -> Path:
+    """Return the bench venv's python, creating the venv and installing NannyML on first use."""
+    python = NANNYML_VENV / "bin" / "python"
+    if python.is_file() and _run([str(python), "-c", "import nannyml"], check=False).returncode == 0:
+        return python
+    print(f"[bench] creating {NANNYML_VENV} with {' '.join(NANNYML_PACKAGES)} (about 3.5 minutes, once)", flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    _run([base, "-m", "venv", str(NANNYML_VENV)])
+    _run([str(python), "-m", "pip", "install", "--quiet", *NANNYML_PACKAGES])
+    return python
+
+
+def _run(command: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])}... failed: {result.stderr.strip()[-2000:]}")
+    return result
+
+
+def _nannyml_view(case: Case, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the columns NannyML reads (the taxi's pickup time as hour and weekday, as ours uses it)."""
+    if case.nannyml["method"] == "dle":
+        pickup = pd.to_datetime(frame["lpep_pickup_datetime"])
+        frame = frame.assign(hour=pickup.dt.hour + pickup.dt.minute / 60, weekday=pickup.dt.weekday)
+        return frame[[*case.nannyml["features"], "prediction", "duration"]]
+    return frame[[*case.nannyml["probabilities"].values(), "prediction", "label"]]
+
+
+def run_nannyml(python: Path, case: Case, windows: list[pd.DataFrame], n: int, work: Path) -> tuple[dict, dict]:
+    """Return NannyML's per-window estimates {metric: [(value, sampling error, low, high)]} and its timing."""
+    stem = work / f"{case.description.name}_{n}_{len(windows)}"
+    reference, analysis = Path(f"{stem}_reference.parquet"), Path(f"{stem}_analysis.parquet")
+    _nannyml_view(case, case.reference).to_parquet(reference)
+    _nannyml_view(case, pd.concat(windows, ignore_index=True)).to_parquet(analysis)
+    spec = {**case.nannyml, "reference": str(reference), "analysis": str(analysis), "chunk_size": n}
+    spec["out"] = f"{stem}_result.parquet"
+    spec_path = Path(f"{stem}_spec.json")
+    spec_path.write_text(json.dumps(spec))
+    _run([str(python), str(NANNYML_SCRIPT), str(spec_path)])
+    result = pd.read_parquet(spec["out"])
+    timing = json.loads(Path(spec["out"] + ".json").read_text())
+    per_metric = {
+        metric: list(part.sort_values("chunk")[["value", "sampling_error", "low", "high"]].itertuples(index=False))
+        for metric, part in result.groupby("metric")
+    }
+    return per_metric, timing
+
+
+# -- the measurement -----------------------------------------------------------------------------------
+def _cost(estimator: PerformanceEstimator, window: pd.DataFrame, repeats: int = 200) -> tuple[float, float]:
+    """Return (wall ms, CPU ms) of one warm estimate."""
+    for _ in range(5):
+        estimator.estimate(window)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeats):
+        estimator.estimate(window)
+    return (time.perf_counter() - wall) / repeats * 1e3, (time.process_time() - cpu) / repeats * 1e3
+
+
+def measure(case: Case, sizes: list[int], windows: dict[int, int], nannyml: Path | None, work: Path) -> list[dict]:
+    """Return one row per (scenario, n, metric) with our and NannyML's error and coverage."""
+    started = time.perf_counter()
+    estimator = fit_estimator(case.description, case.reference, seed=0)
+    print(f"[bench] {case.name}: fitted in {time.perf_counter() - started:.1f}s; held-out {estimator.held_out}")
+    rows = []
+    for s, scenario in enumerate(SCENARIOS):
+        for n in sizes:
+            count = windows[n]
+            pool = case.pool(scenario, n * count, seed=1000 + 97 * s + n)
+            chunks = [pool.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(count)]
+            realised = [case.realised(w) for w in chunks]
+            ours = [estimator.estimate(w) for w in chunks]
+            theirs = run_nannyml(nannyml, case, chunks, n, work)[0] if nannyml else {}
+            for metric in case.metrics:
+                real = np.array([r[metric] for r in realised])
+                value = np.array([e.metrics[metric].value for e in ours])
+                low = np.array([e.metrics[metric].low for e in ours])
+                high = np.array([e.metrics[metric].high for e in ours])
+                row = {
+                    "model": case.name,
+                    "scenario": scenario,
+                    "n": n,
+                    "windows": count,
+                    "metric": metric,
+                    "realised": float(real.mean()),
+                    "ours_estimate": float(value.mean()),
+                    "ours_mae": float(np.abs(value - real).mean()),
+                    "ours_coverage": float(np.mean((low <= real) & (real <= high))),
+                }
+                if metric in theirs and len(theirs[metric]) == count:
+                    nml = np.array(theirs[metric], dtype=float)
+                    row.update(
+                        nannyml_estimate=float(nml[:, 0].mean()),
+                        nannyml_mae=float(np.abs(nml[:, 0] - real).mean()),
+                        nannyml_coverage=float(np.mean((nml[:, 2] <= real) & (real <= nml[:, 3]))),
+                        nannyml_coverage_90=float(np.mean(np.abs(nml[:, 0] - real) <= Z_90 * nml[:, 1])),
+                    )
+                rows.append(row)
+            print(f"[bench] {case.name} {scenario} n={n}: done ({time.perf_counter() - started:.0f}s)", flush=True)
+    return rows
+
+
+def cost(case: Case, nannyml: Path | None, work: Path) -> dict:
+    """Return the cost of one warm estimate on 2,000 rows: ours, and NannyML's per chunk."""
+    estimator = fit_estimator(case.description, case.reference, seed=0)
+    window = case.pool("clean", 2000, seed=77)
+    wall, cpu = _cost(estimator, window)
+    out = {"model": case.name, "ours_wall_ms": wall, "ours_cpu_ms": cpu}
+    if nannyml:
+        _, timing = run_nannyml(nannyml, case, [case.pool("clean", 2000, seed=78 + i) for i in range(5)], 2000, work)
+        out.update(
+            nannyml_fit_s=timing["fit_seconds"],
+            nannyml_ms_per_chunk=timing["estimate_seconds"] / max(timing["chunks"], 1) * 1e3,
+        )
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def table(rows: list[dict]) -> str:
+    """Return the results as a markdown table."""
+    lines = [
+        "| model | scenario | n | metric | realised | ours: est. | ours: error | ours: 90% band | "
+        "NannyML: est. | NannyML: error | NannyML: ±3σ band | NannyML: ±1.645σ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        nml = "nannyml_mae" in r
+        lines.append(
+            f"| {r['model']} | {r['scenario']} | {r['n']} | {r['metric']} | {r['realised']:.3f} | "
+            f"{r['ours_estimate']:.3f} | {r['ours_mae']:.3f} | {_pct(r['ours_coverage'])} | "
+            + (
+                f"{r['nannyml_estimate']:.3f} | {r['nannyml_mae']:.3f} | {_pct(r['nannyml_coverage'])} | "
+                f"{_pct(r['nannyml_coverage_90'])} |"
+                if nml
+                else "- | - | - | - |"
+            )
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Parse the options, measure both models, print the table and write it under artifacts/."""
+    parser = argparse.ArgumentParser(prog="python -m bench performance_estimation", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer windows (20 at 200 and 500 rows, 8 at 2,000)")
+    parser.add_argument("--windows", type=int, default=None, help="windows per scenario and size (default 100; 2,000 rows: 40)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 2000], help="window sizes (rows)")
+    parser.add_argument("--no-nannyml", action="store_true", help="skip the NannyML comparison (no bench venv)")
+    parser.add_argument("--models", nargs="+", choices=("taxi", "classifier"), default=["taxi", "classifier"])
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "artifacts" / "performance_estimation")
+    args = parser.parse_args(argv)
+    default = 20 if args.quick else 100
+    windows = {n: args.windows or (min(default, 8 if args.quick else 40) if n >= 2000 else default) for n in args.sizes}
+    nannyml = None if args.no_nannyml else ensure_nannyml()
+    cases = [TaxiCase() if name == "taxi" else ClassifierCase() for name in args.models]
+    rows, costs = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-estimation-") as tmp:
+        for case in cases:
+            rows.extend(measure(case, args.sizes, windows, nannyml, Path(tmp)))
+            costs.append(cost(case, nannyml, Path(tmp)))
+    load = os.getloadavg()
+    header = f"level {LEVEL:.0%}; windows per size {windows}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores)"
+    cost_lines = [
+        f"- {c['model']}: ours {c['ours_cpu_ms']:.2f} ms CPU ({c['ours_wall_ms']:.2f} ms wall) per estimate of 2,000 rows"
+        + (
+            f"; NannyML {c['nannyml_ms_per_chunk']:.0f} ms wall per 2,000-row chunk, fit {c['nannyml_fit_s']:.1f} s"
+            if "nannyml_ms_per_chunk" in c
+            else ""
+        )
+        for c in costs
+    ]
+    report = "\n".join([header, "", table(rows), "", *cost_lines])
+    print("\n" + report)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "results.md").write_text(report + "\n")
+    (args.out_dir / "results.json").write_text(json.dumps({"rows": rows, "costs": costs, "load": load}, indent=1))
+    print(f"\nwrote {args.out_dir / 'results.md'}")
+    return 0
+
