@@ -383,7 +383,9 @@ class _Calibration:
             q = np.column_stack([np.interp(p[:, c], kx, ky) for c, (kx, ky) in enumerate(self.params)])
         else:
             logit = np.log(np.clip(p, 1e-9, 1 - 1e-9) / np.clip(1 - p, 1e-9, 1))
-            q = np.column_stack([1 / (1 + np.exp(-(a[0] * logit[:, c] + b[0]))) for c, (a, b) in enumerate(self.params)])
+            q = np.column_stack(
+                [1 / (1 + np.exp(-(a[0] * logit[:, c] + b[0]))) for c, (a, b) in enumerate(self.params)]
+            )
         total = q.sum(axis=1, keepdims=True)
         return np.where(total > 0, q / np.where(total > 0, total, 1), 1.0 / p.shape[1])
 
@@ -427,7 +429,9 @@ class _ConfidenceEstimator:
 
     def probabilities(self, frame: pd.DataFrame) -> np.ndarray:
         n = len(frame)
-        p = np.column_stack([_numbers(frame, c, n) if c is not None else np.full(n, np.nan) for c in self.probability_columns])
+        p = np.column_stack(
+            [_numbers(frame, c, n) if c is not None else np.full(n, np.nan) for c in self.probability_columns]
+        )
         if len(self.classes) == 2 and np.isnan(p).all(axis=0).any():  # one side given: the other is its complement
             given = 1 - int(np.isnan(p[:, 1]).all())
             p[:, 1 - given] = 1.0 - p[:, given]
@@ -454,9 +458,7 @@ class _ConfidenceEstimator:
             name: EstimatedValue(value, *_bounded_band(value, variance + self.level_var.get(name, 0.0)))
             for name, (value, variance) in metrics.items()
         }
-        per_class = {
-            c: {m: banded.pop(f"{c}:{m}") for m in CLASS_ESTIMATES if f"{c}:{m}" in banded} for c in classes
-        }
+        per_class = {c: {m: banded.pop(f"{c}:{m}") for m in CLASS_ESTIMATES if f"{c}:{m}" in banded} for c in classes}
         return Estimate(rows=len(p), level=LEVEL, metrics=banded, classes=per_class)
 
 
