@@ -4,7 +4,7 @@
 
 Two models: the taxi regressor (models/ride_duration, trained first if missing; windows from
 ride_duration/synthetic.py) and a classifier fitted here on generated rows with a known label rule
-(logistic regression on three classes; its probabilities are off where the rule is not linear).
+(Gaussian naive Bayes on three classes: its probabilities are overconfident, so both sides calibrate).
 Scenarios: clean; covariate shift (taxi: distances x1.4; classifier: rows resampled towards large
 x0); segment shift (rows of one segment weighted x6); concept drift (taxi: every ride 25% slower;
 classifier: classes b and c swapped where x3 > 0.5 -- the inputs' distribution is unchanged). For every
@@ -14,7 +14,9 @@ creates on demand (.bench-venv-nannyml, about 3.5 minutes once; data exchanged a
 Printed per model, scenario, n and metric: the mean absolute error of each estimate against the
 window's realised metric, the share of windows whose realised metric lies in the band (ours at
 90%; NannyML's own band is +-3 sampling errors, and its +-1.645 is shown too), and the cost of one
-estimate on 2,000 rows. The load average is printed beside the figures (2 shared cores).
+estimate on 2,000 rows. Every window is judged from several references (the model folder's own,
+then fresh clean rows of the same size), since one reference's sampling luck moves every estimate
+alike. The load average is printed beside the figures (2 shared cores).
 """
 
 from __future__ import annotations
@@ -126,11 +128,11 @@ CLASSIFIER_DESCRIPTION = {
 
 class ClassifierCase(Case):
     def __init__(self) -> None:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.naive_bayes import GaussianNB
 
         description = parse_description(CLASSIFIER_DESCRIPTION)
         train = _classifier_rows(8000, seed=11, scenario="clean")
-        self.model = LogisticRegression(max_iter=1000).fit(_classifier_inputs(train), train["label"])
+        self.model = GaussianNB().fit(_classifier_inputs(train), train["label"])
         super().__init__(
             name="generated classifier (3 classes)",
             description=description,
@@ -232,17 +234,19 @@ def _nannyml_view(case: Case, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[*case.nannyml["probabilities"].values(), "prediction", "label"]]
 
 
-def run_nannyml(python: Path, case: Case, sets: list[tuple[int, list[pd.DataFrame]]], work: Path) -> tuple[list, dict]:
+def run_nannyml(
+    python: Path, case: Case, reference: pd.DataFrame, sets: list[tuple[int, list[pd.DataFrame]]], work: Path
+) -> tuple[list, dict]:
     """Fit NannyML once on the reference; return per (n, windows) set {metric: [(value, se, low, high)]}, timing."""
     stem = work / case.description.name
-    reference = Path(f"{stem}_reference.parquet")
-    _nannyml_view(case, case.reference).to_parquet(reference)
+    reference_path = Path(f"{stem}_reference.parquet")
+    _nannyml_view(case, reference).to_parquet(reference_path)
     analyses = []
     for i, (n, windows) in enumerate(sets):
         path = f"{stem}_analysis_{i}.parquet"
         _nannyml_view(case, pd.concat(windows, ignore_index=True)).to_parquet(path)
         analyses.append({"path": path, "chunk_size": n, "out": f"{stem}_result_{i}.parquet"})
-    spec = {**case.nannyml, "reference": str(reference), "analyses": analyses, "timing": f"{stem}_timing.json"}
+    spec = {**case.nannyml, "reference": str(reference_path), "analyses": analyses, "timing": f"{stem}_timing.json"}
     spec_path = Path(f"{stem}_spec.json")
     spec_path.write_text(json.dumps(spec))
     _run([str(python), str(NANNYML_SCRIPT), str(spec_path)])
@@ -251,10 +255,7 @@ def run_nannyml(python: Path, case: Case, sets: list[tuple[int, list[pd.DataFram
         frame = pd.read_parquet(analysis["out"])
         columns = ["value", "sampling_error", "low", "high"]
         results.append(
-            {
-                metric: list(part.sort_values("chunk")[columns].itertuples(index=False))
-                for metric, part in frame.groupby("metric")
-            }
+            {m: list(part.sort_values("chunk")[columns].itertuples(index=False)) for m, part in frame.groupby("metric")}
         )
     return results, json.loads(Path(spec["timing"]).read_text())
 
@@ -270,66 +271,79 @@ def _cost(estimator: PerformanceEstimator, window: pd.DataFrame, repeats: int = 
     return (time.perf_counter() - wall) / repeats * 1e3, (time.process_time() - cpu) / repeats * 1e3
 
 
-def _compare(case: Case, scenario: str, chunks: list[pd.DataFrame], ours: list, theirs: dict) -> list[dict]:
-    realised = [case.realised(w) for w in chunks]
-    rows = []
-    for metric in case.metrics:
-        real = np.array([r[metric] for r in realised])
-        value = np.array([e.metrics[metric].value for e in ours])
-        low = np.array([e.metrics[metric].low for e in ours])
-        high = np.array([e.metrics[metric].high for e in ours])
-        row = {
-            "model": case.name,
-            "scenario": scenario,
-            "n": len(chunks[0]),
-            "windows": len(chunks),
-            "metric": metric,
-            "realised": float(real.mean()),
-            "ours_estimate": float(value.mean()),
-            "ours_mae": float(np.abs(value - real).mean()),
-            "ours_coverage": float(np.mean((low <= real) & (real <= high))),
-        }
-        if metric in theirs and len(theirs[metric]) == len(chunks):
-            nml = np.array(theirs[metric], dtype=float)
-            row.update(
-                nannyml_estimate=float(nml[:, 0].mean()),
-                nannyml_mae=float(np.abs(nml[:, 0] - real).mean()),
-                nannyml_coverage=float(np.mean((nml[:, 2] <= real) & (real <= nml[:, 3]))),
-                nannyml_coverage_90=float(np.mean(np.abs(nml[:, 0] - real) <= Z_90 * nml[:, 1])),
-            )
-        rows.append(row)
-    return rows
-
-
 def measure(
-    case: Case, sizes: list[int], windows: dict[int, int], nannyml: Path | None, work: Path
+    case: Case, sizes: list[int], windows: dict[int, int], references: int, nannyml: Path | None, work: Path
 ) -> tuple[list[dict], dict]:
-    """Return one row per (scenario, n, metric) with our and NannyML's error and coverage, and the costs."""
+    """Return one row per (scenario, n, metric) with our and NannyML's error and coverage, and the costs.
+
+    Every window is judged by estimators fitted on each of `references` references (the model folder's
+    own, then fresh clean rows of the same size): one reference's luck moves every estimate alike.
+    """
     started = time.perf_counter()
-    estimator = fit_estimator(case.description, case.reference, seed=0)
-    fit_seconds = time.perf_counter() - started
-    print(f"[bench] {case.name}: fitted in {fit_seconds:.1f}s; held-out {estimator.held_out}", flush=True)
-    sets = []  # (scenario, windows)
+    sets = []  # (scenario, windows, realised metrics per window)
     for s, scenario in enumerate(SCENARIOS):
         for n in sizes:
             pool = case.pool(scenario, n * windows[n], seed=1000 + 97 * s + n)
-            sets.append((scenario, [pool.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(windows[n])]))
+            chunks = [pool.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(windows[n])]
+            sets.append((scenario, chunks, [case.realised(w) for w in chunks]))
     cost_window = case.pool("clean", 2000, seed=77)
-    wall, cpu = _cost(estimator, cost_window)
-    costs = {"model": case.name, "ours_fit_s": fit_seconds, "ours_wall_ms": wall, "ours_cpu_ms": cpu}
-    theirs_by_set: list[dict] = [{} for _ in sets]
-    if nannyml:
-        print(f"[bench] {case.name}: NannyML on {len(sets)} sets of windows", flush=True)
-        results, timing = run_nannyml(nannyml, case, [(len(c[0]), c) for _, c in sets] + [(2000, [cost_window])], work)
-        theirs_by_set = results[:-1]
-        costs.update(
-            nannyml_fit_s=timing["fit_seconds"], nannyml_ms_per_chunk=timing["analyses"][-1]["estimate_seconds"] * 1e3
+    judged: dict[tuple, dict[str, list]] = {}
+    costs: dict = {"model": case.name}
+    for r in range(references):
+        reference = case.reference if r == 0 else case.pool("clean", len(case.reference), seed=600 + r)
+        fit_started = time.perf_counter()
+        estimator = fit_estimator(case.description, reference, seed=0)
+        if r == 0:
+            wall, cpu = _cost(estimator, cost_window)
+            costs.update(ours_fit_s=time.perf_counter() - fit_started, ours_wall_ms=wall, ours_cpu_ms=cpu)
+            print(f"[bench] {case.name}: held-out on the reference {estimator.held_out}", flush=True)
+        theirs_by_set: list[dict] = [{} for _ in sets]
+        if nannyml:
+            analyses = [(len(c[0]), c) for _, c, _ in sets] + [(2000, [cost_window])]
+            results, timing = run_nannyml(nannyml, case, reference, analyses, work)
+            theirs_by_set = results[:-1]
+            if r == 0:
+                costs.update(
+                    nannyml_fit_s=timing["fit_seconds"],
+                    nannyml_ms_per_chunk=timing["analyses"][-1]["estimate_seconds"] * 1e3,
+                )
+        for (scenario, chunks, realised), theirs in zip(sets, theirs_by_set, strict=True):
+            ours = [estimator.estimate(w) for w in chunks]
+            for metric in case.metrics:
+                entry = judged.setdefault((scenario, len(chunks[0]), metric), {"real": [], "ours": [], "nml": []})
+                entry["real"].extend(x[metric] for x in realised)
+                entry["ours"].extend(
+                    (e.metrics[metric].value, e.metrics[metric].low, e.metrics[metric].high) for e in ours
+                )
+                if metric in theirs and len(theirs[metric]) == len(chunks):
+                    entry["nml"].extend(tuple(t) for t in theirs[metric])
+        print(f"[bench] {case.name}: reference {r + 1}/{references} done ({time.perf_counter() - started:.0f}s)")
+    return [_summary(case, key, entry) for key, entry in judged.items()], costs
+
+
+def _summary(case: Case, key: tuple, entry: dict[str, list]) -> dict:
+    scenario, n, metric = key
+    real, ours = np.array(entry["real"]), np.array(entry["ours"])
+    row = {
+        "model": case.name,
+        "scenario": scenario,
+        "n": n,
+        "windows": len(real),
+        "metric": metric,
+        "realised": float(real.mean()),
+        "ours_estimate": float(ours[:, 0].mean()),
+        "ours_mae": float(np.abs(ours[:, 0] - real).mean()),
+        "ours_coverage": float(np.mean((ours[:, 1] <= real) & (real <= ours[:, 2]))),
+    }
+    if len(entry["nml"]) == len(real):
+        nml = np.array(entry["nml"], dtype=float)
+        row.update(
+            nannyml_estimate=float(nml[:, 0].mean()),
+            nannyml_mae=float(np.abs(nml[:, 0] - real).mean()),
+            nannyml_coverage=float(np.mean((nml[:, 2] <= real) & (real <= nml[:, 3]))),
+            nannyml_coverage_90=float(np.mean(np.abs(nml[:, 0] - real) <= Z_90 * nml[:, 1])),
         )
-    rows = []
-    for (scenario, chunks), theirs in zip(sets, theirs_by_set, strict=True):
-        rows.extend(_compare(case, scenario, chunks, [estimator.estimate(w) for w in chunks], theirs))
-    print(f"[bench] {case.name}: done in {time.perf_counter() - started:.0f}s", flush=True)
-    return rows, costs
+    return row
 
 
 def _pct(x: float | None) -> str:
@@ -361,28 +375,37 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     """Parse the options, measure both models, print the table and write it under artifacts/."""
     parser = argparse.ArgumentParser(prog="python -m bench performance_estimation", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer windows (20 at 200 and 500 rows, 8 at 2,000)")
     parser.add_argument(
-        "--windows", type=int, default=None, help="windows per scenario and size (default 100; 2,000 rows: 40)"
+        "--quick", action="store_true", help="20 windows at 200 and 500 rows, 8 at 2,000, one reference"
+    )
+    parser.add_argument(
+        "--windows", type=int, default=None, help="windows per scenario and size (default 60; 2,000 rows: 24)"
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500, 2000], help="window sizes (rows)")
+    parser.add_argument(
+        "--references", type=int, default=None, help="references each window is judged from (default 3; quick: 1)"
+    )
     parser.add_argument("--no-nannyml", action="store_true", help="skip the NannyML comparison (no bench venv)")
     parser.add_argument("--models", nargs="+", choices=("taxi", "classifier"), default=["taxi", "classifier"])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "artifacts" / "performance_estimation")
     args = parser.parse_args(argv)
-    default = 20 if args.quick else 100
-    windows = {n: args.windows or (min(default, 8 if args.quick else 40) if n >= 2000 else default) for n in args.sizes}
+    default = 20 if args.quick else 60
+    args.references = args.references or (1 if args.quick else 3)
+    windows = {n: args.windows or (8 if args.quick else 24) if n >= 2000 else default for n in args.sizes}
     nannyml = None if args.no_nannyml else ensure_nannyml()
     cases = [TaxiCase() if name == "taxi" else ClassifierCase() for name in args.models]
     rows, costs = [], []
     with tempfile.TemporaryDirectory(prefix="bench-estimation-") as tmp:
         for case in cases:
-            case_rows, case_costs = measure(case, args.sizes, windows, nannyml, Path(tmp))
+            case_rows, case_costs = measure(case, args.sizes, windows, args.references, nannyml, Path(tmp))
             rows.extend(case_rows)
             costs.append(case_costs)
     load = os.getloadavg()
     loads = " ".join(f"{x:.1f}" for x in load)
-    header = f"level {LEVEL:.0%}; windows per size {windows}; load average {loads} (1, 5, 15 min; 2 cores)"
+    header = (
+        f"level {LEVEL:.0%}; windows per size {windows} x {args.references} reference(s);"
+        f" load average {loads} (1, 5, 15 min; 2 cores)"
+    )
     cost_lines = [
         f"- {c['model']}: ours {c['ours_cpu_ms']:.2f} ms CPU ({c['ours_wall_ms']:.2f} ms wall)"
         f" per estimate of 2,000 rows, fit {c['ours_fit_s']:.1f} s"

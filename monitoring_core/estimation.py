@@ -62,6 +62,14 @@ class EstimatedValue:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """Realised minus estimated (in the metric's unit), and whether the realised value is outside the band."""
+
+    value: float
+    outside_band: bool
+
+
+@dataclass(frozen=True)
 class Estimate:
     """The estimated metrics of a window's rows, labelled or not; `reason` says why there are none."""
 
@@ -70,6 +78,18 @@ class Estimate:
     metrics: dict[str, EstimatedValue] = field(default_factory=dict)
     classes: dict[str, dict[str, EstimatedValue]] = field(default_factory=dict)  # class -> precision/recall/f1
     reason: str | None = None
+
+    def gaps(self, realised: dict[str, float]) -> dict[str, Gap]:
+        """Return, per metric both have, realised minus estimated and whether the realised value left the band.
+
+        Meaningful when this estimate was made on the same labelled rows the realised metric comes
+        from: a realised value outside the band, window after window, hints at concept drift.
+        """
+        return {
+            metric: Gap(realised[metric] - band.value, not band.low <= realised[metric] <= band.high)
+            for metric, band in self.metrics.items()
+            if metric in realised and realised[metric] is not None and math.isfinite(realised[metric])
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready view (for a report or an API answer)."""
