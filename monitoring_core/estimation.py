@@ -234,8 +234,8 @@ class _AdditiveModel:
 def _fit_loss_model(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed: int) -> _AdditiveModel:
     """Fit boosted stumps with a Poisson loss (a positive conditional mean) and compile them to lookups."""
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
 
-    n_codes = [int(np.nanmax(x[:, j])) + 2 if np.isfinite(x[:, j]).any() else 1 for j in range(x.shape[1])]
     model = HistGradientBoostingRegressor(
         loss="poisson",
         max_leaf_nodes=2,  # stumps: additive, hence compilable to per-input lookups
@@ -248,7 +248,20 @@ def _fit_loss_model(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed:
         validation_fraction=0.15,
         n_iter_no_change=15,
         random_state=seed,
-    ).fit(x, y)
+    )
+    # One OpenMP thread: these fits are small, and on a shared machine (or beside the services) OpenMP's
+    # spinning threads made them 20 times slower than one thread under load.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.fit(x, y)
+        compiled = _compile(model, x, categorical)
+        check = x[: min(len(x), 500)]
+        if not np.allclose(compiled.log_predict(check), np.log(model.predict(check)), atol=1e-6):
+            raise RuntimeError("the compiled loss model disagrees with the fitted one (scikit-learn changed?)")
+    return compiled
+
+
+def _compile(model: Any, x: np.ndarray, categorical: np.ndarray) -> _AdditiveModel:
+    """Return boosted stumps as one lookup table per input."""
     # Every split point per numeric input, read from the fitted trees. The trees number inputs with the
     # categorical ones first (their ordinal encoder's output, then the rest): the order `_Inputs` builds.
     remapped = getattr(model, "_is_categorical_remapped", None)
@@ -265,7 +278,8 @@ def _fit_loss_model(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed:
     probes, owners = [base], []
     for j in range(x.shape[1]):
         if categorical[j]:
-            points = np.append(np.arange(n_codes[j], dtype=float), np.nan)
+            codes = int(np.nanmax(x[:, j])) + 2 if np.isfinite(x[:, j]).any() else 1
+            points = np.append(np.arange(codes, dtype=float), np.nan)
         else:
             above = edges[j][-1] + 1.0 if len(edges[j]) else 0.0
             points = np.concatenate([edges[j], [above, np.nan]])
@@ -278,11 +292,7 @@ def _fit_loss_model(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed:
     for count in owners:
         values.append(raw[offset : offset + count] - intercept)
         offset += count
-    compiled = _AdditiveModel(intercept, edges, tuple(values), tuple(bool(c) for c in categorical))
-    check = slice(0, min(len(x), 500))
-    if not np.allclose(compiled.log_predict(x[check]), np.log(model.predict(x[check])), atol=1e-6):
-        raise RuntimeError("the compiled loss model disagrees with the fitted one (scikit-learn internals changed?)")
-    return compiled
+    return _AdditiveModel(intercept, edges, tuple(values), tuple(bool(c) for c in categorical))
 
 
 # -- bands ----------------------------------------------------------------------------------------------
