@@ -251,3 +251,29 @@ def test_classifier_without_probabilities_says_so(tmp_path, classifier) -> None:
     assert estimate.metrics == {} and estimate.reason == NO_PROBABILITIES
     estimator.to_file(tmp_path / "estimator.joblib")
     assert PerformanceEstimator.from_file(tmp_path / "estimator.joblib").reason == NO_PROBABILITIES
+
+
+def test_binary_classifier_giving_one_probability_column() -> None:
+    # A binary model often logs only the positive class's probability: the other is its complement.
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    x, y = data.data.iloc[:, :5].set_axis([f"c{i}" for i in range(5)], axis=1), data.target
+    model = LogisticRegression(max_iter=2000).fit(x[:250], y[:250])
+    reference = x[250:].assign(label=y[250:], p1=model.predict_proba(x[250:])[:, 1])
+    reference["prediction"] = (reference["p1"] > 0.5).astype(int)
+    description = parse_description(
+        {
+            "name": "cancer",
+            "task": "classification",
+            "classes": [0, 1],
+            "target": {"name": "label"},
+            "prediction": {"probabilities": {"1": "p1"}},
+            "features": [{"name": f"c{i}", "kind": "numerical"} for i in range(5)],
+        }
+    )
+    estimate = fit_estimator(description, reference).estimate(reference.drop(columns="label"))
+    realised = accuracy_score(reference["label"], reference["prediction"])
+    band = estimate.metrics["accuracy"]
+    assert estimate.rows == len(reference) and band.low <= realised <= band.high
+    assert set(estimate.classes) == {"0", "1"} and set(estimate.classes["1"]) == {"precision", "recall", "f1"}
