@@ -372,17 +372,26 @@ def _fit_regression(description: ModelDescription, reference: pd.DataFrame, seed
     # Held-out predictions: each fold judged by models fitted on the other folds.
     fold = _folds(len(x), seed)
     abs_hat, sq_hat = np.empty(len(x)), np.empty(len(x))
+    levels = np.empty((FOLDS, 2))  # each fold's models' mean loss over every reference row
     for k in range(FOLDS):
         train, test = fold != k, fold == k
-        abs_hat[test] = _fit_loss_model(x[train], absolute[train], mask, seed + k).predict(x[test])
-        sq_hat[test] = _fit_loss_model(x[train], squared[train], mask, seed + k).predict(x[test])
+        for column, (loss, hat) in enumerate(((absolute, abs_hat), (squared, sq_hat))):
+            model = _fit_loss_model(x[train], loss[train], mask, seed + k)
+            everywhere = model.predict(x)
+            hat[test] = everywhere[test]
+            levels[k, column] = everywhere.mean()
+    # Delete-a-fold jackknife: how much the learned level moves with the rows it was fitted on.
+    jackknife = (FOLDS - 1) / FOLDS * ((levels - levels.mean(axis=0)) ** 2).sum(axis=0)
     rho_abs = float(np.mean((absolute - abs_hat) ** 2) / np.mean(abs_hat**2))
     rho_sq = float(np.mean((squared - sq_hat) ** 2) / np.mean(sq_hat**2))
     n = len(x)
     level_var = {}
-    for name, loss, hat, rho in (("mae", absolute, abs_hat, rho_abs), ("mse", squared, sq_hat, rho_sq)):
+    for column, (name, loss, hat, rho) in enumerate(
+        (("mae", absolute, abs_hat, rho_abs), ("mse", squared, sq_hat, rho_sq))
+    ):
         sampling = rho * float(hat @ hat) / n**2  # the reference's own sampling noise in the learned level
-        level_var[name] = (sampling + _systematic(loss.mean(), hat.mean(), sampling)) / hat.mean() ** 2
+        learned = max(sampling, float(jackknife[column]))  # ...or the fit's, when the jackknife finds it larger
+        level_var[name] = (learned + _systematic(loss.mean(), hat.mean(), sampling)) / hat.mean() ** 2
     estimator = _LossEstimator(
         inputs=inputs,
         absolute=_fit_loss_model(x, absolute, mask, seed),
