@@ -168,6 +168,7 @@ def health():
             "calibration_prepared": monitor.prepared,
             # Per feature: the reference cannot calibrate a verdict at any window size (None until derived).
             "reference_too_small": monitor.reference_too_small,
+            "quality_estimate": {"available": monitor.estimator is not None, "reason": monitor.estimation_reason},
         }
     return jsonify({"status": "ok", "models": models})
 

@@ -134,6 +134,34 @@ class _Families:
             periodic=False,
         )
         self.task_info = gauge("evidently_model_task_info", "The model's task (value 1)", ("task",), periodic=False)
+        # Quality estimated before labels arrive (monitoring_core/estimation.py): a value and its 90% band.
+        estimated = "estimated from every window row, labelled or not (docs/performance_estimation.md)"
+        self.est_quality = gauge("evidently_estimated_model_quality", f"Model quality {estimated}", ("metric",))
+        self.est_low = gauge(
+            "evidently_estimated_model_quality_low", "Lower edge of the estimate's 90% band", ("metric",)
+        )
+        self.est_high = gauge(
+            "evidently_estimated_model_quality_high", "Upper edge of the estimate's 90% band", ("metric",)
+        )
+        self.est_class = gauge(
+            "evidently_estimated_class_quality", f"Per-class quality {estimated}", ("class", "metric")
+        )
+        self.est_rows = gauge("evidently_estimated_rows", "Window rows the quality estimate judged")
+        self.est_available = gauge(
+            "evidently_estimation_available",
+            "1 when the model has a prepared performance estimator, 0 without (the reason is on /health)",
+            periodic=False,
+        )
+        self.est_gap = gauge(
+            "evidently_estimation_gap",
+            "Realised minus estimated quality over the same labelled window rows (a concept-drift hint)",
+            ("metric",),
+        )
+        self.est_outside = gauge(
+            "evidently_estimation_outside_band",
+            "1 when the realised quality of the labelled rows lies outside the band estimated from their inputs",
+            ("metric",),
+        )
         self.too_small = gauge(
             "evidently_reference_too_small",
             "1 when the reference is too small to calibrate the feature's drift at any window size (no verdict "
@@ -202,6 +230,7 @@ class _Families:
         self.task_info.add_metric([model, description.task.value], 1)
         for metric, (bound, value) in sorted(description.alert_bounds().items()):
             self.quality_threshold.add_metric([model, metric, bound], value)
+        self.est_available.add_metric([model], int(monitor.estimator is not None))
         for feature, too_small in sorted((monitor.reference_too_small or {}).items()):
             self.too_small.add_metric([model, feature], int(too_small))
         self.unknown_rows.add_metric([model], monitor.unknown_fields.rows)
@@ -252,6 +281,18 @@ class _Families:
                     self.class_quality.add_metric([model, cls, metric], scores[metric])
             for (actual, predicted), rows in quality.confusion.items():
                 self.confusion.add_metric([model, actual, predicted], rows)
+        if result.estimate is not None and result.estimate.metrics:
+            self.est_rows.add_metric([model], result.estimate.rows)
+            for metric, band in result.estimate.metrics.items():
+                self.est_quality.add_metric([model, metric], band.value)
+                self.est_low.add_metric([model, metric], band.low)
+                self.est_high.add_metric([model, metric], band.high)
+            for cls, per in result.estimate.classes.items():
+                for metric, band in per.items():
+                    self.est_class.add_metric([model, cls, metric], band.value)
+        for metric, gap in result.gaps.items():
+            self.est_gap.add_metric([model, metric], gap.value)
+            self.est_outside.add_metric([model, metric], int(gap.outside_band))
         for segment, seg in result.segments.items():
             self.seg_rows.add_metric([model, segment], seg.rows)
             if seg.min_rows is not None:

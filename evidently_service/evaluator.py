@@ -30,6 +30,7 @@ from evidently_service.quality import (
 from evidently_service.window import Window
 from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, cache_path_for
 from monitoring_core.drift import DriftResult
+from monitoring_core.estimation import Estimate, EstimatorError, Gap, PerformanceEstimator, load_estimator
 from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
 from monitoring_core.prepare import load_prepared
@@ -64,6 +65,10 @@ class EvaluationResult:
     model_quality: ModelQuality | None = None
     label_delay: dict[float, float] = field(default_factory=dict)
     segments: dict[str, SegmentResult] = field(default_factory=dict)
+    # Quality estimated from every window row, labelled or not (monitoring_core/estimation.py), and over the
+    # labelled rows realised minus estimated: a realised value outside its band hints at concept drift.
+    estimate: Estimate | None = None
+    gaps: dict[str, Gap] = field(default_factory=dict)
 
     @property
     def label_coverage(self) -> float:
@@ -142,6 +147,10 @@ class ModelMonitor:
         # Features whose reference cannot calibrate a verdict at any window size; None until derived.
         self.reference_too_small: dict[str, bool] | None = None
         self.latest: EvaluationResult | None = None
+        # The performance estimator `prepare` fitted (None: not prepared, stale, or the model gives no
+        # probabilities; `estimation_reason` says which).
+        self.estimator: PerformanceEstimator | None = None
+        self.estimation_reason: str | None = "not prepared (run python -m monitoring_core.prepare)"
         # Names of fields outside the schema that rows carried (top-K, since start): the schema-change signal.
         self.unknown_fields = FieldTally()
         self.counters: Counter[tuple[str, str]] = Counter()  # (metric, label) -> count
@@ -178,10 +187,26 @@ class ModelMonitor:
                     extra={"model": config.name},
                 )
         monitor = cls(config, reference, cache=cache)
+        if folder is not None:
+            monitor.use_estimator(folder)
         if cache is not None:
             monitor.prepared = True
             monitor.check_reference_size()  # every minimum is in the prepared file: no simulation here
         return monitor
+
+    def use_estimator(self, folder: ModelFolder) -> None:
+        """Load the folder's prepared performance estimator; say once why there is none."""
+        try:
+            estimator = load_estimator(folder)
+        except EstimatorError as exc:
+            self.estimator, self.estimation_reason = None, str(exc)
+        else:
+            ready = estimator.reason is None
+            self.estimator, self.estimation_reason = (estimator if ready else None), estimator.reason
+        if self.estimator is None:
+            log.warning(
+                "no quality estimate before labels: %s", self.estimation_reason, extra={"model": self.config.name}
+            )
 
     def check_reference_size(self) -> dict[str, bool]:
         """Derive (once) which features the reference is too small to calibrate, and say so once in the log."""
@@ -227,6 +252,11 @@ class ModelMonitor:
             kwargs["data_quality"] = data_quality(window, self.profile)
         if len(rows_with_labels) >= config.min_labelled_rows:
             kwargs["model_quality"] = model_quality(self.description, rows_with_labels)
+        if self.estimator is not None and n:
+            kwargs["estimate"] = self.estimator.estimate(window)
+            if "model_quality" in kwargs:
+                realised = kwargs["model_quality"].metrics
+                kwargs["gaps"] = self.estimator.estimate(rows_with_labels).gaps(realised)
         if n:
             kwargs["segments"] = self._segments(window)
         result = EvaluationResult(

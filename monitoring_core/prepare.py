@@ -97,7 +97,25 @@ def prepare_folder(folder: ModelFolder, config_path: Path, say: Callable[[str], 
     tmp.write_text(json.dumps(body, sort_keys=True))
     tmp.replace(folder.calibration_path)
     say(f"{folder.name}: wrote {folder.calibration_path} in {time.perf_counter() - started:.1f} s")
+    prepare_performance_estimator(folder, say)
     return folder.calibration_path
+
+
+def prepare_performance_estimator(folder: ModelFolder, say: Callable[[str], None] = print) -> None:
+    """Fit the performance estimator (quality before labels, monitoring_core/estimation.py) into `prepared/`."""
+    from monitoring_core.estimation import estimator_path, prepare_estimator
+
+    started = time.perf_counter()
+    say(f"{folder.name}: fitting the performance estimator (quality before labels arrive)")
+    try:
+        estimator = prepare_estimator(folder)
+    except ValueError as exc:  # no target or prediction column, too few labelled rows: no estimate, say why
+        say(f"{folder.name}: no performance estimator: {exc}")
+        return
+    if estimator.reason:
+        say(f"{folder.name}: no performance estimator: {estimator.reason}")
+        return
+    say(f"{folder.name}: wrote {estimator_path(folder)} in {time.perf_counter() - started:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -155,6 +155,29 @@ def test_a_regressor_exports_its_errors_and_drift_with_its_model_label(stack) ->
     assert _value(url, "evidently_model_quality", model="wine", metric="rmse") is None
 
 
+def test_the_quality_estimate_is_exported_beside_the_realised_one(stack) -> None:
+    # prepare fitted the regressor's estimator (442 reference rows); the window of the test above holds 400
+    # labelled rows: the estimate covers every row, the gap compares it with what those rows realised.
+    url = stack["url"]
+    assert "diabetes: wrote" in stack["prepared"].stdout and "estimator.joblib" in stack["prepared"].stdout
+    assert _value(url, "evidently_estimation_available", model="diabetes") == 1
+    assert _value(url, "evidently_estimation_available", model="diabetes_24") == 0  # too few rows: says so
+    health = requests.get(f"{url}/health", timeout=10).json()["models"]
+    assert health["diabetes"]["quality_estimate"] == {"available": True, "reason": None}
+    assert "no performance estimator" in health["diabetes_24"]["quality_estimate"]["reason"]
+    estimated = wait_until(
+        lambda: _value(url, "evidently_estimated_model_quality", model="diabetes", metric="rmse"), 30, "estimate"
+    )
+    low = _value(url, "evidently_estimated_model_quality_low", model="diabetes", metric="rmse")
+    high = _value(url, "evidently_estimated_model_quality_high", model="diabetes", metric="rmse")
+    realised = _value(url, "evidently_model_quality", model="diabetes", metric="rmse")
+    assert low < estimated < high and _value(url, "evidently_estimated_rows", model="diabetes") == 400
+    # Clean rows from the reference's own distribution: the realised RMSE is near the estimate.
+    assert abs(realised - estimated) < 0.25 * realised
+    gap = _value(url, "evidently_estimation_gap", model="diabetes", metric="rmse")
+    assert gap is not None and _value(url, "evidently_estimation_outside_band", model="diabetes", metric="rmse") in (0, 1)
+
+
 def test_a_reference_too_small_says_so_in_the_metrics_and_the_log(stack) -> None:
     url = stack["url"]
     assert _value(url, "evidently_reference_too_small", model="diabetes_24", feature="bmi") == 1
