@@ -57,7 +57,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
 # The two Flask apps: package with `create_app()`, and the environment that builds one offline.
 APPS: dict[str, dict[str, str]] = {
     "prediction_service": {
-        "MODEL_PATH": "{artifacts}/model.pkl",
+        "MODEL_DIR": "{artifacts}",
         "PREDICTION_LOG_TO_MONGODB": "false",
         "PREDICTION_FORWARD_TO_METRICS": "false",
         "PREDICTION_SPOOL_DIR": "{tmp}/spool",

@@ -163,7 +163,7 @@ def test_an_empty_or_unset_token_leaves_the_write_endpoints_open_and_says_so_at_
 ) -> None:
     env = {
         **env,
-        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_DIR": str(artifacts_dir),
         "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
     }
     if token is not None:
