@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from monitoring_core.reference import write_reference
-from ride_duration import tlc
 from prediction_service.model_loader import ModelLoadError, ServedModel, feature_frame, load_model
+from ride_duration import tlc
 from ride_duration.schema import DESCRIPTION, FIELD_NAMES, PREDICTION, TARGET
 from ride_duration.synthetic import generate_trips
 

@@ -97,9 +97,7 @@ def save_model(model: Any, folder: Path, kind: str) -> None:
         import mlflow.sklearn
 
         # No requirements: MLflow would infer them (a subprocess importing the model, ~30 s here) and check them.
-        mlflow.sklearn.save_model(
-            model, str(folder / "model"), serialization_format="cloudpickle", pip_requirements=[]
-        )
+        mlflow.sklearn.save_model(model, str(folder / "model"), serialization_format="cloudpickle", pip_requirements=[])
     else:
         (folder / "model.pkl").write_bytes(pickle.dumps(model))
 
@@ -147,6 +145,39 @@ def foreign_course_pickle() -> tuple[Any, Any]:
     dicts = [{"PU_DO": f"{i % 7}_{i % 5}", "trip_distance": float(i % 11)} for i in range(len(frame))]
     dv = DictVectorizer()
     return dv, LinearRegression().fit(dv.fit_transform(dicts), target)
+
+
+class ColumnsModel:
+    """An estimator fed some of the frame's columns (pickled by reference to this module: in-process tests only)."""
+
+    def __init__(self, estimator: Any, columns: list[str]) -> None:
+        self.estimator, self.columns = estimator, columns
+        if hasattr(estimator, "classes_"):
+            self.classes_ = estimator.classes_
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        return self.estimator.predict(frame[self.columns])
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        return self.estimator.predict_proba(frame[self.columns])
+
+
+def binary_wine_folder(folder: Path) -> Path:
+    """Write a wine folder whose classifier answers the integer classes 0 and 1 (is it a barolo?)."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame, target = wine_frame()
+    fitted = LogisticRegression(max_iter=2000).fit(frame[["alcohol", "proline"]], (target == "barolo").astype(int))
+    folder = wine_folder(folder, "pickle", model=ColumnsModel(fitted, ["alcohol", "proline"]))
+    description = {
+        **WINE_DESCRIPTION,
+        "name": "barolo",
+        "classes": [0, 1],
+        "target": {"name": "is_barolo"},
+        "prediction": {"name": "prediction"},
+    }
+    (folder / "model.yaml").write_text(yaml.safe_dump(description, sort_keys=False))
+    return folder
 
 
 def row_of(frame: pd.DataFrame, index: int) -> dict[str, Any]:

@@ -153,9 +153,9 @@ def test_a_model_folder_is_served_logged_forwarded_and_labelled(services, backen
     alone = requests.post(f"{url}/feedback", json={"request_id": "nobody", **bad}, timeout=10)
     assert alone.status_code == 400 and alone.json()["details"][0]["field"] == target
     labelled = wait_until(
-        lambda: (d := list(collection.find({"request_id": {"$in": ids}, TARGET: {"$exists": True}})))
-        and len(d) == 6
-        and d,
+        lambda: (
+            (d := list(collection.find({"request_id": {"$in": ids}, TARGET: {"$exists": True}}))) and len(d) == 6 and d
+        ),
         timeout=20,
         what="labels on the documents",
     )

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from model_kinds import write_course_pickle, write_mlflow_dict_model, write_mlflow_frame_model
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LinearRegression
 from sklearn_models import (
     WINE_CLASSES,
-    WINE_DESCRIPTION,
+    ColumnsModel,
+    binary_wine_folder,
     diabetes_folder,
     diabetes_frame,
     foreign_course_pickle,
@@ -148,31 +148,11 @@ def test_any_object_with_predict_gets_a_frame_with_pandas_datetimes(tmp_path: Pa
 
 
 def test_a_classifier_with_integer_classes_answers_class_zero(tmp_path: Path) -> None:
-    frame, target = wine_frame()
-    binary = (target == "barolo").astype(int)  # 1 for barolo, 0 otherwise
-    fitted = LogisticRegression(max_iter=2000).fit(frame[["alcohol", "proline"]], binary)
-    folder = wine_folder(tmp_path / "binary", "pickle", model=_Columns(fitted, ["alcohol", "proline"]))
-    description = {**WINE_DESCRIPTION, "classes": [0, 1], "prediction": {"name": "prediction"}}
-    (folder / "model.yaml").write_text(yaml.safe_dump(description))
-    model = served(folder)
+    model = served(binary_wine_folder(tmp_path / "binary"))
+    frame, _ = wine_frame()
     answers = model.predict(frame.iloc[::10])
     assert set(answers.predictions) == {"0", "1"}
     assert all(set(p) == {"0", "1"} for p in answers.probabilities)
-
-
-class _Columns:
-    """An estimator fed a subset of the frame's columns (pickled in-process)."""
-
-    def __init__(self, estimator, columns) -> None:
-        self.estimator, self.columns = estimator, columns
-        if hasattr(estimator, "classes_"):
-            self.classes_ = estimator.classes_
-
-    def predict(self, frame):
-        return self.estimator.predict(frame[self.columns])
-
-    def predict_proba(self, frame):
-        return self.estimator.predict_proba(frame[self.columns])
 
 
 def broken_models(root: Path, artifact: Path) -> dict[str, tuple[Path, str]]:
@@ -226,7 +206,7 @@ def refused_folders(root: Path) -> dict[str, tuple[Path, str]]:
             diabetes_folder(root / "foreign_vectorizer", model=foreign_course_pickle()),
             "its DictVectorizer expects the features ['PU_DO', 'trip_distance']",
         ),
-        "not_finite": (diabetes_folder(root / "not_finite", model=_Columns(nan_model, ["bmi"])), "non-finite"),
+        "not_finite": (diabetes_folder(root / "not_finite", model=ColumnsModel(nan_model, ["bmi"])), "non-finite"),
         "other_classes": (wine_folder(root / "other_classes", model=other_classes), "not among the description's"),
     }
 
