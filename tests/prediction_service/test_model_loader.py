@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from model_kinds import write_course_pickle, write_mlflow_dict_model, write_mlflow_frame_model
+from model_kinds import course_features, write_course_pickle, write_mlflow_dict_model, write_mlflow_frame_model
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn_models import (
@@ -92,6 +92,20 @@ def test_the_course_model_gets_dicts_of_the_features(artifacts_dir: Path, taxi_m
     # The course's own PU_DO is no described feature: only trip_distance reaches it (a wrapper in the example
     # code would build it); the vocabulary shares a name with the description, so it is served.
     assert predictions.predictions == pytest.approx(list(expected))
+
+
+def test_the_wrapped_course_model_gets_the_courses_own_features(artifacts_dir: Path, taxi_models, tmp_path) -> None:
+    from ride_duration.course import main
+
+    wrapped = tmp_path / "model.pkl"
+    assert main([str(taxi_models["course"]), str(wrapped)]) == 0
+    model = served(artifacts_dir, wrapped)
+    with open(taxi_models["course"], "rb") as src:
+        dv, lr = pickle.load(src)  # noqa: S301 - written by the fixture
+    expected = lr.predict(dv.transform(course_features(pd.DataFrame([SHORT, LONG]))))
+    assert model.kind == "object" and model.version == load_model(taxi_models["course"], DESCRIPTION).version
+    answers = model.predict(feature_frame(DESCRIPTION, [SHORT, LONG])).predictions
+    assert answers == pytest.approx(list(np.maximum(expected, 1.0)))
 
 
 def test_versions_come_from_the_model_itself(artifacts_dir: Path, taxi_models, tmp_path: Path) -> None:
