@@ -56,12 +56,24 @@ class Answers:
 
 
 def feature_frame(description: ModelDescription, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Return the rows' features as a DataFrame in the description's order; datetimes as pandas datetimes."""
+    """Return the rows' features as a DataFrame in the description's order; datetimes as pandas datetimes,
+    numbers in numeric columns (a missing one is NaN)."""
     frame = pd.DataFrame.from_records(rows, columns=list(description.feature_names))
     for spec in description.features:
         if spec.kind is Kind.DATETIME:
-            frame[spec.name] = pd.to_datetime(frame[spec.name])
+            frame[spec.name] = _datetimes(frame[spec.name])
+        elif spec.python_type in (int, float) and frame[spec.name].dtype == object:
+            # A number missing in some row: NaN in a numeric column (as pandas reads it), not None in an object one.
+            frame[spec.name] = pd.to_numeric(frame[spec.name])
     return frame
+
+
+def _datetimes(values: pd.Series) -> pd.Series:
+    try:
+        return pd.to_datetime(values)
+    except pd.errors.OutOfBoundsDatetime:
+        # A valid ISO time outside 1677-2262 (year 1 is valid ISO): pandas' nanosecond clock cannot hold it.
+        return values.astype(object).astype("datetime64[us]")
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
