@@ -242,7 +242,8 @@ def main(argv: list[str]) -> int:
     try:
         for mode in modes:
             env = {
-                "MODEL_PATH": str(model_path),
+                "MODEL_DIR": str(model_path.parent),  # the trained folder (the service)
+                "MODEL_PATH": str(model_path),  # the bench's own baseline apps read the file
                 "MONGODB_URI": uri,
                 "MONGODB_DATABASE": f"bench_{mode}",
                 "EVIDENTLY_SERVICE_URL": sink.url,

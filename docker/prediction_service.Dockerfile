@@ -26,13 +26,14 @@ COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
 COPY monitoring_core/ monitoring_core/
+COPY models/ models/
 COPY ride_duration/ ride_duration/
 COPY service_common/ service_common/
 COPY prediction_service/ prediction_service/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app
 USER 10001:10001
-ENV PORT=9696 MODEL_PATH=/artifacts/model.pkl PREDICTION_SPOOL_DIR=/var/lib/prediction_service/spool
+ENV PORT=9696 MODEL_DIR=/artifacts PREDICTION_SPOOL_DIR=/var/lib/prediction_service/spool
 EXPOSE 9696
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/usr/local/lib/healthcheck.py", "http://127.0.0.1:9696/health"]

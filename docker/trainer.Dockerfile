@@ -27,6 +27,7 @@ COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
 COPY monitoring_core/ monitoring_core/
+COPY models/ models/
 COPY ride_duration/ ride_duration/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app

@@ -129,6 +129,22 @@ def start_service(
     return proc, url
 
 
+def start_prediction_service(
+    workdir: Path,
+    env: dict[str, str],
+    model_dir: Path | None = None,
+    port: int | None = None,
+    timeout: float = 60.0,
+) -> tuple[ManagedProcess, str]:
+    """Start the prediction service serving the model folder `model_dir` (else `env`'s MODEL_DIR, else the default).
+
+    The folder holds the model's `model.yaml`, its model file and `reference.parquet`; return the
+    process and its base URL once /health answers.
+    """
+    env = {**env, "MODEL_DIR": str(model_dir)} if model_dir is not None else env
+    return start_service("prediction_service", workdir, env, port=port, timeout=timeout)
+
+
 def prometheus_query(url: str, promql: str) -> list[dict]:
     """Run an instant PromQL query and return the result vector."""
     response = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5)

@@ -42,7 +42,7 @@ from local_stack.viewers import (
     start_evidently_ui,
     start_reports_server,
 )
-from monitoring_core.paths import ARTIFACTS_DIR, MODEL_FILE, REFERENCE_FILE
+from monitoring_core.paths import ARTIFACTS_DIR, REFERENCE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVIDENTLY_CONFIG = Path(__file__).resolve().parent / "demo_evidently.yaml"
@@ -183,7 +183,7 @@ def start_stack(
         if built("prediction_service"):
             env = {
                 **common,
-                "MODEL_PATH": str(artifacts_dir / MODEL_FILE),
+                "MODEL_DIR": str(artifacts_dir),
                 "EVIDENTLY_SERVICE_URL": stack.urls.get("evidently_service", "http://127.0.0.1:9"),
                 "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus_multiproc"),

@@ -86,7 +86,7 @@ class Stack:
         """Start the prediction service (on its previous port after a stop), with the same spool folder."""
         port = int(self.prediction_url.rsplit(":", 1)[1]) if self.prediction_url else None
         env = {
-            "MODEL_PATH": str(self.artifacts / "model.pkl"),
+            "MODEL_DIR": str(self.artifacts),
             "MONGODB_URI": self.mongo_uri,
             "MONGODB_DATABASE": self.database,
             "EVIDENTLY_SERVICE_URL": self.metrics_url,

@@ -1,4 +1,4 @@
-"""The prediction service: a Flask app serving the ride-duration model, logging and forwarding every prediction."""
+"""The prediction service: a Flask app serving one model folder (MODEL_DIR), logging and forwarding every prediction."""
 
 from __future__ import annotations
 

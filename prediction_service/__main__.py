@@ -69,13 +69,15 @@ def main() -> int:
     except ValueError as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
-    # Load (and test) the model once here, before any worker: a model that cannot serve stops the start with
-    # one line, instead of every gunicorn worker failing to boot over and over.
-    from ride_duration.model_loader import ModelLoadError, load_served_model
+    # Read the description and load (and check) the model once here, before any worker: a folder that
+    # cannot serve stops the start with one line, instead of every gunicorn worker failing to boot over and over.
+    from monitoring_core.description import DescriptionError
+    from monitoring_core.model_folder import load_model_folder
+    from prediction_service.model_loader import ModelLoadError, load_served_model
 
     try:
-        load_served_model(settings.model_path)
-    except ModelLoadError as exc:
+        load_served_model(load_model_folder(settings.model_dir), settings.model_path)
+    except (DescriptionError, ModelLoadError) as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
     if settings.spool_per_replica:

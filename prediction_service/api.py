@@ -1,4 +1,4 @@
-"""The HTTP API: /predict, /feedback, /health, /openapi.json, /metrics."""
+"""The HTTP API of the served model: /predict, /feedback, /health, /openapi.json, /metrics."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from monitoring_core.documents import prediction_document
 from monitoring_core.records import forwarded_row
 from monitoring_core.validation import ride_id
 from prediction_service import metrics
-from prediction_service.inputs import parse_rides
+from prediction_service.inputs import parse_rows
 from prediction_service.labels import read_feedback
+from prediction_service.model_loader import feature_frame
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
-from ride_duration.schema import FIELD_NAMES
 from service_common.auth import require_token
 from service_common.errors import json_error
 
@@ -26,26 +26,36 @@ bp = Blueprint("api", __name__)
 
 @bp.post("/predict")
 def predict():
-    """Predict the duration of one ride (a JSON object) or of a batch (a JSON list), all or nothing."""
+    """Predict one row (a JSON object) or a batch (a JSON list), all or nothing."""
     state = current_state()
     settings = state.settings
-    inputs, is_batch = parse_rides(request, settings.max_batch_rows, settings.unknown_fields)
-    fields = [_fields(item.ride) for item in inputs]
-    durations = state.model.predict_rides(fields)
+    description = state.description
+    inputs, is_batch = parse_rows(request, description, settings.max_batch_rows, settings.unknown_fields)
+    features = [_features(description.feature_names, item.row) for item in inputs]
+    answers_of_model = state.model.predict(feature_frame(description, features))
     served_at = utc_now_ms()
     version = state.model.version
+    name = state.model_name
+    probabilities = answers_of_model.probabilities or [None] * len(inputs)
+    columns = description.probability_columns
     answers, docs, rows = [], [], []
-    for item, values, duration in zip(inputs, fields, durations, strict=True):
-        request_id = ride_id(item.ride) or uuid.uuid4().hex
-        duration = float(duration)
+    for item, values, prediction, probs in zip(
+        inputs, features, answers_of_model.predictions, probabilities, strict=True
+    ):
+        request_id = ride_id(item.row) or uuid.uuid4().hex
+        values = _logged(values)
         unknown = item.unknown
-        answers.append({"request_id": request_id, "duration": duration, "model_version": version})
-        docs.append(
-            prediction_document(request_id, served_at, settings.model_name, version, values, duration, unknown.kept)
-        )
-        rows.append(forwarded_row(request_id, served_at, version, values, duration, unknown.names))
-        metrics.PREDICTED_DURATION.labels(settings.model_name).observe(duration * 60.0)
-    metrics.PREDICTIONS.labels(settings.model_name, version).inc(len(answers))
+        answer = {"request_id": request_id, "prediction": prediction, "model_version": version}
+        answer.update(dict.fromkeys(description.prediction.answer_keys, prediction))
+        outputs = {description.prediction_column: prediction}
+        if probs is not None:
+            answer["probabilities"] = probs
+            outputs.update({column: probs[cls] for cls, column in columns.items() if cls in probs})
+        answers.append(answer)
+        docs.append(prediction_document(request_id, served_at, name, version, values, outputs, unknown.kept))
+        rows.append(forwarded_row(request_id, served_at, version, values, outputs, unknown.names))
+    state.observe_predictions(answers_of_model.predictions)
+    metrics.PREDICTIONS.labels(name, version).inc(len(answers))
     state.unknown_fields.record([item.unknown for item in inputs])
     state.monitoring.record_predictions(docs, rows)
     return json_response(answers if is_batch else answers[0])
@@ -56,21 +66,22 @@ def json_response(payload: object) -> Response:
     return Response(json.dumps(payload, sort_keys=True, separators=(",", ":")) + "\n", mimetype="application/json")
 
 
-def _fields(ride: BaseModel) -> dict:
-    # Every schema field by name; datetimes as ISO strings, as clients sent them.
-    values = {}
-    for name in FIELD_NAMES:
-        value = getattr(ride, name)
-        values[name] = value.isoformat() if hasattr(value, "isoformat") else value
-    return values
+def _features(names: tuple[str, ...], row: BaseModel) -> dict:
+    # Every described feature by name, as validated (datetimes as datetimes, for the model).
+    return {name: getattr(row, name) for name in names}
+
+
+def _logged(values: dict) -> dict:
+    # Datetimes as ISO strings, as clients sent them, on the document and the forwarded row.
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}
 
 
 @bp.post("/feedback")
 @require_token
 def feedback():
-    """Queue ground truth for served predictions (`{"request_id", "duration"}` or a list); answer each item."""
+    """Queue ground truth for served predictions (`{"request_id", <target name>}` or a list); answer each item."""
     state = current_state()
-    call = read_feedback(request, state.settings.max_batch_rows * 10, utc_now_ms())
+    call = read_feedback(request, state.description, state.settings.max_batch_rows * 10, utc_now_ms())
     if not state.monitoring.record_labels(call.records):
         message = "too many labels are waiting to be written; send them again shortly"
         response, status = json_error(503, "busy", [{"field": "body", "message": message, "reason": "busy"}])
@@ -88,7 +99,7 @@ def health():
     return jsonify(
         {
             "status": "ok",
-            "model_name": state.settings.model_name,
+            "model_name": state.model_name,
             "model_version": state.model.version,
             "mongodb": {
                 "enabled": state.collection is not None,
@@ -106,7 +117,8 @@ def health():
 @bp.get("/openapi.json")
 def openapi():
     """Return the OpenAPI 3.1 document of this API."""
-    return jsonify(openapi_document(current_state().settings))
+    state = current_state()
+    return jsonify(openapi_document(state.settings, state.description))
 
 
 @bp.get("/metrics")

@@ -7,15 +7,16 @@ import time
 
 from flask import Flask, g, request
 
+from monitoring_core.model_folder import load_model_folder
 from prediction_service import EXTENSION, metrics, store
 from prediction_service.api import bp
 from prediction_service.health import DependencyProbe
 from prediction_service.inputs import InputError
+from prediction_service.model_loader import load_served_model
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from prediction_service.state import ServiceState
 from prediction_service.unknown_fields import UnknownFieldLog
-from ride_duration.model_loader import load_served_model
 from service_common.errors import json_error, register_error_handlers
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,22 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 def build_app(settings: Settings) -> Flask:
-    """Return the app for `settings`; background threads start on first use (after gunicorn forks)."""
+    """Return the app serving MODEL_DIR's model; background threads start on first use (after gunicorn forks).
+
+    A bad description raises DescriptionError, a model that cannot serve ModelLoadError (one line each).
+    """
     app = Flask("prediction_service")
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, MONITORING_TOKEN=settings.monitoring_token)
-    model = load_served_model(settings.model_path)
+    folder = load_model_folder(settings.model_dir)
+    model = load_served_model(folder, settings.model_path)
+    name = folder.name
     mongo = store.connect(settings) if settings.log_to_mongodb else None
     collection = store.predictions(mongo, settings) if mongo is not None else None
     app.extensions[EXTENSION] = ServiceState(
         settings=settings,
+        description=folder.description,
         model=model,
-        monitoring=Monitoring(settings),
+        monitoring=Monitoring(settings, folder.description),
         probe=DependencyProbe(
             mongo,
             settings.evidently_service_url if settings.forward_to_metrics else None,
@@ -41,9 +48,9 @@ def build_app(settings: Settings) -> Flask:
         ),
         mongo=mongo,
         collection=collection,
-        unknown_fields=UnknownFieldLog(settings.model_name, settings.unknown_fields),
+        unknown_fields=UnknownFieldLog(name, settings.unknown_fields),
     )
-    metrics.MODEL_INFO.labels(settings.model_name, model.version).set(1)
+    metrics.MODEL_INFO.labels(name, model.version).set(1)
     register_error_handlers(app)
     _register_input_errors(app)
     _register_request_metrics(app)

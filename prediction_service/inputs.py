@@ -1,4 +1,4 @@
-"""Read and validate request bodies: content type, size, JSON, one ride or a batch; errors name the field."""
+"""Read and validate request bodies: content type, size, JSON, one row or a batch; errors name the field."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from flask import Request
 from pydantic import BaseModel, ValidationError
 
+from monitoring_core.description import REQUEST_ID, ModelDescription
 from monitoring_core.unknown_fields import NONE, UnknownFields, bound_unknown
-from monitoring_core.validation import CLIENT_ID, error_details, ride_id, split_unknown, validate_ride
-from ride_duration.schema import REQUEST_ID
+from monitoring_core.validation import CLIENT_ID, error_details, ride_id, split_unknown, validate_request
 from service_common.body import BodyError, read_json_body
 
 _BODY_MESSAGES = {
@@ -109,33 +109,33 @@ def _duplicate_ids(models: list[BaseModel], is_batch: bool) -> list[dict[str, st
 
 
 @dataclass(frozen=True)
-class RideInput:
-    """One validated ride and the fields it carried outside the schema."""
+class RowInput:
+    """One validated request row and the fields it carried outside the model's."""
 
-    ride: BaseModel
+    row: BaseModel
     unknown: UnknownFields = NONE
 
 
-def parse_rides(request: Request, max_rows: int, unknown_fields: str = "keep") -> tuple[list[RideInput], bool]:
-    """Return the validated rides of a /predict body and whether it was a batch.
+def parse_rows(
+    request: Request, description: ModelDescription, max_rows: int, unknown_fields: str = "keep"
+) -> tuple[list[RowInput], bool]:
+    """Return the validated rows of a /predict body and whether it was a batch.
 
     `unknown_fields` is the UNKNOWN_FIELDS policy: `reject` validates the whole object (an unknown
-    field is a 400 `unknown_field`); `keep` and `ignore` validate the schema's keys and set the
+    field is a 400 `unknown_field`); `keep` and `ignore` validate the description's keys and set the
     others aside (bounded), keeping their values only with `keep`.
     """
-    items, is_batch = as_items(read_json(request), max_rows, "rides")
+    items, is_batch = as_items(read_json(request), max_rows, "rows")
     extras: list[dict[str, Any]] = []
     if unknown_fields != "reject":
-        split = [split_unknown(item) if isinstance(item, dict) else (item, {}) for item in items]
+        split = [split_unknown(description, item) if isinstance(item, dict) else (item, {}) for item in items]
         items, extras = [known for known, _ in split], [unknown for _, unknown in split]
-    rides = validate_items(items, is_batch, validate_ride, "ride")
-    repeated = _duplicate_ids(rides, is_batch)
+    rows = validate_items(items, is_batch, lambda body: validate_request(description, body), "row")
+    repeated = _duplicate_ids(rows, is_batch)
     if repeated:
-        # 409, not 400: every ride is valid on its own (the schema cannot say "ids unique"), they conflict.
+        # 409, not 400: every row is valid on its own (the schema cannot say "ids unique"), they conflict.
         raise InputError(409, "request_id used twice in one call", repeated)
     if not extras:
-        return [RideInput(ride) for ride in rides], is_batch
+        return [RowInput(row) for row in rows], is_batch
     keep = unknown_fields == "keep"
-    return [
-        RideInput(ride, bound_unknown(unknown, keep)) for ride, unknown in zip(rides, extras, strict=True)
-    ], is_batch
+    return [RowInput(row, bound_unknown(unknown, keep)) for row, unknown in zip(rows, extras, strict=True)], is_batch

@@ -23,13 +23,13 @@ from flask import Request
 from pydantic import ValidationError
 from pymongo.collection import Collection
 
+from monitoring_core.description import REQUEST_ID, ModelDescription
 from monitoring_core.documents import TARGET, label_fields, unlabelled
-from monitoring_core.records import DUPLICATE, INVALID, QUEUED, Label, label_item
+from monitoring_core.records import DUPLICATE, INVALID, QUEUED, label_item, label_model, label_value
 from monitoring_core.validation import error_details
 from prediction_service import metrics
 from prediction_service.inputs import InputError, as_items, read_json
 from prediction_service.settings import Settings
-from ride_duration.schema import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ _READ_CHUNK = 500  # ids per `$in` read
 MAX_RETRY_DELAY_SECONDS = 30.0
 
 
-def label_record(request_id: str, target: float, arrived: datetime) -> dict[str, Any]:
-    """Return the writer's record of one label: its id, minutes, arrival time (ms, UTC) and retry state."""
+def label_record(request_id: str, target: Any, arrived: datetime) -> dict[str, Any]:
+    """Return the writer's record of one label: its id, observed target, arrival time (ms, UTC) and retry state.
+
+    The target is a number (regression) or a class's text (classification), as `label_model` typed it;
+    it is stored under the document's `target` key whatever the target's name.
+    """
     return {
         "op": OP,
         REQUEST_ID: request_id,
@@ -82,13 +86,14 @@ class FeedbackCall:
         }
 
 
-def read_feedback(request: Request, max_rows: int, arrived: datetime) -> FeedbackCall:
+def read_feedback(request: Request, description: ModelDescription, max_rows: int, arrived: datetime) -> FeedbackCall:
     """Validate a /feedback body item by item; raise InputError when nothing in it can be recorded.
 
     A single label that is invalid, a list without one valid label, an empty or oversized list
     and an unreadable body are 4xx as a whole; otherwise every item gets its own outcome.
     """
     items, is_batch = as_items(read_json(request), max_rows, "labels")
+    model = label_model(description)
     call = FeedbackCall()
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -99,7 +104,7 @@ def read_feedback(request: Request, max_rows: int, arrived: datetime) -> Feedbac
             call.details.extend(problems)
             continue
         try:
-            label = Label.model_validate(item)
+            label = model.model_validate(item)
         except ValidationError as exc:
             problems = error_details(exc, prefix)
             call.items.append(label_item(index, item.get(REQUEST_ID), INVALID, problems))
@@ -109,7 +114,7 @@ def read_feedback(request: Request, max_rows: int, arrived: datetime) -> Feedbac
             call.items.append(label_item(index, label.request_id, DUPLICATE))
             continue
         seen.add(label.request_id)
-        call.records.append(label_record(label.request_id, float(label.duration), arrived))
+        call.records.append(label_record(label.request_id, label_value(description, label), arrived))
         call.items.append(label_item(index, label.request_id, QUEUED))
     if not call.records:
         metrics.FEEDBACK.labels(INVALID).inc(len(items))

@@ -29,13 +29,19 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 PREDICTIONS = Counter(
-    "prediction_predictions_total", "Predictions served; a batch call counts each ride.", ["model", "model_version"]
+    "prediction_predictions_total", "Predictions served; a batch call counts each row.", ["model", "model_version"]
 )
 PREDICTED_DURATION = Histogram(
     "prediction_predicted_duration_seconds",
-    "Distribution of the predicted ride duration.",
+    "Distribution of the predicted duration, for a regression model whose prediction unit is a time "
+    "(seconds, minutes or hours in its description).",
     ["model"],
     buckets=(60, 180, 300, 450, 600, 900, 1200, 1500, 1800, 2400, 3000, 3600, 5400),
+)
+PREDICTED_CLASSES = Counter(
+    "prediction_predicted_class_total",
+    "Predictions served by a classification model, by predicted class (the description's classes).",
+    ["model", "class"],
 )
 REJECTED_INPUTS = Counter(
     "prediction_rejected_inputs_total",
@@ -44,8 +50,8 @@ REJECTED_INPUTS = Counter(
 )
 UNKNOWN_FIELDS = Counter(
     "prediction_unknown_fields_total",
-    "Fields outside the schema in served rides, by outcome: kept on the logged document, ignored "
-    "(UNKNOWN_FIELDS=ignore), or dropped over the per-ride bound; field names are in the log and in the "
+    "Fields outside the model's description in served rows, by outcome: kept on the logged document, ignored "
+    "(UNKNOWN_FIELDS=ignore), or dropped over the per-row bound; field names are in the log and in the "
     "metrics service's evidently_unknown_field_rows.",
     ["model", "outcome"],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from monitoring_core.description import ModelDescription
 from monitoring_core.records import forwarded_label
 from prediction_service.forwarder import Forwarder
 from prediction_service.mongo_sink import MongoSink
@@ -24,8 +25,9 @@ def utc_now_ms() -> datetime:
 class Monitoring:
     """Per-worker pipelines that take predictions and labels off the request path."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, description: ModelDescription) -> None:
         self.settings = settings
+        self.description = description
         self.spool = Spool(settings.spool_dir, settings.spool_capacity_records) if settings.log_to_mongodb else None
         self.sink: MongoSink | None = None
         self.rows: Forwarder | None = None
@@ -43,8 +45,8 @@ class Monitoring:
                 retries=settings.forward_retries,
                 token=settings.monitoring_token,
             )
-            self.rows = Forwarder(f"{base}/iterate/{settings.model_name}", "forward", **common)
-            self.labels = Forwarder(f"{base}/feedback/{settings.model_name}", "feedback", **common)
+            self.rows = Forwarder(f"{base}/iterate/{description.name}", "forward", **common)
+            self.labels = Forwarder(f"{base}/feedback/{description.name}", "feedback", **common)
 
     def start(self) -> None:
         """Start the background threads of this worker (they also start on first use)."""
@@ -73,7 +75,12 @@ class Monitoring:
     def _forward_labels(self, records: list[dict]) -> None:
         # Called by the writer thread with the labels that won their document.
         if self.labels is not None and records:
-            self.labels.submit([_forwarded(r) for r in records])
+            self.labels.submit(
+                [
+                    forwarded_label(self.description, r["request_id"], r["target"], r["target_timestamp"])
+                    for r in records
+                ]
+            )
 
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
@@ -93,7 +100,3 @@ class Monitoring:
                     part.close()
                 except Exception:  # noqa: BLE001 - closing one part must not stop the others
                     log.exception("closing a monitoring pipeline failed")
-
-
-def _forwarded(record: dict) -> dict:
-    return forwarded_label(record["request_id"], record["target"], record["target_timestamp"])

@@ -1,11 +1,12 @@
-"""The OpenAPI 3.1 document of the API, generated from the same pydantic models that validate requests."""
+"""The OpenAPI 3.1 document of the API, generated from the model's description by the pydantic models that validate."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from monitoring_core.records import DUPLICATE, INVALID, QUEUED, Label
-from monitoring_core.validation import ride_model
+from monitoring_core.description import ModelDescription
+from monitoring_core.records import DUPLICATE, INVALID, QUEUED, label_model
+from monitoring_core.validation import request_model
 from prediction_service.settings import Settings
 
 _REF = "#/components/schemas/{model}"
@@ -25,26 +26,48 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json({"$ref": _REF.format(model="Error")})}
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
-    """Return the OpenAPI document, with the batch limits of `settings`."""
-    ride, ride_defs = _schema(ride_model())
+def prediction_schema(description: ModelDescription) -> dict[str, Any]:
+    """Return the schema of one /predict answer: the prediction typed by the task, its answer keys, probabilities."""
+    unit = f" ({description.prediction.unit})" if description.prediction.unit else ""
+    if description.is_classification:
+        value: dict[str, Any] = {"enum": list(description.class_keys), "description": "predicted class"}
+    else:
+        value = {"type": "number", "description": f"predicted {description.target.name}{unit}"}
+    properties: dict[str, Any] = {
+        "request_id": {"type": "string"},
+        "prediction": value,
+        **{
+            key: {**value, "description": f"the prediction again (kept for existing clients){unit}"}
+            for key in description.prediction.answer_keys
+        },
+        "model_version": {"type": "string"},
+    }
+    if description.is_classification:
+        properties["probabilities"] = {
+            "type": "object",
+            "description": "probability of each class (when the model gives probabilities)",
+            "properties": {cls: {"type": "number", "minimum": 0, "maximum": 1} for cls in description.class_keys},
+            "additionalProperties": False,
+        }
+    return {
+        "type": "object",
+        "required": ["request_id", "prediction", *description.prediction.answer_keys, "model_version"],
+        "properties": properties,
+    }
+
+
+def openapi_document(settings: Settings, description: ModelDescription) -> dict[str, Any]:
+    """Return the OpenAPI document of the model `description` describes, with the batch limits of `settings`."""
+    row, row_defs = _schema(request_model(description))
     if settings.unknown_fields != "reject":
         # UNKNOWN_FIELDS=keep|ignore: any other field is served (kept on the logged document, or ignored).
-        ride["additionalProperties"] = True
-        ride["description"] = (
-            f"{ride.get('description', '')} Fields outside these are accepted and "
+        row["additionalProperties"] = True
+        row["description"] = (
+            f"{row.get('description', '')} Fields outside these are accepted and "
             + ("kept on the logged document (bounded)." if settings.unknown_fields == "keep" else "ignored.")
         ).strip()
-    label, label_defs = _schema(Label)
-    prediction = {
-        "type": "object",
-        "required": ["request_id", "duration", "model_version"],
-        "properties": {
-            "request_id": {"type": "string"},
-            "duration": {"type": "number", "description": "minutes"},
-            "model_version": {"type": "string"},
-        },
-    }
+    label, label_defs = _schema(label_model(description))
+    prediction = prediction_schema(description)
     problem = {
         "type": "object",
         "required": ["field", "message"],
@@ -96,26 +119,30 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
     document = {
         "openapi": "3.1.0",
-        "info": {"title": "Ride-duration prediction service", "version": "1.0.0"},
+        "info": {
+            "title": f"Prediction service: {description.name} ({description.task.value})",
+            "description": description.description,
+            "version": "1.0.0",
+        },
         "paths": {
             "/predict": {
                 "post": {
-                    "summary": "Predict the duration of one ride, or of a batch of rides in order",
+                    "summary": f"Predict {description.name} for one row, or for a batch of rows in order",
                     "description": (
-                        "A batch is all or nothing: when any ride is invalid, none is served and the 400 names "
-                        "every invalid ride by its index (`2.trip_distance`)."
+                        "A batch is all or nothing: when any row is invalid, none is served and the 400 names "
+                        f"every invalid row by its index (`2.{description.feature_names[0]}`)."
                     ),
                     "requestBody": {
                         "required": True,
                         "content": _json(
                             {
                                 "oneOf": [
-                                    {"$ref": _REF.format(model="Ride")},
+                                    {"$ref": _REF.format(model="Request")},
                                     {
                                         "type": "array",
                                         "minItems": 1,
                                         "maxItems": settings.max_batch_rows,
-                                        "items": {"$ref": _REF.format(model="Ride")},
+                                        "items": {"$ref": _REF.format(model="Request")},
                                     },
                                 ]
                             }
@@ -139,7 +166,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             },
             "/feedback": {
                 "post": {
-                    "summary": "Queue the observed duration of served predictions (first label per id wins)",
+                    "summary": f"Queue the observed {description.target.name} of served {description.name} "
+                    "predictions (first label per id wins)",
                     "description": "Answered at once, item by item; the labels are written in the background. "
                     "A list is answered per item as long as one item is a valid Label; the others are "
                     "answered `invalid` with their problems.",
@@ -204,9 +232,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
-                **ride_defs,
+                **row_defs,
                 **label_defs,
-                "Ride": ride,
+                "Request": row,
                 "Label": label,
                 "Prediction": prediction,
                 "Problem": problem,

@@ -9,8 +9,7 @@ from typing import Literal, Self
 
 from pydantic import field_validator, model_validator
 
-from monitoring_core.paths import DEFAULT_MODEL_PATH
-from monitoring_core.settings import Flag, ModelSettings, MongoSettings, ServerSettings, TokenSettings, env, port
+from monitoring_core.settings import Flag, ModelDirSettings, MongoSettings, ServerSettings, TokenSettings, env, port
 
 
 def _default_spool_dir(mongodb_uri: str, mongodb_database: str) -> Path:
@@ -19,10 +18,11 @@ def _default_spool_dir(mongodb_uri: str, mongodb_database: str) -> Path:
     return Path(tempfile.gettempdir()) / f"prediction_service_spool-{digest}"
 
 
-class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
+class Settings(ServerSettings, ModelDirSettings, MongoSettings, TokenSettings):
     """Everything the service reads from its environment (see docs/prediction_service.md "Settings")."""
 
-    model_path: Path = env("MODEL_PATH", DEFAULT_MODEL_PATH)
+    # The model served is MODEL_DIR's (its description, model file and reference); this overrides its file.
+    model_path: Path | None = env("MODEL_PATH", None)
     evidently_service_url: str = env("EVIDENTLY_SERVICE_URL", "http://127.0.0.1:8085", min_length=1)
     port: int = port(9696)
     workers: int = env("WORKERS", 2, ge=1)
@@ -30,7 +30,7 @@ class Settings(ServerSettings, ModelSettings, MongoSettings, TokenSettings):
     # Input limits.
     max_body_bytes: int = env("PREDICTION_MAX_BODY_BYTES", 256 * 1024, ge=1)
     max_batch_rows: int = env("PREDICTION_MAX_BATCH_ROWS", 100, ge=1)
-    # Fields outside the schema: keep them on the logged document, ignore them, or reject the ride (400).
+    # Fields outside the schema: keep them on the logged document, ignore them, or reject the row (400).
     unknown_fields: Literal["keep", "ignore", "reject"] = env("UNKNOWN_FIELDS", "keep")
     # Switches: the benchmark's bare mode turns logging and forwarding off.
     log_to_mongodb: Flag = env("PREDICTION_LOG_TO_MONGODB", True)

@@ -21,7 +21,7 @@ def ride_features(ride: dict) -> dict:
         f"trip_distance_{borough_of(ride['PULocationID'])}": distance,
     }
     pickup = ride.get(DATETIME_FIELD)
-    if pickup is not None and not (isinstance(pickup, float) and math.isnan(pickup)):
+    if pickup is not None and not pd.isna(pickup):
         ts = pd.Timestamp(pickup)
         if ts.tzinfo is not None:  # an offset: the features are New York local time, as in the TLC data
             ts = pd.Timestamp(local_time(ts.to_pydatetime()))

@@ -32,6 +32,10 @@ class RideDurationModel:
         """Predict the duration in minutes of every row of a frame of raw rides."""
         return _plausible(self.pipeline.predict(frame_features(frame)))
 
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predict the minutes of every row of a frame of the described features (what the service calls)."""
+        return self.predict_frame(frame)
+
 
 def _plausible(minutes: np.ndarray) -> np.ndarray:
     # A linear model extrapolates below zero for zero-distance rides; no ride is shorter
@@ -45,11 +49,11 @@ def fingerprint(pipeline: Pipeline) -> str:
 
 
 def save_model(model: RideDurationModel, path: Path) -> None:
-    """Write the model artifact atomically."""
+    """Write the model artifact atomically: the pickled model object (the service calls its `predict(frame)`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as out:
-        pickle.dump({"pipeline": model.pipeline, "version": model.version, "info": model.info}, out, protocol=5)
+        pickle.dump(model, out, protocol=5)
     tmp.replace(path)
 
 
@@ -60,4 +64,7 @@ def load_model(path: Path | str) -> RideDurationModel:
         raise FileNotFoundError(f"no model at {path}: run `python -m ride_duration.train` first")
     with open(path, "rb") as src:
         data = pickle.load(src)  # noqa: S301 - our own artifact, written by train
+    if isinstance(data, RideDurationModel):
+        return data
+    # Artifacts of the first releases: a dict of the pipeline and its facts.
     return RideDurationModel(pipeline=data["pipeline"], version=data["version"], info=data.get("info", {}))

@@ -1,4 +1,4 @@
-"""Build the reference dataset for any model `MODEL_PATH` accepts (yours too): rides, their target, its predictions.
+"""Build the reference dataset for any model the service serves (yours too): rides, their target, its predictions.
 
 `python -m ride_duration.train` writes a reference for the model it trains. For a model trained
 elsewhere (an MLflow model, the course's `lin_reg.bin`) the metrics service needs a reference of
@@ -11,39 +11,24 @@ that model's own predictions, labelled with its version, or prediction drift and
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from monitoring_core.reference import write_reference
+from prediction_service.model_loader import ModelLoadError, ServedModel, feature_frame, load_model
 from ride_duration import tlc
-from ride_duration.model_loader import ModelLoadError, ServedModel, load_served_model
-from ride_duration.schema import DATETIME_FIELD, FIELD_NAMES, PREDICTION, TARGET
+from ride_duration.schema import DESCRIPTION, FIELD_NAMES, PREDICTION, TARGET
 from ride_duration.synthetic import generate_trips
 
 DEFAULT_ROWS = 5_000
 
 
-def api_rides(frame: pd.DataFrame) -> list[dict]:
-    """Return the rows of a frame as the service passes rides to a model: schema fields, ISO times, None if missing."""
-    rides = []
-    for record in frame[list(FIELD_NAMES)].to_dict(orient="records"):
-        ride = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-        pickup = ride.get(DATETIME_FIELD)
-        if pickup is not None and hasattr(pickup, "isoformat"):
-            ride[DATETIME_FIELD] = pickup.isoformat()
-        if ride.get("passenger_count") is not None:
-            ride["passenger_count"] = int(ride["passenger_count"])
-        rides.append(ride)
-    return rides
-
-
 def build_reference(model: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Return `frame`'s schema fields and target with `model`'s prediction of every row."""
+    """Return `frame`'s features and target with `model`'s prediction of every row."""
     reference = frame[[*FIELD_NAMES, TARGET]].reset_index(drop=True).copy()
-    reference[PREDICTION] = model.predict_rides(api_rides(reference))
+    reference[PREDICTION] = model.predict(feature_frame(DESCRIPTION, reference.to_dict(orient="records"))).predictions
     return reference
 
 
@@ -51,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, predict the rides with the model and write the reference."""
     parser = argparse.ArgumentParser(description="Write a reference dataset with a model's own predictions.")
     parser.add_argument(
-        "--model", type=Path, required=True, help="a MODEL_PATH: our artifact, MLflow dir, course pickle"
+        "--model", type=Path, required=True, help="a model file: our artifact, an MLflow folder, the course's pickle"
     )
     parser.add_argument("--data", type=Path, help="a TLC green-taxi parquet file (default: synthetic trips)")
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rides in the reference (sampled)")
@@ -59,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reference.parquet"), help="where to write the reference")
     args = parser.parse_args(argv)
     try:
-        model = load_served_model(args.model)
+        model = load_model(args.model, DESCRIPTION)
         if args.data is not None:
             frame = tlc.load_tlc(args.data)
             frame = frame.sample(min(args.rows, len(frame)), random_state=args.seed)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import root_mean_squared_error
 from sklearn.pipeline import make_pipeline
 
+from monitoring_core.model_folder import DESCRIPTION_FILE
 from monitoring_core.paths import DEFAULT_MODEL_DIR, MODEL_FILE, REFERENCE_FILE
 from monitoring_core.reference import write_reference
 from ride_duration import tlc
@@ -87,6 +89,10 @@ def train(source: str, rows: int, seed: int, out_dir: Path, month: str, data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir / MODEL_FILE)
     write_reference(reference, out_dir / REFERENCE_FILE, version)
+    description = out_dir / DESCRIPTION_FILE
+    if not description.exists() or not description.samefile(DEFAULT_MODEL_DIR / DESCRIPTION_FILE):
+        # A complete model folder wherever it is written: the service serves MODEL_DIR=out_dir as it is.
+        shutil.copyfile(DEFAULT_MODEL_DIR / DESCRIPTION_FILE, description)
     _step(f"wrote {out_dir / MODEL_FILE} (version {version}) and {out_dir / REFERENCE_FILE} ({len(reference)} rows)")
     _step(f"done in {time.perf_counter() - started:.1f}s")
     return {"version": version, **info}

@@ -51,7 +51,7 @@ def two_replicas(tmp_path: Path, artifacts_dir: Path, mongo, prometheus_factory)
     _, uri = mongo
     sink = Recorder(keep_bodies=False).start()
     env = {
-        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_DIR": str(artifacts_dir),
         "MONGODB_URI": uri,
         "MONGODB_DATABASE": "replicas",
         "EVIDENTLY_SERVICE_URL": sink.url,

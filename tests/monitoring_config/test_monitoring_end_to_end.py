@@ -203,7 +203,7 @@ def stack(
         "MONITORING_TOKEN": TOKEN,
     }
     prediction_env = {
-        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_DIR": str(artifacts_dir),
         "MODEL_NAME": MODEL,
         "MONGODB_URI": mongo_uri,
         "MONGODB_DATABASE": "end_to_end",

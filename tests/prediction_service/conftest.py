@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prediction_support import Stack, service_env
 
-from local_stack.components import start_mongo, start_service
+from local_stack.components import start_mongo, start_prediction_service
 from local_stack.recorder import Recorder
 from prediction_service import create_app
 from prediction_service.settings import Settings
@@ -18,7 +18,7 @@ from prediction_service.settings import Settings
 def offline_settings(artifacts_dir: Path, tmp_path: Path) -> Settings:
     """Settings with logging and forwarding off: the API alone, no dependencies."""
     return Settings(
-        model_path=artifacts_dir / "model.pkl",
+        model_dir=artifacts_dir,
         log_to_mongodb=False,
         forward_to_metrics=False,
         spool_dir=tmp_path / "spool",
@@ -48,7 +48,7 @@ def recorder() -> Iterator[Recorder]:
 @pytest.fixture
 def stack_env(artifacts_dir: Path, tmp_path: Path, mongo, recorder: Recorder) -> dict[str, str]:
     """The environment of a fresh service using the `mongo` fixture and the recorder."""
-    return service_env(artifacts_dir / "model.pkl", tmp_path, mongo[1], recorder)
+    return service_env(artifacts_dir, tmp_path, mongo[1], recorder)
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def shared_stack(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     workdir = tmp_path_factory.mktemp("shared_stack")
     mongo_proc, uri = start_mongo(workdir / "mongo")
     rec = Recorder().start()
-    env = service_env(artifacts_dir / "model.pkl", workdir, uri, rec)
-    proc, url = start_service("prediction_service", workdir / "services", env)
+    env = service_env(artifacts_dir, workdir, uri, rec)
+    proc, url = start_prediction_service(workdir / "services", env, model_dir=artifacts_dir)
     yield Stack(proc, url, mongo_proc, uri, rec, env)
     proc.stop()
     rec.stop()

@@ -1,4 +1,4 @@
-"""Models of every kind MODEL_PATH accepts, trained on synthetic trips, plus broken ones."""
+"""Models of every kind the service serves, trained on synthetic trips for the taxi example's description."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def write_mlflow_dict_model(path: Path) -> Path:
 
     frame = trips()
     pipeline = make_pipeline(DictVectorizer(), LinearRegression()).fit(course_features(frame), frame["duration"])
-    mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
+    mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle", pip_requirements=[])
     return path
 
 
@@ -52,6 +52,10 @@ def write_mlflow_frame_model(path: Path, columns: tuple[str, ...] = ("trip_dista
     model = LinearRegression().fit(frame[["trip_distance"]], frame["duration"])
     inputs = pd.DataFrame({c: frame.get(c, 1.0) for c in columns})
     mlflow.sklearn.save_model(
-        model, str(path), serialization_format="cloudpickle", signature=infer_signature(inputs, frame["duration"])
+        model,
+        str(path),
+        serialization_format="cloudpickle",
+        signature=infer_signature(inputs, frame["duration"]),
+        pip_requirements=[],
     )
     return path

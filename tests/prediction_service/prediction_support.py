@@ -55,10 +55,11 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def service_env(model_path: Path, workdir: Path, mongo_uri: str, recorder: Recorder) -> dict[str, str]:
-    """Return the environment of a service writing to `mongo_uri` and forwarding to `recorder`."""
+def service_env(model_dir: Path, workdir: Path, mongo_uri: str, recorder: Recorder) -> dict[str, str]:
+    """Return the environment of a service serving the model folder `model_dir`, writing to `mongo_uri`
+    and forwarding to `recorder`."""
     return {
-        "MODEL_PATH": str(model_path),
+        "MODEL_DIR": str(model_dir),
         "MONGODB_URI": mongo_uri,
         "EVIDENTLY_SERVICE_URL": recorder.url,
         "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
@@ -78,7 +79,7 @@ def stack_on_persistent_mongo(
     from local_stack.components import start_mongo
 
     mongo, uri = start_mongo(tmp_path / "mongo", data_dir=tmp_path / "mongo-data")
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env = service_env(artifacts_dir, tmp_path, uri, recorder)
     env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
     proc, url = service_factory("prediction_service", env)
     return Stack(proc, url, mongo, uri, recorder, env), int(uri.rsplit(":", 1)[1])

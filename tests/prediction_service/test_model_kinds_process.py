@@ -1,4 +1,5 @@
-"""Each MODEL_PATH kind served by the real process, and every broken one stopping the start with one line."""
+"""Each taxi model kind served by the real process (MODEL_PATH in the taxi folder), and every broken one
+stopping the start with one line."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ pytestmark = pytest.mark.integration
 LONG = {**RIDE, "DOLocationID": 42, "trip_distance": 6.5}
 
 
-def offline_env(model_path: Path, workdir: Path) -> dict[str, str]:
+def offline_env(model_dir: Path, workdir: Path, model_path: Path | None = None) -> dict[str, str]:
+    """Return the environment of a service without MongoDB and metrics service, serving `model_dir`."""
     return {
-        "MODEL_PATH": str(model_path),
+        "MODEL_DIR": str(model_dir),
+        **({"MODEL_PATH": str(model_path)} if model_path is not None else {}),
         "PREDICTION_LOG_TO_MONGODB": "false",
         "PREDICTION_FORWARD_TO_METRICS": "false",
         "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
@@ -39,10 +42,10 @@ def test_each_model_kind_is_served_by_the_real_process(
         "course": lambda: write_course_pickle(tmp_path / "lin_reg.bin"),
         "mlflow": lambda: write_mlflow_dict_model(tmp_path / "mlflow_model"),
     }[kind]()
-    _, url = service_factory("prediction_service", offline_env(path, tmp_path))
+    _, url = service_factory("prediction_service", offline_env(artifacts_dir, tmp_path, path))
     short = requests.post(f"{url}/predict", json=RIDE, timeout=10).json()
     long = requests.post(f"{url}/predict", json=LONG, timeout=10).json()
-    assert 1 <= short["duration"] < long["duration"] < 60
+    assert short["duration"] == short["prediction"] and short["duration"] < long["duration"] < 60
     version = short["model_version"]
     assert version.startswith({"ride_duration": "synthetic-", "course": "course-", "mlflow": "mlflow-"}[kind])
     assert requests.get(f"{url}/health", timeout=5).json()["model_version"] == version
@@ -56,7 +59,7 @@ def test_a_model_that_cannot_load_stops_the_start_with_one_line(artifacts_dir: P
     # Every kind of failure is covered in process by test_model_loader; here one of each family, end to end.
     for name in ("missing", "truncated", "broken_mlflow"):
         path, phrase = broken[name]
-        env = {**os.environ, **offline_env(path, tmp_path), "PORT": "0"}
+        env = {**os.environ, **offline_env(artifacts_dir, tmp_path, path), "PORT": "0"}
         # A safety bound only: the process exits as soon as the model fails, before gunicorn starts.
         done = subprocess.run(
             [sys.executable, "-m", "prediction_service"], env=env, capture_output=True, text=True, timeout=120

@@ -18,11 +18,13 @@ def rejected(endpoint: str, reason: str) -> float:
     )
 
 
-def test_predict_answers_id_duration_and_version(client) -> None:
+def test_predict_answers_id_prediction_duration_and_version(client) -> None:
     response = client.post("/predict", json=RIDE)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"request_id", "duration", "model_version"}
+    # `duration` is the taxi description's answer key: existing clients read it, unchanged.
+    assert set(body) == {"request_id", "prediction", "duration", "model_version"}
+    assert body["duration"] == body["prediction"]
     assert 1 < body["duration"] < 120 and body["model_version"].startswith("synthetic-")
     assert len(body["request_id"]) >= 16
 
@@ -90,7 +92,7 @@ BAD_INPUTS = [
     ),
     ("bad request id", json.dumps({**RIDE, "request_id": "a b"}), None, 400, "request_id", "invalid_value"),
     (
-        "invalid ride in batch",
+        "invalid row in batch",
         json.dumps([RIDE, {**RIDE, "trip_distance": -1}]),
         None,
         400,
@@ -152,7 +154,7 @@ def test_bad_input_gets_4xx_naming_field_and_is_counted(
     assert rejected("/predict", reason) == before + 1
 
 
-def test_every_problem_of_a_ride_is_reported_and_each_reason_counted_once(client) -> None:
+def test_every_problem_of_a_row_is_reported_and_each_reason_counted_once(client) -> None:
     before = {r: rejected("/predict", r) for r in ("missing_field", "out_of_range")}
     body = {"trip_distance": -1, "passenger_count": 99}
     details = client.post("/predict", json=body).get_json()["details"]

@@ -34,7 +34,7 @@ def label_stack(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     workdir = tmp_path_factory.mktemp("label_stack")
     mongo_proc, uri = start_mongo(workdir / "mongo")
     rec = Recorder().start()
-    env = {**service_env(artifacts_dir / "model.pkl", workdir, uri, rec)}
+    env = {**service_env(artifacts_dir, workdir, uri, rec)}
     env["PREDICTION_LABEL_RETRY_SECONDS"] = str(HORIZON_SECONDS)
     proc, url = start_service("prediction_service", workdir / "services", env)
     yield Stack(proc, url, mongo_proc, uri, rec, env)

@@ -55,7 +55,7 @@ def test_a_slot_held_by_another_process_is_skipped(tmp_path: Path) -> None:
 def test_two_services_on_one_spool_folder_spool_apart(tmp_path: Path, artifacts_dir: Path, service_factory) -> None:
     shared = tmp_path / "volume"
     env = {
-        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_DIR": str(artifacts_dir),
         "MONGODB_URI": "mongodb://127.0.0.1:9",  # nothing there: every record goes to the spool
         "PREDICTION_FORWARD_TO_METRICS": "false",
         "PREDICTION_SPOOL_DIR": str(shared),

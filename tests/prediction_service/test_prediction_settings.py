@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_defaults_follow_the_contract() -> None:
     settings = Settings.from_env({})
-    assert settings.port == 9696 and settings.model_name == "ride_duration"
+    # The model served is MODEL_DIR's; its name is its description's (no MODEL_NAME here).
+    assert settings.port == 9696 and settings.model_dir == REPO / "models" / "ride_duration"
+    assert settings.model_path is None and not hasattr(settings, "model_name")
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
     assert settings.evidently_service_url == "http://127.0.0.1:8085" and settings.monitoring_token is None
     assert settings.log_to_mongodb and settings.forward_to_metrics and not settings.spool_per_replica
@@ -27,6 +29,7 @@ def test_defaults_follow_the_contract() -> None:
 def test_environment_overrides() -> None:
     settings = Settings.from_env(
         {
+            "MODEL_DIR": "/models/wine",
             "MODEL_PATH": "/m.pkl",
             "EVIDENTLY_SERVICE_URL": "http://e:1/",
             "WORKERS": "3",
@@ -36,7 +39,8 @@ def test_environment_overrides() -> None:
             "MONITORING_TOKEN": "t",
         }
     )
-    assert settings.model_path == Path("/m.pkl") and settings.evidently_service_url == "http://e:1"
+    assert settings.model_dir == Path("/models/wine") and settings.model_path == Path("/m.pkl")
+    assert settings.evidently_service_url == "http://e:1"
     assert settings.workers == 3 and not settings.log_to_mongodb and settings.max_batch_rows == 7
     assert settings.flush_interval_seconds == 0.5 and settings.monitoring_token == "t"
 

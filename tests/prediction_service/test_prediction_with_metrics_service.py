@@ -25,7 +25,7 @@ def test_rows_and_labels_reach_the_real_metrics_service(
     _, url = service_factory(
         "prediction_service",
         {
-            "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+            "MODEL_DIR": str(artifacts_dir),
             "MONGODB_URI": mongo[1],
             "EVIDENTLY_SERVICE_URL": metrics_url,
             "PREDICTION_SPOOL_DIR": str(tmp_path / "spool"),

@@ -16,8 +16,8 @@ from reliability_support import TOKEN, assert_contract_error
 from local_stack.processes import wait_until
 from local_stack.reliability import ride_payloads
 from monitoring_core.records import forwarded_row
-from monitoring_core.validation import validate_ride
-from ride_duration.schema import FIELD_NAMES
+from monitoring_core.validation import validate_request
+from ride_duration.schema import DESCRIPTION, FIELD_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,10 @@ RIDE = '"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2, "lpep_pick
 
 def _row(request_id: str, prediction: float) -> dict:
     ride, _ = ride_payloads(1, seed=11)[0]
-    values = {name: value for name, value in validate_ride(ride).model_dump().items() if name in FIELD_NAMES}
+    valid = validate_request(DESCRIPTION, ride).model_dump()
+    values = {name: value for name, value in valid.items() if name in FIELD_NAMES}
     values = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}
-    return forwarded_row(request_id, datetime.now(UTC), "v1", values, prediction)
+    return forwarded_row(request_id, datetime.now(UTC), "v1", values, {DESCRIPTION.prediction_column: prediction})
 
 
 @pytest.mark.parametrize(
@@ -163,7 +164,7 @@ def test_an_empty_or_unset_token_leaves_the_write_endpoints_open_and_says_so_at_
 ) -> None:
     env = {
         **env,
-        "MODEL_PATH": str(artifacts_dir / "model.pkl"),
+        "MODEL_DIR": str(artifacts_dir),
         "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
     }
     if token is not None:

@@ -12,8 +12,9 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 
 from monitoring_core.reference import reference_model_version
-from ride_duration.model_loader import load_served_model
-from ride_duration.reference import api_rides, main
+from prediction_service.model_loader import feature_frame, load_model
+from ride_duration.reference import main
+from ride_duration.schema import DESCRIPTION, FIELD_NAMES
 from ride_duration.synthetic import generate_trips
 from ride_duration.tlc import to_green_layout
 
@@ -36,9 +37,10 @@ def test_a_reference_from_a_tlc_file_carries_the_models_predictions_and_version(
     out = tmp_path / "reference.parquet"
     assert main(["--model", str(model_path), "--data", str(month), "--rows", "500", "--out", str(out)]) == 0
     reference = pd.read_parquet(out)
-    model = load_served_model(model_path)
+    model = load_model(model_path, DESCRIPTION)
     assert len(reference) == 500 and reference_model_version(out) == model.version
-    assert list(reference["prediction"]) == list(model.predict_rides(api_rides(reference)))
+    rows = reference[list(FIELD_NAMES)].to_dict(orient="records")
+    assert list(reference["prediction"]) == model.predict(feature_frame(DESCRIPTION, rows)).predictions
     assert reference["passenger_count"].isna().any()  # the file's missing values stay missing
 
 

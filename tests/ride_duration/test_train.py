@@ -43,6 +43,7 @@ def test_cli_prints_rmse(tmp_path) -> None:
     )
     assert "validation RMSE" in result.stdout
     assert (tmp_path / "model.pkl").exists() and (tmp_path / "reference.parquet").exists()
+    assert (tmp_path / "model.yaml").exists()  # a whole model folder: MODEL_DIR serves it as it is
 
 
 def test_cli_reports_offline_tlc_clearly(tmp_path) -> None:

@@ -1,0 +1,360 @@
+"""Load the model of a model folder, whichever kind it is, behind one predict interface; check it can serve.
+
+Kinds served (`ModelFolder.model_path`, or `MODEL_PATH` when set):
+- an MLflow model folder (it holds an `MLmodel` file), loaded with `mlflow.pyfunc.load_model`; class
+  probabilities come from the underlying estimator's `predict_proba` when the flavour has one;
+- a pickled scikit-learn estimator or Pipeline, or any pickled object with `predict(DataFrame)` (and
+  `predict_proba` for a classifier: its `classes_` are mapped onto the description's classes);
+- the course's `(DictVectorizer, model)` pickle, fed a list of dicts of the features.
+
+The model gets a pandas DataFrame of the description's features (datetimes as pandas datetimes);
+a model whose first step is a DictVectorizer gets a list of dicts instead. The version that labels
+every metric and document comes from the model: the MLflow run id (or model uuid), the object's own
+`version`, or a hash of the file's bytes.
+
+At start the model predicts rows drawn from the folder's reference (`check_model`): it must answer
+every row, finitely (regression) or with one of the description's classes (classification), and not
+the same answer for every row (a DictVectorizer fitted on other feature names answers its intercept
+for anything). Any failure is a `ModelLoadError`: one line naming the path and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitoring_core.description import Kind, ModelDescription, category_key
+from monitoring_core.model_folder import MLMODEL_FILE, ModelFolder
+
+# Distinct reference rows every model predicts at start.
+CHECK_ROWS = 20
+
+
+class ModelLoadError(Exception):
+    """The model at a path cannot be served; the message names the path and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        reason = " ".join(reason.split())  # one line, whatever the underlying library said
+        super().__init__(f"cannot load the model at {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A model's answers for rows: predictions (numbers or class texts) and class probabilities when it has them."""
+
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None = None
+
+
+def feature_frame(description: ModelDescription, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Return the rows' features as a DataFrame in the description's order; datetimes as pandas datetimes,
+    numbers in numeric columns (a missing one is NaN)."""
+    # Column arrays, not records: building the frame is on every request's path (about half the cost of
+    # DataFrame.from_records plus per-column conversions).
+    columns = {}
+    for spec in description.features:
+        values = [row.get(spec.name) for row in rows]
+        if spec.kind is Kind.DATETIME:
+            columns[spec.name] = _datetimes(values)
+        elif spec.python_type in (int, float):
+            columns[spec.name] = np.array(values, dtype=float if None in values else None)
+        else:
+            columns[spec.name] = np.array(values, dtype=object)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)), copy=False)
+
+
+# pandas' nanosecond clock spans 1677-2262; numpy would wrap a time outside it silently.
+_NS_RANGE = (np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-10", "us"))
+
+
+def _datetimes(values: list[Any]) -> np.ndarray:
+    micros = np.array(values, dtype="datetime64[us]")
+    known = micros[~np.isnat(micros)]
+    if known.size and (known.min() < _NS_RANGE[0] or known.max() > _NS_RANGE[1]):
+        return micros  # a valid ISO time such as year 1: kept, at microsecond resolution
+    return micros.astype("datetime64[ns]")
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    # A DictVectorizer takes dicts: missing values stay out, datetimes as ISO text (it one-hot encodes text).
+    records = []
+    for record in frame.to_dict(orient="records"):
+        row = {}
+        for key, value in record.items():
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                continue
+            row[key] = value.isoformat() if isinstance(value, pd.Timestamp) else value
+        records.append(row)
+    return records
+
+
+def _dict_vectorizer(model: Any) -> Any | None:
+    """Return the DictVectorizer a model starts with (itself, or a Pipeline's first step), else None."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, DictVectorizer):
+        return model
+    if isinstance(model, Pipeline) and model.steps and isinstance(model.steps[0][1], DictVectorizer):
+        return model.steps[0][1]
+    return None
+
+
+def _vocabulary_names(vectorizer: Any) -> list[str]:
+    """Return the input names a fitted DictVectorizer knows (one-hot `name=value` entries folded to `name`)."""
+    names = getattr(vectorizer, "feature_names_", None) or []
+    separator = getattr(vectorizer, "separator", "=")
+    return list(dict.fromkeys(str(name).split(separator, 1)[0] for name in names))
+
+
+@dataclass
+class ServedModel:
+    """A loaded model and how to call it: `predict(frame)` gives `Answers` typed by the description's task."""
+
+    description: ModelDescription
+    model: Any  # what `predict` is called on (MLflow pyfunc, estimator, object, or the course's model)
+    version: str
+    kind: str
+    vectorizer: Any = None  # the course's tuple: its DictVectorizer, applied first
+    records: bool = False  # the model takes a list of dicts (a DictVectorizer pipeline)
+    columns: tuple[str, ...] | None = None  # an MLflow signature's input names, in its order
+    proba_model: Any = None  # what `predict_proba` is called on (classifiers), None without probabilities
+
+    def _inputs(self, frame: pd.DataFrame) -> Any:
+        if self.columns is not None:
+            frame = frame[list(self.columns)]
+        if self.vectorizer is not None:
+            return self.vectorizer.transform(_records(frame))
+        return _records(frame) if self.records else frame
+
+    def predict(self, frame: pd.DataFrame) -> Answers:
+        """Return the model's answers for every row of a frame of features."""
+        inputs = self._inputs(frame)
+        raw = self.model.predict(inputs)
+        if isinstance(raw, pd.DataFrame):
+            raw = raw.iloc[:, 0]
+        values = np.asarray(raw).reshape(len(frame), -1)[:, 0] if len(frame) else np.asarray([])
+        if not self.description.is_classification:
+            return Answers([float(v) for v in values])
+        predictions = [category_key(v) for v in values]
+        if self.proba_model is None:
+            return Answers(predictions)
+        return Answers(predictions, self._probabilities(inputs))
+
+    def _probabilities(self, inputs: Any) -> list[dict[str, float]]:
+        matrix = np.asarray(self.proba_model.predict_proba(inputs), dtype=float)
+        classes = [category_key(c) for c in self.proba_model.classes_]
+        # Every described class gets a probability: one the model never learned has 0.
+        keys = self.description.class_keys
+        return [{key: 0.0 for key in keys} | dict(zip(classes, map(float, row), strict=True)) for row in matrix]
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _dir_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(item.relative_to(path).as_posix().encode())
+        digest.update(item.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _proba_of(description: ModelDescription, model: Any, path: Path) -> Any:
+    """Return the object to ask for class probabilities (None for a regressor or without predict_proba)."""
+    if not description.is_classification or not hasattr(model, "predict_proba"):
+        return None
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+    unknown = sorted({category_key(c) for c in classes} - set(description.class_keys))
+    if unknown:
+        raise ModelLoadError(
+            path, f"its classes {unknown} are not among the description's classes {list(description.class_keys)}"
+        )
+    return model
+
+
+def _load_mlflow(path: Path, description: ModelDescription) -> ServedModel:
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        raise ModelLoadError(
+            path, "an MLflow model needs the mlflow-skinny package (pip install mlflow-skinny)"
+        ) from None
+    try:
+        pyfunc = mlflow.pyfunc.load_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; each is one clear line here
+        raise ModelLoadError(path, f"MLflow could not load it ({type(exc).__name__}: {exc})") from None
+    metadata = pyfunc.metadata
+    version = f"mlflow-{metadata.run_id or metadata.model_uuid or _dir_hash(path)}"
+    schema = metadata.get_input_schema()
+    names = tuple(schema.input_names()) if schema is not None and schema.has_input_names() else None
+    missing = [name for name in names or () if name not in description.feature_names]
+    if missing:
+        raise ModelLoadError(
+            path,
+            f"its signature needs {missing}, which the description does not have "
+            f"(its features: {list(description.feature_names)})",
+        )
+    try:
+        raw = pyfunc.get_raw_model()
+    except Exception:  # noqa: BLE001 - flavours without a raw model: predictions only
+        raw = None
+    vectorizer = _dict_vectorizer(raw)
+    if vectorizer is not None:
+        _check_vocabulary(path, description, vectorizer)
+    return ServedModel(
+        description,
+        pyfunc,
+        version,
+        "mlflow",
+        records=vectorizer is not None,
+        columns=names,
+        proba_model=_proba_of(description, raw, path) if raw is not None else None,
+    )
+
+
+def _check_vocabulary(path: Path, description: ModelDescription, vectorizer: Any) -> None:
+    expected = _vocabulary_names(vectorizer)
+    if expected and not set(expected) & set(description.feature_names):
+        raise ModelLoadError(
+            path,
+            f"its DictVectorizer expects the features {expected}, and the description has none of them "
+            f"(it has {list(description.feature_names)})",
+        )
+
+
+def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
+    try:
+        with open(path, "rb") as src:
+            data = pickle.load(src)  # noqa: S301 - the model file is the operator's own (README "Threat model")
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways; say which
+        raise ModelLoadError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and hasattr(data[0], "transform")
+        and hasattr(data[1], "predict")
+    ):
+        vectorizer, estimator = data
+        if _dict_vectorizer(vectorizer) is not None:
+            _check_vocabulary(path, description, vectorizer)
+        proba = _proba_of(description, estimator, path)
+        return ServedModel(
+            description, estimator, f"course-{_file_hash(path)}", "course", vectorizer, proba_model=proba
+        )
+    if callable(getattr(data, "predict", None)):
+        own = getattr(data, "version", None)
+        is_sklearn = hasattr(data, "get_params")
+        kind = "sklearn" if is_sklearn else "object"
+        version = own if isinstance(own, str) and own else f"{kind}-{_file_hash(path)}"
+        vectorizer = _dict_vectorizer(data)
+        if vectorizer is not None:
+            _check_vocabulary(path, description, vectorizer)
+        proba = _proba_of(description, data, path)
+        return ServedModel(description, data, version, kind, records=vectorizer is not None, proba_model=proba)
+    raise ModelLoadError(
+        path,
+        f"a pickled {type(data).__name__} is none of the kinds served: an object with predict(DataFrame) "
+        "(a scikit-learn estimator or Pipeline), the course's (DictVectorizer, model) tuple, or an MLflow model folder",
+    )
+
+
+def load_model(path: Path | str, description: ModelDescription) -> ServedModel:
+    """Load the model at `path` (any kind served) for `description`; raise ModelLoadError when it cannot be."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(path, "no such file or directory (train the model into its folder, or set MODEL_PATH)")
+    if path.is_dir():
+        if not (path / MLMODEL_FILE).is_file():
+            raise ModelLoadError(path, f"a directory without an {MLMODEL_FILE} file is not an MLflow model")
+        return _load_mlflow(path, description)
+    return _load_pickle(path, description)
+
+
+def check_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> list[dict[str, Any]]:
+    """Return up to `limit` distinct rows of the folder's reference that pass request validation, as features."""
+    from pydantic import ValidationError
+
+    from monitoring_core.validation import validate_request
+
+    description = folder.description
+    names = list(description.feature_names)
+    reference = pd.read_parquet(folder.reference_path)
+    absent = [name for name in names if name not in reference.columns]
+    if absent:
+        raise ValueError(f"the reference {folder.reference_path} lacks the feature column(s) {absent}")
+    distinct = reference[names].drop_duplicates()
+    # Spread over the file (not its first rows, which may be alike), reproducibly.
+    distinct = distinct.sample(min(len(distinct), limit * 5), random_state=0)
+    rows: list[dict[str, Any]] = []
+    for record in distinct.to_dict(orient="records"):
+        try:
+            valid = validate_request(description, record)
+        except ValidationError:
+            continue
+        rows.append({name: getattr(valid, name) for name in names})
+        if len(rows) == limit:
+            break
+    return rows
+
+
+def check_model(model: ServedModel, rows: list[dict[str, Any]], path: Path) -> None:
+    """Predict `rows`; raise ModelLoadError unless every answer is valid and they are not all the same."""
+    description = model.description
+    if not rows:
+        raise ModelLoadError(path, "no row of the reference passes the description's validation: nothing to check")
+    try:
+        answers = model.predict(feature_frame(description, rows))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, the start must fail with one line
+        raise ModelLoadError(path, f"it cannot predict rows of the reference ({type(exc).__name__}: {exc})") from None
+    predictions = answers.predictions
+    if len(predictions) != len(rows):
+        raise ModelLoadError(path, f"it answered {len(predictions)} predictions for {len(rows)} rows")
+    if description.is_classification:
+        foreign = sorted({p for p in predictions if p not in description.class_keys})
+        if foreign:
+            raise ModelLoadError(
+                path, f"it predicts {foreign}, not among the description's classes {list(description.class_keys)}"
+            )
+    elif not all(math.isfinite(p) for p in predictions):
+        raise ModelLoadError(path, f"it predicts non-finite values ({predictions[:5]}...)")
+    probabilities = answers.probabilities or [{}] * len(predictions)
+    distinct_answers = {(p, tuple(sorted(probs.items()))) for p, probs in zip(predictions, probabilities, strict=True)}
+    if len(rows) > 1 and len(distinct_answers) == 1:
+        raise ModelLoadError(
+            path,
+            f"it gives the same answer ({predictions[0]!r}) for {len(rows)} differing rows of the reference: "
+            "it does not use the described features (fitted on other feature names?)",
+        )
+
+
+def load_served_model(folder: ModelFolder, model_path: Path | None = None) -> ServedModel:
+    """Load the folder's model (or `model_path`), and check it on rows of the reference; ModelLoadError otherwise."""
+    path = model_path or folder.model_path
+    if path is None:
+        raise ModelLoadError(
+            folder.path, "no model file in the folder (model/, model.pkl or model.bin; or set MODEL_PATH)"
+        )
+    model = load_model(path, folder.description)
+    if not folder.reference_path.is_file():
+        raise ModelLoadError(path, f"no reference at {folder.reference_path}: the start check predicts rows of it")
+    try:
+        rows = check_rows(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(path, f"cannot read rows of the reference ({type(exc).__name__}: {exc})") from None
+    check_model(model, rows, path)
+    return model
