@@ -212,7 +212,7 @@ def test_thresholds_in_dashboards_come_from_the_rule_file(tmp_path: Path, monkey
         "increase(evidently_evaluation_errors_total[10m])": "increase(evidently_evaluation_errors_total[30m])",
     }
     for old, new in changes.items():
-        assert rules.count(old) == 1, old
+        assert rules.count(old) >= 1, old  # the same guard may appear in several rules: retune all of them
         rules = rules.replace(old, new)
     rules = rules.replace("        for: 10m\n", "        for: 20m\n", 1)  # the first rule: DataDriftDetected
     path = tmp_path / "alerts.yml"
