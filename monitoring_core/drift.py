@@ -104,7 +104,7 @@ def _clean(series: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(series.dtype):
         values = series.to_numpy()
         return series[np.isfinite(values)]
-    return series.replace([-np.inf, np.inf], np.nan).dropna()
+    return series[~series.isin([-np.inf, np.inf])].dropna()
 
 
 def _wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> float:

@@ -39,19 +39,18 @@ def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference() -> pd.DataFrame:
-    return _with_prediction(generate_trips(5_000, seed=11))
+def reference(taxi_reference) -> pd.DataFrame:
+    return taxi_reference
 
 
 @pytest.fixture(scope="module")
-def unseen() -> pd.DataFrame:
-    """A pool of clean rows the reference never saw (another seed)."""
-    return _with_prediction(generate_trips(40_000, seed=4242))
+def unseen(taxi_unseen) -> pd.DataFrame:
+    return taxi_unseen
 
 
 @pytest.fixture(scope="module")
-def evaluator(reference) -> DriftEvaluator:
-    return DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(None))
+def evaluator(reference, calibration_cache) -> DriftEvaluator:
+    return DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=calibration_cache)
 
 
 def _draw(pool: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -187,7 +186,7 @@ def test_thresholds_are_deterministic_and_survive_a_restart(reference, tmp_path,
     def no_simulation(*args, **kwargs):
         raise AssertionError("simulated although cached")
 
-    monkeypatch.setattr(ColumnCalibration, "null_quantile", no_simulation)
+    monkeypatch.setattr(ColumnCalibration, "simulate", no_simulation)
     monkeypatch.setattr(ColumnCalibration, "power", lambda self, bucket: self._power[bucket])
     restarted = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(
         current
@@ -205,7 +204,7 @@ def test_a_changed_reference_or_setting_does_not_reuse_the_cache(reference, tmp_
                               reference["trip_distance"].to_numpy(float) * 2, RATE, SETTINGS, cache)  # fmt: skip
     stricter = ColumnCalibration("trip_distance", drift_tests()["trip_distance"], "numerical",
                                  reference["trip_distance"].to_numpy(float), RATE / 2, SETTINGS, cache)  # fmt: skip
-    assert not other._thresholds and not stricter._thresholds and len(cache.entries) == 3
+    assert not other._nulls and not stricter._nulls and len(cache.entries) == 3
 
 
 def test_an_unwritable_cache_only_costs_the_simulation(reference, tmp_path):
