@@ -40,8 +40,12 @@ BANDS = ("pale", "light", "medium", "deep", "dark", "black")
 NUMERICAL = ("alcohol", "malic_acid", "flavanoids", "total_phenols", "proline")
 
 
-def wine_model() -> tuple[ModelDescription, Callable[[int, int], pd.DataFrame]]:
-    """Return (description, sample(rows, seed)) for the wine classifier."""
+Sampler = Callable[[int, int], pd.DataFrame]
+Predictor = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def wine_model() -> tuple[ModelDescription, Sampler, Predictor]:
+    """Return (description, sample(rows, seed), predict(frame) -> frame with its prediction) for the wine model."""
     from sklearn.datasets import load_wine
     from sklearn.linear_model import LogisticRegression
 
@@ -56,18 +60,22 @@ def wine_model() -> tuple[ModelDescription, Callable[[int, int], pd.DataFrame]]:
     )
     means = base[list(NUMERICAL)].mean()
 
+    def predict(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        classes = model.predict((frame[list(NUMERICAL)] - means) / stds[list(NUMERICAL)])
+        frame["prediction"] = [f"class_{c}" for c in classes]
+        return frame
+
     def sample(rows: int, seed: int) -> pd.DataFrame:
         rng = np.random.default_rng(seed)
         picked = base.iloc[rng.integers(0, len(base), rows)].reset_index(drop=True)
         frame = picked[columns] + rng.standard_normal((rows, len(columns))) * (0.25 * stds.to_numpy())
         frame["color_band"] = np.asarray(BANDS, dtype=object)[np.searchsorted(edges, frame["color_intensity"])]
-        frame = frame.drop(columns=["color_intensity"])
-        classes = model.predict((frame[list(NUMERICAL)] - means) / stds[list(NUMERICAL)])
-        frame["prediction"] = [f"class_{c}" for c in classes]
+        frame = predict(frame.drop(columns=["color_intensity"]))
         frame["cultivar"] = [f"class_{c}" for c in picked["target"]]
         return frame
 
-    return description, sample
+    return description, sample, predict
 
 
 def scale(frame: pd.DataFrame, column: str, factor: float) -> pd.DataFrame:
@@ -103,6 +111,13 @@ def unseen(frame: pd.DataFrame, column: str, share: float, seed: int) -> pd.Data
     moved = rng.random(len(out)) < share
     out[column] = out[column].astype(object)
     out.loc[moved, column] = [f"unseen-{k}" for k in rng.integers(0, 5, int(moved.sum()))]
+    return out
+
+
+def shuffle_column(frame: pd.DataFrame, column: str, seed: int) -> pd.DataFrame:
+    """Permute one column across rows: its marginal (the same values) and every other stay, its links to them go."""
+    out = frame.copy()
+    out[column] = np.random.default_rng(seed).permutation(out[column].to_numpy())
     return out
 
 

@@ -37,7 +37,7 @@ def taxi(taxi_reference, calibration_cache) -> DriftEvaluator:
 
 @pytest.fixture(scope="module")
 def wine():
-    description, sample = wine_model()
+    description, sample, _ = wine_model()
     reference = sample(3_000, seed=1)
     evaluator = DriftEvaluator(description, reference, calibration=SETTINGS)
     return description, sample, reference, evaluator
