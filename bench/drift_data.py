@@ -86,9 +86,12 @@ def scale(frame: pd.DataFrame, column: str, factor: float) -> pd.DataFrame:
 
 
 def spread(frame: pd.DataFrame, column: str, factor: float, center: float) -> pd.DataFrame:
-    """Widen a numerical column's spread around `center` (the reference's median) by `factor`."""
+    """Widen a numerical column's spread around `center` (the reference's median) by `factor`.
+
+    Values are kept at or above the column's smallest (a distance or a count cannot turn negative).
+    """
     out = frame.copy()
-    out[column] = center + (out[column] - center) * factor
+    out[column] = (center + (out[column] - center) * factor).clip(lower=out[column].min())
     return out
 
 

@@ -95,7 +95,9 @@ def test_thresholds_shrink_with_size_and_never_go_below_the_floor(evaluator):
         assert all(t >= test.threshold for t in thresholds), column
         assert thresholds == sorted(thresholds, reverse=True), column
         assert thresholds[0] > test.threshold  # at 50 rows noise, not the floor, sets the threshold
-        assert thresholds[-1] == test.threshold  # a huge window does not flag what nobody would call drift
+        # A huge window does not flag what nobody would call drift: the floor, or just above it where the
+        # reference's own noise stays (total variation over ~260 zones against 5,000 reference rows).
+        assert thresholds[-1] == pytest.approx(test.threshold, rel=0.05)
 
 
 @pytest.mark.parametrize("n", [50, 100, 200, 500, 1000, 5000])
@@ -117,7 +119,7 @@ def test_clean_unseen_rows_give_no_drift_verdict_at_any_size(evaluator, unseen, 
 
 
 def test_below_the_minimum_there_is_no_verdict_even_for_a_huge_shift(evaluator):
-    n = evaluator.min_rows - 1
+    n = evaluator.min_rows_of("trip_distance") - 1
     result = evaluator.evaluate(_with_prediction(generate_trips(n, seed=5, drift=DriftParams(distance_scale=3))))
     assert not result.enough_data and not result.dataset_drift
     trip = result.columns["trip_distance"]
@@ -152,10 +154,7 @@ def test_segment_calibration_keeps_the_rate_on_its_own_reference_rows(reference,
     in_manhattan = reference[segment_of(DESCRIPTION, reference) == "Manhattan"]
     pool = unseen[segment_of(DESCRIPTION, unseen) == "Manhattan"]
     segment = DriftEvaluator(DESCRIPTION, in_manhattan, calibration=SETTINGS, cache=CalibrationCache(None))
-    assert (
-        segment.min_rows is not None
-        and segment.min_rows >= DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS).min_rows
-    )
+    assert segment.min_rows is not None  # its own: fewer zones in one borough can make it smaller than the city's
     rng = np.random.default_rng(7)
     samples, flags = 30, 0
     for n in (segment.min_rows, 2 * segment.min_rows):

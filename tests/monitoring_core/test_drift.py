@@ -282,9 +282,9 @@ def test_family_flags_control_segments_x_features_together():
 
     results = {
         "north": result(_outcome("x", 0.0004), _outcome("y", 0.3)),
-        "south": result(_outcome("x", 0.004), _outcome("y", 0.0001, score=0.05)),  # below its floor
+        "south": result(_outcome("x", 0.006), _outcome("y", 0.0001, score=0.05)),  # below its floor
         "east": result(_outcome("x", 0.0001), enough=False),  # not enough rows: not tested
     }
     flags = family_flags(results, 0.01)
-    # Four tested pairs: .0001 <= .01/4 (south/y, rejected but under its floor), .0004 <= .01/3, .004 > .01/2.
+    # Four tested pairs: .0001 <= .01/4 (south/y, rejected but under its floor), .0004 <= .01/3, .006 > .01/2.
     assert flags == {("north", "x"): True, ("north", "y"): False, ("south", "x"): False, ("south", "y"): False}
