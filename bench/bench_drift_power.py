@@ -257,9 +257,14 @@ def run_case(case: Case, sizes: list[int], clean: int, shifted: int, external: P
     if external is not None:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder)
-            case.reference[features].to_parquet(path / "reference.parquet")
+
+            def typed(frame: pd.DataFrame) -> pd.DataFrame:
+                # Categories as text on both sides (an unseen value is text where the zones are numbers).
+                return frame.astype({c: str for c in categorical})
+
+            typed(case.reference[features]).to_parquet(path / "reference.parquet")
             stacked = pd.concat(
-                [w[3][features].assign(window=i, size=w[0]) for i, w in enumerate(windows)], ignore_index=True
+                [typed(w[3][features]).assign(window=i, size=w[0]) for i, w in enumerate(windows)], ignore_index=True
             )
             stacked.to_parquet(path / "windows.parquet")
             (path / "spec.json").write_text(json.dumps({"numerical": numerical, "categorical": categorical}))
