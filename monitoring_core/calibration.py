@@ -1,12 +1,15 @@
-"""Drift thresholds calibrated from the reference for the number of rows being judged.
+"""Drift thresholds and tail p-values calibrated from the reference for the number of rows being judged.
 
 A distance between the reference and `n` rows of the *same* distribution is not zero: it is
 sampling noise, large for small `n` (and for ~260 sparse zones). A fixed threshold is right at
-one size only. Here each column's threshold for `n` rows is the `1 - alpha` quantile of the null
-distribution of its pinned distance at that size, never below the configured effect-size floor
-(the schema's pinned threshold), and a column gets a verdict only from the size at which a
-shift of the floor's size is detected with `min_power`. Design, derivation and measurements:
-docs/evidently_service.md "Calibrated thresholds".
+one size only. Here each column's distance gets a simulated null distribution at the window's
+size (rows held out of the reference against the rest): its calibrated tail p-value is the
+conformal share `(1 + #{null draws >= score}) / (draws + 1)`, and its threshold the smallest score
+whose p-value is at most the false-alarm rate, never below the configured effect-size floor (the
+description's threshold). Over the null's own randomness that rate is exact (the window's score
+and the draws are exchangeable), not an upper bound. A column gets a verdict only from the size at
+which a shift of `detectable_shift` floors is detected with `min_power`. Design, derivation and
+measurements: docs/evidently_service.md "Calibrated thresholds".
 
 Everything is computed lazily per size bucket and cached, seeded per (column, bucket), so the
 metrics service and the batch flow derive the same threshold for the same reference and size.
@@ -24,6 +27,7 @@ import zlib
 from dataclasses import astuple, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,18 +36,24 @@ from monitoring_core.description import DriftTest
 log = logging.getLogger(__name__)
 
 # Part of every cache key: bump when the simulation changes, so no stale threshold is reused.
-CALIBRATION_VERSION = 2
+# 3: conformal thresholds and tail p-values from 10,000 draws, interpolated between buckets; "tv".
+CALIBRATION_VERSION = 3
 
-# Size buckets: 10 per decade (10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...). A window of
-# n rows uses the largest bucket <= n: noise shrinks with n, so that threshold is conservative.
+# Size buckets: 10 per decade (10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...). A window of n rows
+# between two buckets uses their nulls' quantile functions interpolated in log n, each draw first
+# normalised by the two-sample scale sqrt(1/n + 1/N) (what makes nulls of neighbouring sizes alike).
 SIZE_BUCKETS: tuple[int, ...] = tuple(sorted({round(10 ** (1 + k / 10)) for k in range(51)}))
 MIN_BUCKET = SIZE_BUCKETS[0]
 # The holdout null is simulated up to this size; larger sizes scale it (see `_NumericalNull`).
 SIMULATED_ROWS = 400
-# Methods with a calibrated null (the schema's pinned distances, computed by the drift adapter's fast paths).
-CALIBRATED = {("wasserstein", "numerical"), ("jensenshannon", "categorical")}
+# Methods with a calibrated null (the drift adapter's fast paths compute exactly these distances).
+CALIBRATED = {("wasserstein", "numerical"), ("jensenshannon", "categorical"), ("tv", "categorical")}
 # Minimum rows for a method without a calibrated null (e.g. a p-value test a user configured).
 UNCALIBRATED_MIN_ROWS = 30
+# The largest TAIL_SHARE of the draws are kept exactly (p-values below it are the exact conformal
+# ones); the body of the null is kept as quantiles at BODY_LEVELS (p-values above it, for display).
+TAIL_SHARE = 0.05
+BODY_LEVELS = np.linspace(0.0, 0.95, 20)
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,10 @@ class CalibrationSettings:
     """The rates and simulation sizes the thresholds are calibrated with (monitoring.yaml `calibration`)."""
 
     false_alarm_rate: float = 0.01  # per column verdict, per evaluation of clean data
-    dataset_false_alarm_rate: float = 0.01  # per dataset verdict, per evaluation of clean data
+    dataset_false_alarm_rate: float = 0.01  # family-wise, over every feature, per evaluation of clean data
     detectable_shift: float = 2.5  # the minimum size must detect a shift of this many floors...
     min_power: float = 0.5  # ...this often (0.5: the shifted distance's median clears the threshold)
-    draws: int = 2000  # null draws per size bucket
+    draws: int = 10_000  # null draws per size bucket (p-values resolve down to 1 / (draws + 1))
     power_draws: int = 400  # draws per size bucket when deriving the minimum size
     seed: int = 0
 
@@ -68,11 +78,11 @@ class CalibrationSettings:
             raise ValueError("draws must be >= 100 and power_draws >= 50")
 
     def column_rate(self, dataset_drift_share: float) -> float:
-        """Return the per-column false-alarm rate that keeps the dataset rule within its rate.
+        """Return the per-column false-alarm rate: `min(false_alarm_rate, dataset_false_alarm_rate x share)`.
 
-        Dataset drift needs at least k >= share * m of the m judged features to drift. With each
-        feature wrong with probability a, the expected number of false flags is m * a, so by Markov's
-        inequality P(at least k) <= m * a / k <= a / share, whatever the dependence between features.
+        The dataset verdict no longer depends on it (Holm over the features' tail p-values, at
+        `dataset_false_alarm_rate`); the formula is kept so the stated per-feature rate of the shipped
+        settings (0.5%) does not change.
         """
         return min(self.false_alarm_rate, self.dataset_false_alarm_rate * dataset_drift_share)
 
@@ -83,23 +93,69 @@ def size_bucket(n: int) -> int:
     return SIZE_BUCKETS[i - 1] if i else 0
 
 
+def next_bucket(bucket: int) -> int:
+    """Return the size bucket after `bucket` (itself for the largest)."""
+    i = SIZE_BUCKETS.index(bucket)
+    return SIZE_BUCKETS[min(i + 1, len(SIZE_BUCKETS) - 1)]
+
+
 def _rng(seed: int, column: str, bucket: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(column.encode()), bucket, purpose])
 
 
-# The threshold is an upper confidence bound of the null quantile, not its point estimate: with
-# 2,000 draws only ~10 lie beyond the 99.5% quantile of a heavy-tailed distance, and a point
-# estimate that lands low would double the false-alarm rate (measured: ~1% instead of 0.5%).
-QUANTILE_CONFIDENCE = 0.95
+@dataclass(frozen=True)
+class NullSummary:
+    """A simulated null distribution as kept: its body as quantiles, its upper tail draw by draw.
 
+    `p_value(z)` is the conformal tail probability `(1 + #{draws >= z}) / (draws + 1)`: for a score
+    exchangeable with the draws (a clean window), `P(p <= a) <= a` exactly, whatever the null's
+    shape; `threshold(a)` is the smallest score with `p_value <= a`, so `score >= threshold` and
+    `p_value <= a` are one verdict.
+    """
 
-def _quantile(values: np.ndarray, level: float) -> float:
-    """Return the order statistic that is >= the `level` quantile with probability QUANTILE_CONFIDENCE."""
-    from scipy.stats import binom
+    draws: int
+    body: tuple[float, ...]  # quantiles at BODY_LEVELS
+    tail: tuple[float, ...]  # the largest ceil(TAIL_SHARE x draws) draws, ascending
 
-    # The count of draws at or below the true quantile is Binomial(B, level): past its 95% point lies the bound.
-    rank = int(binom.ppf(QUANTILE_CONFIDENCE, len(values), level))
-    return float(np.sort(values)[min(rank, len(values) - 1)])
+    @classmethod
+    def of(cls, values: np.ndarray) -> NullSummary:
+        ordered = np.sort(np.asarray(values, dtype=float))
+        k = max(1, math.ceil(TAIL_SHARE * len(ordered)))
+        return cls(len(ordered), tuple(np.quantile(ordered, BODY_LEVELS)), tuple(ordered[-k:]))
+
+    @classmethod
+    def from_json(cls, data: dict) -> NullSummary:
+        return cls(int(data["draws"]), tuple(data["body"]), tuple(data["tail"]))
+
+    def to_json(self) -> dict:
+        return {"draws": self.draws, "body": list(self.body), "tail": list(self.tail)}
+
+    def mixed(self, other: NullSummary, weight: float) -> NullSummary:
+        """Return the quantile-function interpolation (1 - weight) x self + weight x other."""
+        if weight <= 0 or other is self:
+            return self
+        body = (1 - weight) * np.asarray(self.body) + weight * np.asarray(other.body)
+        tail = (1 - weight) * np.asarray(self.tail) + weight * np.asarray(other.tail)
+        return NullSummary(self.draws, tuple(body), tuple(tail))
+
+    def p_value(self, z: float) -> float:
+        tail = np.asarray(self.tail)
+        if z >= tail[0]:
+            count = len(tail) - int(np.searchsorted(tail, z, side="left"))
+            return (1 + count) / (self.draws + 1)
+        # Below the kept tail: the survival function interpolated over the body's quantiles.
+        levels = np.append(BODY_LEVELS, 1 - len(tail) / self.draws)
+        body = np.append(self.body, tail[0])
+        return float(max(1.0 - np.interp(z, body, levels), (1 + len(tail)) / (self.draws + 1)))
+
+    def threshold(self, rate: float) -> float:
+        allowed = math.floor(rate * (self.draws + 1)) - 1  # the most draws a flagged score may not exceed
+        if allowed < 0:
+            return math.inf  # too few draws to resolve this rate
+        tail = self.tail
+        if allowed >= len(tail):
+            return float(np.interp(1 - rate, BODY_LEVELS, self.body))
+        return float(np.nextafter(tail[len(tail) - 1 - allowed], math.inf))
 
 
 class _NumericalNull:
@@ -173,7 +229,23 @@ class _NumericalNull:
 
 
 def _without_replacement(rng: np.random.Generator, population: int, size: int, draws: int) -> np.ndarray:
-    return np.stack([rng.choice(population, size, replace=False) for _ in range(draws)])
+    """Return `draws` sorted rows of `size` distinct positions in range(population).
+
+    Drawn with replacement, then every repeated position is drawn again until none is left: the
+    procedure does not depend on the positions' labels, so each row is a uniform random subset
+    (and, vectorised, ~50x faster than one `rng.choice(replace=False)` per row).
+    """
+    if size > population:
+        raise ValueError(f"cannot draw {size} distinct positions out of {population}")
+    at = np.sort(rng.integers(0, population, (draws, size)), axis=1)
+    while True:
+        repeated = np.zeros(at.shape, dtype=bool)
+        repeated[:, 1:] = at[:, 1:] == at[:, :-1]
+        count = int(repeated.sum())
+        if not count:
+            return at
+        at[repeated] = rng.integers(0, population, count)
+        at.sort(axis=1)
 
 
 def _jensenshannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -184,17 +256,29 @@ def _jensenshannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum((rel_entr(p, m).sum(axis=1) + rel_entr(q, m).sum(axis=1)) / 2, 0.0))
 
 
-class _CategoricalNull:
-    """Jensen-Shannon distances from category counts (one bin per value, as the adapter computes it)."""
+def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Row-wise total variation distance of share vectors: half the L1 distance, the share of rows that moved."""
+    return 0.5 * np.abs(p - q).sum(axis=-1)
 
-    def __init__(self, values: np.ndarray) -> None:
+
+class _CategoricalNull:
+    """A categorical distance from category counts (one bin per value, as the adapter computes it).
+
+    `method` is "tv" (total variation distance) or "jensenshannon".
+    """
+
+    def __init__(self, values: np.ndarray, method: str = "tv") -> None:
         _, self.counts = np.unique(values, return_counts=True)
         self.n = int(self.counts.sum())
         self.shares = self.counts / self.n
+        self.distance = total_variation if method == "tv" else _jensenshannon
+
+    def holds_out(self, size: int) -> bool:
+        return size <= self.n // 2
 
     def _reference_side(self, rng: np.random.Generator, size: int, draws: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Return (counts of the reference side, counts held out of it or None) for n-row samples."""
-        if size <= self.n // 2:
+        if self.holds_out(size):
             held = rng.multivariate_hypergeometric(self.counts, size, size=draws, method="count")
             return self.counts - held, held
         # Too large to hold out: both sides are independent bootstrap samples of the reference.
@@ -204,10 +288,10 @@ class _CategoricalNull:
         """Return `draws` distances between n-row samples and a reference they are not part of."""
         rest, held = self._reference_side(rng, size, draws)
         current = held if held is not None else rng.multinomial(size, self.shares, size=draws)
-        return _jensenshannon(rest / rest.sum(axis=1, keepdims=True), current / size)
+        return self.distance(rest / rest.sum(axis=1, keepdims=True), current / size)
 
     def shifted_shares(self, distance: float) -> np.ndarray:
-        """Return shares at Jensen-Shannon `distance` from the reference, on the reference's own categories.
+        """Return shares at `distance` from the reference, on the reference's own categories.
 
         Every other category by popularity loses a share t of its mass to the rest, in proportion to
         theirs: busy and rare categories on both sides, no new category (the hardest kind of move to
@@ -223,22 +307,22 @@ class _CategoricalNull:
             q[gaining] += t * self.shares[losing].sum() * self.shares[gaining] / max(self.shares[gaining].sum(), 1e-12)
             return q
 
-        def js(t: float) -> float:
-            return float(_jensenshannon(self.shares[None], moved(t)[None])[0])
+        def measure(t: float) -> float:
+            return float(self.distance(self.shares[None], moved(t)[None])[0])
 
-        if len(self.shares) < 2 or js(1.0) <= distance:
+        if len(self.shares) < 2 or measure(1.0) <= distance:
             return moved(1.0)
         lo, hi = 0.0, 1.0
         for _ in range(50):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if js(mid) < distance else (lo, mid)
+            lo, hi = (mid, hi) if measure(mid) < distance else (lo, mid)
         return moved(hi)
 
     def shifted(self, rng: np.random.Generator, size: int, draws: int, distance: float) -> np.ndarray:
         """Return `draws` distances between the reference side and n-row samples of shares `distance` away."""
         rest, _ = self._reference_side(rng, size, draws)
         current = rng.multinomial(size, self.shifted_shares(distance), size=draws)
-        return _jensenshannon(rest / rest.sum(axis=1, keepdims=True), current / size)
+        return self.distance(rest / rest.sum(axis=1, keepdims=True), current / size)
 
 
 class CalibrationCache:
@@ -252,7 +336,7 @@ class CalibrationCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.entries: dict[str, dict[str, dict[str, float]]] = {}
+        self.entries: dict[str, dict[str, dict[str, Any]]] = {}
         self._dirty = False
         self._warned = False
         self._lock = threading.Lock()
@@ -275,11 +359,11 @@ class CalibrationCache:
             log.warning("drift calibration cache: %s (thresholds are recomputed instead)", message)
             self._warned = True
 
-    def entry(self, key: str) -> dict[str, dict[str, float]]:
+    def entry(self, key: str) -> dict[str, dict[str, Any]]:
         """Return the mutable entry of one column calibration."""
         with self._lock:
             entry = self.entries.setdefault(key, {})
-            entry.setdefault("thresholds", {})
+            entry.setdefault("null", {})
             entry.setdefault("power", {})
             return entry
 
@@ -312,7 +396,7 @@ def cache_path_for(reference_path: Path) -> Path:
 
 
 class ColumnCalibration:
-    """One column's calibrated threshold per size bucket and the minimum rows for a verdict."""
+    """One column's calibrated null per size bucket: tail p-values, thresholds and the minimum rows for a verdict."""
 
     def __init__(
         self,
@@ -332,11 +416,12 @@ class ColumnCalibration:
         self._null: _NumericalNull | _CategoricalNull | None = None
         if self.calibrated:
             assert values is not None
-            self._null = _NumericalNull(values) if kind == "numerical" else _CategoricalNull(values)
-        self._thresholds: dict[int, float] = {}
+            self._null = _NumericalNull(values) if kind == "numerical" else _CategoricalNull(values, test.method)
+        self._nulls: dict[int, NullSummary] = {}
         self._power: dict[int, float] = {}
+        self._at_rows: dict[int, NullSummary] = {}
         self._cache = cache
-        self._entry: dict[str, dict[str, float]] | None = None
+        self._entry: dict[str, dict[str, Any]] | None = None
         if self.calibrated and cache is not None:
             assert values is not None
             digest = hashlib.sha256(
@@ -344,50 +429,92 @@ class ColumnCalibration:
             )
             digest.update(np.ascontiguousarray(values, dtype=float).tobytes())
             self._entry = cache.entry(digest.hexdigest()[:24])
-            self._thresholds = {int(k): float(v) for k, v in self._entry["thresholds"].items()}
+            self._nulls = {int(k): NullSummary.from_json(v) for k, v in self._entry["null"].items()}
             self._power = {int(k): float(v) for k, v in self._entry["power"].items()}
 
-    def _remember(self, part: str, bucket: int, value: float) -> float:
-        (self._thresholds if part == "thresholds" else self._power)[bucket] = value
+    def _remember(self, part: str, bucket: int, value: Any) -> None:
         if self._entry is not None and self._cache is not None:
-            self._entry[part][str(bucket)] = value
+            self._entry[part][str(bucket)] = value.to_json() if isinstance(value, NullSummary) else value
             self._cache.changed()
-        return value
 
     @property
     def reference_rows(self) -> int:
         """Return the reference values the null is built from (0 when not calibrated)."""
         return self._null.n if self._null is not None else 0
 
-    def threshold(self, rows: int) -> tuple[float, int]:
-        """Return (threshold, size bucket it was calibrated for) for a sample of `rows` values."""
-        bucket = max(size_bucket(rows), MIN_BUCKET)
-        if not self.calibrated:
-            return self.floor, bucket
-        if bucket not in self._thresholds:
-            self._remember("thresholds", bucket, max(self.floor, self.null_quantile(bucket)))
-        return self._thresholds[bucket], bucket
+    def _simulated_limit(self) -> int | None:
+        """Return the largest bucket simulated for a numerical column (larger sizes are scaled); None: every size."""
+        if isinstance(self._null, _NumericalNull):
+            return max(size_bucket(min(SIMULATED_ROWS, self._null.n // 2)), MIN_BUCKET)
+        return None
 
-    def null_quantile(self, bucket: int) -> float:
-        """Return the 1 - rate quantile of the pinned distance between the reference and `bucket` clean rows."""
+    def _scale(self, rows: int, side: int | None = None) -> float:
+        """Return the two-sample scale sqrt(1/rows + 1/side) (side: the reference's rows by default)."""
+        assert self._null is not None
+        return math.sqrt(1 / rows + 1 / (side if side is not None else self._null.n))
+
+    def _simulated_scale(self, bucket: int) -> float:
+        assert self._null is not None
+        holds_out = bucket <= self._null.n // 2
+        return self._scale(bucket, self._null.n - bucket if holds_out else self._null.n)
+
+    def simulate(self, bucket: int) -> NullSummary:
+        """Simulate the null at `bucket` rows, each draw divided by its two-sample scale (the costly part)."""
         null, draws = self._null, self.settings.draws
         rng = _rng(self.settings.seed, self.column, bucket, 0)
         if isinstance(null, _CategoricalNull):
-            return _quantile(null.null(rng, bucket, draws), 1 - self.rate)
-        assert isinstance(null, _NumericalNull)
-        simulated = size_bucket(min(SIMULATED_ROWS, null.n // 2))
-        if bucket <= simulated:
-            return _quantile(null.holdout_null(rng, bucket, draws), 1 - self.rate)
-        # Beyond the simulated sizes the distance scales like sqrt(1/N + 1/n) (the two-sample
-        # Wasserstein limit); the base quantile is from a reference side of N - n0 rows.
-        base = self._thresholds.get(-simulated) or self._remember(
-            "thresholds", -simulated, self.null_quantile(simulated)
-        )
-        n, n0 = null.n, simulated
-        return base * math.sqrt((1 / n + 1 / bucket) / (1 / (n - n0) + 1 / n0))
+            values = null.null(rng, bucket, draws)
+        else:
+            assert isinstance(null, _NumericalNull)
+            values = null.holdout_null(rng, bucket, draws)
+        return NullSummary.of(values / self._simulated_scale(bucket))
+
+    def _summary(self, bucket: int) -> NullSummary:
+        if bucket not in self._nulls:
+            self._nulls[bucket] = self.simulate(bucket)
+            self._remember("null", bucket, self._nulls[bucket])
+        return self._nulls[bucket]
+
+    def null_at(self, rows: int) -> tuple[NullSummary, int]:
+        """Return (the normalised null for `rows` values, the size bucket at or below them).
+
+        Between buckets b1 <= rows < b2 the two nulls' quantile functions are interpolated in log n;
+        numerical columns beyond the simulated sizes use the largest simulated one (the normalised
+        two-sample Wasserstein null has reached its limit shape there).
+        """
+        rows = max(rows, MIN_BUCKET)
+        bucket = size_bucket(rows)
+        if rows in self._at_rows:
+            return self._at_rows[rows], bucket
+        limit = self._simulated_limit()
+        if limit is not None and bucket >= limit:
+            summary = self._summary(limit)
+        elif rows == bucket:
+            summary = self._summary(bucket)
+        else:
+            upper = next_bucket(bucket)
+            weight = math.log(rows / bucket) / math.log(upper / bucket) if upper > bucket else 0.0
+            summary = self._summary(bucket).mixed(self._summary(upper), weight)
+        if len(self._at_rows) < 4096:
+            self._at_rows[rows] = summary
+        return summary, bucket
+
+    def threshold(self, rows: int) -> tuple[float, int]:
+        """Return (threshold, size bucket at or below `rows`) for a sample of `rows` values."""
+        if not self.calibrated:
+            return self.floor, max(size_bucket(rows), MIN_BUCKET)
+        summary, bucket = self.null_at(rows)
+        return max(self.floor, summary.threshold(self.rate) * self._scale(max(rows, MIN_BUCKET))), bucket
+
+    def p_value(self, rows: int, score: float) -> float | None:
+        """Return the calibrated tail p-value of `score` on `rows` values (None when not calibrated)."""
+        if not self.calibrated or math.isnan(score):
+            return None
+        summary, _ = self.null_at(rows)
+        return summary.p_value(score / self._scale(max(rows, MIN_BUCKET)))
 
     def power(self, bucket: int) -> float:
-        """Return the share of `bucket`-row samples shifted by `detectable_shift` floors that exceed the threshold."""
+        """Return the share of `bucket`-row samples shifted by `detectable_shift` floors that reach the threshold."""
         if isinstance(self._null, _CategoricalNull) and len(self._null.shares) < 2:
             return 1.0  # one reference category: any other value is a new bin the distance sees in full
         if bucket not in self._power:
@@ -396,7 +523,8 @@ class ColumnCalibration:
             assert self._null is not None
             shift = self.floor * self.settings.detectable_shift
             scores = self._null.shifted(rng, bucket, self.settings.power_draws, shift)
-            self._remember("power", bucket, float(np.mean(scores >= threshold)))
+            self._power[bucket] = float(np.mean(scores >= threshold))
+            self._remember("power", bucket, self._power[bucket])
         return self._power[bucket]
 
     @cached_property

@@ -4,21 +4,32 @@ Online (the metrics service) and batch (the Prefect flow) drift both go through 
 an Evidently upgrade touches this file only. `DriftEvaluator` prepares the reference once
 and calls Evidently's pinned stat tests directly, giving the scores an Evidently `Report`
 with `report_drift_metrics()` computes, without the Report's widget rendering.
+
+"tv" (total variation distance over categories: the share of rows whose category moved) is ours,
+not an Evidently stat test (Evidently's "TVD" is a permutation p-value): it is registered with
+Evidently's stat-test registry under the name "tv" so a Report computes the same score.
+
+The dataset verdict is family-wise: Holm's step-down over the features' calibrated tail p-values
+at `dataset_false_alarm_rate` (one broken feature can trip it; the drifted share is reported beside
+it), and `family_flags` does the same over segments x features.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings, ColumnCalibration
 from monitoring_core.description import DriftTest, Kind, ModelDescription
+from monitoring_core.multivariate import MultivariateDrift, ReconstructionDrift
 
 MULTIPLE_TESTING = ("none", "bonferroni", "bh")
+TOTAL_VARIATION = "tv"
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,10 @@ class ColumnDrift:
     calibrated_rows: int = 0
     min_rows: int | None = 1
     enough_data: bool = True
+    # The calibrated tail p-value (share of null draws >= score), or the test's own p-value for a
+    # p-value test; None for a distance without a calibrated null. `floor`: the effect-size floor.
+    p_value: float | None = None
+    floor: float | None = None
 
     @property
     def judged(self) -> bool:
@@ -50,10 +65,16 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class DriftResult:
-    """Per-column drift and the dataset verdict (share over judged features, prediction excluded).
+    """Per-column drift and the dataset verdict (prediction excluded).
 
+    `dataset_drift`: with calibration, some feature is flagged by Holm's step-down over the judged
+    features' p-values at `dataset_false_alarm_rate` (family-wise) and its score reaches its floor
+    (`flagged` names them, `dataset_p_value` is the Holm-adjusted p of the most significant one);
+    without calibration, the share rule. `drifted_share`: the share of judged features whose own
+    verdict (at `false_alarm_rate`) is drift; `share_drift`: that share >= `dataset_drift_share`.
     `enough_data` is False when the window holds fewer than `min_rows` rows: then there is no
     dataset verdict (`dataset_drift` False, not to be read as "no drift").
+    `multivariate`: the joint detector's outcome (None when not configured).
     """
 
     columns: dict[str, ColumnDrift]
@@ -63,7 +84,12 @@ class DriftResult:
     min_rows: int | None = 1
     enough_data: bool = True
     false_alarm_rate: float | None = None  # per column verdict; None without calibration
-    dataset_false_alarm_rate: float | None = None
+    dataset_false_alarm_rate: float | None = None  # family-wise over the features (Holm)
+    flagged: tuple[str, ...] = ()
+    dataset_p_value: float | None = None
+    share_drift: bool = False
+    features: tuple[str, ...] = ()  # the dataset verdict's family (monitored features, outputs excluded)
+    multivariate: MultivariateDrift | None = field(default=None, compare=False)
 
 
 def _evidently_column_type(kind: Kind) -> Any:
@@ -78,7 +104,7 @@ def _clean(series: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(series.dtype):
         values = series.to_numpy()
         return series[np.isfinite(values)]
-    return series.replace([-np.inf, np.inf], np.nan).dropna()
+    return series[~series.isin([-np.inf, np.inf])].dropna()
 
 
 def _wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> float:
@@ -94,6 +120,39 @@ def _wasserstein_sorted(reference_sorted: np.ndarray, current: np.ndarray) -> fl
     reference_cdf = reference_sorted.searchsorted(all_values[:-1], "right") / reference_sorted.size
     current_cdf = current_sorted.searchsorted(all_values[:-1], "right") / current_sorted.size
     return float(np.dot(np.abs(reference_cdf - current_cdf), deltas))
+
+
+def total_variation_distance(reference: pd.Series, current: pd.Series) -> float:
+    """Return the total variation distance of two samples' category shares: half their L1 distance.
+
+    It is the share of rows whose category would have to move to turn one mix into the other (0: the
+    same mix, 1: no category in common), whatever the number of categories; an unseen category counts
+    in full. Ours, not Evidently's (its "TVD" stat test returns a permutation p-value).
+    """
+    ref = pd.Series(reference).value_counts(normalize=True)
+    cur = pd.Series(current).value_counts(normalize=True)
+    return float(ref.sub(cur, fill_value=0.0).abs().sum() / 2)
+
+
+def register_total_variation() -> None:
+    """Register "tv" (`total_variation_distance`, drift when >= threshold) with Evidently's stat tests, once."""
+    from evidently.legacy.calculations.stattests.registry import StatTest, _registered_stat_tests, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    if TOTAL_VARIATION in _registered_stat_tests:
+        return
+
+    def total_variation(reference: pd.Series, current: pd.Series, feature_type: Any, threshold: float):
+        score = total_variation_distance(reference, current)
+        return score, score >= threshold
+
+    test = StatTest(
+        name=TOTAL_VARIATION,
+        display_name="Total variation distance (share of rows moved between categories)",
+        allowed_feature_types=[ColumnType.Categorical],
+        default_threshold=0.1,
+    )
+    register_stattest(test, default_impl=total_variation)
 
 
 class _PreparedColumn:
@@ -146,6 +205,8 @@ class _PreparedColumn:
         if self._stattest is None:
             from evidently.legacy.calculations.stattests import get_stattest
 
+            register_total_variation()  # `tv` is ours: Evidently must know it before a method resolves
+
             # With an explicit method the test does not depend on the data: resolve it once.
             self._stattest = get_stattest(self.reference, self.reference, self.column_type, self.test.method)
         return self._stattest
@@ -166,10 +227,10 @@ class _PreparedColumn:
     def _prepare_fast(self) -> Callable[[np.ndarray], float] | None:
         """Return Evidently's formula for the pinned method on reference statistics computed once, if known.
 
-        Only the two methods the schema pins have a fast path, each the exact formula of
-        Evidently 0.7's implementation (wasserstein_distance_norm.py: scipy's Wasserstein
-        distance over the reference's std; jensenshannon.py with utils.get_binned_data);
-        every other method calls Evidently's stat test as is. The parity tests compare both
+        Normed Wasserstein and Jensen-Shannon are the exact formulas of Evidently 0.7's implementation
+        (wasserstein_distance_norm.py: scipy's Wasserstein distance over the reference's std;
+        jensenshannon.py with utils.get_binned_data); "tv" is `total_variation_distance`. Every
+        other method calls Evidently's stat test as is. The parity tests compare both
         paths with an Evidently Report.
         """
         from scipy.spatial import distance
@@ -196,6 +257,19 @@ class _PreparedColumn:
                 return distance.jensenshannon(reference_percents, current_percents)
 
             return jensenshannon
+        if self.test.method == TOTAL_VARIATION and self.kind is Kind.CATEGORICAL:
+            keys, counts = np.unique(values, return_counts=True)
+            shares = counts / len(values)
+
+            def total_variation(current: np.ndarray) -> float:
+                current_keys, current_counts = np.unique(current, return_counts=True)
+                union = np.union1d(keys, current_keys)
+                difference = np.zeros(len(union))
+                difference[np.searchsorted(union, keys)] = shares
+                difference[np.searchsorted(union, current_keys)] -= current_counts / len(current)
+                return float(np.abs(difference).sum() / 2)
+
+            return total_variation
         return None
 
     def score(self, current: pd.Series, threshold: float | None = None) -> tuple[float, bool]:
@@ -207,24 +281,33 @@ class _PreparedColumn:
             return float("nan"), False
         if self._fast is not None and self._fast_applies(cur):
             score = float(self._fast(self._numeric(cur)))
-            return score, score >= threshold  # both pinned methods are distances
+            return score, score >= threshold  # the fast methods are distances
         result = self.stattest(self.reference, cur, self.column_type, threshold)
         return float(result.drift_score), bool(result.drifted)
 
     def judge(self, current: pd.Series) -> ColumnDrift:
-        """Return the column's outcome on `current`, with the threshold calibrated for its size."""
+        """Return the column's outcome on `current`, with the threshold and tail p-value calibrated for its size."""
         cur = _clean(current)
         rows = len(cur)
+        floor = None if self.test.is_p_value else self.test.threshold
         if self.calibration is None:
             score, detected = self._score(cur, self.test.threshold)
-            return ColumnDrift(self.column, self.test.method, self.test.threshold, score, detected, rows, rows)
+            p_value = score if self.test.is_p_value and not np.isnan(score) else None
+            return ColumnDrift(
+                self.column, self.test.method, self.test.threshold, score, detected, rows, rows,
+                p_value=p_value, floor=floor,
+            )  # fmt: skip
         min_rows = self.calibration.min_rows
         enough = min_rows is not None and rows >= min_rows
         threshold, bucket = self.calibration.threshold(rows) if enough else (self.test.threshold, 0)
         score, detected = self._score(cur, threshold)
+        p_value = None
+        if enough and not np.isnan(score):
+            p_value = score if self.test.is_p_value else self.calibration.p_value(rows, score)
         return ColumnDrift(
-            self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough
-        )
+            self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough,
+            p_value, floor,
+        )  # fmt: skip
 
 
 class DriftEvaluator:
@@ -239,8 +322,13 @@ class DriftEvaluator:
         multiple_testing: str = "none",
         calibration: CalibrationSettings | None = None,
         cache: CalibrationCache | None = None,
+        multivariate: bool = True,
     ) -> None:
-        """Prepare `reference`; with `calibration`, thresholds and minimum sizes come from it, else the pinned ones."""
+        """Prepare `reference`; with `calibration`, thresholds and minimum sizes come from it, else the pinned ones.
+
+        `multivariate`: with calibration, also judge the features jointly (`ReconstructionDrift`, at the
+        per-feature rate) when at least two numerical or categorical features are monitored.
+        """
         if multiple_testing not in MULTIPLE_TESTING:
             raise ValueError(f"multiple_testing must be one of {MULTIPLE_TESTING}, got {multiple_testing!r}")
         if not 0 < dataset_drift_share <= 1:
@@ -261,6 +349,14 @@ class DriftEvaluator:
             )
             for column, test in self.tests.items()
         }
+        self.multivariate: ReconstructionDrift | None = None
+        if multivariate and calibration is not None:
+            kinds = (Kind.NUMERICAL, Kind.CATEGORICAL)
+            joint = [c for c in self.features if description.column_kind(c) in kinds]
+            try:
+                self.multivariate = ReconstructionDrift(description, reference, joint, rate, calibration)
+            except ValueError:
+                self.multivariate = None  # too few features or reference rows for a joint detector
 
     @property
     def false_alarm_rate(self) -> float | None:
@@ -316,17 +412,33 @@ class DriftEvaluator:
         enough = min_rows is not None and rows >= min_rows
         judged = [columns[c] for c in self.features if columns[c].judged]
         share = sum(c.detected for c in judged) / len(judged) if judged else 0.0
+        share_drift = enough and bool(judged) and share >= self.dataset_drift_share
+        flagged: tuple[str, ...] = ()
+        dataset_p_value = None
+        if self.calibration is not None:
+            family = {c.column: c.p_value for c in judged if c.p_value is not None}
+            rejected = holm(family, self.calibration.dataset_false_alarm_rate)
+            flagged = tuple(c.column for c in judged if c.column in rejected and reaches_floor(c)) if enough else ()
+            dataset_p_value = min(1.0, len(family) * min(family.values())) if family else None
+        multivariate = None
+        if self.multivariate is not None:
+            multivariate = self.multivariate.evaluate(current[list(self.multivariate.columns)], min_rows)
         if self.cache is not None:
             self.cache.save()  # keeps what this evaluation had to compute, for the next start
         return DriftResult(
             columns=columns,
             drifted_share=share,
-            dataset_drift=enough and bool(judged) and share >= self.dataset_drift_share,
+            dataset_drift=bool(flagged) if self.calibration is not None else share_drift,
             rows=rows,
             min_rows=min_rows,
             enough_data=enough,
             false_alarm_rate=self.false_alarm_rate,
             dataset_false_alarm_rate=self.calibration.dataset_false_alarm_rate if self.calibration else None,
+            flagged=flagged,
+            dataset_p_value=dataset_p_value,
+            share_drift=share_drift,
+            multivariate=multivariate,
+            features=self.features,
         )
 
     def _corrected_thresholds(self, outcomes: dict[str, ColumnDrift]) -> dict[str, float]:
@@ -334,6 +446,46 @@ class DriftEvaluator:
         # probabilities and the prediction is not part of the dataset verdict.
         family = {c: outcomes[c].score for c in self.features if self.tests[c].is_p_value and outcomes[c].judged}
         return corrected_thresholds(family, {c: self.tests[c].threshold for c in family}, self.multiple_testing)
+
+
+def reaches_floor(outcome: ColumnDrift) -> bool:
+    """Whether a column's score is at least its effect-size floor (always, for a p-value test)."""
+    return outcome.floor is None or outcome.score >= outcome.floor
+
+
+def holm(p_values: Mapping[K, float], rate: float) -> set[K]:
+    """Return the hypotheses Holm's step-down rejects at family-wise rate `rate`.
+
+    Sorted p_(1) <= ... <= p_(m): reject while p_(k) <= rate / (m - k + 1), stop at the first that is
+    not. The chance of rejecting any true null is at most `rate`, whatever the dependence between them.
+    """
+    ranked = sorted(p_values, key=lambda key: p_values[key])
+    m = len(ranked)
+    rejected: set[K] = set()
+    for k, key in enumerate(ranked):
+        if p_values[key] > rate / (m - k):
+            break
+        rejected.add(key)
+    return rejected
+
+
+def family_flags(results: Mapping[str, DriftResult], rate: float) -> dict[tuple[str, str], bool]:
+    """Return, for every judged (segment, feature) pair of the segments' results, whether it is flagged.
+
+    One family over all segments x features: Holm at `rate` over their calibrated p-values, then
+    the score must reach the feature's floor. So on clean data the chance that *any* segment shows
+    a flagged feature is at most `rate`. Segments without enough data and features without a
+    p-value (a distance without calibration) are not tested and not in the mapping.
+    """
+    outcomes = {
+        (segment, column): result.columns[column]
+        for segment, result in results.items()
+        if result.enough_data
+        for column in result.features
+        if result.columns[column].judged and result.columns[column].p_value is not None
+    }
+    rejected = holm({pair: outcome.p_value for pair, outcome in outcomes.items()}, rate)  # type: ignore[misc]
+    return {pair: pair in rejected and reaches_floor(outcome) for pair, outcome in outcomes.items()}
 
 
 def corrected_thresholds(p_values: Mapping[str, float], alphas: Mapping[str, float], method: str) -> dict[str, float]:
@@ -379,6 +531,7 @@ def report_drift_metrics(
     """
     from evidently.metrics import DriftedColumnsCount, ValueDrift
 
+    register_total_variation()
     tests = dict(tests if tests is not None else description.drift_tests())
     used = {c: (thresholds or {}).get(c, t.threshold) for c, t in tests.items()}
     outputs = set(description.output_columns)

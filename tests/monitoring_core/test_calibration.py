@@ -39,19 +39,18 @@ def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference() -> pd.DataFrame:
-    return _with_prediction(generate_trips(5_000, seed=11))
+def reference(taxi_reference) -> pd.DataFrame:
+    return taxi_reference
 
 
 @pytest.fixture(scope="module")
-def unseen() -> pd.DataFrame:
-    """A pool of clean rows the reference never saw (another seed)."""
-    return _with_prediction(generate_trips(40_000, seed=4242))
+def unseen(taxi_unseen) -> pd.DataFrame:
+    return taxi_unseen
 
 
 @pytest.fixture(scope="module")
-def evaluator(reference) -> DriftEvaluator:
-    return DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(None))
+def evaluator(reference, calibration_cache) -> DriftEvaluator:
+    return DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=calibration_cache)
 
 
 def _draw(pool: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -96,7 +95,9 @@ def test_thresholds_shrink_with_size_and_never_go_below_the_floor(evaluator):
         assert all(t >= test.threshold for t in thresholds), column
         assert thresholds == sorted(thresholds, reverse=True), column
         assert thresholds[0] > test.threshold  # at 50 rows noise, not the floor, sets the threshold
-        assert thresholds[-1] == test.threshold  # a huge window does not flag what nobody would call drift
+        # A huge window does not flag what nobody would call drift: the floor, or just above it where the
+        # reference's own noise stays (total variation over ~260 zones against 5,000 reference rows).
+        assert thresholds[-1] == pytest.approx(test.threshold, rel=0.05)
 
 
 @pytest.mark.parametrize("n", [50, 100, 200, 500, 1000, 5000])
@@ -118,7 +119,7 @@ def test_clean_unseen_rows_give_no_drift_verdict_at_any_size(evaluator, unseen, 
 
 
 def test_below_the_minimum_there_is_no_verdict_even_for_a_huge_shift(evaluator):
-    n = evaluator.min_rows - 1
+    n = evaluator.min_rows_of("trip_distance") - 1
     result = evaluator.evaluate(_with_prediction(generate_trips(n, seed=5, drift=DriftParams(distance_scale=3))))
     assert not result.enough_data and not result.dataset_drift
     trip = result.columns["trip_distance"]
@@ -153,10 +154,7 @@ def test_segment_calibration_keeps_the_rate_on_its_own_reference_rows(reference,
     in_manhattan = reference[segment_of(DESCRIPTION, reference) == "Manhattan"]
     pool = unseen[segment_of(DESCRIPTION, unseen) == "Manhattan"]
     segment = DriftEvaluator(DESCRIPTION, in_manhattan, calibration=SETTINGS, cache=CalibrationCache(None))
-    assert (
-        segment.min_rows is not None
-        and segment.min_rows >= DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS).min_rows
-    )
+    assert segment.min_rows is not None  # its own: fewer zones in one borough can make it smaller than the city's
     rng = np.random.default_rng(7)
     samples, flags = 30, 0
     for n in (segment.min_rows, 2 * segment.min_rows):
@@ -187,7 +185,7 @@ def test_thresholds_are_deterministic_and_survive_a_restart(reference, tmp_path,
     def no_simulation(*args, **kwargs):
         raise AssertionError("simulated although cached")
 
-    monkeypatch.setattr(ColumnCalibration, "null_quantile", no_simulation)
+    monkeypatch.setattr(ColumnCalibration, "simulate", no_simulation)
     monkeypatch.setattr(ColumnCalibration, "power", lambda self, bucket: self._power[bucket])
     restarted = DriftEvaluator(DESCRIPTION, reference, calibration=SETTINGS, cache=CalibrationCache(path)).evaluate(
         current
@@ -205,7 +203,7 @@ def test_a_changed_reference_or_setting_does_not_reuse_the_cache(reference, tmp_
                               reference["trip_distance"].to_numpy(float) * 2, RATE, SETTINGS, cache)  # fmt: skip
     stricter = ColumnCalibration("trip_distance", drift_tests()["trip_distance"], "numerical",
                                  reference["trip_distance"].to_numpy(float), RATE / 2, SETTINGS, cache)  # fmt: skip
-    assert not other._thresholds and not stricter._thresholds and len(cache.entries) == 3
+    assert not other._nulls and not stricter._nulls and len(cache.entries) == 3
 
 
 def test_an_unwritable_cache_only_costs_the_simulation(reference, tmp_path):

@@ -8,11 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.drift import (
+    ColumnDrift,
     DriftEvaluator,
+    DriftResult,
     corrected_thresholds,
     data_definition,
+    family_flags,
+    holm,
+    register_total_variation,
     report_drift_metrics,
+    total_variation_distance,
 )
 from ride_duration.schema import (
     CATEGORICAL_FEATURES,
@@ -41,8 +48,8 @@ STRICT_ZONES = {**drift_tests(), **{c: DriftTest("jensenshannon", 0.1) for c in 
 
 
 @pytest.fixture(scope="module")
-def reference() -> pd.DataFrame:
-    return _with_prediction(generate_trips(5_000, seed=11))
+def reference(taxi_reference) -> pd.DataFrame:
+    return taxi_reference
 
 
 def _report_results(reference: pd.DataFrame, current: pd.DataFrame, tests: dict[str, DriftTest]) -> tuple[dict, dict]:
@@ -103,9 +110,16 @@ def test_scores_and_verdicts_equal_an_evidently_report(reference, scenario, test
     assert result.drifted_share == pytest.approx(count["share"], abs=1e-12)
 
 
-def test_reference_like_rows_raise_no_verdict(reference):
+@pytest.fixture(scope="module")
+def calibrated(reference, calibration_cache) -> DriftEvaluator:
+    return DriftEvaluator(DESCRIPTION, reference, calibration=CalibrationSettings(), cache=calibration_cache)
+
+
+def test_reference_like_rows_raise_no_verdict(calibrated):
+    # Calibrated: total variation over ~260 sparse zones reads ~0.15 on clean 1,000-row samples,
+    # above its 0.1 floor, so the pinned floor alone would flag sampling noise.
     current = _with_prediction(generate_trips(1_000, seed=99))
-    result = DriftEvaluator(DESCRIPTION, reference, drift_tests()).evaluate(current)
+    result = calibrated.evaluate(current)
     assert not any(c.detected for c in result.columns.values())
     assert result.drifted_share == 0.0
     assert result.dataset_drift is False
@@ -125,9 +139,9 @@ def test_each_injected_fault_flags_its_feature(reference, params, flagged):
     assert result.columns[flagged].detected
 
 
-def test_missing_values_are_dropped_not_drift(reference):
+def test_missing_values_are_dropped_not_drift(calibrated):
     current = _with_prediction(generate_trips(1_000, seed=5, drift=DriftParams(missing_share=0.3)))
-    result = DriftEvaluator(DESCRIPTION, reference, drift_tests()).evaluate(current)
+    result = calibrated.evaluate(current)
     assert not any(c.detected for c in result.columns.values())
 
 
@@ -208,3 +222,69 @@ def test_edge_cases_equal_an_evidently_report(reference, edit, rows):
     for column, (score, detected) in expected.items():
         assert result.columns[column].score == pytest.approx(score, abs=1e-9, rel=0), column
         assert result.columns[column].detected is detected, column
+
+
+def test_total_variation_is_half_the_l1_distance_of_category_shares():
+    """ "tv" is ours (Evidently's "TVD" is a permutation p-value): its formula, checked by hand."""
+    reference = pd.Series(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
+    current = pd.Series(["a"] * 30 + ["b"] * 30 + ["c"] * 20 + ["new"] * 20)
+    # a: .5 -> .3, b: .3 -> .3, c: .2 -> .2, new: 0 -> .2: |.2| + |.2| over 2 = 0.2 (20% of rows moved)
+    assert total_variation_distance(reference, current) == pytest.approx(0.2, abs=1e-12)
+    assert total_variation_distance(reference, reference) == 0.0
+    assert total_variation_distance(pd.Series(["x"] * 5), pd.Series(["y"] * 7)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["integer zones", "text categories"])
+def test_the_total_variation_fast_path_and_evidentlys_registry_agree_with_the_formula(reference, text):
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    register_total_variation()
+    ref, current = (
+        reference.copy(),
+        _with_prediction(generate_trips(700, seed=21, drift=DriftParams(new_zone_share=0.2))),
+    )
+    if text:
+        ref["PULocationID"] = "zone-" + ref["PULocationID"].astype(str)
+        current["PULocationID"] = "zone-" + current["PULocationID"].astype(str)
+    expected = total_variation_distance(ref["PULocationID"], current["PULocationID"])
+    result = DriftEvaluator(DESCRIPTION, ref).evaluate(current)
+    assert result.columns["PULocationID"].stattest == "tv"
+    assert result.columns["PULocationID"].score == pytest.approx(expected, abs=1e-12)
+    test = get_stattest(ref["PULocationID"], current["PULocationID"], ColumnType.Categorical, "tv")
+    assert test(ref["PULocationID"], current["PULocationID"], ColumnType.Categorical, 0.1).drift_score == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("p_values", "rate", "expected"),
+    [
+        ({}, 0.05, set()),
+        ({"a": 0.001, "b": 0.02, "c": 0.04}, 0.05, {"a", "b", "c"}),  # .001<=.05/3, .02<=.05/2, .04<=.05
+        ({"a": 0.001, "b": 0.03, "c": 0.04}, 0.05, {"a"}),  # .03 > .05/2: the step-down stops there
+        ({"a": 0.012, "b": 0.013}, 0.02, set()),  # .012 > .02/2 even though both are below .02
+        ({"a": 0.2}, 0.25, {"a"}),  # a family of one is the plain test
+    ],
+)
+def test_holm_step_down(p_values, rate, expected):
+    assert holm(p_values, rate) == expected
+
+
+def _outcome(column: str, p_value: float, score: float = 0.5, floor: float | None = 0.1) -> ColumnDrift:
+    return ColumnDrift(column, "tv", 0.2, score, p_value < 0.005, 500, 500, 100, True, p_value, floor)
+
+
+def test_family_flags_control_segments_x_features_together():
+    def result(*outcomes: ColumnDrift, enough: bool = True) -> DriftResult:
+        columns = {o.column: o for o in outcomes}
+        return DriftResult(columns, 0.0, False, 500, 100, enough, features=tuple(columns))
+
+    results = {
+        "north": result(_outcome("x", 0.0004), _outcome("y", 0.3)),
+        "south": result(_outcome("x", 0.006), _outcome("y", 0.0001, score=0.05)),  # below its floor
+        "east": result(_outcome("x", 0.0001), enough=False),  # not enough rows: not tested
+    }
+    flags = family_flags(results, 0.01)
+    # Four tested pairs: .0001 <= .01/4 (south/y, rejected but under its floor), .0004 <= .01/3, .006 > .01/2.
+    assert flags == {("north", "x"): True, ("north", "y"): False, ("south", "x"): False, ("south", "y"): False}
