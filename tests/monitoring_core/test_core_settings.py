@@ -129,7 +129,7 @@ def test_a_variable_several_runtimes_read_has_one_default() -> None:
         for field, name in runtime.env_names().items():
             defaults.setdefault(name, set()).add(repr(runtime.model_fields[field].default))
     shared = {name for name in defaults if sum(name in r.env_names().values() for r in RUNTIMES) > 1}
-    assert {"MODEL_NAME", "MONGODB_URI", "MONGODB_DATABASE", "EVIDENTLY_CONFIG", "HOST"} <= shared
+    assert {"MONGODB_URI", "MONGODB_DATABASE", "EVIDENTLY_CONFIG", "HOST"} <= shared
     assert {name: defaults[name] for name in shared if len(defaults[name]) > 1} == {"PORT": {"9696", "8085"}}
 
 
