@@ -44,10 +44,16 @@ def predict():
             prediction_document(request_id, served_at, settings.model_name, version, values, duration, unknown.kept)
         )
         rows.append(forwarded_row(request_id, served_at, version, values, duration, unknown.names))
-        metrics.PREDICTED_DURATION.labels(settings.model_name).observe(duration * 60.0)
+    if not state.monitoring.record_predictions(docs, rows):
+        # PREDICTION_UNLOGGED=refuse: no prediction goes out without its log.
+        message = "the prediction cannot be logged now (MongoDB and the spool are unavailable); retry shortly"
+        response, status = json_error(503, "unlogged", [{"field": "body", "message": message, "reason": "unlogged"}])
+        response.headers["Retry-After"] = "1"
+        return response, status
     metrics.PREDICTIONS.labels(settings.model_name, version).inc(len(answers))
+    for answer in answers:
+        metrics.PREDICTED_DURATION.labels(settings.model_name).observe(answer["duration"] * 60.0)
     state.unknown_fields.record([item.unknown for item in inputs])
-    state.monitoring.record_predictions(docs, rows)
     return json_response(answers if is_batch else answers[0])
 
 
@@ -85,9 +91,12 @@ def health():
     """Report the model and the reachability of MongoDB and the metrics service; 200 even when they are down."""
     state = current_state()
     reach = state.probe.snapshot()
+    # `degraded` (still 200: the model serves) while a record cannot be logged, with the reasons.
+    problems, spool = state.monitoring.logging_state()
     return jsonify(
         {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "degraded_reasons": problems,
             "model_name": state.settings.model_name,
             "model_version": state.model.version,
             "mongodb": {
@@ -99,6 +108,14 @@ def health():
             },
             "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
             "queues": state.monitoring.sizes(),
+            "spool": None
+            if spool is None
+            else {
+                "records": spool.records,
+                "capacity_records": spool.capacity,
+                "free_bytes": spool.free_bytes,
+                "used_bytes": spool.used_bytes,
+            },
         }
     )
 
@@ -112,5 +129,6 @@ def openapi():
 @bp.get("/metrics")
 def prometheus_metrics():
     """Return the Prometheus metrics, merged over gunicorn workers."""
+    current_state().monitoring.logging_state()  # the spool gauges, read from the folder now
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)

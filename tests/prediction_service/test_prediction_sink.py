@@ -122,6 +122,6 @@ def test_labels_spooled_at_shutdown_keep_their_retry_horizon(mongo, tmp_path: Pa
     sink.submit_labels([label_record("waiting", 3.0, arrived)])
     wait_until(lambda: len(sink.pending_labels) == 1, timeout=10, what="label pending")
     sink.close()
-    (record,) = spool.read(spool.claim())
+    (record,), _ = spool.read(spool.claim())
     assert record["request_id"] == "waiting" and record["since"] == arrived.timestamp()
     assert record["target_timestamp"] == arrived

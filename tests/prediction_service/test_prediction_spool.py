@@ -17,7 +17,7 @@ def test_segments_round_trip_datetimes_and_count_records(tmp_path) -> None:
     assert spool.write([{"op": "insert", "doc": {"request_id": "b"}}, {"op": "insert", "doc": {"request_id": "c"}}])
     assert spool.size() == 3
     first = spool.claim()
-    records = spool.read(first)
+    records, _ = spool.read(first)
     assert records[0]["doc"]["timestamp"] == stamp
     assert spool.size() == 3  # claimed segments still count until done
     spool.done(first)
@@ -38,7 +38,7 @@ def test_a_claimed_segment_is_not_claimed_again_and_release_gives_it_back(tmp_pa
     assert segment is not None and spool.claim() is None
     spool.release(segment)
     again = spool.claim()
-    assert again is not None and spool.read(again) == [{"n": 1}]
+    assert again is not None and spool.read(again) == ([{"n": 1}], 0)
 
 
 def test_a_segment_claimed_by_a_dead_worker_is_taken_over(tmp_path) -> None:
@@ -48,7 +48,7 @@ def test_a_segment_claimed_by_a_dead_worker_is_taken_over(tmp_path) -> None:
     segment = spool.claim()
     segment.rename(segment.with_name(segment.name.replace(str(os.getpid()), dead.stdout.strip())))
     taken = spool.claim()
-    assert taken is not None and spool.read(taken) == [{"n": 1}]
+    assert taken is not None and spool.read(taken) == ([{"n": 1}], 0)
 
 
 def test_no_partial_segment_is_ever_visible(tmp_path) -> None:
