@@ -254,14 +254,15 @@ class MongoSink:
         batch = self._held if held else self._take(timeout)
         try:
             if batch:
-                if self._handle(batch):
+                kept = self._handle(batch)
+                if not kept:
                     self._held = []
                     # Written, spooled (fsynced), quarantined or counted as dropped: the log need not keep them.
                     self._ack_wal()
                 else:
                     # `refuse`: kept (and still in the write-ahead log); nothing new is taken until it is logged.
-                    self._held = batch
-                    self._inflight = batch
+                    self._held = kept
+                    self._inflight = kept
                     self._stop.wait(max(timeout, 0.05))
             if self.wal is not None:
                 self.wal.touch()
@@ -273,8 +274,9 @@ class MongoSink:
                 self._replay_one()
             if self._usable():
                 retry = self.pending_labels.due(self.settings.batch_size)
-                if retry and not self._handle(retry):
-                    self._held = retry  # `refuse`: kept like any batch that cannot be logged
+                kept = self._handle(retry) if retry else []
+                if kept:
+                    self._held = kept  # `refuse`: kept like any batch that cannot be logged
             if self.wal is not None and self.wal.damaged:
                 damaged, self.wal.damaged = self.wal.damaged, 0
                 metrics.DROPPED.labels("mongo", "damaged_log").inc(damaged)
@@ -291,14 +293,14 @@ class MongoSink:
     def _usable(self) -> bool:
         return self._healthy or time.monotonic() >= self._next_attempt
 
-    def _handle(self, batch: list[dict]) -> bool:
-        """Write, spool, quarantine or (`serve`) drop the batch; False when `refuse` keeps it for a retry."""
+    def _handle(self, batch: list[dict]) -> list[dict]:
+        """Write, spool, quarantine or (`serve`) drop the batch; return what `refuse` keeps for a retry."""
         batch = self._screen(batch)
         if not batch:
-            return True
+            return []
         if self._usable() and self._write(batch):
-            return True
-        return self._to_spool(batch, hold=self._refuse) or not self._refuse
+            return []
+        return self._to_spool(batch, hold=self._refuse)
 
     def _screen(self, batch: list) -> list[dict]:
         # A record that is no record (a `{}` line in a log, a damaged segment's survivor) is quarantined
@@ -396,27 +398,41 @@ class MongoSink:
             for record in records:  # find the refused one; the winners so far are marked done
                 self._settle_labels([record])
 
-    def _to_spool(self, batch: list[dict], hold: bool = False) -> bool:
-        """Spool the batch; when that fails, count it as dropped unless `hold` (the caller keeps it)."""
+    def _to_spool(self, batch: list[dict], hold: bool = False) -> list[dict]:
+        """Spool what fits of the batch; return the rest when `hold` (the caller keeps it), else count it dropped."""
+        rest, reason = self._spool_what_fits(batch)
+        if not rest:
+            if self.unlogged_reason and not self._held:
+                self.unlogged_reason = ""
+            return []
+        self._unlogged(reason)
+        if hold:
+            return rest
+        metrics.DROPPED.labels("mongo", reason).inc(len(rest))
+        if time.monotonic() - self._last_drop_log > 60:  # at most once a minute: the counter has the totals
+            self._last_drop_log = time.monotonic()
+            log.error("dropped records MongoDB could not take", extra={"reason": reason, "records": len(rest)})
+        return []
+
+    def _spool_what_fits(self, batch: list[dict]) -> tuple[list[dict], str]:
+        """Spool `batch`, halving it while the spool or its disk is too full; return what did not fit and why."""
         try:
             if self.spool.write(batch):
-                if self.unlogged_reason and not self._held:
-                    self.unlogged_reason = ""
-                return True
+                return [], ""
             reason = "spool_full"
         except Exception as exc:  # noqa: BLE001 - OSError mostly, but whatever it is, it is counted
             full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
             reason = "disk_full" if full else "spool_error"
             if time.monotonic() - self._last_unlogged > 60:
                 log.error("cannot write the spool", extra={"error": f"{type(exc).__name__}: {exc}"})
-        self._unlogged(reason)
-        if hold:
-            return False
-        metrics.DROPPED.labels("mongo", reason).inc(len(batch))
-        if time.monotonic() - self._last_drop_log > 60:  # at most once a minute: the counter has the totals
-            self._last_drop_log = time.monotonic()
-            log.error("dropped records MongoDB could not take", extra={"reason": reason, "records": len(batch)})
-        return False
+        if len(batch) == 1 or reason == "spool_error":
+            return batch, reason
+        # A smaller segment may still fit: lose only what really does not (at most log2(batch) more tries).
+        half = len(batch) // 2
+        rest, why = self._spool_what_fits(batch[:half])
+        if rest:
+            return rest + batch[half:], why
+        return self._spool_what_fits(batch[half:])
 
     def _replay_one(self) -> None:
         segment = self.spool.claim()
@@ -459,7 +475,10 @@ class MongoSink:
             except queue.Empty:
                 break
         size = self.settings.batch_size
-        spooled = all([self._to_spool(leftovers[i : i + size]) for i in range(0, len(leftovers), size)])
+        # What the spool refuses stays in the write-ahead log (kept below) for the next start; without a log it is
+        # counted as dropped.
+        hold = self.wal is not None
+        spooled = all([not self._to_spool(leftovers[i : i + size], hold) for i in range(0, len(leftovers), size)])
         if leftovers:
             log.warning("spooled queued records at shutdown", extra={"records": len(leftovers)})
         if self.wal is not None:
