@@ -32,6 +32,9 @@ class AppendResult:
     appended: int
     duplicates: int
     labelled_from_pending: int
+    # New rows of a batch larger than the window, pushed out by its own newer rows before they were ever kept:
+    # appended + duplicates + evicted is every row given.
+    evicted: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,12 @@ class Window:
                     if label is not None and rid in self._slot_of:
                         self._set_label(self._slot_of[rid], label)
                         from_pending += 1
-            return AppendResult(appended=n, duplicates=len(rows) - len(fresh), labelled_from_pending=from_pending)
+            return AppendResult(
+                appended=n,
+                duplicates=len(rows) - len(fresh),
+                labelled_from_pending=from_pending,
+                evicted=len(fresh) - n,
+            )
 
     def add_labels(self, labels: Sequence[tuple[str, float, float]]) -> LabelResult:
         """Join (request_id, target, label epoch seconds) to the window; keep early labels pending."""
