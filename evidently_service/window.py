@@ -118,7 +118,10 @@ class Window:
             for rid, target, at in labels:
                 slot = self._slot_of.get(rid)
                 if slot is not None:
-                    if np.isnan(self._values[TARGET][slot]):
+                    # The first label accepted wins, as in MongoDB: an earlier-accepted label that was
+                    # forwarded later replaces the one the window holds.
+                    held = self._values[LABEL_TIMESTAMP][slot]
+                    if np.isnan(self._values[TARGET][slot]) or at < held:
                         self._set_label(slot, (target, at))
                         outcomes.append(ACCEPTED)
                     else:
@@ -126,6 +129,8 @@ class Window:
                     continue
                 # The row may still be on its way (the prediction service forwards rows in batches).
                 if rid in self._pending:
+                    if at < self._pending[rid][1]:
+                        self._pending[rid] = (target, at)
                     outcomes.append(DUPLICATE)
                     continue
                 if self.max_pending_labels == 0:  # early labels are not kept: no row, no wait
