@@ -183,8 +183,8 @@ class Spool:
         """Return the intact records of a claimed segment and how many of its records are damaged.
 
         Each line is read on its own, so garbage bytes or a truncated line cost only the records
-        they touch; the count of damaged ones is what the name promised minus what was read (at
-        least the unreadable lines, if the name was damaged too).
+        they touch; the count of damaged ones is what the name promised minus what was read (the
+        unreadable lines, if the name carries no count).
         """
         records: list[Any] = []
         bad = 0
@@ -196,7 +196,9 @@ class Spool:
                     records.append(json_util.loads(raw.decode("utf-8"), json_options=_JSON))
                 except (ValueError, TypeError, json.JSONDecodeError, RecursionError):
                     bad += 1
-        return records, max(bad, _records_in(segment.name) - len(records))
+        # The name's count is the truth (garbage holding a newline splits one record into two bad lines).
+        declared = _records_in(segment.name)
+        return records, max(0, declared - len(records)) if declared else bad
 
     @staticmethod
     def done(segment: Path) -> None:
