@@ -91,6 +91,8 @@ def iterate(model: str):
             "model": model,
             "accepted": appended.appended,
             "duplicates": appended.duplicates,
+            # Valid new rows beyond the window's size in this one call: its newest rows are kept.
+            "evicted": appended.evicted,
             "rejected": len(bad),
             "window_rows": len(monitor.window),
             "details": _details(bad),

@@ -35,6 +35,9 @@ class AppendResult:
     appended: int
     duplicates: int
     labelled_from_pending: int
+    # New rows of a batch larger than the window, pushed out by its own newer rows before they were ever kept:
+    # appended + duplicates + evicted is every row given.
+    evicted: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,12 @@ class Window:
                     if label is not None and rid in self._slot_of:
                         self._set_label(self._slot_of[rid], label)
                         from_pending += 1
-            return AppendResult(appended=n, duplicates=len(rows) - len(fresh), labelled_from_pending=from_pending)
+            return AppendResult(
+                appended=n,
+                duplicates=len(rows) - len(fresh),
+                labelled_from_pending=from_pending,
+                evicted=len(fresh) - n,
+            )
 
     def add_labels(self, labels: Sequence[Label]) -> LabelResult:
         """Join (request_id, target, label epoch seconds) to the window; keep early labels pending."""
@@ -147,7 +155,9 @@ class Window:
             for rid, target, at in labels:
                 slot = self._slot_of.get(rid)
                 if slot is not None:
-                    if not self._labelled[slot]:
+                    # The first label accepted wins, as in MongoDB: an earlier-accepted label that was
+                    # forwarded later replaces the one the window holds.
+                    if not self._labelled[slot] or at < self._numbers[LABEL_TIMESTAMP][slot]:
                         self._set_label(slot, (target, at))
                         outcomes.append(ACCEPTED)
                     else:
@@ -155,6 +165,8 @@ class Window:
                     continue
                 # The row may still be on its way (the prediction service forwards rows in batches).
                 if rid in self._pending:
+                    if at < self._pending[rid][1]:
+                        self._pending[rid] = (target, at)
                     outcomes.append(DUPLICATE)
                     continue
                 if self.max_pending_labels == 0:  # early labels are not kept: no row, no wait

@@ -84,9 +84,27 @@ def prediction_document(
     return document
 
 
-def label_fields(target: Any, target_timestamp: datetime) -> dict[str, Any]:
+# When the service accepted the label (epoch nanoseconds, its host's clock): of competing labels for one id
+# the first accepted wins, whichever reaches MongoDB first.
+TARGET_ORDER = "target_order"
+
+
+def label_fields(target: Any, target_timestamp: datetime, order: int | None = None) -> dict[str, Any]:
     """Return the keys a label sets on its prediction's document."""
-    return {TARGET: target, TARGET_TIMESTAMP: target_timestamp}
+    fields = {TARGET: target, TARGET_TIMESTAMP: target_timestamp}
+    if order is not None:
+        fields[TARGET_ORDER] = order
+    return fields
+
+
+def first_accepted(request_id: str, order: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the filters under which a label accepted at `order` may set the document's target, tried in turn.
+
+    The document has no target yet, or has one accepted after `order` (a label without an order, written
+    before orders existed, is never displaced). Two filters, not one `$or`: nx-27017 ignores the other
+    keys beside a top-level `$or` (it updated another document), and each update stays atomic.
+    """
+    return unlabelled(request_id), {REQUEST_ID: request_id, TARGET_ORDER: {"$gt": order}}
 
 
 def unlabelled(request_id: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ everything kept can be written to MongoDB (BSON) whatever the client sent.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +59,12 @@ def field_name(name: str) -> str:
 
 def field_value(value: Any) -> Any:
     """Return a value as it is kept: JSON scalars as sent (strings cut), arrays and objects as cut JSON text."""
-    if value is None or isinstance(value, bool | float):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, float):
+        # NaN and +-Infinity (Python's JSON reader takes them) are not storable in every BSON store
+        # (nx-27017 refuses the document): kept as their JSON text, as an out-of-range integer is.
+        return value if math.isfinite(value) else json.dumps(value)
     if isinstance(value, int):
         return value if _INT64[0] <= value <= _INT64[1] else _text(str(value))
     if isinstance(value, str):

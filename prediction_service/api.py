@@ -54,10 +54,15 @@ def predict():
         answers.append(answer)
         docs.append(prediction_document(request_id, served_at, name, version, values, outputs, unknown.kept))
         rows.append(forwarded_row(request_id, served_at, version, values, outputs, unknown.names))
+    if not state.monitoring.record_predictions(docs, rows):
+        # PREDICTION_UNLOGGED=refuse: no prediction goes out without its log.
+        message = "the prediction cannot be logged now (MongoDB and the spool are unavailable); retry shortly"
+        response, status = json_error(503, "unlogged", [{"field": "body", "message": message, "reason": "unlogged"}])
+        response.headers["Retry-After"] = "1"
+        return response, status
     state.observe_predictions(answers_of_model.predictions)
     metrics.PREDICTIONS.labels(name, version).inc(len(answers))
     state.unknown_fields.record([item.unknown for item in inputs])
-    state.monitoring.record_predictions(docs, rows)
     return json_response(answers if is_batch else answers[0])
 
 
@@ -96,9 +101,12 @@ def health():
     """Report the model and the reachability of MongoDB and the metrics service; 200 even when they are down."""
     state = current_state()
     reach = state.probe.snapshot()
+    # `degraded` (still 200: the model serves) while a record cannot be logged, with the reasons.
+    problems, spool = state.monitoring.logging_state()
     return jsonify(
         {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "degraded_reasons": problems,
             "model_name": state.model_name,
             "model_version": state.model.version,
             "mongodb": {
@@ -110,6 +118,14 @@ def health():
             },
             "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
             "queues": state.monitoring.sizes(),
+            "spool": None
+            if spool is None
+            else {
+                "records": spool.records,
+                "capacity_records": spool.capacity,
+                "free_bytes": spool.free_bytes,
+                "used_bytes": spool.used_bytes,
+            },
         }
     )
 
@@ -124,5 +140,6 @@ def openapi():
 @bp.get("/metrics")
 def prometheus_metrics():
     """Return the Prometheus metrics, merged over gunicorn workers."""
+    current_state().monitoring.logging_state()  # the spool gauges, read from the folder now
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)

@@ -2,10 +2,13 @@
 
 The request thread only validates: each valid label becomes a record (`label_record`) handed to
 the worker's MongoDB writer, and the answer says `queued`, `duplicate` (the id again in the same
-call) or `invalid`. The writer applies records with `apply_labels`: one read of the batch's ids,
-then one conditional `update_one` per label whose document has no target yet, so the database
-decides atomically which label of an id wins; only winners are counted `accepted` and
-forwarded to the metrics service. A label whose document does not exist yet (it overtook its
+call) or `invalid`. Each record carries the moment it was accepted (`order`, nanoseconds, taken
+before the 202 is sent). The writer applies records with `apply_labels`: one read of the batch's
+ids, then one conditional `update_one` per label whose document has no target yet or a target
+accepted later than it, so the first label accepted for an id wins, whichever worker writes first;
+the database decides atomically. Winners are counted `accepted` and forwarded to the metrics service
+(whose window applies the same rule); a label displaced by an earlier-accepted one is counted
+`superseded`. A label whose document does not exist yet (it overtook its
 prediction, still queued or spooled) waits in the writer's bounded `PendingLabels` and is retried
 with a growing delay until `PREDICTION_LABEL_RETRY_SECONDS`, then counted `unknown`.
 """
@@ -24,7 +27,7 @@ from pydantic import ValidationError
 from pymongo.collection import Collection
 
 from monitoring_core.description import REQUEST_ID, ModelDescription
-from monitoring_core.documents import TARGET, label_fields, unlabelled
+from monitoring_core.documents import TARGET, TARGET_ORDER, first_accepted, label_fields
 from monitoring_core.records import DUPLICATE, INVALID, QUEUED, label_item, label_model, label_value
 from monitoring_core.validation import error_details
 from prediction_service import metrics
@@ -40,8 +43,8 @@ _READ_CHUNK = 500  # ids per `$in` read
 MAX_RETRY_DELAY_SECONDS = 30.0
 
 
-def label_record(request_id: str, target: Any, arrived: datetime) -> dict[str, Any]:
-    """Return the writer's record of one label: its id, observed target, arrival time (ms, UTC) and retry state.
+def label_record(request_id: str, target: Any, arrived: datetime, order: int | None = None) -> dict[str, Any]:
+    """Return the writer's record of one label: its id, observed target, arrival time (ms, UTC), order and retry state.
 
     The target is a number (regression) or a class's text (classification), as `label_model` typed it;
     it is stored under the document's `target` key whatever the target's name.
@@ -51,6 +54,8 @@ def label_record(request_id: str, target: Any, arrived: datetime) -> dict[str, A
         REQUEST_ID: request_id,
         "target": target,
         "target_timestamp": arrived,
+        # Accepted at (epoch ns): of two labels for one id, the one accepted first wins.
+        "order": time.time_ns() if order is None else order,
         "since": arrived.timestamp(),  # epoch seconds: the retry horizon survives the spool and a restart
         "tries": 0,
     }
@@ -95,6 +100,7 @@ def read_feedback(request: Request, description: ModelDescription, max_rows: int
     items, is_batch = as_items(read_json(request), max_rows, "labels")
     model = label_model(description)
     call = FeedbackCall()
+    order = time.time_ns()  # before the answer: a label sent after this one's 202 has a larger order
     seen: set[str] = set()
     for index, item in enumerate(items):
         prefix = f"{index}." if is_batch else ""
@@ -114,7 +120,7 @@ def read_feedback(request: Request, description: ModelDescription, max_rows: int
             call.items.append(label_item(index, label.request_id, DUPLICATE))
             continue
         seen.add(label.request_id)
-        call.records.append(label_record(label.request_id, label_value(description, label), arrived))
+        call.records.append(label_record(label.request_id, label_value(description, label), arrived, order))
         call.items.append(label_item(index, label.request_id, QUEUED))
     if not call.records:
         metrics.FEEDBACK.labels(INVALID).inc(len(items))
@@ -128,6 +134,7 @@ class Applied:
     """What the database decided for a batch of label records."""
 
     accepted: list[dict[str, Any]] = field(default_factory=list)  # won their document
+    superseded: int = 0  # labels displaced by an earlier-accepted one that reached MongoDB later
     duplicate: list[dict[str, Any]] = field(default_factory=list)  # their document had a target already
     unknown: list[dict[str, Any]] = field(default_factory=list)  # no document with their id (yet)
 
@@ -144,24 +151,31 @@ def apply_labels(collection: Collection, records: list[dict[str, Any]], into: Ap
     applied = into if into is not None else Applied()
     todo = [r for r in records if not r.get("done")]
     ids = list(dict.fromkeys(r[REQUEST_ID] for r in todo))
-    labelled: dict[str, bool] = {}
+    # Per id: None (no document), 0 (no target yet), the stored label's order, or -1 (a label without one).
+    labelled: dict[str, int | None] = {}
+    projection = {"_id": 0, REQUEST_ID: 1, TARGET: 1, TARGET_ORDER: 1}
     for start in range(0, len(ids), _READ_CHUNK):
         chunk = ids[start : start + _READ_CHUNK]
-        for doc in collection.find({REQUEST_ID: {"$in": chunk}}, {"_id": 0, REQUEST_ID: 1, TARGET: 1}):
-            labelled[doc[REQUEST_ID]] = TARGET in doc
+        for doc in collection.find({REQUEST_ID: {"$in": chunk}}, projection):
+            labelled[doc[REQUEST_ID]] = 0 if TARGET not in doc else int(doc.get(TARGET_ORDER, -1))
     for record in todo:
         request_id = record[REQUEST_ID]
         state = labelled.get(request_id)
-        if state is None:
+        if request_id not in labelled:
             applied.unknown.append(record)
             continue
-        if not state:
-            fields = label_fields(record["target"], record["target_timestamp"])
-            won = collection.update_one(unlabelled(request_id), {"$set": fields}).modified_count == 1
-            labelled[request_id] = True
-            if won:
-                record["done"] = True
-                applied.accepted.append(record)
+        order = int(record.get("order") or 2**62)  # a record from before orders: after every ordered one
+        if state == 0 or (state is not None and state > order):
+            fields = label_fields(record["target"], record["target_timestamp"], order)
+            labelled[request_id] = order
+            # The first filter sets a missing target; the second displaces a label accepted after this one.
+            for displaces, where in enumerate(first_accepted(request_id, order)):
+                if collection.update_one(where, {"$set": fields}).modified_count == 1:
+                    record["done"] = True
+                    applied.accepted.append(record)
+                    applied.superseded += displaces
+                    break
+            if record.get("done"):
                 continue
         applied.duplicate.append(record)
     return applied
@@ -199,6 +213,7 @@ class PendingLabels:
         finally:
             self._accept(applied.accepted)
         metrics.FEEDBACK.labels(DUPLICATE).inc(len(applied.duplicate))
+        metrics.FEEDBACK.labels("superseded").inc(applied.superseded)
         now = time.time()
         for record in applied.unknown:
             if now - record.get("since", now) >= self.settings.label_retry_seconds:

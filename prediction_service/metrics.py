@@ -73,11 +73,44 @@ QUEUE_CAPACITY = Gauge(
     ["queue"],
     multiprocess_mode="livesum",
 )
+# The spool gauges are set from the spool folder when /metrics is scraped (the same listing /health reads),
+# by whichever worker answers: the most recent value is the truth, whatever worker set it.
 SPOOL_RECORDS = Gauge(
-    "prediction_spool_records", "Records waiting in the on-disk spool for MongoDB.", multiprocess_mode="livemax"
+    "prediction_spool_records",
+    "Records waiting in the on-disk spool for MongoDB, read from the spool folder at scrape time.",
+    multiprocess_mode="livemostrecent",
 )
 SPOOL_CAPACITY = Gauge(
-    "prediction_spool_capacity_records", "Capacity of the on-disk spool in records.", multiprocess_mode="livemax"
+    "prediction_spool_capacity_records",
+    "Records the spool can hold: PREDICTION_SPOOL_CAPACITY_RECORDS or what its filesystem's free space "
+    "holds (at the measured bytes per spooled record), whichever is smaller; read at scrape time.",
+    multiprocess_mode="livemostrecent",
+)
+SPOOL_FREE_BYTES = Gauge(
+    "prediction_spool_free_bytes",
+    "Free bytes of the filesystem holding the spool and the write-ahead logs, read at scrape time.",
+    multiprocess_mode="livemostrecent",
+)
+SPOOL_USED_BYTES = Gauge(
+    "prediction_spool_used_bytes",
+    "Bytes allocated to spool segments and write-ahead logs, read at scrape time.",
+    multiprocess_mode="livemostrecent",
+)
+LOG_WRITABLE = Gauge(
+    "prediction_log_writable",
+    "1 while every worker can get its records into MongoDB or the spool, 0 while one cannot (disk or "
+    "spool full during a MongoDB outage, or the write-ahead log failing); minimum over workers.",
+    multiprocess_mode="livemin",
+)
+QUARANTINED = Counter(
+    "prediction_records_quarantined_total",
+    "Records MongoDB (or the driver) refused for what they are, moved to the dead-letter file instead of "
+    "being retried, by reason.",
+    ["reason"],
+)
+UNLOGGED_REFUSED = Counter(
+    "prediction_unlogged_refused_total",
+    "Rides answered 503 because their log could not be written (PREDICTION_UNLOGGED=refuse).",
 )
 MONGO_WRITES = Counter("prediction_mongo_writes_total", "Batch writes to MongoDB by result.", ["result"])
 MONGO_WRITTEN = Counter(

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from monitoring_core.description import ModelDescription
 from monitoring_core.records import forwarded_label
+from prediction_service import metrics
 from prediction_service.forwarder import Forwarder
 from prediction_service.mongo_sink import MongoSink
 from prediction_service.settings import Settings
-from prediction_service.spool import Spool
+from prediction_service.spool import Spool, SpoolStats
 from prediction_service.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,38 @@ class Monitoring:
         if self.sink is not None:
             self.sink.start()
 
-    def record_predictions(self, docs: list[dict], rows: list[dict]) -> None:
-        """Hand prediction documents to MongoDB and rows to the metrics service, without waiting."""
-        if self.sink is not None:
-            self.sink.submit([{"op": "insert", "doc": doc} for doc in docs])
+    def record_predictions(self, docs: list[dict], rows: list[dict]) -> bool:
+        """Hand prediction documents to MongoDB and rows to the metrics service, without waiting.
+
+        Return False (nothing handed on) when `PREDICTION_UNLOGGED=refuse` and the documents cannot be logged.
+        """
+        if self.sink is not None and not self.sink.submit([{"op": "insert", "doc": doc} for doc in docs]):
+            return False
         if self.rows is not None:
             self.rows.submit(rows)
+        return True
+
+    def logging_state(self) -> tuple[list[str], SpoolStats | None]:
+        """Return why records cannot be logged now ([] when they can) and the spool's figures.
+
+        Read from the spool folder (shared by every worker, so any worker answers the same) and from
+        this worker's writer (a record it could not log in the last few seconds). Sets the spool gauges
+        from the same reading, so /metrics and /health agree.
+        """
+        if self.spool is None or self.sink is None:
+            return [], None
+        stats = self.spool.stats()
+        metrics.SPOOL_RECORDS.set(stats.records)
+        metrics.SPOOL_CAPACITY.set(stats.capacity)
+        metrics.SPOOL_FREE_BYTES.set(stats.free_bytes)
+        metrics.SPOOL_USED_BYTES.set(stats.used_bytes)
+        reasons = []
+        if stats.records >= stats.capacity:
+            reasons.append("spool_full" if stats.capacity >= stats.record_bound else "disk_full")
+        problem = self.sink.logging_problem()
+        if problem and problem not in reasons:
+            reasons.append(problem)
+        return reasons, stats
 
     def record_labels(self, records: list[dict]) -> bool:
         """Hand label records to the MongoDB writer, without waiting; False when labels fill their share of it.

@@ -161,13 +161,20 @@ def openapi_document(settings: Settings, description: ModelDescription) -> dict[
                             ),
                         },
                         **rejections,
+                        "503": {
+                            **_error(
+                                "PREDICTION_UNLOGGED=refuse only: the prediction cannot be logged now (MongoDB "
+                                "away and the spool or its disk full); send the call again"
+                            ),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        },
                     },
                 }
             },
             "/feedback": {
                 "post": {
                     "summary": f"Queue the observed {description.target.name} of served {description.name} "
-                    "predictions (first label per id wins)",
+                    "predictions (the first label accepted wins)",
                     "description": "Answered at once, item by item; the labels are written in the background. "
                     "A list is answered per item as long as one item is a valid Label; the others are "
                     "answered `invalid` with their problems.",

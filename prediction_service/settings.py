@@ -53,6 +53,10 @@ class Settings(ServerSettings, ModelDirSettings, MongoSettings, TokenSettings):
     # loses nothing. fsync per request also survives a power loss, at the cost of a disk flush each.
     wal_enabled: Flag = env("PREDICTION_WAL", True)
     wal_fsync: Flag = env("PREDICTION_WAL_FSYNC", False)
+    # A record that can be neither written to MongoDB nor kept on disk (MongoDB away and the spool or its
+    # disk full): `serve` answers, counts it as dropped and alerts (monitoring never breaks serving);
+    # `refuse` answers 503 instead, so no prediction goes out without its log (for audit duties).
+    unlogged: Literal["serve", "refuse"] = env("PREDICTION_UNLOGGED", "serve")
     # How often the writer checks that the indexes still exist (also after every new connection).
     index_check_seconds: float = env("PREDICTION_INDEX_CHECK_SECONDS", 60.0, gt=0)
     # How long a label whose prediction is not in MongoDB yet is retried, and how many wait per worker.
@@ -60,7 +64,7 @@ class Settings(ServerSettings, ModelDirSettings, MongoSettings, TokenSettings):
     max_pending_labels: int = env("PREDICTION_MAX_PENDING_LABELS", 10_000, ge=0)
     health_cache_seconds: float = env("PREDICTION_HEALTH_CACHE_SECONDS", 5.0, ge=0)
 
-    @field_validator("unknown_fields", mode="before")
+    @field_validator("unknown_fields", "unlogged", mode="before")
     @classmethod
     def _policy_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

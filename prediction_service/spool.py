@@ -6,14 +6,23 @@ name, so every worker can size the spool from a directory listing. A worker repl
 segment by first renaming it to a name carrying its pid (atomic: one worker wins);
 segments claimed by a worker that died are taken over. Replaying twice is harmless:
 MongoDB's unique `request_id` index turns the second insert into a no-op.
+
+The spool is bounded twice: by `capacity_records` and by the free space of its filesystem. The
+effective capacity (`stats()`) is the smaller of the two, so the backlog alert fires on whichever is
+nearer. A write that fails for lack of space (or any other I/O error) deletes its temporary file and
+leaves every earlier segment untouched. A damaged segment (garbage bytes, a truncated line) gives
+back every intact line; the rest are reported as damaged, counted from the record count in its name.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from bson import json_util
 
@@ -21,6 +30,25 @@ _SUFFIX = ".jsonl"
 # Extended JSON keeps datetimes (and ObjectIds) typed through the disk round trip.
 _JSON = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
 _CLAIM = ".claimed-"
+# Bytes a spooled record takes on disk before any was measured (a prediction document is about 400-600
+# bytes of JSON; a filesystem allocates whole blocks, so small segments cost more per record).
+DEFAULT_RECORD_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    """What the spool holds and what its filesystem can still take, from one listing and one statvfs."""
+
+    records: int  # records waiting (all workers)
+    used_bytes: int  # bytes allocated to the spool's segments and write-ahead logs
+    free_bytes: int  # bytes the filesystem still gives an unprivileged writer
+    record_bytes: int  # bytes one record takes on disk, measured from the segments (or the default)
+    record_bound: int  # PREDICTION_SPOOL_CAPACITY_RECORDS
+
+    @property
+    def capacity(self) -> int:
+        """Return the records the spool can hold: the record bound or what the free space holds, if smaller."""
+        return min(self.record_bound, self.records + self.free_bytes // max(1, self.record_bytes))
 
 
 def _records_in(name: str) -> int:
@@ -69,21 +97,59 @@ class Spool:
         except FileNotFoundError:
             return 0
 
+    def stats(self) -> SpoolStats:
+        """Return the records, bytes used and free, and the effective capacity of the spool."""
+        records = used = segment_bytes = 0
+        for folder in (self.directory, self.directory / "wal"):
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    allocated = entry.stat(follow_symlinks=False).st_blocks * 512
+                except FileNotFoundError:
+                    continue  # replayed (deleted) while listing
+                used += allocated
+                if folder == self.directory and _SUFFIX in entry.name and not entry.name.startswith("."):
+                    records += _records_in(entry.name)
+                    segment_bytes += allocated
+        try:
+            vfs = os.statvfs(self.directory)
+            free = vfs.f_bavail * vfs.f_frsize
+        except OSError:
+            free = 0
+        record_bytes = -(-segment_bytes // records) if records else DEFAULT_RECORD_BYTES
+        return SpoolStats(records, used, free, max(1, record_bytes), self.capacity)
+
     def write(self, records: list[dict]) -> bool:
-        """Write `records` as one durable segment; return False (writing nothing) if the spool is full."""
+        """Write `records` as one durable segment; return False (writing nothing) if the spool is full.
+
+        Raise OSError (ENOSPC for a full disk) when the filesystem refuses it: the partial file is
+        deleted, so a write cut short never leaves a segment, or a growing temporary file, behind.
+        """
         if not records:
             return True
         if self.size() + len(records) > self.capacity:
             return False
         name = f"seg-{time.time_ns()}-{os.getpid()}-{len(records)}{_SUFFIX}"
         tmp = self.directory / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json_util.dumps(record, json_options=_JSON))
-                out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.rename(self.directory / name)
+        data = "".join(json_util.dumps(record, json_options=_JSON) + "\n" for record in records).encode()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:  # a short write (the disk filling) raises ENOSPC on the next call
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.rename(self.directory / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return True
 
     def claim(self) -> Path | None:
@@ -113,10 +179,26 @@ class Spool:
         return None
 
     @staticmethod
-    def read(segment: Path) -> list[dict]:
-        """Return the records of a claimed segment."""
-        with open(segment, encoding="utf-8") as src:
-            return [json_util.loads(line, json_options=_JSON) for line in src if line.strip()]
+    def read(segment: Path) -> tuple[list[Any], int]:
+        """Return the intact records of a claimed segment and how many of its records are damaged.
+
+        Each line is read on its own, so garbage bytes or a truncated line cost only the records
+        they touch; the count of damaged ones is what the name promised minus what was read (the
+        unreadable lines, if the name carries no count).
+        """
+        records: list[Any] = []
+        bad = 0
+        with open(segment, "rb") as src:
+            for raw in src:
+                if not raw.strip():
+                    continue
+                try:
+                    records.append(json_util.loads(raw.decode("utf-8"), json_options=_JSON))
+                except (ValueError, TypeError, json.JSONDecodeError, RecursionError):
+                    bad += 1
+        # The name's count is the truth (garbage holding a newline splits one record into two bad lines).
+        declared = _records_in(segment.name)
+        return records, max(0, declared - len(records)) if declared else bad
 
     @staticmethod
     def done(segment: Path) -> None:

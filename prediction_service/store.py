@@ -7,9 +7,8 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from monitoring_core.documents import predictions_collection
+from prediction_service.dead_letter import DUPLICATE_KEY, Refusal, refusal_reason
 from prediction_service.settings import Settings
-
-DUPLICATE_KEY = 11000
 
 
 def connect(settings: Settings, listeners: list | None = None) -> MongoClient:
@@ -42,13 +41,33 @@ def distinct_by_request_id(docs: list[dict]) -> list[dict]:
     return kept
 
 
-def insert_documents(collection: Collection, docs: list[dict]) -> int:
-    """Insert `docs`, skipping ones already stored (same request_id); return how many were new."""
+def insert_documents(collection: Collection, docs: list[dict]) -> tuple[int, list[Refusal]]:
+    """Insert `docs`, skipping ones already stored (same request_id); return how many were new and the refused.
+
+    A document MongoDB (or the driver) refuses for what it is comes back as a `Refusal`, and every
+    other document is still inserted; an outage (or any error not about one document) is raised.
+    """
     if not docs:
-        return 0
+        return 0, []
     try:
-        return len(collection.insert_many(docs, ordered=False).inserted_ids)
+        return len(collection.insert_many(docs, ordered=False).inserted_ids), []
     except BulkWriteError as exc:
-        if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+        reason = refusal_reason(exc)
+        errors = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if errors and reason is None:
             raise
-        return int(exc.details.get("nInserted", 0))
+        refused = [Refusal(docs[e["index"]], reason, f"code {e.get('code')}: {e.get('errmsg')}") for e in errors]
+        return int(exc.details.get("nInserted", 0)), refused
+    except Exception as exc:
+        reason = refusal_reason(exc)
+        if reason is None:
+            raise
+        if len(docs) == 1:
+            return 0, [Refusal(docs[0], reason, f"{type(exc).__name__}: {exc}")]
+    # The driver refused one document of several before sending (some may be in already): one at a time
+    # finds it; the unique request_id index makes the ones already in a no-op.
+    written, refused = 0, []
+    for doc in docs:
+        count, bad = insert_documents(collection, [doc])
+        written, refused = written + count, refused + bad
+    return written, refused

@@ -75,6 +75,7 @@ class WriteAheadLog:
         self._current: Path | None = None
         self._appended = 0  # lines in the current file
         self._pending: dict[Path, int] = {}  # records appended to a file and not yet handled
+        self.damaged = 0  # unreadable lines found in dead workers' logs (the writer counts them as dropped)
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def append(self, records: list[dict]) -> Path:
@@ -84,12 +85,27 @@ class WriteAheadLog:
             if self._fd is None or self._pid != os.getpid() or self._appended >= self.rotate_records:
                 self._open_next()
             assert self._fd is not None and self._current is not None
-            os.write(self._fd, data)
-            if self.fsync:
-                os.fdatasync(self._fd)
+            self._write_whole(data)
             self._appended += len(records)
             self._pending[self._current] = self._pending.get(self._current, 0) + len(records)
             return self._current
+
+    def _write_whole(self, data: bytes) -> None:
+        # All or nothing: a write the disk cut short (ENOSPC after part of it) is cut off again, so a
+        # half line never glues itself to the next append and corrupts a record that was whole.
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if self.fsync:
+                os.fdatasync(self._fd)
+        except BaseException:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                log.error("cannot cut a partial write-ahead log line", extra={"file": str(self._current)})
+            raise
 
     def ack(self, path: Path, count: int) -> None:
         """Mark `count` records of `path` as handled (in MongoDB, in the spool, or counted as dropped)."""
@@ -158,16 +174,27 @@ class WriteAheadLog:
                 (self.directory / name).rename(claimed)  # atomic: one worker wins
             except FileNotFoundError:
                 continue
-            records, bad = self._read(claimed)
-            if bad:
-                # Only a power loss leaves a torn last line; a killed process never does.
-                log.error("unreadable write-ahead log lines skipped", extra={"file": name, "lines": bad})
+            try:
+                records, bad = self._read(claimed)
+            except OSError as exc:
+                log.error("cannot read a write-ahead log", extra={"file": name, "error": str(exc)})
+                claimed.rename(self.directory / name.split(_CLAIM)[0])
+                continue
             for start in range(0, len(records), 500):
-                if not spool.write(records[start : start + 500]):
+                try:
+                    taken = spool.write(records[start : start + 500])
+                except OSError as exc:  # the disk is full: keep the log, retry on the next schedule
+                    log.error("cannot spool a write-ahead log: kept for later", extra={"file": name, "error": str(exc)})
+                    taken = False
+                if not taken:
                     log.error("spool full: write-ahead log kept for a later start", extra={"file": name})
                     claimed.rename(self.directory / name.split(_CLAIM)[0])
                     return moved
                 moved += len(records[start : start + 500])
+            if bad:
+                # Only a power loss (or a damaged disk) leaves an unreadable line; a killed process never does.
+                log.error("unreadable write-ahead log lines skipped", extra={"file": name, "lines": bad})
+                self.damaged += bad
             claimed.unlink(missing_ok=True)
         if moved:
             log.warning("recovered records from a dead worker's write-ahead log", extra={"records": moved})
@@ -176,13 +203,13 @@ class WriteAheadLog:
     @staticmethod
     def _read(path: Path) -> tuple[list[dict], int]:
         records, bad = [], 0
-        with open(path, encoding="utf-8", errors="replace") as src:
-            for line in src:
-                if not line.strip():
+        with open(path, "rb") as src:
+            for raw in src:
+                if not raw.strip():
                     continue
                 try:
-                    records.append(json_util.loads(line, json_options=_JSON))
-                except ValueError:
+                    records.append(json_util.loads(raw.decode("utf-8"), json_options=_JSON))
+                except (ValueError, TypeError, RecursionError):
                     bad += 1
         return records, bad
 

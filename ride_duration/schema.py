@@ -12,7 +12,6 @@ from monitoring_core.description import REQUEST_ID, TIMESTAMP, DriftTest, Featur
 from monitoring_core.model_folder import read_description
 from monitoring_core.paths import DEFAULT_MODEL_DIR
 
-
 DESCRIPTION = read_description(DEFAULT_MODEL_DIR / "model.yaml")
 
 FIELDS: tuple[FeatureSpec, ...] = DESCRIPTION.features

@@ -7,13 +7,17 @@ already runs for kept-alive connections) reads the head, and a body up to `MAX_B
 (declared or chunked; `Expect: 100-continue` is answered here), without blocking; only then does a
 thread parse and serve it. A connection whose head has not arrived within `HEAD_TIMEOUT`, or whose
 body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads
-are exactly gthread's: nothing is patched. Written against gunicorn 27.0.1 (the pin): it relies on
+are exactly gthread's: nothing is patched. Errors gunicorn answers itself (414 request line too
+long, 431 headers too large, 400 for an unparsable request) get the contract's JSON body instead of
+gunicorn's HTML page. Written against gunicorn 27.0.1 (the pin): it relies on
 `ThreadWorker.accept`, `on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
 """
 
 from __future__ import annotations
 
 import errno
+import html
+import json
 import re
 import selectors
 import time
@@ -55,6 +59,57 @@ def chunked_end(buffer: bytes | bytearray, start: int) -> int | None:
         pos = eol + 2 + size + 2
         if pos > len(buffer):
             return None
+
+
+_HTML_MESSAGE = re.compile(r"</h1>\s*(.*?)\s*</body>", re.DOTALL)
+# The field a gunicorn error is about, by status (the contract names a field in every error).
+_ERROR_FIELD = {414: "request_line", 431: "headers", 417: "headers", 501: "headers"}
+
+
+def json_error_response(data: bytes) -> bytes:
+    """Rewrite gunicorn's HTML error response (`util.write_error`) as the contract's JSON error body."""
+    head, _, page = data.partition(b"\r\n\r\n")
+    try:
+        _, code, phrase = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        status = int(code)
+    except ValueError:
+        return data  # not the page we know: send it as it is
+    found = _HTML_MESSAGE.search(page.decode("latin-1"))
+    message = html.unescape(found.group(1)) if found else ""
+    body = json.dumps(
+        {
+            "error": phrase.lower(),
+            "details": [
+                {
+                    "field": _ERROR_FIELD.get(status, "request"),
+                    "message": message or phrase,
+                    "reason": phrase.lower().replace(" ", "_"),
+                }
+            ],
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class _JsonErrorSocket:
+    """The client socket as gunicorn's error writer sees it: what it sends is rewritten as JSON."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(json_error_response(bytes(data)))
+
+    def send(self, data: bytes) -> int:
+        self.sendall(data)
+        return len(data)
 
 
 class BufferingThreadWorker(ThreadWorker):
@@ -166,6 +221,10 @@ class BufferingThreadWorker(ThreadWorker):
         self._next_scan = now + _SCAN_INTERVAL
         for conn in [c for c in self.reading if c.deadline <= now]:
             self._drop(conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer what gunicorn itself refuses (414, 431, a bad request line ...) with the contract's JSON body."""
+        super().handle_error(req, _JsonErrorSocket(client), addr, exc)
 
     def handle(self, conn: TConn) -> Any:
         """Serve a connection in a pool thread, its buffered bytes handed to gunicorn's parser first."""

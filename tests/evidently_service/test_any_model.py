@@ -175,7 +175,10 @@ def test_the_quality_estimate_is_exported_beside_the_realised_one(stack) -> None
     # Clean rows from the reference's own distribution: the realised RMSE is near the estimate.
     assert abs(realised - estimated) < 0.25 * realised
     gap = _value(url, "evidently_estimation_gap", model="diabetes", metric="rmse")
-    assert gap is not None and _value(url, "evidently_estimation_outside_band", model="diabetes", metric="rmse") in (0, 1)
+    assert gap is not None and _value(url, "evidently_estimation_outside_band", model="diabetes", metric="rmse") in (
+        0,
+        1,
+    )
 
 
 def test_a_reference_too_small_says_so_in_the_metrics_and_the_log(stack) -> None:

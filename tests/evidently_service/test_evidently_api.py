@@ -162,3 +162,14 @@ def test_a_forwarded_row_names_at_most_50_unknown_fields(client, make_rows):
     rows[0]["unknown_fields"] = [f"f{i}" for i in range(51)]
     response = client.post("/iterate/ride_duration", json=rows)
     assert response.status_code == 400 and response.json["details"][0]["field"] == "[0].unknown_fields"
+
+
+def test_every_row_of_a_call_larger_than_the_window_is_counted(client, make_rows):
+    # The issue: 2,800 valid rows into an 800-row window answered accepted 800, duplicates 0, rejected 0.
+    rows, _ = make_rows(2800, prefix="big")
+    rows += rows[:5]  # five repeated in the call
+    rows.append({"request_id": "bad"})  # one invalid
+    body = client.post("/iterate/ride_duration", json=rows).json
+    assert (body["accepted"], body["evicted"], body["duplicates"], body["rejected"]) == (1000, 1800, 5, 1)
+    assert body["accepted"] + body["evicted"] + body["duplicates"] + body["rejected"] == len(rows)
+    assert body["window_rows"] == 1000

@@ -65,7 +65,8 @@ def test_a_dead_workers_log_moves_to_the_spool_and_a_live_ones_stays(tmp_path) -
     assert mine.recover(spool) == 3
     assert not dead.exists()
     assert [p.name.startswith("wal-") for p in directory.iterdir()] == [True]  # this worker's own log remains
-    records = spool.read(spool.claim())
+    records, damaged = spool.read(spool.claim())
+    assert damaged == 0
     assert [r["doc"]["request_id"] for r in records] == ["d0", "d1", "d2"]
     assert records[0]["doc"]["timestamp"] == stamp
     assert mine.recover(spool) == 0  # nothing twice

@@ -68,6 +68,9 @@ LIMITS = [
         "too_many_rows",
     ),
     ("metrics body 32 MiB", "metrics", "/iterate/ride_duration", b"[" + b" " * (32 * 2**20 + 1) + b"]", 413, None),
+    # gunicorn answers these before the app sees the request: the contract's JSON body all the same.
+    ("request line 4094 bytes (model name)", "metrics", "/iterate/" + "m" * 10_000, b"[]", 414, "uri_too_long"),
+    ("request line 4094 bytes (path)", "prediction", "/predict?" + "q" * 10_000, b"{}", 414, "uri_too_long"),
 ]
 
 
@@ -77,9 +80,32 @@ def test_each_request_limit_answers_its_documented_status(stack, limit, service,
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     response = requests.post(base + path, data=body, headers=headers, timeout=30)
     assert response.status_code == status, response.text[:300]
+    assert response.headers["Content-Type"].startswith("application/json")
     assert_contract_error(response, status)
     if reason:
         assert response.json()["details"][0]["reason"] == reason
+
+
+@pytest.mark.parametrize("service", ["prediction", "metrics"])
+def test_gunicorn_own_errors_have_the_contract_body(stack, service) -> None:
+    # A header over gunicorn's limits (431) and a request line it cannot parse (400): JSON, not HTML.
+    base = stack.prediction_url if service == "prediction" else stack.metrics_url
+    response = requests.get(f"{base}/health", headers={"X-Big": "h" * 9000}, timeout=10)
+    assert response.status_code == 431 and response.headers["Content-Type"].startswith("application/json")
+    assert_contract_error(response, 431)
+    assert response.json()["details"][0]["field"] == "headers"
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, raw[:300]
+    error = json.loads(body)
+    assert error["error"] == "bad request" and error["details"][0]["message"], error
 
 
 def test_at_the_batch_limit_every_ride_is_served(stack) -> None:
