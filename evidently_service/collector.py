@@ -104,6 +104,36 @@ class _Families:
             "Share of window rows with a category never seen in the reference",
             ("feature",),
         )
+        self.feature_p = gauge(
+            "evidently_feature_drift_p_value",
+            "Calibrated tail p-value of the feature's drift score (share of clean reference draws scoring as high)",
+            ("feature",),
+        )
+        self.dataset_p = gauge(
+            "evidently_dataset_drift_p_value",
+            "Holm-adjusted p-value of the dataset verdict (the smallest over the features; drift at or below the rate)",
+        )
+        self.flagged = gauge(
+            "evidently_dataset_drift_flagged",
+            "1 when the feature is one the dataset verdict flags (Holm over the features at the dataset rate)",
+            ("feature",),
+        )
+        self.mv_score = gauge(
+            "evidently_multivariate_drift_score",
+            "Joint drift score: relative increase of the window's PCA reconstruction error over the reference's",
+            ("method",),
+        )
+        self.mv_threshold = gauge(
+            "evidently_multivariate_drift_threshold", "Threshold the joint drift score is compared with", ("method",)
+        )
+        self.mv_detected = gauge(
+            "evidently_multivariate_drift_detected", "1 when the features drifted jointly, else 0", ("method",)
+        )
+        self.seg_flagged = gauge(
+            "evidently_segment_drift_flagged",
+            "1 when the feature drifted within the segment (one Holm correction over every segment x feature)",
+            ("segment", "feature"),
+        )
         self.received = counter("evidently_rows_received", "Rows accepted by /iterate")
         self.rejected = counter("evidently_rows_rejected", "Rows rejected by /iterate, by reason", ("reason",))
         self.labels = counter(
@@ -254,6 +284,15 @@ class _Families:
             if drift.enough_data:
                 self.dataset_drift.add_metric([model], int(drift.dataset_drift))
                 self.drifted_share.add_metric([model], drift.drifted_share)
+                if drift.dataset_p_value is not None:
+                    self.dataset_p.add_metric([model], drift.dataset_p_value)
+                for feature in drift.features:
+                    self.flagged.add_metric([model, feature], int(feature in drift.flagged))
+            joint = drift.multivariate
+            if joint is not None and joint.enough_data and math.isfinite(joint.score):
+                self.mv_score.add_metric([model, joint.method], joint.score)
+                self.mv_threshold.add_metric([model, joint.method], joint.threshold)
+                self.mv_detected.add_metric([model, joint.method], int(joint.detected))
             for column in drift.columns.values():
                 if column.min_rows is not None:
                     self.feature_min_rows.add_metric([model, column.column], column.min_rows)
@@ -266,6 +305,8 @@ class _Families:
                 self.threshold.add_metric([model, column.column, column.stattest], column.threshold)
                 self.calibrated_rows.add_metric([model, column.column], column.calibrated_rows)
                 self.detected.add_metric([model, column.column], int(column.detected))
+                if column.p_value is not None:
+                    self.feature_p.add_metric([model, column.column], column.p_value)
         for feature, quality in (result.data_quality or {}).items():
             self.missing.add_metric([model, feature], quality.missing_share)
             if quality.out_of_range_share is not None:
@@ -293,6 +334,8 @@ class _Families:
         for metric, gap in result.gaps.items():
             self.est_gap.add_metric([model, metric], gap.value)
             self.est_outside.add_metric([model, metric], int(gap.outside_band))
+        for (segment, feature), flagged in sorted(result.segment_flags.items()):
+            self.seg_flagged.add_metric([model, segment, feature], int(flagged))
         for segment, seg in result.segments.items():
             self.seg_rows.add_metric([model, segment], seg.rows)
             if seg.min_rows is not None:

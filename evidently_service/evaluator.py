@@ -29,7 +29,7 @@ from evidently_service.quality import (
 )
 from evidently_service.window import Window
 from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, cache_path_for
-from monitoring_core.drift import DriftResult
+from monitoring_core.drift import DriftResult, family_flags
 from monitoring_core.estimation import Estimate, EstimatorError, Gap, PerformanceEstimator, load_estimator
 from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
@@ -69,6 +69,9 @@ class EvaluationResult:
     # labelled rows realised minus estimated: a realised value outside its band hints at concept drift.
     estimate: Estimate | None = None
     gaps: dict[str, Gap] = field(default_factory=dict)
+    # (segment, feature) -> flagged, under one Holm correction over every segment x feature judged
+    # (monitoring_core/drift.py `family_flags`): on clean data any flag at all comes at most at the dataset rate.
+    segment_flags: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def label_coverage(self) -> float:
@@ -259,6 +262,9 @@ class ModelMonitor:
                 kwargs["gaps"] = self.estimator.estimate(rows_with_labels).gaps(realised)
         if n:
             kwargs["segments"] = self._segments(window)
+            judged = {s: r.drift for s, r in kwargs["segments"].items() if r.drift is not None}
+            if judged and config.calibration is not None:
+                kwargs["segment_flags"] = family_flags(judged, config.calibration.dataset_false_alarm_rate)
         result = EvaluationResult(
             computed_at=time.time(),
             duration_seconds=time.perf_counter() - started,

@@ -166,7 +166,8 @@ def build_evaluators(
             if len(rows) < MIN_BUCKET:
                 continue
             try:
-                segments[str(segment)] = DriftEvaluator(description, rows, *args)
+                # Per-feature verdicts per segment; the joint detector judges the whole window only.
+                segments[str(segment)] = DriftEvaluator(description, rows, *args, multivariate=False)
             except ValueError as exc:  # e.g. a column with no value in this segment's reference rows
                 if on_segment_error is not None:
                     on_segment_error(str(segment), str(exc))
