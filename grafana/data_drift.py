@@ -107,6 +107,46 @@ def drifted_share_over_time() -> timeseries.Panel:
     )
 
 
+def flagged_features() -> statetimeline.Panel:
+    """Which features the dataset verdict flags."""
+    return state_timeline_panel(
+        "Features the dataset verdict flags",
+        "Per feature, whether the dataset verdict flags it: calibrated tail p-values with Holm's correction at "
+        "the dataset's family-wise rate, and a score at or above the feature's effect-size floor. One flagged "
+        f"feature is dataset drift; DataDriftDetected fires after {duration_text(for_seconds('DataDriftDetected'))}.",
+        query(f"evidently_dataset_drift_flagged{{{MODEL}}}", "{{feature}}"),
+    ).mappings(value_text({0: ("Not flagged", "green"), 1: ("Flagged", "red")}))
+
+
+def joint_drift() -> timeseries.Panel:
+    """The joint (multivariate) drift score and its threshold."""
+    return dashed_series(
+        timeseries_panel(
+            "Joint drift (PCA reconstruction)",
+            "Relative increase of the window's reconstruction error over the reference's (features standardised "
+            "and one-hot encoded, PCA fitted on the reference): it rises when relations between features change "
+            "even where each feature alone looks like the reference. Dashed: the calibrated threshold; "
+            f"MultivariateDriftDetected fires after {duration_text(for_seconds('MultivariateDriftDetected'))} "
+            "above it.",
+            "none",
+            query(f"evidently_multivariate_drift_score{{{MODEL}}}", "score"),
+            query(f"evidently_multivariate_drift_threshold{{{MODEL}}}", "threshold", "B"),
+        ),
+        "B",
+    )
+
+
+def segment_flags() -> table.Panel:
+    """The (segment, feature) pairs flagged now."""
+    return table_panel(
+        "Segment x feature flags",
+        "Per segment and feature, 1 when the feature drifted within the segment (against the same segment's "
+        "reference rows), under one Holm correction over every segment x feature. SegmentDriftDetected fires "
+        f"after {duration_text(for_seconds('SegmentDriftDetected'))} of a flag.",
+        query(f"max by (segment, feature) (evidently_segment_drift_flagged{{{MODEL}}})", "{{segment}} {{feature}}"),
+    )
+
+
 def feature_drift_score() -> timeseries.Panel:
     """Per-feature drift score with its threshold, one panel per feature."""
     return (
@@ -232,10 +272,14 @@ def build() -> dashboard.Dashboard:
         .with_panel(dataset_drift_over_time())
         .with_panel(drifted_share_over_time())
         .with_panel(feature_drift_detected())
+        .with_panel(flagged_features())
+        .with_panel(joint_drift())
         .with_panel(window_rows())
         .with_row(row("Per feature"))
         .with_panel(feature_drift_score())
         .with_panel(calibration())
+        .with_row(row("Per segment"))
+        .with_panel(segment_flags())
         .with_row(row("Reference"))
         .with_panel(reference_info())
     )

@@ -88,6 +88,26 @@ def quality_over_time() -> timeseries.Panel:
     )
 
 
+def estimated_vs_realised() -> timeseries.Panel:
+    """The quality estimated before labels, its band, and the realised quality."""
+    return dashed_series(
+        timeseries_panel(
+            "Estimated vs realised quality",
+            "Quality estimated from every window row's inputs and the model's outputs, before any label (direct "
+            "loss estimation for regressors, confidence-based for classifiers; prepared from the reference), its "
+            "90% band (dashed), and the realised quality over the labelled rows. Realised outside the band for "
+            "long is a concept-drift hint (PerformanceEstimateGap); the estimate past the description's bound "
+            "fires PerformanceEstimateDegraded before labels arrive. Estimation cannot see pure concept drift.",
+            "none",
+            query(f"evidently_estimated_model_quality{{{MODEL}}}", "{{metric}} estimated"),
+            query(f"evidently_estimated_model_quality_low{{{MODEL}}}", "{{metric}} band low", "B"),
+            query(f"evidently_estimated_model_quality_high{{{MODEL}}}", "{{metric}} band high", "C"),
+            query(f"evidently_model_quality{{{MODEL}}}", "{{metric}} realised", "D"),
+        ),
+        "B",
+    )
+
+
 def class_quality() -> timeseries.Panel:
     """Per-class precision, recall and F1 of a classifier."""
     return timeseries_panel(
@@ -192,6 +212,7 @@ def build() -> dashboard.Dashboard:
         .with_panel(feedback_rate())
         .with_row(row("Over time"))
         .with_panel(quality_over_time())
+        .with_panel(estimated_vs_realised())
         .with_panel(label_coverage())
         .with_panel(label_delay())
         .with_panel(predictions_served())
