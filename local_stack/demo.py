@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import secrets
 import shutil
@@ -42,14 +43,26 @@ from local_stack.viewers import (
     start_evidently_ui,
     start_reports_server,
 )
-from monitoring_core.paths import ARTIFACTS_DIR, REFERENCE_FILE
+from monitoring_core.paths import MODELS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EVIDENTLY_CONFIG = Path(__file__).resolve().parent / "demo_evidently.yaml"
 DEFAULT_DURATION = 90.0
 ALERT_FOR = "10s"  # the demo shortens every alert's `for:` so alerts can fire within two minutes
 SCRAPE_INTERVAL = "2s"
-MODEL_NAME = "ride_duration"
+MODEL_NAME = "ride_duration"  # the first example: its prediction service is on the contract's port 9696
+
+
+@dataclass(frozen=True)
+class Example:
+    """A shipped example model the demo trains, serves and sends a scenario to."""
+
+    name: str
+    port: int  # its prediction service's port (the next one up for each further example)
+    scenario: str  # the scenario sent to it (a name its folder's scenarios/ or the built-ins resolve)
+
+
+EXAMPLES = (Example(MODEL_NAME, 9696, "demo"), Example("health_insurance", 9697, "covariate_shift"))
 BIND_ADDRESS = "127.0.0.1"  # DEMO_BIND_ADDRESS changes it; the services' own default (0.0.0.0) is for containers
 TOKEN_FILE = "monitoring_token"
 BATCH_PROGRESS_SECONDS = 10.0
@@ -134,7 +147,7 @@ def ensure_prometheus() -> bool:
 
 def start_stack(
     workdir: Path,
-    artifacts_dir: Path,
+    models_dir: Path,
     with_prometheus: bool = True,
     mongo_data_dir: Path | None = None,
     evidently_config: Path = DEMO_EVIDENTLY_CONFIG,
@@ -144,7 +157,10 @@ def start_stack(
     replicas: int = 1,
     bind: str | None = None,
 ) -> Stack:
-    """Start MongoDB (nx-27017), the metrics service, the prediction service and Prometheus, in that order.
+    """Start MongoDB (nx-27017), the metrics service, a prediction service per example and Prometheus, in that order.
+
+    The metrics service monitors every model folder of `models_dir`; each example of EXAMPLES found there gets
+    its own prediction service (the first on 9696, the contract's port).
 
     Each listens on `bind` (default: DEMO_BIND_ADDRESS, else 127.0.0.1). With `default_ports`, a component
     whose contract port is taken moves to a free one and says so in its line.
@@ -167,7 +183,7 @@ def start_stack(
             "MONITORING_TOKEN": token,
             "MONGODB_URI": uri,
             "MONGODB_DATABASE": "prediction_service",
-            "REFERENCE_PATH": str(artifacts_dir / REFERENCE_FILE),
+            "MODELS_DIR": str(models_dir),
             "HOST": bind,
         }
         stack.env = common
@@ -183,7 +199,7 @@ def start_stack(
         if built("prediction_service"):
             env = {
                 **common,
-                "MODEL_DIR": str(artifacts_dir),
+                "MODEL_DIR": str(models_dir / MODEL_NAME),
                 "EVIDENTLY_SERVICE_URL": stack.urls.get("evidently_service", "http://127.0.0.1:9"),
                 "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus_multiproc"),
@@ -200,6 +216,22 @@ def start_stack(
             stack.urls["prediction_service"] = url
             moved = note(url, 9696)
             say(f"prediction service at {url}" + (f"{moved}: PREDICTION_URL={url} for your client" if moved else ""))
+            for example in EXAMPLES[1:]:
+                if not (models_dir / example.name / "model.yaml").is_file():
+                    continue
+                example_env = {
+                    **env,
+                    "MODEL_DIR": str(models_dir / example.name),
+                    "PREDICTION_SPOOL_DIR": str(workdir / f"spool-{example.name}"),
+                    "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"prometheus_multiproc-{example.name}"),
+                }
+                proc, example_url = start_service("prediction_service", logs, example_env, port=port(example.port))
+                stack.processes.append(proc)
+                stack.urls[f"prediction_service:{example.name}"] = example_url
+                stack.prediction_targets.append(example_url.removeprefix("http://"))
+                say(f"prediction service for {example.name} at {example_url}{note(example_url, example.port)}")
+            if stack.prediction_targets and replicas <= 1:  # Prometheus scrapes every prediction service
+                stack.prediction_targets.insert(0, url.removeprefix("http://"))
             say_token(stack)
         else:
             say("prediction_service: not built yet")
@@ -322,7 +354,12 @@ def run_batch_flow(stack: Stack, start: datetime, end: datetime, reports_dir: Pa
 
 
 def _run_in_own_group(
-    args: list[str], env: dict[str, str], log: Path, progress: float = BATCH_PROGRESS_SECONDS, limit: float = 600
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    progress: float = BATCH_PROGRESS_SECONDS,
+    limit: float = 600,
+    what: str = "batch flow",
 ) -> tuple[int, str]:
     """Run a command in its own process group (stderr to `log`), saying every `progress` s that it still runs.
 
@@ -343,13 +380,13 @@ def _run_in_own_group(
                     elapsed = time.monotonic() - began
                     if elapsed > limit:
                         raise
-                    say(f"batch flow: still running after {elapsed:.0f}s")
+                    say(f"{what}: still running after {elapsed:.0f}s")
         except BaseException:
             # The flow and Prefect's temporary API server it started, together.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-    say(f"batch flow: finished in {time.monotonic() - began:.0f}s (exit {proc.returncode})")
+    say(f"{what}: finished in {time.monotonic() - began:.0f}s (exit {proc.returncode})")
     return proc.returncode, out
 
 
@@ -365,7 +402,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rps", type=float, help="requests per second (default: enough to fill the window in half the run)")
     p.add_argument("--scenario", default="demo", help="built-in scenario name or scenario YAML path")
     p.add_argument("--workdir", type=Path, default=ROOT / ".demo", help="logs, MongoDB data, Prometheus data")
-    p.add_argument("--artifacts-dir", type=Path, default=ARTIFACTS_DIR, help="where the trained model goes")
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        default=MODELS_DIR,
+        help="the model folders: the examples are trained into their folders here, and every folder is monitored",
+    )
     p.add_argument(
         "--reports-dir",
         type=Path,
@@ -419,13 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     # Inherited by every process this run starts, however it daemonises: the last sweep of the stop finds it.
     os.environ[RUN_MARKER] = f"demo-{os.getpid()}-{secrets.token_hex(6)}"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    from ride_duration.train import train
-
-    say(f"training the model into {args.artifacts_dir}")
-    train("synthetic", args.train_rows, 42, args.artifacts_dir, "2021-01", args.workdir / "data")
+    train_examples(args)
     stack = start_stack(
         args.workdir,
-        args.artifacts_dir,
+        args.models_dir,
         mongo_data_dir=args.workdir / "mongo",
         default_ports=not args.free_ports,
         replicas=args.replicas,
@@ -460,6 +499,27 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, signal.SIG_IGN)
         left = shut_down(stack)
     return 0 if not left else 1
+
+
+def train_examples(args: argparse.Namespace) -> None:
+    """Train the shipped examples into their model folders, then prepare every folder (calibration, estimators)."""
+    from health_insurance.train import DEFAULT_REFERENCE_ROWS
+    from health_insurance.train import train as train_classifier
+    from ride_duration.train import train
+
+    say(f"training the model {MODEL_NAME} into {args.models_dir / MODEL_NAME}")
+    train("synthetic", args.train_rows, 42, args.models_dir / MODEL_NAME, "2021-01", args.workdir / "data")
+    say(f"training the model health_insurance into {args.models_dir / 'health_insurance'}")
+    train_classifier(42, args.models_dir / "health_insurance", DEFAULT_REFERENCE_ROWS)
+    say(f"preparing every model folder of {args.models_dir} (drift calibration, quality estimator; cached)")
+    log = args.workdir / "logs" / "prepare.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = python_module(
+        "monitoring_core.prepare", "--all", str(args.models_dir), "--config", str(DEMO_EVIDENTLY_CONFIG)
+    )
+    code, _ = _run_in_own_group(command, {**os.environ}, log, progress=BATCH_PROGRESS_SECONDS, what="prepare")
+    if code != 0:
+        say(f"prepare failed (exit {code}); the metrics service calibrates lazily instead; see {log}")
 
 
 def shut_down(stack: Stack) -> list[int]:
@@ -517,37 +577,79 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def simulate(args: argparse.Namespace, stack: Stack):
-    """Send the scenario's traffic and score it; return (scorecard or None, run or None)."""
+    """Send each example its scenario at once and score them; return (the first example's scorecard, its run).
+
+    The first example runs in this process (its progress and scorecard print here); every further example's
+    simulator runs beside it as a process, its output printed when it ends and its scoring kept in
+    `scoring-<model>.json` (see `other_detections`).
+    """
     if "prediction_service" not in stack.urls:
         say("usage simulation skipped: the prediction service is not built yet")
         return None, None
     from usage_simulation.cli import parser, run_and_score
 
     rps = args.rps or max(20.0, round(2000.0 / args.duration))
-    argv = [
-        "--scenario",
-        args.scenario,
-        "--url",
-        stack.urls["prediction_service"],
-        "--duration",
-        str(args.duration),
-        "--rps",
-        str(rps),
-        "--feedback-delay",
-        "3",
-        "--settle",
-        "40",
-        "--json",
-        str(args.workdir / "scoring.json"),
-    ]
-    if "prometheus" in stack.urls:
-        argv += ["--prometheus-url", stack.urls["prometheus"]]
+    os.environ["MONITORING_TOKEN"] = stack.token  # the simulators send labels with it
+    others = []
+    for example in EXAMPLES[1:]:
+        url = stack.urls.get(f"prediction_service:{example.name}")
+        if url is None:
+            continue
+        argv = _simulator_argv(args, stack, example.scenario, url, args.models_dir / example.name, example.name, rps)
+        log = stack.workdir / "logs" / f"simulation-{example.name}.log"
+        handle = open(log, "w")  # noqa: SIM115 - closed when the process is collected below
+        proc = subprocess.Popen(
+            python_module("usage_simulation", *argv, "--no-progress"), stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        others.append((example, proc, handle, log))
+        say(
+            f"sending {example.name} the {example.scenario} scenario: {args.duration:.0f}s at {rps:g} rows/s "
+            f"(log {log})"
+        )
+    argv = _simulator_argv(args, stack, args.scenario, stack.urls["prediction_service"], None, MODEL_NAME, rps)
     if not sys.stderr.isatty():
         argv.append("--no-progress")
-    say(f"sending the {args.scenario} scenario: {args.duration:.0f}s at {rps:g} rides/s (half clean, half drifted)")
-    os.environ["MONITORING_TOKEN"] = stack.token  # the simulator sends labels with it
-    run, card = run_and_score(parser().parse_args(argv))
+    say(
+        f"sending {MODEL_NAME} the {args.scenario} scenario: {args.duration:.0f}s at {rps:g} rows/s "
+        "(half clean, half drifted)"
+    )
+    try:
+        run, card = run_and_score(parser().parse_args(argv))
+    finally:
+        for example, proc, handle, log in others:
+            try:
+                proc.wait(timeout=args.duration + 300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            handle.close()
+            say(f"{example.name}: {example.scenario} scenario ended (exit {proc.returncode}):")
+            print(log.read_text(errors="replace").rstrip(), flush=True)
     return card, run
+
+
+def _simulator_argv(
+    args: argparse.Namespace, stack: Stack, scenario: str, url: str, model_dir: Path | None, name: str, rps: float
+) -> list[str]:
+    argv = ["--scenario", scenario, "--url", url, "--duration", str(args.duration), "--rps", str(rps)]
+    argv += ["--model-dir", str(model_dir or args.models_dir / MODEL_NAME), "--feedback-delay", "3", "--settle", "40"]
+    argv += ["--json", str(args.workdir / ("scoring.json" if name == MODEL_NAME else f"scoring-{name}.json"))]
+    if "prometheus" in stack.urls:
+        argv += ["--prometheus-url", stack.urls["prometheus"]]
+    return argv
+
+
+def other_detections(args: argparse.Namespace) -> dict[str, tuple[bool, int]]:
+    """Return {model: (every expected signal fired, false alarms)} of the further examples' scoring files."""
+    found = {}
+    for example in EXAMPLES[1:]:
+        path = args.workdir / f"scoring-{example.name}.json"
+        if not path.is_file():
+            continue
+        scoring = (json.loads(path.read_text()) or {}).get("scoring") or {}
+        if scoring:
+            found[example.name] = (bool(scoring.get("detected_all")), int(scoring.get("false_alarm_count", 0)))
+    return found
 
 
 def newest_drift_report(reports_dir: Path) -> str | None:
@@ -573,6 +675,9 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
         print("\nWhere to look", flush=True)
     if "prediction_service" in urls:
         print(f"  prediction API      {urls['prediction_service']}/predict  (spec: /openapi.json, metrics: /metrics)")
+        for example in EXAMPLES[1:]:
+            if f"prediction_service:{example.name}" in urls:
+                print(f"  {example.name + ' API':<19} {urls[f'prediction_service:{example.name}']}/predict")
         print(f"  token (/feedback)   {auth_hint(stack)}")
     if "evidently_service" in urls:
         print(f"  metrics service     {urls['evidently_service']}/metrics")
@@ -601,7 +706,10 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
     print(f"  logs                {stack.workdir / 'logs'}")
     if card is not None:
         verdict = "every expected signal fired" if card.detected_all else "some expected signals did NOT fire"
-        print(f"  detection           {verdict}; false alarms: {len(card.false_alarms)}", flush=True)
+        print(f"  detection           {MODEL_NAME}: {verdict}; false alarms: {len(card.false_alarms)}", flush=True)
+    for name, (all_fired, false_alarms) in other_detections(args).items():
+        verdict = "every expected signal fired" if all_fired else "some expected signals did NOT fire"
+        print(f"  detection           {name}: {verdict}; false alarms: {false_alarms}", flush=True)
 
 
 if __name__ == "__main__":
