@@ -36,9 +36,10 @@ lock: | $(UV)  ## re-resolve the lock files from the requirements*.in files
 	$(UV_COMPILE) requirements-base.in -c requirements.txt -o requirements-base.txt
 	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
 
-train: setup  ## train the shipped examples into their model folders (models/ride_duration, models/health_insurance)
+train: setup  ## train the shipped examples into their model folders (models/ride_duration, models/health_insurance) and prepare them
 	$(PY) -m ride_duration.train
 	$(PY) -m health_insurance.train
+	$(PY) -m monitoring_core.prepare --all models
 
 demo: setup  ## run the whole stack locally with simulated traffic and drift
 	$(PY) -m local_stack.demo
