@@ -59,7 +59,9 @@ def diabetes_regressor(models_dir: Path, name: str = "diabetes") -> BuiltModel:
             {"name": "s5", "kind": "numerical"},
             {"name": "sex", "kind": "categorical", "type": "str", "values": ["f", "m"]},
         ],
-        "segments": [{"name": "age_band", "column": "age", "bins": [0, 40, 60, 120], "labels": ["<40", "40-60", "60+"]}],
+        "segments": [
+            {"name": "age_band", "column": "age", "bins": [0, 40, 60, 120], "labels": ["<40", "40-60", "60+"]}
+        ],
         "alerts": {"rmse": {"max": 80.0}},
     }
     columns = [*features, "progression", "prediction"]
