@@ -268,7 +268,7 @@ def test_command_line_runs_the_flow_once(stack, prefect_env):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ride_duration_20260105T120000Z-20260105T130000Z: not enough data: 10 rows" in result.stdout
     # The Prefect settings prefect_flows sets before importing Prefect, read back from Prefect in the process.
-    assert "start-up timeout 300 s; server analytics off" in result.stdout
+    assert "(start-up timeout 300 s); server analytics off" in result.stdout
     assert f"index: {Path(stack['env']['REPORTS_DIR']) / 'index.html'}" in result.stdout
 
 
