@@ -200,6 +200,8 @@ def build_data_summary(
     return BuiltReport(DATA_SUMMARY, snapshot, (len(current), len(reference)))
 
 
+_ABOVE_HALF = math.nextafter(0.5, 1.0)
+
 # Per-row errors (prediction - target, Evidently's sign) for the per-segment view. Evidently 0.7.23's
 # GroupBy over the legacy-backed regression metrics (RMSE, MAE, MeanError) repeats the overall value
 # for every segment, so the segments use native MeanValue metrics over these columns instead.
@@ -242,7 +244,10 @@ def build_quality(
             current, ref = current.rename(columns=renamed), ref.rename(columns=renamed)
             columns = [renamed.get(c, c) for c in columns]
         quality_definition = definition(description, columns)
-        snapshot = _run([ClassificationPreset()], current, ref, quality_definition, **meta)
+        # Evidently's binary labels from probabilities are p >= threshold: a tie at 0.5 goes to the positive
+        # class, where the served label (scikit-learn's argmax) is the first one. Just above 0.5 they agree.
+        threshold = _ABOVE_HALF if len(description.class_keys) == 2 and description.probability_columns else None
+        snapshot = _run([ClassificationPreset(probas_threshold=threshold)], current, ref, quality_definition, **meta)
         return BuiltReport(QUALITY, snapshot, (len(current), len(ref)))
     columns = [*columns, ERROR, ABS_ERROR]
     metrics: list = [RegressionPreset()]

@@ -41,10 +41,13 @@ def run(tmp_path_factory, prefect_env):
     (work / "monitoring.yaml").write_text(CONFIG)
     docs = []
     for seed, model in enumerate(models.values()):
-        docs += logged_documents(model.folder.description, model.held_out, START, END, label_share=0.85, seed=seed)
+        description = model.folder.description
+        docs += logged_documents(
+            description, model.held_out, START, END, label_share=0.85, seed=seed, id_prefix=f"{description.name}-"
+        )
     wine = models["wine"]
     two_classes = wine.held_out[wine.held_out["cultivar"] != 2]
-    docs += logged_documents(wine.folder.description, two_classes, *LATER, id_prefix="later", seed=9)
+    docs += logged_documents(wine.folder.description, two_classes, *LATER, id_prefix="later-", seed=9)
     proc, uri = start_mongo(work / "mongo")
     try:
         insert_documents(uri, DB, docs)
