@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import Field
 
-from monitoring_core.description import MODEL_NAME_PATTERN
 from monitoring_core.settings import DriftConfigSettings, ModelsDirSettings, MongoSettings, SettingsError, env
 
 DEFAULT_CRON = "10 * * * *"  # ten past every hour: the previous hour, with its stragglers
@@ -34,8 +33,9 @@ RUN_PARAMETERS = {
 class BatchSettings(ModelsDirSettings, MongoSettings, DriftConfigSettings):
     """Where the flow reads from and writes to, and its row limits."""
 
-    # The one model of MODELS_DIR to monitor (`--model`, a run parameter); None: every model folder.
-    model_name: str | None = Field(None, pattern=MODEL_NAME_PATTERN)
+    # The one model of MODELS_DIR to monitor (`--model`, a run parameter; a name no folder has fails the
+    # run); None: every model folder.
+    model_name: str | None = Field(None, min_length=1)
     reports_dir: Path = env("REPORTS_DIR", Path("reports"))
     workspace_dir: Path | None = env("EVIDENTLY_WORKSPACE", None)  # None: <reports_dir>/workspace
     # None: derived by the drift calibration (the smallest size with a verdict); a value can only raise it.

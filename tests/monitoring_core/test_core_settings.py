@@ -123,13 +123,13 @@ def test_each_runtime_reads_every_field_from_its_own_variable() -> None:
 
 
 def test_a_variable_several_runtimes_read_has_one_default() -> None:
-    """MONGODB_URI, MODEL_NAME, REFERENCE_PATH, ... are declared once, so every runtime agrees on them."""
+    """MONGODB_URI, MODEL_NAME, EVIDENTLY_CONFIG, ... are declared once, so every runtime agrees on them."""
     defaults: dict[str, set] = {}
     for runtime in RUNTIMES:
         for field, name in runtime.env_names().items():
             defaults.setdefault(name, set()).add(repr(runtime.model_fields[field].default))
     shared = {name for name in defaults if sum(name in r.env_names().values() for r in RUNTIMES) > 1}
-    assert {"MODEL_NAME", "MONGODB_URI", "MONGODB_DATABASE", "REFERENCE_PATH", "EVIDENTLY_CONFIG", "HOST"} <= shared
+    assert {"MODEL_NAME", "MONGODB_URI", "MONGODB_DATABASE", "EVIDENTLY_CONFIG", "HOST"} <= shared
     assert {name: defaults[name] for name in shared if len(defaults[name]) > 1} == {"PORT": {"9696", "8085"}}
 
 

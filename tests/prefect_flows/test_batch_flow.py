@@ -263,7 +263,7 @@ def test_command_line_runs_the_flow_once(stack, prefect_env):
         env={**os.environ, **prefect_env, **stack["env"]},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # a fresh process: imports and the temporary server take minutes on a loaded machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ride_duration_20260105T120000Z-20260105T130000Z: not enough data: 10 rows" in result.stdout
