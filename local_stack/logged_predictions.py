@@ -75,7 +75,7 @@ def logged_documents(
 
     `rows` hold the described features, the outputs (prediction and probability columns, as in a
     reference.parquet) and, for the labelled ones, the target. A label arrives a minute after its
-    prediction (`label_delay`: seconds by request id, e.g. a ride's duration). `model_name` overrides
+    prediction (`label_delay`: seconds by request id, e.g. how long the outcome took). `model_name` overrides
     the description's name (several copies of one model).
     """
     rng = np.random.default_rng(seed)
@@ -110,8 +110,8 @@ def prediction_documents(
 ) -> list[dict]:
     """Return the documents of a regressor's predictions on `rides` (see `logged_documents`).
 
-    The label arrives after the target's value in minutes when the target is a duration in minutes
-    (the taxi example), else a minute after its prediction.
+    When the target's unit is minutes, a label arrives that many minutes after its prediction (an
+    outcome known once it is over), else a minute after.
     """
     rows = rides.assign(**{description.prediction_column: model.predict_frame(rides)})
     delays = None
