@@ -235,7 +235,8 @@ def batch_monitoring(
     for name, folder in folders.items():
         started = time.time()
         try:
-            runs = runs or open_workspace(settings)
+            if runs is None:  # opened once per flow run, by the first model that needs it
+                runs = open_workspace(settings)
             summaries[name] = _run(settings, folder, period, runs)
         except Exception as exc:
             get_run_logger().error("%s: run failed: %s", name, exc)
