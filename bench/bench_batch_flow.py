@@ -24,16 +24,24 @@ DB = "prediction_service"
 
 def _seed(uri: str, model, rows: int, start: datetime) -> None:
     from local_stack.logged_predictions import insert_documents, prediction_documents
+    from ride_duration.schema import DESCRIPTION
     from ride_duration.synthetic import generate_trips
 
     rides = generate_trips(rows, seed=rows)
     docs = prediction_documents(
-        rides, model, start, start + timedelta(hours=1), label_share=0.7, seed=1, id_prefix=f"b{rows}-"
+        rides,
+        model,
+        start,
+        start + timedelta(hours=1),
+        label_share=0.7,
+        seed=1,
+        id_prefix=f"b{rows}-",
+        description=DESCRIPTION,
     )
     insert_documents(uri, DB, docs)
 
 
-def _reports_alone(uri: str, start: datetime, reference_path: Path, out: Path) -> tuple[float, float]:
+def _reports_alone(uri: str, start: datetime, models_dir: Path, out: Path) -> tuple[float, float]:
     """Time the three Evidently reports on the period's frame, read beforehand: run, verdicts, HTML and JSON files.
 
     Exactly the reports and report files the flow produces, as a user would save them by hand.
@@ -41,24 +49,26 @@ def _reports_alone(uri: str, start: datetime, reference_path: Path, out: Path) -
     import pandas as pd
     from pymongo import MongoClient
 
+    from monitoring_core.model_folder import load_model_folder
     from monitoring_core.monitoring_config import drift_settings
     from prefect_flows.analysis import Limits, analyse
     from prefect_flows.io_mongo import read_predictions, sample_rows
     from prefect_flows.period import Period
 
     period = Period(start, start + timedelta(hours=1))
+    folder = load_model_folder(models_dir / "ride_duration")
     began = time.perf_counter()
     with MongoClient(uri, tz_aware=True) as client:
-        rows = read_predictions(client, DB, "ride_duration", period)
+        rows = read_predictions(client, DB, folder.description, period)
     read_s = time.perf_counter() - began  # not part of the baseline: shown as the read's own floor
-    reference = pd.read_parquet(reference_path)
-    drift = drift_settings(None, "ride_duration", reference_path)
+    reference = pd.read_parquet(folder.reference_path)
+    drift = drift_settings(None, folder)
     limits = Limits(
         dataset_drift_share=drift.dataset_drift_share, multiple_testing=drift.multiple_testing, tests=drift.tests
     )
     analysed, sampling = sample_rows(rows, len(rows), 0)
     began = time.perf_counter()
-    analysis = analyse("baseline", "ride_duration", period, reference, rows, analysed, sampling, limits)
+    analysis = analyse("baseline", folder.description, period, reference, rows, analysed, sampling, limits)
     out.mkdir(parents=True, exist_ok=True)
     for report in analysis.reports:
         report.snapshot.save_html(str(out / f"{report.kind}.html"))
@@ -75,28 +85,29 @@ def main(argv: list[str]) -> int:
     sizes = [int(n) for n in args.rows.split(",")]
 
     from local_stack.components import start_mongo
+    from monitoring_core.paths import DEFAULT_MODEL_DIR
     from ride_duration.model import load_model
     from ride_duration.train import train
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     print(f"[bench] workdir {work}; training a small model", flush=True)
-    train(source="synthetic", rows=8_000, seed=7, out_dir=work / "artifacts", month="2021-01", data_dir=work)
-    model = load_model(work / "artifacts" / "model.pkl")
-    reference_path = work / "artifacts" / "reference.parquet"
+    # A MODELS_DIR with the taxi example's folder: its committed description, a freshly trained model.
+    folder = work / "models" / "ride_duration"
+    train(source="synthetic", rows=8_000, seed=7, out_dir=folder, month="2021-01", data_dir=work)
+    shutil.copy(DEFAULT_MODEL_DIR / "model.yaml", folder / "model.yaml")
+    model = load_model(folder / "model.pkl")
     (work / "prefect").mkdir()
     proc, uri = start_mongo(work / "mongo")
     os.environ.update(
         MONGODB_URI=uri,
         MONGODB_DATABASE=DB,
-        REFERENCE_PATH=str(reference_path),
+        MODELS_DIR=str(work / "models"),
         REPORTS_DIR=str(work / "reports"),
         BATCH_MAX_ROWS=str(max(sizes)),
+        # Before Prefect is first imported (it reads its settings then); prefect_flows sets the start-up
+        # timeout and the analytics opt-out itself.
         PREFECT_HOME=str(work / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
         PREFECT_LOGGING_LEVEL="WARNING",
-        # The temporary server starts in ~7 s idle, minutes on a loaded 2-core machine.
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
     )
     try:
         from prefect_flows.batch_monitoring import batch_monitoring
@@ -114,9 +125,9 @@ def main(argv: list[str]) -> int:
             flow_runs, report_runs, read_runs = [], [], []
             for _ in range(args.repeat):  # alternate, so load from other processes hits both alike
                 began = time.perf_counter()
-                summary = batch_monitoring(start, start + timedelta(hours=1))
+                summary = batch_monitoring(start, start + timedelta(hours=1))["ride_duration"]
                 flow_runs.append((time.perf_counter() - began, summary["timings_seconds"]))
-                report_s, read_s = _reports_alone(uri, start, reference_path, work / "baseline" / str(rows))
+                report_s, read_s = _reports_alone(uri, start, work / "models", work / "baseline" / str(rows))
                 report_runs.append(report_s)
                 read_runs.append(read_s)
             flow_s, stages = min(flow_runs, key=lambda run: run[0])

@@ -9,8 +9,11 @@ from typing import Any
 import pandas as pd
 
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings
+from monitoring_core.description import DriftTest, ModelDescription
 from monitoring_core.drift import DriftEvaluator
-from prefect_flows.io_mongo import MODEL_VERSION, TARGET_FIELD, Sampling
+from prefect_flows import quality
+from prefect_flows.columns import MODEL_VERSION, REQUEST_ID, TIMESTAMP
+from prefect_flows.io_mongo import Sampling
 from prefect_flows.period import Period
 from prefect_flows.reports import (
     DATA_SUMMARY,
@@ -22,15 +25,14 @@ from prefect_flows.reports import (
     build_quality,
     current_frame,
     drift_results,
+    quality_reportable,
     quality_results,
     reference_frame,
-    segment_quality,
     snapshot_meta,
 )
-from ride_duration.schema import TARGET, DriftTest, drift_tests
 
 OK, NOT_ENOUGH_DATA = "ok", "not_enough_data"
-SEGMENT_MIN_LABELLED_ROWS = 10  # fewer labels make a segment's RMSE noise
+SEGMENT_MIN_LABELLED_ROWS = 10  # fewer labels make a segment's quality noise
 
 
 @dataclass(frozen=True)
@@ -38,21 +40,28 @@ class Limits:
     """The row counts below which a run gives no verdict, and the drift verdict's settings.
 
     `min_rows` None: the minimum is the one the drift calibration derives (as online); a value
-    can only raise it. `calibration` None: the pinned thresholds at every size.
+    can only raise it. `tests` None: the description's pinned tests. `calibration` None: the pinned
+    thresholds at every size.
     """
 
     min_rows: int | None = None
     min_labelled_rows: int = 30
     dataset_drift_share: float = 0.5
     multiple_testing: str = "none"
-    tests: dict[str, DriftTest] = field(default_factory=drift_tests)
+    tests: dict[str, DriftTest] | None = None
     calibration: CalibrationSettings | None = field(default_factory=CalibrationSettings)
     cache: CalibrationCache | None = None
 
-    def evaluator(self, reference: pd.DataFrame) -> DriftEvaluator:
+    def evaluator(self, description: ModelDescription, reference: pd.DataFrame) -> DriftEvaluator:
         """Return the online service's drift evaluator for these settings (same thresholds for the same rows)."""
         return DriftEvaluator(
-            reference, self.tests, self.dataset_drift_share, self.multiple_testing, self.calibration, self.cache
+            description,
+            reference,
+            self.tests,
+            self.dataset_drift_share,
+            self.multiple_testing,
+            self.calibration,
+            self.cache,
         )
 
 
@@ -64,13 +73,36 @@ class Analysis:
     reports: list[BuiltReport] = field(default_factory=list)
 
 
-def base_summary(rid: str, model_name: str, period: Period, period_rows: pd.DataFrame, sampling: Sampling) -> dict:
+def columns_summary(description: ModelDescription, reference: pd.DataFrame) -> dict[str, Any]:
+    """Return what the reports' columns are, for the headers: id, time, target and unit, prediction, segment."""
+    from prefect_flows.reports import reference_time_column
+
+    return {
+        "id": REQUEST_ID,
+        "time": TIMESTAMP if TIMESTAMP in reference.columns else None,
+        "reference_time": reference_time_column(description) if TIMESTAMP in reference.columns else None,
+        "target": description.target_column,
+        "target_unit": description.target.unit,
+        "prediction": description.prediction_column,
+        "prediction_unit": description.prediction.unit,
+        "probabilities": list(description.probability_columns.values()),
+        "classes": list(description.class_keys),
+        "datetimes": list(description.datetime_features),
+        "segment": description.segment.name if description.segment is not None else None,
+    }
+
+
+def base_summary(
+    rid: str, description: ModelDescription, period: Period, period_rows: pd.DataFrame, sampling: Sampling
+) -> dict:
     """Return the summary fields every run has, whatever its outcome."""
-    labelled = int(period_rows[TARGET_FIELD].notna().sum()) if len(period_rows) else 0
+    target = description.target_column
+    labelled = int(period_rows[target].notna().sum()) if len(period_rows) else 0
     versions = period_rows[MODEL_VERSION].fillna("unknown").value_counts() if len(period_rows) else pd.Series()
     return {
         "run_id": rid,
-        "model_name": model_name,
+        "model_name": description.name,
+        "task": description.task.value,
         "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
         "generated_at": datetime.now(UTC).isoformat(),
         "rows": {"period": len(period_rows), "analysed": sampling.analysed_rows, "labelled": labelled},
@@ -83,7 +115,7 @@ def base_summary(rid: str, model_name: str, period: Period, period_rows: pd.Data
 
 def analyse(
     rid: str,
-    model_name: str,
+    description: ModelDescription,
     period: Period,
     reference: pd.DataFrame,
     period_rows: pd.DataFrame,
@@ -92,10 +124,11 @@ def analyse(
     limits: Limits,
 ) -> Analysis:
     """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts."""
-    summary = base_summary(rid, model_name, period, period_rows, sampling)
-    tests = limits.tests
-    reference = reference_frame(reference)
-    evaluator = limits.evaluator(reference)
+    summary = base_summary(rid, description, period, period_rows, sampling)
+    reference = reference_frame(description, reference)
+    summary["columns"] = columns_summary(description, reference)
+    evaluator = limits.evaluator(description, reference)
+    tests = evaluator.tests
     derived = evaluator.min_rows
     min_rows = None if derived is None else max(derived, limits.min_rows or 0)
     if min_rows is None or len(analysed_rows) < min_rows:
@@ -109,20 +142,27 @@ def analyse(
         )
         return Analysis(summary)
 
-    current = current_frame(analysed_rows)
+    current = current_frame(description, analysed_rows)
+    if TIMESTAMP not in reference.columns:
+        current = current.drop(columns=[TIMESTAMP])  # no time axis when the reference has no time
     # The same evaluator as the metrics service's: the thresholds the report compares with are
     # calibrated for this period's size, so online and batch agree on the same rows.
     online = evaluator.evaluate(current)
-    meta = {kind: snapshot_meta(model_name, period.start, period.end, kind) for kind in (DRIFT, DATA_SUMMARY, QUALITY)}
+    task = description.task.value
+    meta = {
+        k: snapshot_meta(description.name, period.start, period.end, k, task) for k in (DRIFT, DATA_SUMMARY, QUALITY)
+    }
     thresholds = {c: online.columns[c].threshold for c in tests}
     reports = [
-        build_drift(reference, current, tests, limits.dataset_drift_share, meta[DRIFT], thresholds),
-        build_data_summary(reference, current, meta[DATA_SUMMARY]),
+        build_drift(description, reference, current, tests, limits.dataset_drift_share, meta[DRIFT], thresholds),
+        build_data_summary(description, reference, current, meta[DATA_SUMMARY]),
     ]
-    drift = drift_results(reports[0].snapshot, tests, limits.dataset_drift_share, limits.multiple_testing, online)
+    drift = drift_results(
+        description, reports[0].snapshot, tests, limits.dataset_drift_share, limits.multiple_testing, online
+    )
     summary.update(status=OK, min_rows=min_rows, drift=drift)
 
-    labelled = current[current[TARGET].notna()]
+    labelled = current[current[description.target_column].notna()]
     if len(labelled) < limits.min_labelled_rows:
         reason = (
             "no ground truth in this period"
@@ -131,15 +171,34 @@ def analyse(
         )
         summary["quality"] = {"available": False, "reason": reason}
     else:
-        reports.append(build_quality(reference, labelled, meta[QUALITY]))
-        summary["quality"] = {
-            "available": True,
-            "labelled_rows": len(labelled),
-            **quality_results(reports[-1].snapshot),
-            "segments": segment_quality(labelled, SEGMENT_MIN_LABELLED_ROWS),
-        }
+        summary["quality"] = _quality(description, reference, labelled, meta[QUALITY], reports)
     summary["message"] = _message(summary, sampling)
     return Analysis(summary, reports)
+
+
+def _quality(
+    description: ModelDescription,
+    reference: pd.DataFrame,
+    labelled: pd.DataFrame,
+    meta: dict[str, Any],
+    reports: list[BuiltReport],
+) -> dict[str, Any]:
+    """Return the quality part of the summary; append the quality report to `reports` when Evidently can build it."""
+    values: dict[str, Any] = {"available": True, "labelled_rows": len(labelled)}
+    if quality_reportable(description, labelled, reference):
+        reports.append(build_quality(description, reference, labelled, meta))
+    else:
+        values["report_note"] = (
+            "no quality report: some classes have no labelled row in this period or the reference "
+            "(Evidently 0.7 needs each class); the metrics below are computed without it"
+        )
+    if description.is_classification:
+        values.update(quality.overall(description, labelled))
+        values["classes"] = quality.per_class(description, labelled)
+    else:
+        values.update(quality_results(reports[-1].snapshot))
+    values["segments"] = quality.segment_quality(description, labelled, SEGMENT_MIN_LABELLED_ROWS)
+    return values
 
 
 def _message(summary: dict[str, Any], sampling: Sampling) -> str:
@@ -149,9 +208,9 @@ def _message(summary: dict[str, Any], sampling: Sampling) -> str:
         if drift["dataset_drift"]
         else f"no dataset drift ({drift['drifted_share']:.0%} of features drifted)"
     ]
-    quality = summary["quality"]
+    quality_part = summary["quality"]
     parts.append(
-        f"RMSE {quality['rmse']:.2f} min" if quality["available"] else f"quality unavailable: {quality['reason']}"
+        quality.headline(summary) if quality_part["available"] else f"quality unavailable: {quality_part['reason']}"
     )
     if sampling.applied:
         parts.append(f"analysed a seeded sample of {sampling.analysed_rows} of {sampling.period_rows} rows")

@@ -1,7 +1,9 @@
-"""The batch monitoring flow: a period's logged predictions -> Evidently reports, history and index.
+"""The batch monitoring flow: a period's logged predictions of each model -> Evidently reports, history and index.
 
-`python -m prefect_flows.batch_monitoring [--start ISO] [--end ISO | --last-minutes N] [--model NAME]` runs
-it once (default: the previous full hour); `python -m prefect_flows.serve` runs it on a schedule.
+`python -m prefect_flows.batch_monitoring [--start ISO] [--end ISO | --last-minutes N] [--model NAME]` runs it
+once over every model folder of MODELS_DIR, or one (default: the previous full hour); `python -m
+prefect_flows.serve` runs it on a schedule. Importing `prefect_flows` first sets Prefect's defaults
+(prefect_flows/__init__.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from prefect.cache_policies import NO_CACHE
 from pymongo import MongoClient
 
 from monitoring_core.calibration import CalibrationCache, cache_path_for
+from monitoring_core.description import ModelDescription
+from monitoring_core.model_folder import ModelFolder, discover_models
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from prefect_flows import io_mongo, publish, run_metrics
 from prefect_flows.analysis import Analysis, Limits, analyse
@@ -31,45 +35,62 @@ from prefect_flows.settings import BatchSettings
 _TASK = {"cache_policy": NO_CACHE}
 
 
+class ModelRunsFailed(RuntimeError):
+    """Some models' runs failed (the others ran): the flow run fails, naming them."""
+
+
+@task(name="find-models", **_TASK)
+def find_models(settings: BatchSettings) -> dict[str, ModelFolder]:
+    """Return the model folders of MODELS_DIR to monitor: every one, or the one `model_name` names."""
+    folders = discover_models(settings.models_dir)
+    if settings.model_name is not None:
+        if settings.model_name not in folders:
+            raise LookupError(
+                f"no model folder named {settings.model_name!r} in {settings.models_dir} (models: {sorted(folders)})"
+            )
+        folders = {settings.model_name: folders[settings.model_name]}
+    get_run_logger().info("models: %s", ", ".join(f"{n} ({f.description.task.value})" for n, f in folders.items()))
+    return folders
+
+
 @task(name="load-reference", retries=2, retry_delay_seconds=2, **_TASK)
 def load_reference(path: Path) -> pd.DataFrame:
-    """Read the reference dataset written by training."""
+    """Read the model folder's reference dataset."""
     if not Path(path).exists():
-        raise FileNotFoundError(f"no reference at {path}: run `python -m ride_duration.train` first")
+        raise FileNotFoundError(f"no reference at {path}: train the model (or write its reference.parquet) first")
     reference = pd.read_parquet(path)
     get_run_logger().info("reference: %d rows from %s", len(reference), path)
     return reference
 
 
 @task(name="load-drift-settings", **_TASK)
-def load_drift_settings(settings: BatchSettings, model_name: str) -> DriftSettings:
+def load_drift_settings(settings: BatchSettings, folder: ModelFolder) -> DriftSettings:
     """Read the online service's pinned tests and verdict settings for the model."""
-    drift = drift_settings(settings.config_path, model_name, settings.reference_path)
+    drift = drift_settings(settings.config_path, folder)
     get_run_logger().info("drift tests: %s", {c: (t.method, t.threshold) for c, t in drift.tests.items()})
     return drift
 
 
 @task(name="read-period-predictions", retries=3, retry_delay_seconds=5, **_TASK)
-def read_period(settings: BatchSettings, model_name: str, period: Period) -> pd.DataFrame:
+def read_period(settings: BatchSettings, description: ModelDescription, period: Period) -> pd.DataFrame:
     """Read the period's predictions (projected fields, batched cursor) with progress in the log."""
     logger = get_run_logger()
     with MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
         rows = io_mongo.read_predictions(
             client,
             settings.mongodb_database,
-            model_name,
+            description,
             period,
             batch_size=settings.read_batch_size,
             progress=lambda n: logger.info("read %d rows so far", n),
         )
-    logger.info("%d predictions of %s in %s .. %s", len(rows), model_name, period.start, period.end)
+    logger.info("%d predictions of %s in %s .. %s", len(rows), description.name, period.start, period.end)
     return rows
 
 
 @task(name="build-reports", **_TASK)
 def build_reports(
     rid: str,
-    model_name: str,
     period: Period,
     reference: pd.DataFrame,
     rows: pd.DataFrame,
@@ -77,7 +98,8 @@ def build_reports(
     drift: DriftSettings,
 ) -> Analysis:
     """Sample above the row limit, then build the Evidently reports and the verdicts."""
-    seed = io_mongo.sampling_seed(model_name, period)
+    description = drift.description
+    seed = io_mongo.sampling_seed(description.name, period)
     analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
     if sampling.applied:
         get_run_logger().info("sampling %d of %d rows (seed %d)", sampling.analysed_rows, sampling.period_rows, seed)
@@ -92,7 +114,7 @@ def build_reports(
         drift.calibration,
         cache,
     )
-    return analyse(rid, model_name, period, reference, rows, analysed, sampling, limits)
+    return analyse(rid, description, period, reference, rows, analysed, sampling, limits)
 
 
 @task(name="write-report-files", retries=1, **_TASK)
@@ -110,10 +132,12 @@ def open_workspace(settings: BatchSettings) -> Any:
 
 
 @task(name="record-workspace-snapshots", retries=2, retry_delay_seconds=2, **_TASK)
-def record_snapshots(settings: BatchSettings, runs: Any, model_name: str, analysis: Analysis) -> dict[str, Any]:
-    """Add the run's snapshots to the Evidently UI workspace."""
+def record_snapshots(
+    settings: BatchSettings, runs: Any, description: ModelDescription, analysis: Analysis
+) -> dict[str, Any]:
+    """Add the run's snapshots to the model's project in the Evidently UI workspace."""
     earlier = publish.previous_snapshots(settings.reports_dir, analysis.summary["run_id"])
-    return publish.record_snapshots(runs, model_name, analysis.reports, replaces=earlier)
+    return publish.record_snapshots(runs, description, analysis.reports, replaces=earlier)
 
 
 @task(name="store-run-summary", retries=3, retry_delay_seconds=5, **_TASK)
@@ -169,6 +193,7 @@ class _Clock:
 def batch_monitoring(
     start: datetime | None = None,
     end: datetime | None = None,
+    models_dir: Path | None = None,
     model_name: str | None = None,
     min_rows: int | None = None,
     min_labelled_rows: int | None = None,
@@ -177,12 +202,16 @@ def batch_monitoring(
     reports_dir: Path | None = None,
     workspace: Path | None = None,
     drift_config: Path | None = None,
-    reference_path: Path | None = None,
-) -> dict:
-    """Build the drift, data and quality reports of one model over one period; None takes the env setting."""
+) -> dict[str, dict]:
+    """Build the drift, data and quality reports of every model (or `model_name`) over one period.
+
+    None takes the env setting. Returns each model's run summary by model name; a model whose run
+    fails does not stop the others, and the flow run then fails naming it.
+    """
     started = time.time()
     settings = BatchSettings.from_env()
     parameters = {
+        "models_dir": models_dir,
         "model_name": model_name,
         "min_rows": min_rows,
         "min_labelled_rows": min_labelled_rows,
@@ -191,52 +220,80 @@ def batch_monitoring(
         "reports_dir": reports_dir,
         "workspace": workspace,
         "drift_config": drift_config,
-        "reference_path": reference_path,
     }
     try:
         settings = settings.with_run_parameters(**parameters)
         get_run_logger().info("parameters: %s", settings.run_parameters())
-        summary = _run(settings, settings.model_name, start, end)
+        period = Period.resolve(start, end)
+        folders = find_models(settings)
     except Exception:
-        report_run(settings, model_name or settings.model_name, None, started)
+        if model_name or settings.model_name:  # a failure before any model ran: push it for the one named
+            report_run(settings, model_name or settings.model_name, None, started)
         raise
-    report_run(settings, settings.model_name, summary, started)
-    return summary
+    summaries: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    runs = None
+    for name, folder in folders.items():
+        started = time.time()
+        try:
+            if runs is None:  # opened once per flow run, by the first model that needs it
+                runs = open_workspace(settings)
+            summaries[name] = _run(settings, folder, period, runs)
+        except Exception as exc:
+            get_run_logger().error("%s: run failed: %s", name, exc)
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            report_run(settings, name, None, started)
+            continue
+        report_run(settings, name, summaries[name], started)
+    index = str(update_index(settings))
+    for summary in summaries.values():
+        summary["index"] = index
+    if failed:
+        raise ModelRunsFailed("; ".join(f"{name}: {reason}" for name, reason in failed.items()))
+    return summaries
 
 
-def _run(settings: BatchSettings, model_name: str, start: datetime | None, end: datetime | None) -> dict:
-    """Run the flow's stages; return the run's summary."""
+def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any) -> dict:
+    """Run one model's stages over the period; return its run summary."""
     logger = get_run_logger()
-    period = Period.resolve(start, end)
-    rid = publish.run_id(model_name, period.slug)
+    description = folder.description
+    rid = publish.run_id(description.name, period.slug)
     logger.info("batch run %s", rid)
 
     clock = _Clock()
     # The read mostly waits on the database: the local loading runs meanwhile in this thread.
-    reading = read_period.submit(settings, model_name, period)
-    drift = load_drift_settings(settings, model_name)
+    reading = read_period.submit(settings, description, period)
+    drift = load_drift_settings(settings, folder)
     reference = load_reference(drift.reference_path)
-    runs = open_workspace(settings)
     clock.lap("load")
     rows = reading.result()
     clock.lap("read")  # what the read took beyond the overlapped loading
-    analysis = build_reports(rid, model_name, period, reference, rows, settings, drift)
+    analysis = build_reports(rid, period, reference, rows, settings, drift)
     clock.lap("reports")
     summary = analysis.summary
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
-        summary["workspace"] = record_snapshots(settings, runs, model_name, analysis)
+        summary["workspace"] = record_snapshots(settings, runs, description, analysis)
     clock.lap("publish")
     summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)
-    summary["index"] = str(update_index(settings))
     clock.lap("store")
     logger.info("%s: %s", rid, summary["message"])
     return summary
 
 
+def prefect_settings_line() -> str:
+    """Return the Prefect settings this process runs with that prefect_flows sets (read back from Prefect)."""
+    from prefect.settings import get_current_settings
+
+    current = get_current_settings()
+    server = current.server
+    api = current.api.url or f"a temporary server (start-up timeout {server.ephemeral.startup_timeout_seconds} s)"
+    return f"prefect: API {api}; server analytics {'on' if server.analytics_enabled else 'off'}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the flow once over the given period and print its verdict."""
+    """Run the flow once over the given period and print each model's verdict."""
     parser = argparse.ArgumentParser(description="Run the batch monitoring flow once over one period.")
     parser.add_argument("--start", help="period start, ISO-8601 (UTC if no offset); default: the previous full hour")
     parser.add_argument("--end", help="period end (exclusive), ISO-8601; default: one hour after --start")
@@ -246,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="the N minutes up to now instead of --start/--end (run the flow now, e.g. right after traffic)",
     )
-    parser.add_argument("--model", help="model name (default: $MODEL_NAME or ride_duration)")
+    parser.add_argument("--model", help="one model folder's name (default: every model folder of $MODELS_DIR)")
     args = parser.parse_args(argv)
     if args.last_minutes is not None and (args.start or args.end):
         parser.error("give --last-minutes or --start/--end, not both")
@@ -263,18 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"prefect_flows.batch_monitoring: {exc}", file=sys.stderr)
         return 2
-    # No telemetry from a monitoring job; the user's own setting wins.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    # Without PREFECT_API_URL a temporary server starts first: give a busy machine time for it.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    print(prefect_settings_line(), flush=True)
     # Every knob passed explicitly, so the run in the Prefect UI shows the values it used.
     parameters = {**settings.run_parameters(), **({"model_name": args.model} if args.model else {})}
-    summary = batch_monitoring(start=period.start, end=period.end, **parameters)
-    print(f"{summary['run_id']}: {summary['message']}")
-    print(f"index: {summary['index']}")
+    summaries = batch_monitoring(start=period.start, end=period.end, **parameters)
+    for summary in summaries.values():
+        print(f"{summary['run_id']}: {summary['message']}")
+    if summaries:
+        print(f"index: {next(iter(summaries.values()))['index']}")
     return 0
 
 

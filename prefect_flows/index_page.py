@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect_flows.publish import SUMMARY_FILE, period_text, read_summaries, verdict
-from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, TITLES
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, title
 
 INDEX_FILE = "index.html"
 
@@ -43,7 +43,7 @@ def _coverage(summary: dict[str, Any]) -> str:
 
 def _links(summary: dict[str, Any]) -> str:
     links = [
-        f'<a href="{escape(paths["html"])}">{escape(TITLES[kind].lower())}</a>'
+        f'<a href="{escape(paths["html"])}">{escape(title(kind, summary.get("task", "regression")).lower())}</a>'
         for kind in (DRIFT, DATA_SUMMARY, QUALITY)
         if (paths := summary.get("reports", {}).get(kind))
     ]
@@ -75,7 +75,7 @@ def render_index(summaries: list[dict[str, Any]], now: datetime | None = None) -
 <body>
 <h1>Batch monitoring reports</h1>
 <p class="note">{len(summaries)} run(s), newest period first. Generated {now:%Y-%m-%d %H:%M} UTC.
-Drift uses the metrics service's pinned tests (<code>ride_duration.schema</code> with
+Drift uses the metrics service's pinned tests (each model's <code>model.yaml</code> with
 <code>monitoring_core/monitoring.yaml</code>) at thresholds calibrated from the reference for each
 period's size, so a quiet hour is "not enough data", never drift; quality is computed on rows
 whose ground truth had arrived when the run started.</p>

@@ -11,37 +11,17 @@ import numpy as np
 import pandas as pd
 from pymongo import MongoClient
 
+from monitoring_core.description import ModelDescription
 from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, REPORTS, TARGET, predictions_collection
+from prefect_flows.columns import REQUEST_ID, TIMESTAMP, logged_fields, typed
 from prefect_flows.period import Period
-from ride_duration.schema import (
-    CATEGORICAL_FEATURES,
-    DATETIME_FIELD,
-    MONITORED_FIELDS,
-    PREDICTION,
-    REQUEST_ID,
-    TIMESTAMP,
-)
 
-# Ground truth as the prediction service stores it on the prediction's document.
-TARGET_FIELD = TARGET
-# Only what the reports use: the monitored fields, the prediction, the label and the version, plus the
-# request id, the prediction's time and the pickup time, which type the reports' id and time columns.
-COLUMNS: tuple[str, ...] = (
-    *(f.name for f in MONITORED_FIELDS),
-    PREDICTION,
-    TARGET_FIELD,
-    MODEL_VERSION,
-    REQUEST_ID,
-    TIMESTAMP,
-    DATETIME_FIELD,
-)
 TEXT_COLUMNS = (MODEL_VERSION, REQUEST_ID)
-TIME_COLUMNS = (TIMESTAMP, DATETIME_FIELD)
 
 
-def projection() -> dict[str, int]:
-    """Return the MongoDB projection of the fields the reports need."""
-    return {"_id": 0, **dict.fromkeys(COLUMNS, 1)}
+def projection(description: ModelDescription) -> dict[str, int]:
+    """Return the MongoDB projection of the fields the reports need (the description's, the ids and times)."""
+    return {"_id": 0, **dict.fromkeys(logged_fields(description), 1)}
 
 
 def period_filter(model_name: str, period: Period) -> dict[str, Any]:
@@ -52,14 +32,18 @@ def period_filter(model_name: str, period: Period) -> dict[str, Any]:
 def read_predictions(
     client: MongoClient,
     database: str,
-    model_name: str,
+    description: ModelDescription,
     period: Period,
     batch_size: int = 10_000,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Return the period's predictions as a frame with COLUMNS, reading the cursor in batches."""
+    """Return the model's predictions of the period, typed by its description, the label under the target's name.
+
+    Reads the cursor in batches; a prediction without ground truth has a missing target.
+    """
+    fields = logged_fields(description)
     cursor = predictions_collection(client, database).find(
-        period_filter(model_name, period), projection(), batch_size=batch_size
+        period_filter(description.name, period), projection(description), batch_size=batch_size
     )
     records: list[dict] = []
     for record in cursor:
@@ -68,20 +52,13 @@ def read_predictions(
             progress(len(records))
     if progress is not None and len(records) % batch_size:
         progress(len(records))
-    frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
-    # Missing values arrive as None: make every numeric column float so NaN means missing.
-    for column in COLUMNS:
-        if column in TIME_COLUMNS:
-            # Naive UTC, as the reference's pickup times; the pickup time is logged as the client's ISO string.
-            frame[column] = pd.to_datetime(frame[column], errors="coerce", utc=True, format="ISO8601").dt.tz_localize(
-                None
-            )
-        elif column not in TEXT_COLUMNS:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    for column in CATEGORICAL_FEATURES:
-        # Zone ids stay integers, as in the reference, so categories compare equal.
-        if frame[column].notna().all():
-            frame[column] = frame[column].astype("int64")
+    frame = pd.DataFrame.from_records(records, columns=list(fields))
+    # The label is stored under `target` on the prediction's document: the reports name it as the reference does.
+    frame = typed(description, frame.rename(columns={TARGET: description.target_column}))
+    # When the prediction was served: naive UTC, the time axis of the reports.
+    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], errors="coerce", utc=True).dt.tz_localize(None)
+    for column in TEXT_COLUMNS:
+        frame[column] = frame[column].astype(object)
     return frame
 
 

@@ -7,9 +7,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from monitoring_core.description import ModelDescription
 from prefect_flows.period import parse_utc
-from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, TITLES, BuiltReport, period_label
-from ride_duration.schema import DATETIME_FIELD, PREDICTION, REQUEST_ID, TARGET, TARGET_UNIT, TIMESTAMP
+from prefect_flows.quality import headline
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, BuiltReport, period_label, title
 
 SUMMARY_FILE = "summary.json"
 # Above this ratio of reference to current rows (or the reverse), count bars of the smaller dataset are
@@ -70,7 +71,8 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
     if kind == QUALITY:
         counted = f"{summary[QUALITY]['labelled_rows']:,} labelled rows of {rows['analysed']:,} analysed"
     lines = [
-        f"<b>{escape(TITLES[kind])}</b> &middot; model {escape(summary['model_name'])} &middot; "
+        f"<b>{escape(title(kind, summary.get('task', 'regression')))}</b> &middot; "
+        f"model {escape(summary['model_name'])} &middot; "
         f"{escape(period_text(summary))} &middot; {counted}"
     ]
     if sampling["applied"]:
@@ -85,13 +87,8 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
         if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
             lines.extend(escape(sentence) for sentence in threshold_sentences(drift))
-    if kind == DATA_SUMMARY:
-        # Evidently 0.7.23's summary table names a target and prediction for classification only: say them here.
-        lines.append(
-            f"Columns: id {REQUEST_ID}; time {TIMESTAMP} (when the prediction was served; the reference's pickup "
-            f"time, hence its one duplicated column); target {TARGET} ({TARGET_UNIT}) and {PREDICTION}, numerical; "
-            f"{DATETIME_FIELD} a datetime."
-        )
+    if kind == DATA_SUMMARY and summary.get("columns"):
+        lines.append(escape(columns_line(summary)))
     if uneven(sizes):
         current, reference = sizes
         lines.append(
@@ -112,6 +109,30 @@ def score_text(value: float | None) -> str:
     if value is None:
         return "none (no usable values)"
     return f"{value:.3f}" if value == 0 or abs(value) >= 0.001 else f"{value:.2e}"
+
+
+def columns_line(summary: dict[str, Any]) -> str:
+    """Return the sentence saying what the summary report's columns are: id, time, target and its unit, prediction."""
+    # Evidently 0.7.23's summary table names a target and prediction for classification only: say them here.
+    columns = summary["columns"]
+    classification = summary.get("task") == "classification"
+    unit = f" ({columns['target_unit']})" if columns.get("target_unit") else ""
+    kind = "categorical (the classes)" if classification else "numerical"
+    parts = [f"Columns: id {columns['id']}"]
+    if columns.get("time"):
+        parts.append(
+            f"time {columns['time']} (when the prediction was served; the reference's {columns['reference_time']})"
+        )
+    else:
+        parts.append("no time column (the reference has none)")
+    parts.append(f"target {columns['target']}{unit} and {columns['prediction']}, {kind}")
+    if columns.get("probabilities"):
+        parts.append(f"class probabilities {', '.join(columns['probabilities'])}")
+    if columns.get("datetimes"):
+        parts.append(f"{', '.join(columns['datetimes'])} datetime")
+    if columns.get("segment"):
+        parts.append(f"segment {columns['segment']}")
+    return "; ".join(parts) + "."
 
 
 def threshold_line(drift: dict[str, Any]) -> str:
@@ -201,12 +222,27 @@ SHARE_PANEL_TITLE = "Drifted features (share of features, 0-1)"
 
 
 # Dashboard panels the Evidently UI shows over time for a new project.
-def _dashboard_panels() -> list:
+def _dashboard_panels(description: ModelDescription) -> list:
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 
-    from ride_duration.schema import drift_tests
-
+    if description.is_classification:
+        quality_panel = line_plot_panel(
+            title="Classification quality",
+            values=[PanelMetric(metric="Accuracy", legend="accuracy"), PanelMetric(metric="F1Score", legend="F1")],
+            size="half",
+        )
+    else:
+        unit = f" ({description.target.unit})" if description.target.unit else ""
+        quality_panel = line_plot_panel(
+            title=f"Regression quality{unit}",
+            # MAE is a mean and a std in Evidently 0.7: without the label the panel draws both as "MAE".
+            values=[
+                PanelMetric(metric="RMSE", legend="RMSE"),
+                PanelMetric(metric="MAE", legend="MAE", metric_labels={"value_type": "mean"}),
+            ],
+            size="half",
+        )
     return [
         # Bars, not a line: the UI fits a line chart's axis to the data (a steady 0.5 drew on an axis whose
         # only tick read "1"), while bars rise from 0, so the axis starts at 0 and its ticks read as shares.
@@ -219,18 +255,13 @@ def _dashboard_panels() -> list:
         ),
         line_plot_panel(
             title="Drift score per column",
-            values=[PanelMetric(metric="ValueDrift", metric_labels={"column": c}, legend=c) for c in drift_tests()],
-            size="half",
-        ),
-        line_plot_panel(
-            title="Regression quality (minutes)",
-            # MAE is a mean and a std in Evidently 0.7: without the label the panel draws both as "MAE".
             values=[
-                PanelMetric(metric="RMSE", legend="RMSE"),
-                PanelMetric(metric="MAE", legend="MAE", metric_labels={"value_type": "mean"}),
+                PanelMetric(metric="ValueDrift", metric_labels={"column": c}, legend=c)
+                for c in description.drift_tests()
             ],
             size="half",
         ),
+        quality_panel,
     ]
 
 
@@ -244,15 +275,16 @@ def previous_snapshots(reports_dir: Path, rid: str) -> list[str]:
 
 
 def record_snapshots(
-    workspace: Any, model_name: str, reports: list[BuiltReport], replaces: list[str] | None = None
+    workspace: Any, description: ModelDescription, reports: list[BuiltReport], replaces: list[str] | None = None
 ) -> dict[str, Any]:
     """Add the run's snapshots to the model's project in an open workspace (dropping an earlier run's)."""
+    model_name = description.name
     found = [p for p in workspace.search_project(model_name) if p.name == model_name]
     if found:
         project = found[0]
     else:
         project = workspace.create_project(model_name, description=f"Batch monitoring reports of {model_name}")
-        for panel in _dashboard_panels():
+        for panel in _dashboard_panels(description):
             # No tab name: Evidently 0.7.23 lists a panel twice when added to an existing named tab.
             project.dashboard.add_panel(panel)
     snapshots = {r.kind: str(workspace.add_run(project.id, r.snapshot).id) for r in reports}
@@ -272,7 +304,6 @@ def verdict(summary: dict[str, Any]) -> str:
     text = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
     if drift["drifted_features"]:
         text += f" ({', '.join(drift['drifted_features'])})"
-    quality = summary[QUALITY]
-    if quality["available"]:
-        text += f"; RMSE {quality['rmse']:.2f} min"
+    if summary[QUALITY]["available"]:
+        text += f"; {headline(summary)}"
     return text

@@ -1,9 +1,10 @@
 """`python -m prefect_flows.serve`: serve the batch flow on its schedule (needs a Prefect server: PREFECT_API_URL).
 
-Each scheduled run covers the previous full hour, a few minutes after it closed so late
-writes are in. `BATCH_SCHEDULE_CRON` changes the schedule. The deployment's parameters are the
-run knobs' environment settings (BATCH_MIN_ROWS, REPORTS_DIR, ...): they show on the deployment
-and on every run, and can be changed there without redeploying.
+Each scheduled run covers the previous full hour of every model folder of `MODELS_DIR`, a few
+minutes after it closed so late writes are in. `BATCH_SCHEDULE_CRON` changes the schedule. The
+deployment's parameters are the run knobs' environment settings (MODELS_DIR, BATCH_MIN_ROWS,
+REPORTS_DIR, ...): they show on the deployment and on every run, and can be changed there without
+redeploying.
 """
 
 from __future__ import annotations

@@ -10,19 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monitoring_core.settings import (
-    DriftConfigSettings,
-    ModelSettings,
-    MongoSettings,
-    ReferenceSettings,
-    SettingsError,
-    env,
-)
+from pydantic import Field
+
+from monitoring_core.settings import DriftConfigSettings, ModelsDirSettings, MongoSettings, SettingsError, env
 
 DEFAULT_CRON = "10 * * * *"  # ten past every hour: the previous hour, with its stragglers
 
 # Flow parameter -> BatchSettings field: what a run or a deployment may change.
 RUN_PARAMETERS = {
+    "models_dir": "models_dir",
     "model_name": "model_name",
     "min_rows": "min_rows",
     "min_labelled_rows": "min_labelled_rows",
@@ -31,13 +27,15 @@ RUN_PARAMETERS = {
     "reports_dir": "reports_dir",
     "workspace": "workspace_dir",
     "drift_config": "config_path",
-    "reference_path": "reference_path",
 }
 
 
-class BatchSettings(ModelSettings, MongoSettings, ReferenceSettings, DriftConfigSettings):
+class BatchSettings(ModelsDirSettings, MongoSettings, DriftConfigSettings):
     """Where the flow reads from and writes to, and its row limits."""
 
+    # The one model of MODELS_DIR to monitor (`--model`, a run parameter; a name no folder has fails the
+    # run); None: every model folder.
+    model_name: str | None = Field(None, min_length=1)
     reports_dir: Path = env("REPORTS_DIR", Path("reports"))
     workspace_dir: Path | None = env("EVIDENTLY_WORKSPACE", None)  # None: <reports_dir>/workspace
     # None: derived by the drift calibration (the smallest size with a verdict); a value can only raise it.

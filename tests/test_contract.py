@@ -54,7 +54,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "usage_simulation": ("usage_simulation",),
     "service_common": ("prediction_service", "evidently_service"),
     "monitoring_core": ("prediction_service", "evidently_service", "prefect_flows"),
-    "ride_duration": ("prediction_service", "evidently_service", "prefect_flows"),
+    "ride_duration": ("prediction_service", "evidently_service"),
 }
 # The two Flask apps: package with `create_app()`, and the environment that builds one offline.
 APPS: dict[str, dict[str, str]] = {

@@ -123,7 +123,7 @@ def test_each_runtime_reads_every_field_from_its_own_variable() -> None:
 
 
 def test_a_variable_several_runtimes_read_has_one_default() -> None:
-    """MONGODB_URI, MODEL_NAME, REFERENCE_PATH, ... are declared once, so every runtime agrees on them."""
+    """MONGODB_URI, MODEL_NAME, EVIDENTLY_CONFIG, ... are declared once, so every runtime agrees on them."""
     defaults: dict[str, set] = {}
     for runtime in RUNTIMES:
         for field, name in runtime.env_names().items():

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Prefect reads its settings once, when first imported: here that is when pytest collects the first test
+# module importing prefect_flows, before any fixture runs. So the temporary home is put in the environment
+# as this conftest loads (a fixture setting it later would leave Prefect on ~/.prefect). Analytics off and
+# the raised start-up timeout come from prefect_flows/__init__.py, imported before Prefect.
+PREFECT_ENV = {"PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-home-"), "PREFECT_LOGGING_LEVEL": "WARNING"}
+if "prefect" not in sys.modules:  # else (another test module imported Prefect first) in-process runs use its home
+    os.environ.update(PREFECT_ENV)
+
 
 @pytest.fixture(scope="session")
-def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Point Prefect at a temporary home with analytics off; return the variables set."""
-    env = {
-        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        # The temporary server starts in ~7 s, much slower on a busy 2-core machine.
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        yield env
+def prefect_env() -> Iterator[dict[str, str]]:
+    """Return the variables that point Prefect at the session's temporary home (for subprocesses too)."""
+    yield PREFECT_ENV
+    shutil.rmtree(PREFECT_ENV["PREFECT_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,18 @@ def reference(artifacts_dir: Path):
     import pandas as pd
 
     return pd.read_parquet(artifacts_dir / "reference.parquet")
+
+
+@pytest.fixture(scope="session")
+def taxi_models_dir(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Path:
+    """A MODELS_DIR holding the taxi example's folder: its committed model.yaml and the session's reference."""
+    import shutil
+
+    from monitoring_core.paths import DEFAULT_MODEL_DIR
+
+    models = tmp_path_factory.mktemp("models")
+    folder = models / "ride_duration"
+    folder.mkdir()
+    shutil.copy(DEFAULT_MODEL_DIR / "model.yaml", folder / "model.yaml")
+    shutil.copy(artifacts_dir / "reference.parquet", folder / "reference.parquet")
+    return models

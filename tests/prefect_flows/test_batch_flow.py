@@ -18,7 +18,7 @@ from local_stack.components import start_mongo, start_pushgateway
 from local_stack.logged_predictions import insert_documents, prediction_documents
 from prefect_flows.publish import SHARE_PANEL_TITLE
 from ride_duration.model import load_model
-from ride_duration.schema import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, drift_tests
+from ride_duration.schema import CATEGORICAL_FEATURES, DESCRIPTION, NUMERICAL_FEATURES, drift_tests
 from ride_duration.synthetic import DriftParams, generate_trips
 
 pytestmark = pytest.mark.integration
@@ -45,31 +45,39 @@ def _period(name: str) -> tuple[datetime, datetime]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, artifacts_dir, prefect_env):
+def stack(tmp_path_factory, artifacts_dir, taxi_models_dir, prefect_env):
     """Seed nx-27017 with four logged periods, run the flow over each in this process; yield what it produced."""
     workdir = tmp_path_factory.mktemp("batch")
     proc, uri = start_mongo(workdir / "mongo")
     gateway, gateway_url = start_pushgateway(workdir / "pushgateway")
     try:
-        yield from _seed_and_run(workdir, uri, artifacts_dir, gateway_url)
+        yield from _seed_and_run(workdir, uri, artifacts_dir, taxi_models_dir, gateway_url)
     finally:
         gateway.stop()
         proc.stop()
 
 
-def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path, gateway_url: str):
+def _taxi(summaries: dict[str, dict]) -> dict:
+    """Return the taxi model's summary of a flow run (the only model of the test's MODELS_DIR)."""
+    assert list(summaries) == ["ride_duration"]
+    return summaries["ride_duration"]
+
+
+def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path, models_dir: Path, gateway_url: str):
     model = load_model(artifacts_dir / "model.pkl")
     docs = []
     for seed, (name, (_, rows, drift, labels)) in enumerate(PERIODS.items()):
         if rows:
             start, end = _period(name)
             rides = generate_trips(rows, seed=100 + seed, drift=drift)
-            docs += prediction_documents(rides, model, start, end, label_share=labels, seed=seed, id_prefix=name)
+            docs += prediction_documents(
+                rides, model, start, end, label_share=labels, seed=seed, id_prefix=name, description=DESCRIPTION
+            )
     insert_documents(uri, DB, docs)
     env = {
         "MONGODB_URI": uri,
         "MONGODB_DATABASE": DB,
-        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "MODELS_DIR": str(models_dir),
         "REPORTS_DIR": str(workdir / "reports"),
         "BATCH_MAX_ROWS": str(MAX_ROWS),
         "PUSHGATEWAY_URL": gateway_url,
@@ -83,7 +91,7 @@ def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path, gateway_url: str
         summaries = {}
         for name in PERIODS:
             pushed_after[name] = time.time()
-            summaries[name] = batch_monitoring(*_period(name))
+            summaries[name] = _taxi(batch_monitoring(*_period(name)))
         yield {
             "gateway": gateway_url,
             "started": pushed_after,
@@ -91,7 +99,7 @@ def _seed_and_run(workdir: Path, uri: str, artifacts_dir: Path, gateway_url: str
             "env": env,
             "reports_dir": workdir / "reports",
             "summaries": summaries,
-            "rerun": lambda name: batch_monitoring(*_period(name)),
+            "rerun": lambda name: _taxi(batch_monitoring(*_period(name))),
         }
 
 
@@ -219,6 +227,7 @@ def test_workspace_holds_the_snapshots(stack):
 def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, reference):
     """Parity: the flow's drift scores equal monitoring_core.drift.DriftEvaluator's (the online service's)."""
     from monitoring_core.drift import DriftEvaluator
+    from monitoring_core.model_folder import load_model_folder
     from monitoring_core.monitoring_config import drift_settings
     from prefect_flows.io_mongo import read_predictions
     from prefect_flows.period import Period
@@ -227,12 +236,13 @@ def test_batch_drift_scores_equal_the_online_evaluator_on_the_same_rows(stack, r
     progress: list[int] = []
     period = Period(*_period("drifted_unlabelled"))
     with MongoClient(stack["uri"], tz_aware=True) as client:
-        rows = read_predictions(client, DB, "ride_duration", period, batch_size=250, progress=progress.append)
+        rows = read_predictions(client, DB, DESCRIPTION, period, batch_size=250, progress=progress.append)
     assert progress == [250, 500, 600]  # one progress step per cursor batch, and the total
-    # The metrics service's own settings: its config.yaml over the schema's pinned tests.
-    config = drift_settings(None, "ride_duration", Path(stack["env"]["REFERENCE_PATH"]))
+    # The metrics service's own settings: its config.yaml over the description's pinned tests.
+    folder = load_model_folder(Path(stack["env"]["MODELS_DIR"]) / "ride_duration")
+    config = drift_settings(None, folder)
     online = DriftEvaluator(
-        reference, config.tests, config.dataset_drift_share, config.multiple_testing, config.calibration
+        DESCRIPTION, reference, config.tests, config.dataset_drift_share, config.multiple_testing, config.calibration
     )
     online = online.evaluate(rows)
     batch = summary["drift"]
@@ -254,10 +264,12 @@ def test_command_line_runs_the_flow_once(stack, prefect_env):
         env={**os.environ, **prefect_env, **stack["env"]},
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # a fresh process: imports and the temporary server take minutes on a loaded machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ride_duration_20260105T120000Z-20260105T130000Z: not enough data: 10 rows" in result.stdout
+    # The Prefect settings prefect_flows sets before importing Prefect, read back from Prefect in the process.
+    assert "(start-up timeout 300 s); server analytics off" in result.stdout
     assert f"index: {Path(stack['env']['REPORTS_DIR']) / 'index.html'}" in result.stdout
 
 
@@ -341,9 +353,8 @@ def test_each_run_pushes_its_success_to_the_pushgateway(stack):
 def test_a_failed_run_pushes_its_failure_and_still_fails(stack, monkeypatch, tmp_path):
     from prefect_flows.batch_monitoring import batch_monitoring
 
-    monkeypatch.setenv("EVIDENTLY_CONFIG", str(tmp_path / "missing.yaml"))  # fails at once, no retries
     before = time.time()
-    with pytest.raises(Exception, match="cannot read config"):
+    with pytest.raises(LookupError, match="no model folder named 'no_such_model'"):
         batch_monitoring(*_period("tiny"), model_name="no_such_model")
     metrics = pushed(stack["gateway"])
     failed = metrics[("batch_monitoring_last_failure_timestamp_seconds", "no_such_model")]
@@ -357,7 +368,7 @@ def test_an_unreachable_pushgateway_does_not_fail_the_run(stack, monkeypatch):
     from prefect_flows.batch_monitoring import batch_monitoring
 
     monkeypatch.setenv("PUSHGATEWAY_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    summary = batch_monitoring(*_period("tiny"))
+    summary = _taxi(batch_monitoring(*_period("tiny")))
     assert summary["status"] == "not_enough_data"
 
 
@@ -392,7 +403,7 @@ def test_flow_parameters_override_the_settings_and_show_on_the_run(stack, monkey
     state = batch_monitoring(
         *_period("quiet_250"), min_rows=300, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
     )
-    summary = state.result()
+    summary = _taxi(state.result())
     assert summary["status"] == "not_enough_data" and summary["rows"]["period"] == 250
     assert summary["min_rows"] == 300
     assert (tmp_path / "r" / summary["run_id"] / "summary.json").exists()

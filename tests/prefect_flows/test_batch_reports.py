@@ -12,12 +12,13 @@ import pytest
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings
 from monitoring_core.drift import DriftEvaluator
 from prefect_flows.analysis import NOT_ENOUGH_DATA, Limits, analyse
-from prefect_flows.io_mongo import COLUMNS, TARGET_FIELD, sample_rows
+from prefect_flows.columns import logged_fields, typed
+from prefect_flows.io_mongo import sample_rows
 from prefect_flows.period import Period
 from prefect_flows.publish import banner
 from prefect_flows.reports import DRIFT, build_drift, current_frame, drift_results, reference_frame
 from ride_duration.model import load_model
-from ride_duration.schema import CATEGORICAL_FEATURES, PREDICTION, TARGET, DriftTest, drift_tests
+from ride_duration.schema import CATEGORICAL_FEATURES, DESCRIPTION, PREDICTION, TARGET, DriftTest, drift_tests
 from ride_duration.synthetic import NO_DRIFT, DriftParams, generate_trips
 from ride_duration.zones import borough_of
 
@@ -32,15 +33,16 @@ def model(artifacts_dir):
 
 
 def _logged(model, n: int, seed: int, drift: DriftParams = NO_DRIFT, label_share: float = 1.0) -> pd.DataFrame:
-    """Rows as read_predictions returns them: the projected columns, the label under `target`."""
+    """Rows as read_predictions returns them: the projected columns, typed, the label under the target's name."""
     rides = generate_trips(n, seed=seed, drift=drift)
     rides[PREDICTION] = model.predict_frame(rides)
-    rides[TARGET_FIELD] = rides[TARGET].where(np.random.default_rng(seed).random(n) < label_share)
+    rides[TARGET] = rides[TARGET].where(np.random.default_rng(seed).random(n) < label_share)
     rides["model_version"] = model.version
     rides["request_id"] = [f"r{seed}-{i}" for i in range(n)]
     # Served over the period, as logged (naive UTC, as read_predictions returns it).
     rides["timestamp"] = pd.date_range(PERIOD.start, PERIOD.end, periods=n + 1, inclusive="left").tz_localize(None)
-    return rides[list(COLUMNS)]
+    columns = [TARGET if c == "target" else c for c in logged_fields(DESCRIPTION)]
+    return typed(DESCRIPTION, rides[columns])
 
 
 # One in-memory calibration cache for the module: each size bucket is simulated once.
@@ -50,7 +52,7 @@ LIMITS = Limits(tests=CALIBRATED, cache=CACHE)
 
 def _analyse(reference, rows, limits=LIMITS):
     analysed, sampling = sample_rows(rows, 100_000, 0)
-    return analyse("run", "ride_duration", PERIOD, reference, rows, analysed, sampling, limits)
+    return analyse("run", DESCRIPTION, PERIOD, reference, rows, analysed, sampling, limits)
 
 
 def test_drift_verdicts_follow_the_injected_drift(model, reference):
@@ -65,8 +67,8 @@ def test_drift_verdicts_follow_the_injected_drift(model, reference):
 def test_quality_matches_the_errors_and_has_segments(model, reference):
     rows = _logged(model, 1000, seed=3, drift=DriftParams(congestion=1.4), label_share=0.6)
     summary = _analyse(reference, rows).summary
-    labelled = rows[rows[TARGET_FIELD].notna()]
-    error = labelled[PREDICTION] - labelled[TARGET_FIELD]
+    labelled = rows[rows[TARGET].notna()]
+    error = labelled[PREDICTION] - labelled[TARGET]
     quality = summary["quality"]
     assert quality["labelled_rows"] == len(labelled)
     assert quality["rmse"] == pytest.approx(float(np.sqrt((error**2).mean())))
@@ -86,10 +88,10 @@ def test_too_few_labels_or_rows_give_no_misleading_numbers(model, reference):
     assert few_labels["quality"]["reason"].startswith("only ") and "labelled rows" in few_labels["quality"]["reason"]
     tiny = _analyse(reference, _logged(model, 20, seed=5))
     assert tiny.summary["status"] == NOT_ENOUGH_DATA and tiny.reports == []
-    needed = LIMITS.evaluator(reference_frame(reference)).min_rows
+    needed = LIMITS.evaluator(DESCRIPTION, reference_frame(DESCRIPTION, reference)).min_rows
     assert tiny.summary["message"] == f"not enough data: 20 rows in the period, at least {needed} needed"
     assert tiny.summary["min_rows"] == needed > 20
-    empty = _analyse(reference, pd.DataFrame(columns=list(COLUMNS)))
+    empty = _analyse(reference, _logged(model, 1, seed=5).iloc[:0])
     assert empty.summary["status"] == NOT_ENOUGH_DATA and empty.summary["label_coverage"] is None
 
 
@@ -115,10 +117,11 @@ def test_report_scores_equal_the_online_evaluator(model, reference, tests, multi
     drift = DriftParams(distance_scale=1.3, new_zone_share=0.1, missing_share=0.2)
     rows = _logged(model, rows_n, seed=6, drift=drift)
     calibration = CalibrationSettings() if calibrated else None
-    online = DriftEvaluator(reference, tests, 0.5, multiple_testing, calibration, CACHE).evaluate(rows)
+    online = DriftEvaluator(DESCRIPTION, reference, tests, 0.5, multiple_testing, calibration, CACHE).evaluate(rows)
     thresholds = {c: r.threshold for c, r in online.columns.items()}
-    snapshot = build_drift(reference_frame(reference), current_frame(rows), tests, 0.5, {}, thresholds).snapshot
-    batch = drift_results(snapshot, tests, 0.5, multiple_testing, online)
+    ref, current = reference_frame(DESCRIPTION, reference), current_frame(DESCRIPTION, rows)
+    snapshot = build_drift(DESCRIPTION, ref, current, tests, 0.5, {}, thresholds).snapshot
+    batch = drift_results(DESCRIPTION, snapshot, tests, 0.5, multiple_testing, online)
     for column, result in online.columns.items():
         assert math.isclose(batch["columns"][column]["score"], result.score, rel_tol=0, abs_tol=1e-9), column
         assert batch["columns"][column]["threshold"] == pytest.approx(result.threshold, abs=1e-12), column
@@ -197,12 +200,12 @@ def test_workspace_opens_without_reading_stored_snapshots(model, reference, tmp_
     from prefect_flows.workspace import open_workspace
 
     analysis = _analyse(reference, _logged(model, 300, seed=8))
-    first = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)
+    first = record_snapshots(open_workspace(tmp_path), DESCRIPTION, analysis.reports)
     # An unparsable stored snapshot: Evidently's Workspace(path) would parse (and here reject) it on open.
     stored = tmp_path / first["project_id"] / "snapshots"
     unreadable = stored / "01a21a4d-0000-7000-8000-000000000000.json"
     unreadable.write_text("{}")
-    second = record_snapshots(open_workspace(tmp_path), "ride_duration", analysis.reports)
+    second = record_snapshots(open_workspace(tmp_path), DESCRIPTION, analysis.reports)
     assert second["project_id"] == first["project_id"]
     unreadable.unlink()
     workspace = Workspace(str(tmp_path))  # what `evidently ui` reads

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, DEFAULT_REFERENCE_PATH
+from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH, MODELS_DIR
 from prefect_flows.settings import DEFAULT_CRON, RUN_PARAMETERS, BatchSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,8 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_defaults_follow_the_contract() -> None:
     settings = BatchSettings.from_env({})
     assert settings.mongodb_uri == "mongodb://127.0.0.1:27017" and settings.mongodb_database == "prediction_service"
-    assert settings.model_name == "ride_duration" and settings.reports_dir == Path("reports")
-    assert settings.reference_path == DEFAULT_REFERENCE_PATH and settings.config_path == DEFAULT_DRIFT_CONFIG_PATH
+    # Every model folder of MODELS_DIR unless a run names one (MODEL_NAME is the prediction service's, not read here).
+    assert settings.models_dir == MODELS_DIR and settings.model_name is None
+    assert BatchSettings.from_env({"MODEL_NAME": "m"}).model_name is None
+    assert settings.reports_dir == Path("reports") and settings.config_path == DEFAULT_DRIFT_CONFIG_PATH
     # min_rows unset: derived by the drift calibration at run time.
     assert (settings.min_rows, settings.min_labelled_rows, settings.max_rows, settings.read_batch_size) == (
         None,
@@ -52,14 +54,15 @@ def test_bad_values_name_the_variable(name: str, value: str, rule: str) -> None:
 
 def test_run_parameters_are_the_env_settings_as_json_values() -> None:
     settings = BatchSettings.from_env(
-        {"BATCH_MIN_ROWS": "5", "REPORTS_DIR": "/r", "EVIDENTLY_CONFIG": "/c.yaml", "MODEL_NAME": "m"}
+        {"BATCH_MIN_ROWS": "5", "REPORTS_DIR": "/r", "EVIDENTLY_CONFIG": "/c.yaml", "MODELS_DIR": "/m"}
     )
     parameters = settings.run_parameters()
-    assert parameters["min_rows"] == 5 and parameters["reports_dir"] == "/r" and parameters["model_name"] == "m"
+    assert parameters["min_rows"] == 5 and parameters["reports_dir"] == "/r" and parameters["models_dir"] == "/m"
     assert parameters["drift_config"] == "/c.yaml" and "workspace" not in parameters  # unset: under reports_dir
-    # Unset settings (the derived minimum) are left out, so the flow derives them.
+    # Unset settings (the derived minimum, every model) are left out, so the flow derives them.
     assert set(BatchSettings.from_env({"EVIDENTLY_WORKSPACE": "/w"}).run_parameters()) == set(RUN_PARAMETERS) - {
-        "min_rows"
+        "min_rows",
+        "model_name",
     }
     assert "mongodb_uri" not in parameters and "pushgateway_url" not in parameters  # connections stay settings
 
@@ -76,6 +79,8 @@ def test_a_bad_parameter_is_named() -> None:
         BatchSettings().with_run_parameters(min_rows=0)
     with pytest.raises(ValueError, match="not flow parameters: min_row"):
         BatchSettings().with_run_parameters(min_row=3)
+    with pytest.raises(ValueError, match="^model_name string should have at least 1 character"):
+        BatchSettings().with_run_parameters(model_name="")
 
 
 def test_every_run_knob_is_a_typed_flow_parameter_defaulting_to_its_setting() -> None:

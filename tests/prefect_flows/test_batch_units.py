@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from prefect_flows.columns import logged_fields
 from prefect_flows.index_page import render_index, write_index
-from prefect_flows.io_mongo import COLUMNS, period_filter, projection, sample_rows, sampling_seed
+from prefect_flows.io_mongo import period_filter, projection, sample_rows, sampling_seed
 from prefect_flows.period import Period, parse_utc
 from prefect_flows.publish import read_summaries, run_id, write_summary
 from prefect_flows.settings import BatchSettings
-from ride_duration.schema import MONITORED_FIELDS, PREDICTION
+from ride_duration.schema import DESCRIPTION, MONITORED_FIELDS, PREDICTION
 
 
 @pytest.mark.parametrize(
@@ -60,11 +61,11 @@ def test_settings_from_env_and_bad_values():
 
 
 def test_projection_reads_only_what_the_reports_use():
-    fields = set(projection()) - {"_id"}
-    assert fields == set(COLUMNS)
+    fields = set(projection(DESCRIPTION)) - {"_id"}
+    assert fields == set(logged_fields(DESCRIPTION))
     expected = {PREDICTION, "target", "model_version", "request_id", "timestamp", "lpep_pickup_datetime"}
     assert {f.name for f in MONITORED_FIELDS} | expected == fields
-    assert projection()["_id"] == 0
+    assert projection(DESCRIPTION)["_id"] == 0
     query = period_filter("m", Period(datetime(2026, 1, 1), datetime(2026, 1, 2)))
     assert query["model_name"] == "m" and set(query["timestamp"]) == {"$gte", "$lt"}
 

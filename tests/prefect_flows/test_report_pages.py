@@ -8,7 +8,7 @@ from html import escape
 import pytest
 
 from prefect_flows.index_page import render_index
-from prefect_flows.publish import banner, threshold_sentences, uneven
+from prefect_flows.publish import banner, threshold_sentences, uneven, verdict
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, period_label
 
 HOUR = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -40,9 +40,32 @@ def _summary(seconds: int = 3600) -> dict:
         "label_coverage": 0.75,
         "sampling": {"applied": False, "period_rows": 400, "analysed_rows": 400, "seed": 1},
         "drift": {"dataset_drift": False, "drifted_features": [], "drifted_share": 0.0},
-        "quality": {"available": True, "labelled_rows": 300, "rmse": 5.0},
+        "quality": {"available": True, "labelled_rows": 300, "rmse": 5.0, "mae": 4.0},
         "reports": {},
+        "task": "regression",
+        "columns": {
+            "id": "request_id",
+            "time": "timestamp",
+            "reference_time": "lpep_pickup_datetime",
+            "target": "duration",
+            "target_unit": "minutes",
+            "prediction": "prediction",
+            "probabilities": [],
+            "datetimes": ["lpep_pickup_datetime"],
+            "segment": "pickup_borough",
+        },
     }
+
+
+def _classifier_summary() -> dict:
+    summary = _summary()
+    summary.update(task="classification", model_name="wine", run_id="wine_x")
+    summary["quality"] = {"available": True, "labelled_rows": 300, "accuracy": 0.9312, "f1_macro": 0.9, "log_loss": 0.2}
+    summary["columns"].update(
+        target="cultivar", target_unit="", reference_time=None, time=None, datetimes=[], segment=None
+    )
+    summary["columns"]["probabilities"] = ["proba_0", "proba_1"]
+    return summary
 
 
 def test_uneven_sizes_open_the_distributions_on_shares_and_say_so():
@@ -62,6 +85,23 @@ def test_headers_say_the_period_the_columns_and_the_time_bins():
     columns = banner(_summary(), DATA_SUMMARY, (300, 300))
     assert "id request_id" in columns and "target duration (minutes)" in columns
     assert "Index binned" in banner(_summary(), DRIFT, (300, 300))
+    assert "<b>Regression quality</b>" in short
+
+
+def test_headers_and_verdicts_follow_the_task_and_its_units():
+    """Units and metrics come from the description: no "min" for a regressor in points, accuracy for a classifier."""
+    regression = _summary()
+    regression["columns"]["target_unit"] = "points"
+    assert verdict(regression) == "no dataset drift; RMSE 5.00 points, MAE 4.00 points"
+    classifier = _classifier_summary()
+    assert verdict(classifier) == "no dataset drift; accuracy 0.931, F1 macro 0.900"
+    assert "<b>Classification quality</b> &middot; model wine" in banner(classifier, QUALITY, (300, 300))
+    columns = banner(classifier, DATA_SUMMARY, (300, 300))
+    assert "target cultivar and prediction, categorical (the classes)" in columns
+    assert "class probabilities proba_0, proba_1" in columns and "no time column" in columns
+    page = render_index([classifier], now=HOUR)
+    assert "classification quality" not in page  # no report link without a report
+    assert "accuracy 0.931" in page and " min" not in page
 
 
 def test_index_shows_short_periods_to_the_second():

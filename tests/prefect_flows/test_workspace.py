@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from prefect_flows.analysis import Limits, analyse
-from prefect_flows.io_mongo import COLUMNS, TARGET_FIELD, sample_rows
+from prefect_flows.columns import logged_fields, typed
+from prefect_flows.io_mongo import sample_rows
 from prefect_flows.period import Period
 from prefect_flows.publish import SHARE_PANEL_TITLE, record_snapshots
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY
 from ride_duration.model import load_model
-from ride_duration.schema import PREDICTION, TARGET
+from ride_duration.schema import DESCRIPTION, PREDICTION, TARGET
 from ride_duration.synthetic import generate_trips
 
 PERIOD = Period(datetime(2026, 1, 5, 10, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC))
@@ -25,13 +26,13 @@ def reports(artifacts_dir, reference):
     model = load_model(artifacts_dir / "model.pkl")
     rides = generate_trips(300, seed=11)
     rides[PREDICTION] = model.predict_frame(rides)
-    rides[TARGET_FIELD] = rides[TARGET].where(np.random.default_rng(11).random(300) < 0.5)
+    rides[TARGET] = rides[TARGET].where(np.random.default_rng(11).random(300) < 0.5)
     rides["model_version"] = model.version
     rides["request_id"] = [f"w-{i}" for i in range(300)]
     rides["timestamp"] = pd.date_range(PERIOD.start, PERIOD.end, periods=301, inclusive="left").tz_localize(None)
-    rows = rides[list(COLUMNS)]
+    rows = typed(DESCRIPTION, rides[[TARGET if c == "target" else c for c in logged_fields(DESCRIPTION)]])
     analysed, sampling = sample_rows(rows, 100_000, 0)
-    return analyse("run", "ride_duration", PERIOD, reference, rows, analysed, sampling, Limits()).reports
+    return analyse("run", DESCRIPTION, PERIOD, reference, rows, analysed, sampling, Limits()).reports
 
 
 def _stored(workspace, recorded: dict) -> dict:
@@ -51,8 +52,8 @@ def test_adapter_writes_what_the_public_workspace_writes(reports, tmp_path):
 
     from prefect_flows.workspace import open_workspace
 
-    public = record_snapshots(Workspace(str(tmp_path / "public")), "ride_duration", reports)
-    adapted = record_snapshots(open_workspace(tmp_path / "adapted"), "ride_duration", reports)
+    public = record_snapshots(Workspace(str(tmp_path / "public")), DESCRIPTION, reports)
+    adapted = record_snapshots(open_workspace(tmp_path / "adapted"), DESCRIPTION, reports)
     assert set(adapted["snapshots"]) == {DRIFT, DATA_SUMMARY, QUALITY}
     # Read both folders back with Evidently's own Workspace, as `evidently ui` does.
     expected = _stored(Workspace(str(tmp_path / "public")), public)
@@ -74,9 +75,9 @@ def test_adapter_replaces_a_rerun_and_refuses_datasets(reports, tmp_path):
 
     from prefect_flows.workspace import open_workspace
 
-    first = record_snapshots(open_workspace(tmp_path), "ride_duration", reports)
+    first = record_snapshots(open_workspace(tmp_path), DESCRIPTION, reports)
     second = record_snapshots(
-        open_workspace(tmp_path), "ride_duration", reports, replaces=list(first["snapshots"].values())
+        open_workspace(tmp_path), DESCRIPTION, reports, replaces=list(first["snapshots"].values())
     )
     assert second["project_id"] == first["project_id"]  # one project per model, found again by name
     assert {str(r) for r in Workspace(str(tmp_path)).list_runs(first["project_id"])} == set(
