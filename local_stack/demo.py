@@ -511,13 +511,19 @@ def train_examples(args: argparse.Namespace) -> None:
     train("synthetic", args.train_rows, 42, args.models_dir / MODEL_NAME, "2021-01", args.workdir / "data")
     say(f"training the model health_insurance into {args.models_dir / 'health_insurance'}")
     train_classifier(42, args.models_dir / "health_insurance", DEFAULT_REFERENCE_ROWS)
-    say(f"preparing every model folder of {args.models_dir} (drift calibration, quality estimator; cached)")
+    say(
+        f"preparing every model folder of {args.models_dir} (drift calibration, quality estimator; "
+        "kept when up to date)"
+    )
     log = args.workdir / "logs" / "prepare.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     command = python_module(
-        "monitoring_core.prepare", "--all", str(args.models_dir), "--config", str(DEMO_EVIDENTLY_CONFIG)
+        "monitoring_core.prepare", "--all", str(args.models_dir), "--config", str(DEMO_EVIDENTLY_CONFIG), "--if-stale"
     )
-    code, _ = _run_in_own_group(command, {**os.environ}, log, progress=BATCH_PROGRESS_SECONDS, what="prepare")
+    code, out = _run_in_own_group(command, {**os.environ}, log, progress=BATCH_PROGRESS_SECONDS, what="prepare")
+    for line in out.splitlines():
+        if "wrote" in line or "up to date" in line or "no performance estimator" in line:
+            say(f"prepare: {line}")
     if code != 0:
         say(f"prepare failed (exit {code}); the metrics service calibrates lazily instead; see {log}")
 

@@ -44,9 +44,36 @@ def load_prepared(folder: ModelFolder) -> CalibrationCache | None:
     return cache
 
 
-def prepare_folder(folder: ModelFolder, config_path: Path, say: Callable[[str], None] = print) -> Path:
-    """Check `folder`, write its drift calibration, return the file; DescriptionError/ConfigError when bad."""
+def up_to_date(folder: ModelFolder, config_path: Path) -> bool:
+    """Return whether the folder's prepared files match its description, reference and the config's window size."""
+    from monitoring_core.estimation import EstimatorError, load_estimator
+    from monitoring_core.monitoring_config import load_config
+
+    if load_prepared(folder) is None:
+        return False
+    try:
+        written = json.loads(folder.calibration_path.read_text()).get("window_size")
+        if written != load_config(config_path, {folder.name: folder})[folder.name].window_size:
+            return False
+        load_estimator(folder)
+    except (OSError, ValueError, EstimatorError):
+        return False
+    return True
+
+
+def prepare_folder(
+    folder: ModelFolder, config_path: Path, say: Callable[[str], None] = print, force: bool = True
+) -> Path:
+    """Check `folder`, write its drift calibration, return the file; DescriptionError/ConfigError when bad.
+
+    With `force=False` a folder whose prepared files are up to date (same description, reference and window
+    size) is left as it is.
+    """
     import pandas as pd
+
+    if not force and up_to_date(folder, config_path):
+        say(f"{folder.name}: prepared files are up to date ({folder.prepared_dir}) (without --if-stale it redoes them)")
+        return folder.calibration_path
 
     from monitoring_core.monitoring_config import load_config
     from monitoring_core.reference_data import build_evaluators, check_reference
@@ -129,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="monitoring config (window sizes, calibration); default $EVIDENTLY_CONFIG or monitoring.yaml",
     )
+    parser.add_argument(
+        "--if-stale", action="store_true", help="skip folders whose prepared files are up to date (make demo does)"
+    )
     args = parser.parse_args(argv)
     if not args.folders and args.all is None:
         parser.error("name model folders, or --all MODELS_DIR")
@@ -142,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.all is not None:
             folders.extend(discover_models(args.all).values())
         for folder in folders:
-            prepare_folder(folder, args.config, say=lambda line: print(line, flush=True))
+            prepare_folder(folder, args.config, say=lambda line: print(line, flush=True), force=not args.if_stale)
     except (DescriptionError, ConfigError, SettingsError) as exc:
         print(f"prepare: {exc}", file=sys.stderr)
         return 2
