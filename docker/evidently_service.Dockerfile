@@ -21,7 +21,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 app \
  && useradd --system --no-log-init --uid 10001 --gid app \
       --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
- && install -d -o app -g app /artifacts /reports
+ && install -d -o app -g app /models /reports
 COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
@@ -32,7 +32,7 @@ COPY evidently_service/ evidently_service/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app
 USER 10001:10001
-ENV PORT=8085 REFERENCE_PATH=/artifacts/reference.parquet DO_NOT_TRACK=1
+ENV PORT=8085 MODELS_DIR=/models DO_NOT_TRACK=1
 EXPOSE 8085
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/usr/local/lib/healthcheck.py", "http://127.0.0.1:8085/health"]

@@ -21,7 +21,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 app \
  && useradd --system --no-log-init --uid 10001 --gid app \
       --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
- && install -d -o app -g app /artifacts /var/lib/prediction_service
+ && install -d -o app -g app /models /var/lib/prediction_service
 COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
@@ -33,7 +33,7 @@ COPY prediction_service/ prediction_service/
 # Compiled as root at build time: the code stays read-only for the app user and starts faster.
 RUN python -m compileall -q /app
 USER 10001:10001
-ENV PORT=9696 MODEL_DIR=/artifacts PREDICTION_SPOOL_DIR=/var/lib/prediction_service/spool
+ENV PORT=9696 MODEL_DIR=/models/ride_duration PREDICTION_SPOOL_DIR=/var/lib/prediction_service/spool
 EXPOSE 9696
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "/usr/local/lib/healthcheck.py", "http://127.0.0.1:9696/health"]

@@ -21,7 +21,7 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 app \
  && useradd --system --no-log-init --uid 10001 --gid app \
       --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
- && install -d -o app -g app /artifacts /reports /home/app/.prefect
+ && install -d -o app -g app /models /reports /home/app/.prefect
 COPY --from=deps /opt/venv /opt/venv
 COPY docker/healthcheck.py /usr/local/lib/healthcheck.py
 WORKDIR /app
@@ -33,7 +33,7 @@ COPY prefect_flows/ prefect_flows/
 RUN python -m compileall -q /app
 USER 10001:10001
 # The runner's own webserver gives the serving process a real /health (loopback only).
-ENV REFERENCE_PATH=/artifacts/reference.parquet REPORTS_DIR=/reports PREFECT_HOME=/home/app/.prefect \
+ENV MODELS_DIR=/models REPORTS_DIR=/reports PREFECT_HOME=/home/app/.prefect \
     PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 \
     PREFECT_RUNNER_SERVER_ENABLE=true PREFECT_RUNNER_SERVER_HOST=127.0.0.1 PREFECT_RUNNER_SERVER_PORT=8484
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \

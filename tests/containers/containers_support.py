@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,21 @@ IMAGE_ENVIRONMENT = {
 
 # One-shot jobs: they exit when done, so they have no healthcheck and others wait for their exit code.
 ONE_SHOT = {"trainer", "simulator"}
+# The folder of model folders inside the containers (the `models` volume the trainer fills).
+MODELS_MOUNT = "/models"
+
+
+def shell_steps(command: list[str]) -> list[list[str]]:
+    """Return the commands a container runs, each as argv: the command itself, or each `;` step of `sh -c`."""
+    if command[:2] != ["sh", "-c"]:
+        return [list(command)]
+    assert len(command) == 3, f"sh -c takes one script: {command}"
+    return [shlex.split(step) for step in command[2].split(";") if step.strip()]
+
+
+def python_modules(command: list[str]) -> list[list[str]]:
+    """Return every `python -m MODULE ARGS...` a container runs, as [MODULE, ARGS...]."""
+    return [step[2:] for step in shell_steps(command) if step[:2] == ["python", "-m"]]
 
 
 def compose_binary() -> Path:

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from containers_support import COMPOSE_FILE, ENV_EXAMPLE, EXTERNAL_MONGO_FILE, ONE_SHOT, REPO, run_compose
+from containers_support import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    EXTERNAL_MONGO_FILE,
+    MODELS_MOUNT,
+    ONE_SHOT,
+    REPO,
+    python_modules,
+    run_compose,
+    shell_steps,
+)
 
 from usage_simulation.scenario import scenario_path
 
 # CONTRACT.md "Commands": each container runs exactly what the local run and the tests run.
 CONTRACT_COMMANDS = {
-    "trainer": ["python", "-m", "ride_duration.train", "--out-dir", "/artifacts"],
     "prediction_service": ["python", "-m", "prediction_service"],
+    "prediction_service_health_insurance": ["python", "-m", "prediction_service"],
     "evidently_service": ["python", "-m", "evidently_service"],
     "prefect_flows": ["python", "-m", "prefect_flows.serve"],
 }
@@ -36,7 +47,23 @@ PUBLISHED = {
     "evidently_ui": 8000,
     "reports": 8080,
 }
-INTERNAL_ONLY = {"mongo", "evidently_service", "prefect_flows", "alert-webhook", "prediction_service"}
+INTERNAL_ONLY = {
+    "mongo",
+    "evidently_service",
+    "prefect_flows",
+    "alert-webhook",
+    "prediction_service",
+    "prediction_service_health_insurance",
+}
+# One prediction service per shipped example (the first behind prediction_proxy), and what each serves.
+PREDICTION_SERVICES = {"prediction_service": "ride_duration", "prediction_service_health_insurance": "health_insurance"}
+# Where each runtime finds its model folders: one folder (MODEL_DIR) or the folder of folders (MODELS_DIR).
+MODEL_LOCATION = ("MODEL_DIR", "MODELS_DIR")
+# Variables that name model files or a model, which a runtime may have stopped reading.
+MODEL_VARIABLES = {"MODEL_DIR", "MODELS_DIR", "MODEL_PATH", "REFERENCE_PATH", "MODEL_NAME"}
+# (runtime, variable) compose sets ahead of a change still under way (the batch flow reading MODELS_DIR on
+# branch `batch`). test_pending_model_variables_are_still_unread fails once the code reads it: remove it then.
+PENDING_READS = {("prefect_flows", "MODELS_DIR")}
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET")
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)")
 
@@ -111,7 +138,7 @@ def test_external_mongo_override_drops_the_bundled_database(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert "mongo" not in services
-    for name in ("prediction_service", "evidently_service", "prefect_flows"):
+    for name in (*PREDICTION_SERVICES, "evidently_service", "prefect_flows"):
         assert "mongo" not in services[name].get("depends_on", {})
         assert services[name]["environment"]["MONGODB_URI"] == "mongodb://app:pw@db.example:27017/prediction_service"
     # Without the URI the override refuses to start rather than falling back to a missing host.
@@ -169,10 +196,11 @@ def test_start_order_waits_for_health_not_for_start(rendered: dict):
         for dependency, how in spec.get("depends_on", {}).items():
             expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
             assert how["condition"] == expected, f"{name} -> {dependency}"
-    for reader in ("prediction_service", "evidently_service", "prefect_flows"):
+    for reader in (*PREDICTION_SERVICES, "evidently_service", "prefect_flows"):
         assert "trainer" in services[reader]["depends_on"], f"{reader} would start before the model exists"
-    assert {"mongo", "evidently_service"} <= set(services["prediction_service"]["depends_on"])
-    assert {"prediction_service", "evidently_service"} <= set(services["prometheus"]["depends_on"])
+    for name in PREDICTION_SERVICES:
+        assert {"mongo", "evidently_service"} <= set(services[name]["depends_on"]), name
+    assert {*PREDICTION_SERVICES, "evidently_service"} <= set(services["prometheus"]["depends_on"])
     assert "prometheus" in services["grafana"]["depends_on"]
 
 
@@ -211,6 +239,9 @@ def test_simulator_command_uses_real_options(rendered: dict):
         assert option in help_text, f"usage_simulation has no {option}"
     scenario = command[command.index("--scenario") + 1]
     assert scenario_path(scenario, REPO / "models" / "ride_duration").is_file()
+    # The taxi example's folder in the volume (its scenarios and reference), the model the proxy serves.
+    assert command[command.index("--url") + 1] == "http://prediction_proxy:9696"
+    assert command[command.index("--model-dir") + 1] == f"{MODELS_MOUNT}/ride_duration"
 
 
 def test_published_ports_are_the_user_facing_ones_on_loopback(rendered: dict):
@@ -301,9 +332,12 @@ def test_prediction_service_scales_and_every_replica_is_scraped(tmp_path: Path):
     config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "prediction_service"]
     (sd,) = job["dns_sd_configs"]
-    assert sd["names"] == ["prediction_service"] and sd["type"] == "A"
-    assert str(sd["port"]) in replica["expose"] and replica["environment"]["PORT"] == str(sd["port"])
-    assert set(services["prometheus"]["networks"]) & set(replica["networks"])
+    # One job for every prediction service (rules, alerts and dashboards select job="prediction_service").
+    assert set(sd["names"]) == set(PREDICTION_SERVICES) and sd["type"] == "A"
+    for name in sd["names"]:
+        served = services[name]
+        assert str(sd["port"]) in served["expose"] and served["environment"]["PORT"] == str(sd["port"]), name
+        assert set(services["prometheus"]["networks"]) & set(served["networks"]), name
     # One address for clients: the proxy re-resolves the service name, so it reaches every replica.
     proxy = (REPO / "docker" / "prediction-proxy-nginx.conf").read_text()
     assert "resolver 127.0.0.11" in proxy and f"server prediction_service:{sd['port']} resolve;" in proxy
@@ -439,3 +473,136 @@ def test_the_readme_runs_the_batch_flow_now_with_a_compose_service_and_a_real_op
     monkeypatch.setattr(batch_monitoring, "batch_monitoring", flow)
     assert batch_monitoring.main(command[3:]) == 0
     assert (seen["end"] - seen["start"]).total_seconds() == 60 * float(command[command.index("--last-minutes") + 1])
+
+
+# --- the model folders: the trainer fills /models, every runtime reads a folder of it --------------------
+
+
+def _make_train_steps() -> list[list[str]]:
+    """Return the `make train` recipe's commands as [MODULE, ARGS...] (`$(PY) -m MODULE ARGS`)."""
+    lines = (REPO / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("train:"))
+    steps = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        words = line.split()
+        assert words[:2] == ["$(PY)", "-m"], f"make train runs {line.strip()}, not a python module"
+        steps.append(words[2:])
+    return steps
+
+
+def _trained_folders(rendered: dict) -> dict[str, list[str]]:
+    """Return {folder inside the container: the step that trains it} from the trainer's command."""
+    return {
+        step[step.index("--out-dir") + 1]: step
+        for step in python_modules(rendered["services"]["trainer"]["command"])
+        if "--out-dir" in step
+    }
+
+
+def _mounts_models(spec: dict, *, read_only: bool) -> bool:
+    return any(
+        v["type"] == "volume"
+        and v["source"] == "models"
+        and v["target"] == MODELS_MOUNT
+        and bool(v.get("read_only")) == read_only
+        for v in spec.get("volumes", [])
+    )
+
+
+def test_the_trainer_runs_make_train_into_the_models_volume(rendered: dict):
+    """Each `make train` command with the volume's folders, after copying the committed folders in."""
+    trainer = rendered["services"]["trainer"]
+    steps = shell_steps(trainer["command"])
+    assert steps[0] == ["set", "-e"], "the first failing step must fail the job (readers wait for exit 0)"
+    assert steps[1] == ["cp", "-R", "models/.", f"{MODELS_MOUNT}/"], "the committed model folders come first"
+    local = _make_train_steps()
+    container = python_modules(trainer["command"])
+    assert [step[0] for step in container] == [step[0] for step in local], "the same modules as `make train`"
+    shipped = sorted(p.parent.name for p in (REPO / "models").glob("*/model.yaml"))
+    for here, there in zip(local, container, strict=True):
+        if here[0].endswith(".train"):  # locally its default folder, models/<name>; here the volume's
+            assert here[1:] == [], here
+            folder = there[there.index("--out-dir") + 1]
+            assert there[1:] == ["--out-dir", folder] and folder.rpartition("/")[0] == MODELS_MOUNT, there
+        else:
+            assert there[1:] == [MODELS_MOUNT if word == "models" else word for word in here[1:]], there
+    assert sorted(f.rpartition("/")[2] for f in _trained_folders(rendered)) == shipped, "every shipped example"
+    assert _mounts_models(trainer, read_only=False), "the trainer writes the models volume"
+    assert [name for name, s in rendered["services"].items() if _mounts_models(s, read_only=False)] == ["trainer"]
+
+
+def test_every_runtime_reads_folders_the_trainer_fills(rendered: dict):
+    services, trained = rendered["services"], _trained_folders(rendered)
+    for name in ("evidently_service", "prefect_flows"):
+        assert services[name]["environment"]["MODELS_DIR"] == MODELS_MOUNT, f"{name} monitors every folder"
+    served = {}
+    for name, model in PREDICTION_SERVICES.items():
+        folder = services[name]["environment"]["MODEL_DIR"]
+        assert folder == f"{MODELS_MOUNT}/{model}" and folder in trained, f"{name} serves {folder}"
+        served[folder] = name
+    assert set(served) == set(trained), "a trained example no prediction service serves"
+    simulator = services["simulator"]["command"]
+    assert simulator[simulator.index("--model-dir") + 1] in trained
+    readers = [n for n, s in services.items() if set(MODEL_LOCATION) & set(s.get("environment") or {})]
+    for name in [*readers, "simulator"]:
+        spec = services[name]
+        assert _mounts_models(spec, read_only=True), f"{name} must mount the models volume read-only"
+        assert spec["depends_on"]["trainer"]["condition"] == "service_completed_successfully", name
+        for variable in MODEL_LOCATION:
+            value = (spec.get("environment") or {}).get(variable)
+            assert value is None or value == MODELS_MOUNT or value in trained, f"{name}: {variable}={value}"
+
+
+def _code_env() -> dict[str, frozenset[str]]:
+    """Return {runtime: variables it reads}, as tests/test_contract.py finds them."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from test_contract import code_env
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    return code_env()
+
+
+def _image_env(dockerfile) -> dict[str, str]:
+    """Return the final stage's ENV defaults (`ENV K=V K=V`)."""
+    values = {}
+    for op, args in dockerfile.final_stage:
+        if op == "ENV":
+            values |= dict(word.split("=", 1) for word in shlex.split(args))
+    return values
+
+
+def test_no_service_sets_a_model_variable_its_runtime_does_not_read(rendered: dict, dockerfile_of):
+    """A variable a runtime stopped reading (REFERENCE_PATH, MODEL_NAME) is silently ignored: compose and the
+    images' ENV defaults name only what each runtime reads now."""
+    read, problems = _code_env(), []
+    for name, spec in rendered["services"].items():
+        if "build" not in spec:
+            continue
+        modules = python_modules(spec["command"])
+        runtime = modules[0][0].split(".")[0] if len(modules) == 1 else None
+        if runtime not in read:
+            continue
+        given = {**_image_env(dockerfile_of(name)), **(spec.get("environment") or {})}
+        for variable in sorted(MODEL_VARIABLES & set(given)):
+            if variable not in read[runtime] and (runtime, variable) not in PENDING_READS:
+                problems.append(f"{name}: {runtime} does not read {variable}")
+    assert problems == []
+
+
+def test_pending_model_variables_are_still_unread():
+    read = _code_env()
+    for runtime, variable in sorted(PENDING_READS):
+        assert variable not in read[runtime], f"{runtime} reads {variable} now: remove it from PENDING_READS"
+
+
+def test_image_defaults_name_the_models_volume(dockerfiles: dict):
+    for path, dockerfile in dockerfiles.items():
+        env = _image_env(dockerfile)
+        assert "REFERENCE_PATH" not in env, f"{path}: no runtime reads REFERENCE_PATH from the volume"
+        if "MODELS_DIR" in env:
+            assert env["MODELS_DIR"] == MODELS_MOUNT, path
+        if "MODEL_DIR" in env:
+            assert env["MODEL_DIR"] == f"{MODELS_MOUNT}/ride_duration", path

@@ -42,7 +42,12 @@ def test_compose_config_discovers_every_prediction_replica_by_dns() -> None:
     (job,) = [job for job in committed["scrape_configs"] if job["job_name"] == "prediction_service"]
     assert "static_configs" not in job
     assert job["dns_sd_configs"] == [
-        {"names": ["prediction_service"], "type": "A", "port": 9696, "refresh_interval": "15s"}
+        {
+            "names": ["prediction_service", "prediction_service_health_insurance"],
+            "type": "A",
+            "port": 9696,
+            "refresh_interval": "15s",
+        }
     ]
 
 
