@@ -92,8 +92,11 @@ def malformed(record: Any) -> str | None:
         target = record.get("target")
         if not isinstance(record.get("request_id"), str):
             return "a label without a string request_id"
-        if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
-            return "a label without a finite target"
+        # A regressor's label is a finite number, a classifier's a class as text (label_model types both).
+        is_class = isinstance(target, str) and target != ""
+        is_number = isinstance(target, int | float) and not isinstance(target, bool) and math.isfinite(target)
+        if not (is_class or is_number):
+            return "a label without a finite number or a class as its target"
         if not isinstance(record.get("target_timestamp"), datetime):
             return "a label without a target_timestamp"
         return None

@@ -79,4 +79,6 @@ def test_valid_records_are_not_malformed() -> None:
 
     assert malformed({"op": "insert", "doc": {"request_id": "a"}}) is None
     assert malformed(label_record("a", 3.0, datetime.now(UTC))) is None
+    assert malformed(label_record("a", "yes", datetime.now(UTC))) is None  # a classifier's label: a class as text
+    assert malformed(label_record("a", "", datetime.now(UTC)))
     assert MALFORMED == "malformed"
