@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from evidently_support import model_folder, rows_of, wine_classifier
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitoring_core.estimation import prepare_estimator
+from monitoring_core.model_folder import load_model_folder
 from ride_duration.synthetic import DriftParams
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
@@ -37,6 +40,13 @@ def test_every_catalogued_metric_is_exported_with_its_labels(make_app, make_rows
     models = tmp_path / "models"
     model_folder(models, artifacts_dir / "reference.parquet")
     _, wine = wine_classifier(models)
+    # The quality estimate is exported for a model whose folder has a prepared estimator.
+    prepare_estimator(load_model_folder(models / "ride_duration"))
+    # The wine data has 178 rows, fewer than an estimator fits on: its reference three times over is enough
+    # to export the classifier's estimated metrics (what is checked here is their names and labels).
+    reference = pd.read_parquet(models / "wine" / "reference.parquet")
+    pd.concat([reference] * 3, ignore_index=True).to_parquet(models / "wine" / "reference.parquet", index=False)
+    prepare_estimator(load_model_folder(models / "wine"))
     app = make_app(models_dir=models, segment_min_rows=100, segment_min_labelled_rows=20)
     client = app.test_client()
     rows, labels = make_rows(1000, seed=51, drift=DriftParams(missing_share=0.1))
