@@ -182,7 +182,7 @@ def test_clean_rows_the_reference_never_saw_raise_no_drift_at_any_window_size(ma
                 assert segment.rows >= segment.min_rows
                 segment_judged += 1
                 segment_flags += segment.drift.dataset_drift
-    assert judged >= 5
+    assert judged >= 4  # the derived minimum (~250 rows here) leaves 400-1,000
     # 5 columns at 0.5% per evaluation, the dataset at <= 1%: bounds failing with probability < 1e-4.
     assert feature_flags <= binom.isf(1e-4, judged * 5, 0.005)
     assert segment_judged > 0 and segment_flags <= binom.isf(1e-4, segment_judged, 0.01)
@@ -196,12 +196,13 @@ def test_clean_rows_the_reference_never_saw_raise_no_drift_at_any_window_size(ma
 def test_blatant_shifts_at_a_few_hundred_rows_are_flagged(make_app, make_rows, monitor_of, drift, expected):
     app = make_app(**DERIVED)
     monitor = monitor_of(app)
-    _feed(app, make_rows(300, seed=32, drift=drift)[0])
+    _feed(app, make_rows(400, seed=32, drift=drift)[0])
     result = monitor.evaluate()
-    assert result.drift is not None, f"300 rows below the derived minimum {result.min_rows}"
+    assert result.drift is not None, f"400 rows below the derived minimum {result.min_rows}"
     assert expected in _flagged(result)
     column = result.drift.columns[expected]
-    assert column.calibrated_rows == 251 and column.threshold >= 0.1 and column.rows == 300
+    # Thresholds are interpolated between the size buckets around the window (monitoring_core/calibration.py).
+    assert 251 <= column.calibrated_rows <= column.rows == 400 and column.threshold >= column.floor == 0.1
 
 
 def test_a_shift_in_one_borough_is_flagged_in_that_segment(make_app, make_rows, monitor_of):
