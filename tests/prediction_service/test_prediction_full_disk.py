@@ -44,7 +44,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def start_stack(service_factory, artifacts_dir: Path, tmp_path: Path, spool: Path, mode: str):
     mongo, uri = start_mongo(tmp_path / "mongo", data_dir=tmp_path / "mongo-data")
     recorder = Recorder().start()
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env = service_env(artifacts_dir, tmp_path, uri, recorder)
     env |= {
         "PREDICTION_SPOOL_DIR": str(spool / "spool"),
         "PREDICTION_MONGO_RETRY_SECONDS": "0.5",

@@ -47,7 +47,7 @@ def test_a_poison_record_among_1000_is_quarantined_across_a_restart_and_nothing_
 ) -> None:
     mongo, uri = start_mongo(tmp_path / "mongo", data_dir=tmp_path / "mongo-data")
     recorder = Recorder().start()
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env = service_env(artifacts_dir, tmp_path, uri, recorder)
     env |= {"PREDICTION_MONGO_RETRY_SECONDS": "0.5", "PREDICTION_FORWARD_TO_METRICS": "false"}
     spool_dir = Path(env["PREDICTION_SPOOL_DIR"])
     proc, url = start_service("prediction_service", tmp_path / "services", env)
@@ -93,7 +93,7 @@ def test_nan_and_infinity_in_an_extra_field_are_served_and_stored_as_their_json_
 ) -> None:
     mongo, uri = start_mongo(tmp_path / "mongo")
     recorder = Recorder().start()
-    env = service_env(artifacts_dir / "model.pkl", tmp_path, uri, recorder)
+    env = service_env(artifacts_dir, tmp_path, uri, recorder)
     env["PREDICTION_FORWARD_TO_METRICS"] = "false"
     proc, url = start_service("prediction_service", tmp_path / "services", env)
     try:

@@ -73,7 +73,7 @@ def _month_with_refusals(path: Path, rows: int) -> tuple[Path, set[int]]:
 def test_the_readme_client_keeps_going_prints_reasons_and_sends_labels_as_it_goes(
     artifacts_dir: Path, tmp_path: Path, mongo, recorder, service_factory
 ) -> None:
-    env = {**service_env(artifacts_dir / "model.pkl", tmp_path, mongo[1], recorder), "MONITORING_TOKEN": TOKEN}
+    env = {**service_env(artifacts_dir, tmp_path, mongo[1], recorder), "MONITORING_TOKEN": TOKEN}
     _, url = service_factory("prediction_service", env)
     rows = 300
     month, refused = _month_with_refusals(tmp_path / "green_tripdata_2021-05.parquet", rows)
