@@ -15,10 +15,10 @@ import requests
 
 from local_stack.processes import wait_until
 from local_stack.reliability import Stack, SteadyTraffic, children
+from local_stack.sample_rows import sample_row
 from prediction_service.spool import pid_alive
 
 DRIFT_METRIC = "evidently_drifted_features_share"
-_RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2, "lpep_pickup_datetime": "2021-01-05T08:30:00"}
 PHASES = ("steady", "mongo_outage", "metrics_restart", "worker_sigterm", "worker_sigkill", "group_sigkill")
 
 
@@ -196,7 +196,7 @@ def run_wiped_database(stack: Stack, figures: Figures, ids: int = 50, sends_per_
     session = requests.Session()
     for round_ in range(sends_per_id):
         for i in range(ids):
-            body = {**_RIDE, "request_id": f"wiped-{i}"}
+            body = {**sample_row(), "request_id": f"wiped-{i}"}
             session.post(f"{stack.prediction_url}/predict", json=body, timeout=10).raise_for_status()
         if round_ == 0:
             time.sleep(0.3)  # let the first copies reach MongoDB on their own batch: the retries come later

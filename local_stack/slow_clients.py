@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from local_stack.sample_rows import sample_row
+
 if TYPE_CHECKING:
     from local_stack.reliability import Stack
 
@@ -193,9 +195,6 @@ def probe(call: Callable[[], None], duration: float, interval: float = 0.02) -> 
     return result
 
 
-RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2, "lpep_pickup_datetime": "2021-01-05T08:30:00"}
-
-
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
@@ -208,15 +207,15 @@ def _counter(stack: Stack, name: str, label: str) -> float:
 
 def predict_once(url: str, timeout: float) -> None:
     """POST one ride on a new connection (behind the attackers in the accept queue); raise unless it is served."""
-    response = requests.post(f"{url}/predict", json=RIDE, timeout=timeout, headers={"Connection": "close"})
-    if response.status_code != 200 or "duration" not in response.json():
+    response = requests.post(f"{url}/predict", json=sample_row(), timeout=timeout, headers={"Connection": "close"})
+    if response.status_code != 200 or "prediction" not in response.json():
         raise AssertionError(f"{response.status_code} {response.text[:160]}")
 
 
 def iterate_once(url: str, token: str, request_id: str, timeout: float) -> None:
     """POST one row to the metrics service's /iterate on a new connection; raise unless it is accepted."""
     row = {
-        **RIDE,
+        **sample_row(),
         "request_id": request_id,
         "timestamp": "2021-01-05T08:31:00Z",
         "model_version": "v",

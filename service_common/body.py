@@ -35,7 +35,7 @@ class _DuplicateKey(ValueError):
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json's default is "last one wins": {"PULocationID": 300, "PULocationID": 43} would be served as 43,
+    # json's default is "last one wins": {"zone": 300, "zone": 43} would be served as 43,
     # while another parser (a proxy, a log reader) may see 300. Refuse what two readers can read differently.
     result = dict(pairs)
     if len(result) != len(pairs):

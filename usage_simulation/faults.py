@@ -2,18 +2,18 @@
 
 Each fault is a mapping with an `op`, the `column` it changes (not for the label ops), and options:
 
-    - {op: scale, column: trip_distance, factor: 1.8}        # numerical: x * factor
+    - {op: scale, column: distance, factor: 1.8}        # numerical: x * factor
     - {op: shift, column: hours_per_week, by: -10}           # numerical: x + by
     - {op: variance, column: husband_income, factor: 3}      # numerical: spread around the reference mean
     - {op: mix, column: region, share: 0.6, to: least_frequent, top: 1}
                                                              # categorical: move rows to the K most/least
                                                              # frequent values the reference knows
-    - {op: unseen, column: PULocationID, share: 0.5}         # categorical: values the reference never had
+    - {op: unseen, column: zone, share: 0.5}         # categorical: values the reference never had
                                                              # (`values: [...]` names them; else invented)
-    - {op: missing, column: passenger_count, share: 0.7}     # the value goes missing (null)
-    - {op: drop, column: trip_distance}                      # the request body loses the field
-    - {op: rename, column: trip_distance, to: trip_miles}    # the body sends it under another name
-    - {op: retype, column: PULocationID, to: str}            # the body sends it as str / int / float
+    - {op: missing, column: passengers, share: 0.7}     # the value goes missing (null)
+    - {op: drop, column: distance}                      # the request body loses the field
+    - {op: rename, column: distance, to: distance_km}    # the body sends it under another name
+    - {op: retype, column: zone, to: str}            # the body sends it as str / int / float
     - {op: scale_label, factor: 1.6}                         # regression concept drift: label * factor
     - {op: shift_label, by: 5}                               # regression concept drift: label + by
     - {op: flip_labels, share: 0.3, to: "yes"}               # classification concept drift: a share of

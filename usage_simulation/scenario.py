@@ -12,10 +12,10 @@ a model's own live beside it (`models/<name>/scenarios/*.yaml`) and are found by
       - name: longer_trips
         share: 1
         faults:                      # column operations: see usage_simulation/faults.py
-          - {op: scale, column: trip_distance, factor: 1.8}
+          - {op: scale, column: distance, factor: 1.8}
         expected_signals:
-          - name: trip_distance drift
-            promql: max(evidently_feature_drift_detected{feature="trip_distance"}) == 1
+          - name: distance drift
+            promql: max(evidently_feature_drift_detected{feature="distance"}) == 1
           - alert: FeatureDriftDetected
 
 A phase may be `outage: true` (no traffic). `clean: true` marks a phase where no signal may fire (the default
@@ -72,7 +72,7 @@ class Signal:
             if state not in ("firing", "pending"):
                 raise ScenarioError(f"{where}: state must be firing or pending, got {state!r}")
             # `pending` accepts an alert whose condition holds but whose `for:` has not elapsed yet.
-            # `labels` narrows the alert to one of its label sets, e.g. {feature: trip_distance}.
+            # `labels` narrows the alert to one of its label sets, e.g. {feature: distance}.
             labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
             matchers = [f'alertname="{alert}"', *(f'{k}="{v}"' for k, v in sorted(labels.items()))]
             selector = ",".join(matchers + (['alertstate="firing"'] if state == "firing" else []))

@@ -19,7 +19,8 @@ import requests
 from reliability_support import TOKEN
 
 from local_stack.reliability import Stack
-from local_stack.slow_clients import RIDE, SlowClients, iterate_once, predict_once
+from local_stack.sample_rows import sample_row
+from local_stack.slow_clients import SlowClients, iterate_once, predict_once
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ def _request(body: bytes, headers: str = "", close: bool = True) -> bytes:
     return head.encode() + body
 
 
-RIDE_BODY = json.dumps(RIDE).encode()
+RIDE_BODY = json.dumps(sample_row()).encode()
 CHUNKED = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (RIDE_BODY[:10], RIDE_BODY[10:])) + b"0\r\n\r\n"
 
 

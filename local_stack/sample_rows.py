@@ -1,0 +1,45 @@
+"""A well-formed request row for a model folder, taken from its own reference (for load and fault harnesses).
+
+The harnesses that hammer a running prediction service (slow clients, faults under load) need one valid
+body; they take it from the served model's reference instead of naming any model's features.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from monitoring_core.paths import DEFAULT_MODEL_DIR
+
+
+def _json(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, datetime) or hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+@cache
+def sample_row(model_dir: Path = DEFAULT_MODEL_DIR) -> dict[str, Any]:
+    """Return the first reference row with every feature present, as the JSON body `/predict` takes."""
+    import pandas as pd
+
+    from monitoring_core.model_folder import load_model_folder
+
+    folder = load_model_folder(model_dir)
+    names = list(folder.description.feature_names)
+    reference = pd.read_parquet(folder.reference_path, columns=names)
+    complete = reference.dropna()
+    record = (complete if len(complete) else reference).iloc[0].to_dict()
+    row = {}
+    for name in names:
+        value = _json(record[name])
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        spec = folder.description.feature(name)
+        row[name] = int(value) if spec.python_type is int and isinstance(value, float) else value
+    return row
