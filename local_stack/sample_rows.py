@@ -23,14 +23,39 @@ def _json(value: Any) -> Any:
     return value
 
 
+def described_row(description: Any) -> dict[str, Any]:
+    """Return a valid row made from the description alone: numbers inside their bounds, a known category."""
+    from monitoring_core.description import Kind
+
+    row: dict[str, Any] = {}
+    for spec in description.features:
+        if spec.kind is Kind.DATETIME:
+            row[spec.name] = "2021-01-05T08:30:00"
+        elif spec.python_type is str:
+            row[spec.name] = str(spec.values[0]) if spec.values else "a"
+        elif spec.python_type is bool:
+            row[spec.name] = True
+        else:
+            low = spec.minimum if spec.minimum is not None else 0.0
+            high = spec.maximum if spec.maximum is not None else low + 2.0
+            middle = (low + high) / 2
+            row[spec.name] = round(middle) if spec.python_type is int else middle
+    return row
+
+
 @cache
 def sample_row(model_dir: Path = DEFAULT_MODEL_DIR) -> dict[str, Any]:
-    """Return the first reference row with every feature present, as the JSON body `/predict` takes."""
+    """Return the first reference row with every feature present, as the JSON body `/predict` takes.
+
+    Without a reference yet (a fresh checkout before training), a row made from the description's bounds.
+    """
     import pandas as pd
 
     from monitoring_core.model_folder import load_model_folder
 
     folder = load_model_folder(model_dir)
+    if not folder.reference_path.is_file():
+        return described_row(folder.description)
     names = list(folder.description.feature_names)
     reference = pd.read_parquet(folder.reference_path, columns=names)
     complete = reference.dropna()
