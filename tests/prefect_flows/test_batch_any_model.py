@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from pymongo import MongoClient
 from batch_sklearn_models import cancer_classifier, diabetes_regressor, wine_classifier
+from pymongo import MongoClient
 
 from local_stack.components import start_mongo
 from local_stack.logged_predictions import insert_documents, logged_documents
