@@ -35,7 +35,7 @@ from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
 from monitoring_core.prepare import load_prepared
 from monitoring_core.reference import reference_model_version
-from monitoring_core.reference_data import build_evaluators, check_reference
+from monitoring_core.reference_data import check_reference, evaluators_for
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +115,9 @@ class ModelMonitor:
         if cache is None and config.calibration is not None:
             cache = CalibrationCache(cache_path_for(config.reference_path))
         self.prepared = False
-        evaluators = build_evaluators(
-            config.description,
+        evaluators = evaluators_for(
+            config,
             reference,
-            config.tests,
-            config.dataset_drift_share,
-            config.multiple_testing,
-            config.calibration,
             cache,
             on_segment_error=lambda segment, why: log.warning(
                 "no drift for segment", extra={"model": config.name, "segment": segment, "why": why}

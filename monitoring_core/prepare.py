@@ -76,7 +76,7 @@ def prepare_folder(
         return folder.calibration_path
 
     from monitoring_core.monitoring_config import load_config
-    from monitoring_core.reference_data import build_evaluators, check_reference
+    from monitoring_core.reference_data import check_reference, evaluators_for
 
     started = time.perf_counter()
     config = load_config(config_path, {folder.name: folder})[folder.name]
@@ -89,15 +89,7 @@ def prepare_folder(
         say(f"{folder.name}: calibration disabled in {config_path}: nothing to prepare")
         return folder.calibration_path
     cache = CalibrationCache(None)
-    evaluators = build_evaluators(
-        folder.description,
-        reference,
-        config.tests,
-        config.dataset_drift_share,
-        config.multiple_testing,
-        config.calibration,
-        cache,
-    )
+    evaluators = evaluators_for(config, reference, cache)
     if evaluators.duplicates_dropped:
         say(f"{folder.name}: {evaluators.duplicates_dropped} exact duplicate reference rows left out of calibration")
     buckets = [b for b in SIZE_BUCKETS if b <= config.window_size]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -172,3 +173,22 @@ def build_evaluators(
                 if on_segment_error is not None:
                     on_segment_error(str(segment), str(exc))
     return Evaluators(reference, dropped, drift, segments)
+
+
+def evaluators_for(
+    config: Any,
+    raw_reference: pd.DataFrame,
+    cache: CalibrationCache | None,
+    on_segment_error: Callable[[str, str], None] | None = None,
+) -> Evaluators:
+    """Return `build_evaluators` for one model's `ModelConfig`: what the metrics service and `prepare` both build."""
+    return build_evaluators(
+        config.description,
+        raw_reference,
+        config.tests,
+        config.dataset_drift_share,
+        config.multiple_testing,
+        config.calibration,
+        cache,
+        on_segment_error=on_segment_error,
+    )
