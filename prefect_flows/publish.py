@@ -147,10 +147,19 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
     (a score 0.294 against a threshold printed "0.3" reads as a miss that is not one).
     """
     share = drift.get("dataset_drift_share", 0.5)
-    rule = (
+    feature_rule = (
         "Verdict rule: a feature drifts when its score reaches its threshold (a distance: score at or above it; "
-        f"a p-value: score at or below it); the dataset drifts when at least {share:.0%} of the judged features drift."
+        "a p-value: score at or below it); "
     )
+    if drift.get("rule") == "holm":
+        flagged = ", ".join(drift.get("flagged") or []) or "none"
+        rule = feature_rule + (
+            "the dataset drifts when at least one feature is flagged: its calibrated tail p-value passes Holm's "
+            f"correction over the features at the dataset's family-wise rate and its score reaches its floor "
+            f"(flagged: {flagged})."
+        )
+    else:
+        rule = feature_rule + f"the dataset drifts when at least {share:.0%} of the judged features drift."
     sentences = [rule]
     if drift.get("calibrated"):
         sentences.append(

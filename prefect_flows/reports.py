@@ -320,8 +320,22 @@ def drift_results(
     drifted = [c for c in features if columns[c]["detected"]]
     share = len(drifted) / len(features) if features else 0.0
     enough_rows = calibrated.enough_data if calibrated is not None else True
+    share_rule = enough_rows and bool(features) and share >= dataset_drift_share
+    # With calibration the dataset verdict is the online one: Holm over the features' calibrated tail
+    # p-values at the dataset rate (one broken feature trips it); the share rule only without calibration.
+    holm = calibrated is not None and calibrated.false_alarm_rate is not None
+    joint = calibrated.multivariate if calibrated is not None else None
     return {
-        "dataset_drift": enough_rows and bool(features) and share >= dataset_drift_share,
+        "dataset_drift": bool(calibrated.dataset_drift) if holm else share_rule,
+        "rule": "holm" if holm else "share",
+        "flagged": list(calibrated.flagged) if holm else [],
+        "dataset_p_value": calibrated.dataset_p_value if holm else None,
+        "share_drift": share_rule,
+        "multivariate": (
+            {"score": joint.score, "threshold": joint.threshold, "detected": joint.detected}
+            if joint is not None and joint.enough_data
+            else None
+        ),
         "drifted_share": share,
         "dataset_drift_share": dataset_drift_share,
         "multiple_testing": multiple_testing,

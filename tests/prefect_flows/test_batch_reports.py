@@ -61,7 +61,9 @@ def test_drift_verdicts_follow_the_injected_drift(model, reference):
     assert clean["drift"]["dataset_drift"] is False and clean["drift"]["drifted_features"] == []
     assert drifted["drift"]["drifted_features"] == ["trip_distance"]
     assert drifted["drift"]["prediction_drift"] is True
-    assert drifted["drift"]["drifted_share"] == 0.25 and drifted["drift"]["dataset_drift"] is False
+    # One broken feature of four is dataset drift: Holm over the features at the dataset rate, as online.
+    assert drifted["drift"]["drifted_share"] == 0.25 and drifted["drift"]["dataset_drift"] is True
+    assert drifted["drift"]["rule"] == "holm" and drifted["drift"]["flagged"] == ["trip_distance"]
 
 
 def test_quality_matches_the_errors_and_has_segments(model, reference):
@@ -149,7 +151,9 @@ def test_clean_rows_the_reference_never_saw_give_no_drift_verdict_at_any_size(mo
         assert drift["rows"] == n and drift["calibrated"] is True
         feature_flags += len(drift["drifted_features"])
         dataset_flags += drift["dataset_drift"]
-    assert dataset_flags == 0  # P(any dataset false alarm in 4 samples) <= 4%: a fixed seed, so never flaky
+    # The dataset verdict runs at its stated 1% (exact now, not ~10x below it): two false alarms in 4 samples
+    # have probability ~6e-4 (a fixed seed, so never flaky; one is within the stated rate).
+    assert dataset_flags <= 1
     assert feature_flags <= binom.isf(1e-4, CLEAN_SAMPLES * 4, 0.005)
 
 

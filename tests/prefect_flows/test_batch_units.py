@@ -176,7 +176,7 @@ def test_last_minutes_runs_the_flow_now_over_what_just_happened(monkeypatch, cap
 
     def fake_flow(start, end, **parameters):
         seen.update(start=start, end=end)
-        return {"run_id": "r", "message": "ok", "index": "i"}
+        return {"ride_duration": {"run_id": "r", "message": "ok", "index": "i"}}
 
     monkeypatch.setattr(module, "batch_monitoring", fake_flow)
     before = datetime.now(UTC)
