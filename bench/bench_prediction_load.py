@@ -10,8 +10,18 @@ and `wrk` sends POST /predict at the same fixed concurrency, the modes taking tu
 - full: the real service, every prediction queued for MongoDB (nx-27017) and forwarded to a metrics
   sink in batches;
 - sync: bench/sync_app.py, the naive course-style design inserting into MongoDB and POSTing to the sink
-  inside each request (sync workers).
-Targets: full >= 0.85x minimal's throughput and p99 <= 1.5x minimal's, full >= 3x sync throughput.
+  inside each request (sync workers);
+- course: bench/course_app.py, issue #23's bare baseline: an independent 20-line Flask app serving its own
+  course-style (DictVectorizer, LinearRegression) pickle, fitted here on the taxi reference rows (sync workers);
+- full_course: `full`, serving that very pickle through the service's loader (a model folder built from
+  models/ride_duration/model.yaml, the reference and the pickle).
+Targets: full >= 0.85x minimal's throughput and p99 <= 1.5x minimal's, full >= 3x sync throughput,
+full_course >= 0.85x course's (issue #23: monitoring costs serving at most 15%).
+
+`--issue23` reproduces that issue's measurement: wrk -t2 -c16 -d12s, 2 gunicorn workers per app, the modes
+course, full, full_course and minimal taking turns, median of 2 rounds, forwarding to the real metrics
+service. Every figure is printed beside the load average; above 1.5 the bench refuses to run unless
+`--allow-busy` is given (then every ratio is marked as taken on a busy machine).
 """
 
 from __future__ import annotations
@@ -46,9 +56,14 @@ SERVICE_MODES = {
     "bare": {"PREDICTION_LOG_TO_MONGODB": "false", "PREDICTION_FORWARD_TO_METRICS": "false"},
     "full": {},
 }
-APP_MODES = {"minimal": "bench.minimal_app:app", "sync": "bench.sync_app:app"}
+SERVICE_MODES["full_course"] = SERVICE_MODES["full"]
+APP_MODES = {"minimal": "bench.minimal_app:app", "sync": "bench.sync_app:app", "course": "bench.course_app:app"}
 ALL_MODES = ("minimal", "full", "bare", "sync")
-LOGGING_MODES = {"full", "sync"}  # modes whose every response must be in MongoDB
+ISSUE23_MODES = ("course", "full", "full_course", "minimal")
+KNOWN_MODES = (*ALL_MODES, "course", "full_course")
+COURSE_MODES = {"course", "full_course"}  # modes serving the course-style pickle
+LOGGING_MODES = {"full", "sync", "full_course"}  # modes whose every response must be in MongoDB
+QUIET_LOAD = 1.5  # above this 1-minute load average the figures say more about the machine than the service
 
 # wrk runs this: a fixed pool of realistic rides, and one machine-readable line at the end.
 WRK_SCRIPT = """
@@ -81,7 +96,8 @@ class Run:
     socket_errors: int
     service_cpu_us: float  # CPU of the service's processes per response, background writes included
     mongo_cpu_us: float  # CPU of the MongoDB stand-in (nx-27017) per response
-    sink_cpu_us: float  # CPU of this process (the metrics sink runs in it) per response
+    sink_cpu_us: float  # CPU of the metrics sink (the real metrics service, or this process's recorder) per response
+    load: float  # the 1-minute load average when the run ended
 
     @property
     def rps(self) -> float:
@@ -95,9 +111,19 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _tree(pid: int) -> list[int]:
-    """Return a process and its children (the gunicorn master and its workers)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *(int(c) for c in children)]
+    """Return a process and its descendants (the gunicorn master and its workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            pids.extend(_tree(int(child)))
+    return pids
+
+
+def _tree_cpu(pid: int | None) -> float:
+    """Return the CPU seconds of a process tree; of this process (the in-process recorder) for None."""
+    if pid is None:
+        return time.process_time()
+    return sum(_cpu_seconds(p) for p in _tree(pid))
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,7 @@ class Target:
     url: str
     pid: int
     mongo_pid: int
+    sink_pid: int | None  # the real metrics service; None: the recorder in this process
 
 
 def _bodies(n: int, seed: int) -> list[str]:
@@ -167,16 +194,16 @@ def _queued(url: str, mode: str) -> float:
 
 def _round(mode: str, target: Target, script: Path, args: argparse.Namespace) -> Run:
     pids = _tree(target.pid)
-    before = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), time.process_time())
+    before = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), _tree_cpu(target.sink_pid))
     requests_, micros, p50, p99, non_2xx, errors = _wrk(
         target.url, script, args.threads, args.connections, args.duration
     )
     # Let the background writers finish before the next measurement, so no mode pays for another's backlog;
     # the CPU they spend draining counts for this mode.
     wait_until(lambda: _queued(target.url, mode) == 0, timeout=120, what=f"{mode} queues drained")
-    after = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), time.process_time())
+    after = (sum(_cpu_seconds(p) for p in pids), _cpu_seconds(target.mongo_pid), _tree_cpu(target.sink_pid))
     per = [(a - b) / max(requests_, 1) * 1e6 for a, b in zip(after, before, strict=True)]
-    return Run(mode, requests_, micros / 1e6, p50 / 1000, p99 / 1000, non_2xx, errors, *per)
+    return Run(mode, requests_, micros / 1e6, p50 / 1000, p99 / 1000, non_2xx, errors, *per, os.getloadavg()[0])
 
 
 def start_baseline(app: str, workdir: Path, env: dict[str, str], workers: int) -> tuple[ManagedProcess, str]:
@@ -201,6 +228,35 @@ def _train(out: Path) -> Path:
     return out / "model.pkl"
 
 
+def _course_folder(trained: Path, out: Path) -> Path:
+    """Fit the course-style (DictVectorizer, LinearRegression) pipeline on the reference rows; return its folder.
+
+    The folder is a model folder the service serves (model.yaml and reference.parquet copied from the
+    trained one, the course's pickle as model.pkl); bench/course_app.py serves the same pickle. The
+    vectorizer is fitted on the dicts the service's loader gives it (the described features as numbers,
+    missing ones left out); the pickup time is left out of the fit, so both apps ignore it alike.
+    """
+    import pickle
+
+    import pandas as pd
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LinearRegression
+
+    from ride_duration.schema import TARGET
+
+    reference = pd.read_parquet(trained / "reference.parquet")
+    names = [name for name in FIELD_NAMES if name != "lpep_pickup_datetime"]
+    dicts = [{k: v for k, v in row.items() if v == v} for row in reference[names].to_dict(orient="records")]
+    dv = DictVectorizer()
+    model = LinearRegression().fit(dv.fit_transform(dicts), reference[TARGET].to_numpy())
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.yaml", "reference.parquet"):
+        shutil.copyfile(trained / name, out / name)
+    with open(out / "model.pkl", "wb") as f_out:
+        pickle.dump((dv, model), f_out)
+    return out
+
+
 def main(argv: list[str]) -> int:
     """Run the three modes and print throughput, p50/p99 and the ratios against the targets."""
     parser = argparse.ArgumentParser(prog="python -m bench prediction_load", description=__doc__.splitlines()[0])
@@ -218,22 +274,68 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--worker-class", default="buffered", help="WORKER_CLASS of the real service's modes (buffered|gthread|gevent)"
     )
-    parser.add_argument("--modes", default=",".join(ALL_MODES), help=f"comma-separated subset of {','.join(ALL_MODES)}")
+    parser.add_argument(
+        "--modes", default=",".join(ALL_MODES), help=f"comma-separated subset of {','.join(KNOWN_MODES)}"
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("recorder", "metrics"),
+        default="recorder",
+        help="where `full` forwards: an in-process recorder, or the real metrics service (evidently_service)",
+    )
+    parser.add_argument(
+        "--issue23",
+        action="store_true",
+        help="issue #23's measurement: modes course,full,full_course,minimal, 12 s, 2 workers, 2 rounds, "
+        "the real metrics service",
+    )
+    parser.add_argument(
+        "--allow-busy", action="store_true", help=f"run even above load {QUIET_LOAD} (the figures are marked)"
+    )
     args = parser.parse_args(argv)
+    if args.issue23:
+        args.modes, args.duration, args.workers, args.sink = ",".join(ISSUE23_MODES), 12.0, 2, "metrics"
+        args.rounds, args.threads, args.connections = max(args.rounds, 2), 2, 16
     modes = args.modes.split(",")
-    if unknown := set(modes) - set(ALL_MODES):
+    if unknown := set(modes) - set(KNOWN_MODES):
         parser.error(f"unknown mode(s) {sorted(unknown)}")
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
+    load = os.getloadavg()
+    print(f"[bench] load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores", flush=True)
+    if load[0] > QUIET_LOAD:
+        if not args.allow_busy:
+            print(
+                f"[bench] REFUSED: load {load[0]:.2f} > {QUIET_LOAD}: other work on this machine would be measured "
+                "too. Wait for a quiet machine, or pass --allow-busy to take within-run ratios anyway.",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"[bench] WARNING: load {load[0]:.2f} > {QUIET_LOAD}: a BUSY machine. Only the within-round ratios "
+            "mean anything; the absolute req/s do not, and the quiet-machine figure is still to be taken.",
+            flush=True,
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_prediction_load_"))
     print(f"[bench] training a model in {workdir}", flush=True)
     model_path = _train(workdir / "artifacts")
+    course_dir = _course_folder(model_path.parent, workdir / "course") if COURSE_MODES & set(modes) else None
     script = workdir / "predict.lua"
     script.write_text(_lua(_bodies(500, seed=11)))
     mongo, uri = start_mongo(workdir / "mongo")
     sink = Recorder(keep_bodies=False).start()
+    metrics_service = None
+    sink_url, sink_pid = sink.url, None
+    if args.sink == "metrics":
+        metrics_service, sink_url = start_service(
+            "evidently_service",
+            workdir / "metrics",
+            {"REFERENCE_PATH": str(model_path.parent / "reference.parquet")},
+            timeout=120,
+        )
+        sink_pid = metrics_service.pid
     services: dict[str, tuple] = {}
     targets: dict[str, Target] = {}
     warmup: dict[str, int] = {}
@@ -241,12 +343,13 @@ def main(argv: list[str]) -> int:
     rounds: dict[str, list[Run]] = {mode: [] for mode in modes}
     try:
         for mode in modes:
+            folder = course_dir if mode in COURSE_MODES and course_dir is not None else model_path.parent
             env = {
-                "MODEL_DIR": str(model_path.parent),  # the trained folder (the service)
-                "MODEL_PATH": str(model_path),  # the bench's own baseline apps read the file
+                "MODEL_DIR": str(folder),  # the trained folder, or the course pickle's (the service)
+                "MODEL_PATH": str(folder / "model.pkl"),  # the bench's own baseline apps read the file
                 "MONGODB_URI": uri,
                 "MONGODB_DATABASE": f"bench_{mode}",
-                "EVIDENTLY_SERVICE_URL": sink.url,
+                "EVIDENTLY_SERVICE_URL": sink_url,
                 "WORKERS": str(args.workers),
                 "WORKER_CLASS": args.worker_class,
                 "PREDICTION_SPOOL_DIR": str(workdir / f"spool-{mode}"),
@@ -256,7 +359,7 @@ def main(argv: list[str]) -> int:
                 services[mode] = start_baseline(APP_MODES[mode], workdir / mode, env, args.workers)
             else:
                 services[mode] = start_service("prediction_service", workdir / mode, env)
-            targets[mode] = Target(services[mode][1], services[mode][0].pid, mongo.pid)
+            targets[mode] = Target(services[mode][1], services[mode][0].pid, mongo.pid, sink_pid)
             # Warm-up: connections, caches, the first batches; its responses are counted for the logging check.
             warmup[mode] = _wrk(services[mode][1], script, args.threads, args.connections, args.warmup)[0]
             wait_until(lambda m=mode: _queued(services[m][1], m) == 0, timeout=120, what="warm-up drained")
@@ -268,7 +371,7 @@ def main(argv: list[str]) -> int:
                 rounds[mode].append(run)
                 print(
                     f"[bench] round {number} {mode}: {run.rps:.0f} req/s, p50 {run.p50_ms:.1f} ms, "
-                    f"p99 {run.p99_ms:.1f} ms",
+                    f"p99 {run.p99_ms:.1f} ms, CPU {run.service_cpu_us:.0f} us/response, load {run.load:.2f}",
                     flush=True,
                 )
         for mode in modes:
@@ -285,23 +388,32 @@ def main(argv: list[str]) -> int:
     finally:
         for proc, _ in services.values():
             proc.stop(timeout=30)
+        if metrics_service is not None:
+            metrics_service.stop(timeout=30)
         sink.stop()
         mongo.stop()
         shutil.rmtree(workdir, ignore_errors=True)  # model, spools and logs of this run only
     runs = {mode: _median(rounds[mode]) for mode in modes}
 
+    # The load during a run includes the bench's own processes (wrk, the apps, MongoDB: about 3-4 on 2 cores);
+    # whether the machine was quiet is judged from the load before the bench started.
+    loads = [run.load for mode_runs in rounds.values() for run in mode_runs]
+    busy = load[0] > QUIET_LOAD
     print(
-        f"\nmedian of {args.rounds} rounds, {args.connections} connections, {args.workers} workers; "
-        "CPU in microseconds per response"
+        f"\nmedian of {args.rounds} rounds, {args.connections} connections, {args.workers} workers, sink {args.sink}; "
+        f"CPU in microseconds per response (process tree); load average {load[0]:.2f} before, "
+        f"{min(loads, default=0):.2f}-{max(loads, default=0):.2f} during (the bench's own included)"
+        + ("  ** BUSY MACHINE: read only the ratios **" if busy else "")
     )
     print(
-        f"{'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
-        f"{'svc CPU':>8} {'mongo CPU':>9} {'sink CPU':>8}"
+        f"{'mode':<11} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8} "
+        f"{'svc CPU':>8} {'mongo CPU':>9} {'sink CPU':>8} {'load':>5}"
     )
     for run in runs.values():
         print(
-            f"{run.mode:<6} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
-            f"{run.socket_errors:>8} {run.service_cpu_us:>8.0f} {run.mongo_cpu_us:>9.0f} {run.sink_cpu_us:>8.0f}"
+            f"{run.mode:<11} {run.rps:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.non_2xx:>8} "
+            f"{run.socket_errors:>8} {run.service_cpu_us:>8.0f} {run.mongo_cpu_us:>9.0f} {run.sink_cpu_us:>8.0f} "
+            f"{run.load:>5.2f}"
         )
 
     # Ratios within a round (modes measured back to back), then the median over rounds: load from
@@ -325,6 +437,11 @@ def main(argv: list[str]) -> int:
         ),
         ("bare", "minimal", "throughput", lambda r: r.rps, None, None),
         ("full", "sync", "throughput", lambda r: r.rps, ">=", 3.0),
+        # Issue #23: the same fitted pipeline behind our service and behind a bare course-style app.
+        ("full_course", "course", "throughput", lambda r: r.rps, ">=", 0.85),
+        ("full_course", "course", "p99", lambda r: r.p99_ms, None, None),
+        ("course", "full_course", "CPU per response", lambda r: r.service_cpu_us, ">=", 0.85),
+        ("full", "course", "throughput (our taxi model vs the bare app's own)", lambda r: r.rps, None, None),
     ]
     checks = [check for check in wanted if {check[0], check[1]} <= set(modes)]
     if checks:
@@ -340,6 +457,8 @@ def main(argv: list[str]) -> int:
             + ("met" if (median >= target if op == ">=" else median <= target) else "MISSED")
         )
         print(f"{a + ' / ' + b + ' ' + what}\n    {rounds_text:<30} median {median:5.2f}{verdict}")
+    if busy:
+        print(f"(started at load {load[0]:.2f} > {QUIET_LOAD}: within-round ratios only; re-run quiet)")
     failed = failed_logging or any(run.non_2xx or run.socket_errors for run in runs.values())
     return 1 if failed else 0
 

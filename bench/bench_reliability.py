@@ -55,7 +55,7 @@ def time_wal_append(directory: Path, fsync: bool, n: int = 20_000) -> dict[str, 
     }
     record = {
         "op": "insert",
-        "doc": prediction_document("x" * 32, datetime.now(UTC), "ride_duration", "v1", values, 12.5),
+        "doc": prediction_document("x" * 32, datetime.now(UTC), "ride_duration", "v1", values, {"prediction": 12.5}),
     }
     samples = []
     for i in range(n):

@@ -24,6 +24,8 @@ REQUEST_STAGES = [
     ("_fields (prediction_service/api.py", "features"),
     ("ride_features", "features"),
     ("Pipeline.predict", "predict"),
+    ("ServedModel.predict", "predict"),  # predict and predict_rows: the model call and its inputs
+    ("feature_frame", "features"),
     ("_plausible", "predict"),
     ("prediction_document", "build records"),
     ("forwarded_row", "build records"),
@@ -33,6 +35,7 @@ REQUEST_STAGES = [
     ("observe (prediction_service/app.py", "metrics"),
     ("record_predictions", "enqueue"),
     ("submit (prediction_service", "enqueue"),
+    ("WriteAheadLog.append", "enqueue"),
     ("jsonify", "serialise"),
     ("json_response", "serialise"),
     ("json/provider", "serialise"),

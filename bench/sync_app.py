@@ -17,7 +17,7 @@ from pymongo import MongoClient
 from monitoring_core.documents import prediction_document, predictions_collection
 from monitoring_core.records import forwarded_row
 from ride_duration.model import load_model
-from ride_duration.schema import FIELD_NAMES
+from ride_duration.schema import DESCRIPTION, FIELD_NAMES
 
 model = load_model(os.environ["MODEL_PATH"])
 model_name = os.environ.get("MODEL_NAME", "ride_duration")
@@ -36,8 +36,9 @@ def predict():
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    collection.insert_one(prediction_document(request_id, now, model_name, model.version, values, duration))
-    session.post(iterate_url, json=[forwarded_row(request_id, now, model.version, values, duration)], timeout=2)
+    outputs = {DESCRIPTION.prediction_column: duration}
+    collection.insert_one(prediction_document(request_id, now, model_name, model.version, values, outputs))
+    session.post(iterate_url, json=[forwarded_row(request_id, now, model.version, values, outputs)], timeout=2)
     return jsonify({"request_id": request_id, "duration": duration, "model_version": model.version})
 
 

@@ -14,7 +14,6 @@ from monitoring_core.validation import ride_id
 from prediction_service import metrics
 from prediction_service.inputs import parse_rows
 from prediction_service.labels import read_feedback
-from prediction_service.model_loader import feature_frame
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
@@ -32,7 +31,7 @@ def predict():
     description = state.description
     inputs, is_batch = parse_rows(request, description, settings.max_batch_rows, settings.unknown_fields)
     features = [_features(description.feature_names, item.row) for item in inputs]
-    answers_of_model = state.model.predict(feature_frame(description, features))
+    answers_of_model = state.model.predict_rows(features)
     served_at = utc_now_ms()
     version = state.model.version
     name = state.model_name

@@ -135,18 +135,26 @@ class BufferingThreadWorker(ThreadWorker):
         self._await_request(TConn(self.cfg, sock, addr, listener.getsockname()))  # TConn makes it non-blocking
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
-        """A kept-alive connection has data: buffer its next request too (it may be just as slow)."""
-        self.poller.unregister(client)
-        self.keepalived_conns.remove(conn)
-        self._await_request(conn)
+        """A kept-alive connection has data: buffer its next request too (it may be just as slow).
 
-    def _await_request(self, conn: TConn) -> None:
+        The data is there now: it is read at once (a whole small request is dispatched without another
+        turn of the loop), and the socket stays registered, its callback swapped (one `epoll_ctl`
+        instead of an unregister and a register per request).
+        """
+        self.keepalived_conns.remove(conn)
+        self._await_request(conn, registered=True)
+        self._on_readable(conn, client)
+
+    def _await_request(self, conn: TConn, registered: bool = False) -> None:
         conn.buffered = bytearray()
         conn.body_start = 0
         conn.body_end = None  # where the buffered body ends ("chunked": when its last chunk arrives)
         conn.deadline = time.monotonic() + HEAD_TIMEOUT
         self.reading[conn] = None
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        if registered:
+            self.poller.modify(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        else:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: TConn, _client: Any) -> None:
         try:

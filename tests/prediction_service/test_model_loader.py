@@ -83,6 +83,20 @@ def test_each_taxi_kind_loads_with_its_own_version_and_predicts(
     assert short < long
 
 
+@pytest.mark.parametrize("name", ["ride_duration", "course", "mlflow_dicts", "mlflow_frame"])
+def test_predict_rows_answers_as_the_frame_does(artifacts_dir: Path, taxi_models, name) -> None:
+    # /predict calls predict_rows: a DictVectorizer model gets its dicts straight from the rows (no DataFrame);
+    # the answers must be the frame path's, a pickup time and a missing passenger count included.
+    from datetime import datetime
+
+    path = artifacts_dir / "model.pkl" if name == "ride_duration" else taxi_models[name]
+    model = served(artifacts_dir, path)
+    rows = [SHORT, {**LONG, "lpep_pickup_datetime": datetime(2021, 1, 5, 8, 30), "passenger_count": None}]
+    assert model.predict_rows(rows).predictions == pytest.approx(
+        model.predict(feature_frame(DESCRIPTION, rows)).predictions
+    )
+
+
 def test_the_course_model_gets_dicts_of_the_features(artifacts_dir: Path, taxi_models) -> None:
     with open(taxi_models["course"], "rb") as src:
         dv, lr = pickle.load(src)  # noqa: S301 - written by the fixture
