@@ -16,15 +16,18 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 import yaml
 
 from grafana.queries import load_dashboards, panel_queries, substitute, variable_queries
 from local_stack.alertmanager import local_alertmanager_config, start_alertmanager
-from local_stack.components import start_pushgateway
+from local_stack.components import models_dir_for, start_pushgateway
 from local_stack.processes import free_port, wait_until
 from local_stack.prometheus_config import PROMETHEUS_CONFIG, local_prometheus_config, rule_files, with_short_for
+from monitoring_core.estimation import prepare_estimator
+from monitoring_core.model_folder import load_model_folder
 from ride_duration.schema import DESCRIPTION
 from ride_duration.synthetic import DriftParams, generate_trips
 from usage_simulation.rows import to_payloads
@@ -32,6 +35,47 @@ from usage_simulation.rows import to_payloads
 pytestmark = pytest.mark.integration
 
 MODEL = "ride_duration"
+CLASSIFIER = "wine"
+
+
+def classifier_folder(folder: Path) -> tuple[list[dict], list[dict]]:
+    """Write a wine classifier's model folder (prepared estimator too); return its /iterate rows and labels."""
+    from sklearn.datasets import load_wine
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_wine(as_frame=True)
+    features = ["alcohol", "malic_acid", "color_intensity", "proline"]
+    classes = ["barolo", "grignolino", "barbera"]
+    frame = data.frame[features].copy()
+    frame["cultivar"] = [classes[t] for t in data.target]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(frame[features], frame["cultivar"])
+    frame["prediction"] = model.predict(frame[features])
+    for index, cls in enumerate(model.classes_):
+        frame[f"p_{cls}"] = model.predict_proba(frame[features])[:, index]
+    folder.mkdir(parents=True)
+    description = {
+        "name": CLASSIFIER,
+        "task": "classification",
+        "classes": classes,
+        "target": {"name": "cultivar"},
+        "prediction": {"probabilities": {c: f"p_{c}" for c in classes}},
+        "features": [{"name": f, "kind": "numerical", "minimum": 0, "maximum": 5000} for f in features],
+        "alerts": {"accuracy": {"min": 0.5}},  # a healthy classifier: its quality alert must stay quiet
+    }
+    (folder / "model.yaml").write_text(yaml.safe_dump(description))
+    # 178 rows, three times over: enough rows for the estimator (this checks panels, not the estimate).
+    pd.concat([frame] * 3, ignore_index=True).to_parquet(folder / "reference.parquet", index=False)
+    prepare_estimator(load_model_folder(folder))
+    rows, labels = [], []
+    for i, record in enumerate(frame.to_dict("records")):
+        row = {k: record[k] for k in (*features, "prediction", *(f"p_{c}" for c in classes))}
+        rows.append({**row, "request_id": f"wine-{i}", "timestamp": datetime.now(UTC).isoformat()})
+        labels.append({"request_id": f"wine-{i}", "cultivar": record["cultivar"]})
+    return rows, labels
+
+
 TOKEN = "end-to-end-token"
 WINDOW = 1000  # rows per phase: each phase fills the whole window
 BATCH = 100  # rides per /predict call (the service's default batch limit)
@@ -196,10 +240,14 @@ def stack(
         targets, sorted(rules), interval="1s", alertmanager=alertmanager_url.removeprefix("http://")
     )
     prometheus_factory(config, rule_files=rules, port=ports["prometheus"])
+    # Two models, as a user with a regressor and a classifier runs it: the dashboards' classifier panels
+    # need a classifier, the "estimated vs realised" panel a prepared estimator.
+    models = models_dir_for(artifacts_dir / "reference.parquet", tmp_path)
+    prepare_estimator(load_model_folder(models / MODEL))
+    wine_rows, wine_labels = classifier_folder(models / CLASSIFIER)
     evidently_env = {
-        "REFERENCE_PATH": str(artifacts_dir / "reference.parquet"),
+        "MODELS_DIR": str(models),
         "EVIDENTLY_CONFIG": str(metrics_service_config(tmp_path)),
-        "MODEL_NAME": MODEL,
         "MONITORING_TOKEN": TOKEN,
     }
     prediction_env = {
@@ -222,6 +270,9 @@ def stack(
         services = [start.result()[0] for start in starts]
     for job in targets:
         wait_for(urls["prometheus"], f'up{{job="{job}"}} == 1', 30, f"first scrape of {job}")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for path, body in ((f"/iterate/{CLASSIFIER}", wine_rows), (f"/feedback/{CLASSIFIER}", wine_labels)):
+        assert requests.post(urls["evidently_service"] + path, json=body, headers=auth, timeout=30).status_code == 200
     yield {
         "prediction": urls["prediction_service"],
         "evidently": urls["evidently_service"],
@@ -297,7 +348,7 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(
     # Every dashboard query, variables substituted, returns data from this live stack.
     empty = []
     for name, board in load_dashboards().items():
-        values = {}
+        values, models = {}, [MODEL]
         for variable in variable_queries(board):
             selector = substitute(variable.selector or "", values) or None
             params = {"match[]": selector} if selector else {}
@@ -307,7 +358,12 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(
             values[variable.variable] = MODEL if variable.variable == "model" else options[0]
             if variable.variable == "model":
                 assert MODEL in options
+                # The classifier is monitored (no prediction service of its own here): on the metrics service's boards.
+                models = [m for m in (MODEL, CLASSIFIER) if m in options]
         for panel_query in panel_queries(name, board):
-            if not query_range(prometheus, substitute(panel_query.expr, values)):
+            # A panel of one task (classifier panels) shows data for a model of that task.
+            if not any(
+                query_range(prometheus, substitute(panel_query.expr, {**values, "model": model})) for model in models
+            ):
                 empty.append(f"{panel_query.where}: {panel_query.expr}")
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
