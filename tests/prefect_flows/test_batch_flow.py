@@ -111,8 +111,9 @@ def test_drift_period_flagged_and_reference_like_not(stack):
     assert clean["drift"]["dataset_drift"] is False
     assert clean["drift"]["drifted_features"] == []
     assert set(clean["drift"]["columns"]) == set(drift_tests())
-    # The zone tests use the metrics service's calibrated threshold, not the schema's default.
-    assert clean["drift"]["columns"]["PULocationID"]["threshold"] == 0.3
+    # The zone tests use total variation with a threshold calibrated for the rows, never below its 0.1 floor.
+    zones = clean["drift"]["columns"]["PULocationID"]
+    assert zones["stattest"] == "tv" and zones["threshold"] >= 0.1 and zones["calibrated_rows"] <= zones["rows"]
 
 
 def test_json_results_match_the_verdicts(stack):
@@ -399,15 +400,15 @@ def test_flow_parameters_override_the_settings_and_show_on_the_run(stack, monkey
     from prefect_flows.batch_monitoring import batch_monitoring
 
     monkeypatch.setenv("PUSHGATEWAY_URL", "")  # empty is unset: leave the pushed verdicts above alone
-    # Analysed by default (250 rows is above the calibrated minimum); a min_rows parameter can only raise it.
+    # A min_rows parameter can only raise the calibrated minimum (~316 rows here): 400 shows on the run.
     state = batch_monitoring(
-        *_period("quiet_250"), min_rows=300, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
+        *_period("quiet_250"), min_rows=400, min_labelled_rows=5, reports_dir=tmp_path / "r", return_state=True
     )
     summary = _taxi(state.result())
     assert summary["status"] == "not_enough_data" and summary["rows"]["period"] == 250
-    assert summary["min_rows"] == 300
+    assert summary["min_rows"] == 400
     assert (tmp_path / "r" / summary["run_id"] / "summary.json").exists()
     with get_client(sync_client=True) as client:
         parameters = client.read_flow_run(state.state_details.flow_run_id).parameters
-    assert parameters["min_rows"] == 300 and parameters["min_labelled_rows"] == 5
+    assert parameters["min_rows"] == 400 and parameters["min_labelled_rows"] == 5
     assert Path(parameters["reports_dir"]) == tmp_path / "r"
