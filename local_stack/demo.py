@@ -160,13 +160,16 @@ def start_stack(
     """Start MongoDB (nx-27017), the metrics service, a prediction service per example and Prometheus, in that order.
 
     The metrics service monitors every model folder of `models_dir`; each example of EXAMPLES found there gets
-    its own prediction service (the first on 9696, the contract's port).
+    its own prediction service (the first on 9696, the contract's port). `models_dir` may also be one model
+    folder (it holds a model.yaml): then that model alone is served on 9696 and monitored.
 
     Each listens on `bind` (default: DEMO_BIND_ADDRESS, else 127.0.0.1). With `default_ports`, a component
     whose contract port is taken moves to a free one and says so in its line.
     """
     logs = workdir / "logs"
     bind = bind or bind_address()
+    single = (models_dir / "model.yaml").is_file()  # one model folder rather than a folder of them
+    first_model = models_dir if single else models_dir / MODEL_NAME
     given = os.environ.get("MONITORING_TOKEN")
     token = given or secrets.token_hex(16)
     stack = Stack(workdir=workdir, token=token, marker=os.environ.get(RUN_MARKER), token_given=bool(given))
@@ -199,7 +202,7 @@ def start_stack(
         if built("prediction_service"):
             env = {
                 **common,
-                "MODEL_DIR": str(models_dir / MODEL_NAME),
+                "MODEL_DIR": str(first_model),
                 "EVIDENTLY_SERVICE_URL": stack.urls.get("evidently_service", "http://127.0.0.1:9"),
                 "PREDICTION_SPOOL_DIR": str(workdir / "spool"),
                 "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus_multiproc"),
@@ -216,7 +219,7 @@ def start_stack(
             stack.urls["prediction_service"] = url
             moved = note(url, 9696)
             say(f"prediction service at {url}" + (f"{moved}: PREDICTION_URL={url} for your client" if moved else ""))
-            for example in EXAMPLES[1:]:
+            for example in () if single else EXAMPLES[1:]:
                 if not (models_dir / example.name / "model.yaml").is_file():
                     continue
                 example_env = {
@@ -507,6 +510,10 @@ def train_examples(args: argparse.Namespace) -> None:
     from health_insurance.train import train as train_classifier
     from ride_duration.train import train
 
+    for example in EXAMPLES:  # the committed description (and scenarios) travel with a folder trained elsewhere
+        source, target = MODELS_DIR / example.name, args.models_dir / example.name
+        if source.resolve() != target.resolve():
+            shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("prepared", "*.pkl"))
     say(f"training the model {MODEL_NAME} into {args.models_dir / MODEL_NAME}")
     train("synthetic", args.train_rows, 42, args.models_dir / MODEL_NAME, "2021-01", args.workdir / "data")
     say(f"training the model health_insurance into {args.models_dir / 'health_insurance'}")

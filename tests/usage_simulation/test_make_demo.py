@@ -26,8 +26,8 @@ def test_demo_runs_end_to_end_and_detects_the_drift(tmp_path: Path) -> None:
         "8000",
         "--workdir",
         str(tmp_path / "demo"),
-        "--artifacts-dir",
-        str(tmp_path / "artifacts"),
+        "--models-dir",
+        str(tmp_path / "models"),
         "--reports-dir",
         str(tmp_path / "reports"),
     ]
@@ -75,7 +75,7 @@ def test_parts_not_built_yet_are_reported_and_skipped(monkeypatch, tmp_path: Pat
     from local_stack import demo
 
     monkeypatch.setattr(demo, "built", lambda module: False)
-    stack = demo.start_stack(tmp_path, tmp_path / "artifacts", with_prometheus=False, default_ports=False)
+    stack = demo.start_stack(tmp_path, tmp_path / "models", with_prometheus=False, default_ports=False)
     try:
         assert [p.name for p in stack.processes] == ["mongodb"]
         out = capsys.readouterr().out
@@ -109,8 +109,8 @@ def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path
         "8000",
         "--workdir",
         str(tmp_path / "demo"),
-        "--artifacts-dir",
-        str(tmp_path / "artifacts"),
+        "--models-dir",
+        str(tmp_path / "models"),
         "--reports-dir",
         str(tmp_path / "reports"),
     ]
