@@ -171,7 +171,9 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
         first_loss = next(i for i, s in enumerate(samples) if s[2] > 0)
         assert degraded is not None and set(degraded["degraded_reasons"]) & {"disk_full", "spool_full"}
         free = metric_value(session.get(f"{url}/metrics").text, "prediction_spool_free_bytes")
-        assert free < 64 * 1024, free
+        # The disk filled: under heavy load (CI) losses began with up to ~140 KiB of the 400 KiB left, since a
+        # whole batch that does not fit is halved down to what fits and the rest dropped; a quarter is the bound.
+        assert free < 160 * 1024, free
 
         def gauge_agrees_with_health() -> bool:
             # Same listing, read at scrape time (the issue: the gauge said 0 while /health said 802).
