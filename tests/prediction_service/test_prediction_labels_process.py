@@ -174,10 +174,13 @@ def test_two_labels_at_once_for_one_id_one_wins_and_only_it_is_forwarded(label_s
     wait_until(lambda: decided() == Counter(accepted=pairs, lost=pairs), 20, "every pair decided: one winner each")
     stored = {d["request_id"]: d["target"] for d in stack.predictions.find({"request_id": {"$in": ids}})}
     assert set(stored) == set(ids) and set(stored.values()) <= {10.0, 20.0}
+
     # Wait for every id (a displaced label is forwarded too, so a count of pairs can be reached before all ids).
-    sent = wait_until(
-        lambda: {r["request_id"] for r in (f := forwarded(stack, "pair-"))} >= set(ids) and f, 20, "forwarded"
-    )
+    def every_id_forwarded() -> list | None:
+        sent = forwarded(stack, "pair-")
+        return sent if {r["request_id"] for r in sent} >= set(ids) else None
+
+    sent = wait_until(every_id_forwarded, 20, "forwarded")
     assert {r["request_id"] for r in sent} == set(ids)
     # The database's winner is forwarded (a label displaced by an earlier-accepted one is forwarded first, then
     # the winner: the metrics service's window keeps the earlier-accepted of the two).
