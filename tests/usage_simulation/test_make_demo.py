@@ -135,7 +135,7 @@ def test_demo_in_a_terminal_stays_up_with_live_links_until_ctrl_c(tmp_path: Path
             assert requests.get(url, timeout=10).status_code == 200, (name, url)
         assert "Data drift" in requests.get(links["newest drift report"], timeout=10).text
         ui = links["Evidently UI"].rstrip("/")
-        assert [p["name"] for p in requests.get(f"{ui}/api/projects", timeout=10).json()] == [
+        assert sorted(p["name"] for p in requests.get(f"{ui}/api/projects", timeout=10).json()) == [
             "health_insurance",
             "ride_duration",
         ]  # one Evidently UI project per model
