@@ -126,7 +126,7 @@ def to_table(documents: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     for document in documents:
         for field in schema:
             value = document.get(field.name)
-            if field.name == EXTRA_FIELDS:
+            if field.name == EXTRA_FIELDS and not isinstance(value, str):  # a string: already JSON (an archived row)
                 columns[field.name].append(json.dumps(value, sort_keys=True, default=str) if value else None)
             else:
                 columns[field.name].append(_cell(value, field.type))
@@ -160,6 +160,22 @@ def write_partition(root: str, model: str, hour_start: datetime, table: pa.Table
         if fs.exists(temp):
             fs.rm(temp)
     return path
+
+
+def clear_temps(root: str, model: str, hour_start: datetime) -> int:
+    """Remove the temporary files a killed write left beside an hour's partition; return how many.
+
+    Run before writing the hour again: one archive run per model at a time (a concurrent run's temporary
+    file would go too, and its rename then fails and is retried).
+    """
+    fs, local = _fs(partition_path(root, model, hour_start))
+    folder, _, name = local.rpartition("/")
+    if not fs.isdir(folder):
+        return 0
+    stale = [p for p in fs.ls(folder, detail=False) if p.rpartition("/")[2].startswith(f"{TEMP_PREFIX}{name}.")]
+    for path in stale:
+        fs.rm(path)
+    return len(stale)
 
 
 def list_partitions(root: str, model: str, start: datetime, end: datetime) -> list[str]:

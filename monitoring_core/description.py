@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -28,11 +28,12 @@ TIMESTAMP = "timestamp"
 # The logged document's own keys (monitoring_core/documents.py) are reserved too.
 RESERVED_NAMES = frozenset(
     {REQUEST_ID, TIMESTAMP, "id", "model_name", "model_version", "unknown_fields", "extra_fields"}
-    | {"target", "target_timestamp"}
+    | {"target", "target_timestamp", "expire_at"}
 )
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
+DEFAULT_RETENTION_DAYS = 7.0  # days a logged prediction stays in MongoDB (the description's `retention_days`)
 
 
 class Kind(StrEnum):
@@ -307,6 +308,9 @@ class ModelDescription(_Strict):
     alerts: dict[str, AlertBound] = Field(default_factory=dict)
     model: str | None = None  # the model's file or MLflow folder in the model folder (default: found by name)
     reference: str = "reference.parquet"
+    # How long MongoDB keeps a logged prediction (its TTL `expire_at`): longer than the latest label you expect
+    # (a label must still find its document) and than the archive flow's lag (docs/archive.md).
+    retention_days: float = Field(default=DEFAULT_RETENTION_DAYS, gt=0)
 
     def __hash__(self) -> int:
         # Descriptions key the caches of generated request models; fields hold dicts, so hash the content.
@@ -351,6 +355,11 @@ class ModelDescription(_Strict):
             if override is not None and override in names:
                 raise ValueError(f"id/timestamp column {override!r} is also a feature")
         return self
+
+    @property
+    def retention(self) -> timedelta:
+        """Return how long MongoDB keeps a logged prediction of this model (its TTL)."""
+        return timedelta(days=self.retention_days)
 
     # -- columns -------------------------------------------------------------------------------------------
     @property

@@ -8,7 +8,7 @@ re-warm read them, and the local stack and benchmarks seed them: all through thi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, MongoClient
@@ -26,12 +26,17 @@ MODEL_VERSION = "model_version"
 # `target` in minutes, `target_timestamp` the label's arrival time (UTC).
 TARGET = "target"
 TARGET_TIMESTAMP = "target_timestamp"
+# When MongoDB may delete the document: its timestamp + the model's retention (the description's
+# `retention_days`). A TTL index is per collection, so the per-model retention is a per-document expiry
+# time with `expireAfterSeconds=0`. The archive flow (prefect_flows/archive.py) keeps the history past it.
+EXPIRE_AT = "expire_at"
 
 # (keys, options) of every index on `predictions`. The unique request id makes every write idempotent:
 # a replayed spool or a retried batch never stores a prediction twice.
 INDEXES: tuple[tuple[list[tuple[str, int]], dict[str, Any]], ...] = (
     ([(REQUEST_ID, ASCENDING)], {"unique": True, "name": "request_id_unique"}),
     ([(TIMESTAMP, ASCENDING)], {"name": "timestamp"}),
+    ([(EXPIRE_AT, ASCENDING)], {"expireAfterSeconds": 0, "name": "expire_at_ttl"}),
 )
 
 
@@ -48,12 +53,14 @@ def ensure_indexes(collection: Collection) -> None:
 
 def missing_indexes(collection: Collection) -> list[str]:
     """Return the names of the indexes of `predictions` that do not exist (all of them when the collection is gone)."""
-    # Matched by keys and uniqueness, not by name: nx-27017 names the indexes it creates its own way.
-    present = {
-        (tuple((k, int(d)) for k, d in info["key"]), bool(info.get("unique")))
-        for info in collection.index_information().values()
-    }
-    return [options["name"] for keys, options in INDEXES if (tuple(keys), bool(options.get("unique"))) not in present]
+    # Matched by keys, uniqueness and TTL, not by name: nx-27017 names the indexes it creates its own way.
+    present = {_index_key(info["key"], info) for info in collection.index_information().values()}
+    return [options["name"] for keys, options in INDEXES if _index_key(keys, options) not in present]
+
+
+def _index_key(keys: Any, options: Mapping[str, Any]) -> tuple[Any, ...]:
+    ttl = options.get("expireAfterSeconds")
+    return tuple((k, int(d)) for k, d in keys), bool(options.get("unique")), None if ttl is None else int(ttl)
 
 
 def prediction_document(
@@ -64,12 +71,14 @@ def prediction_document(
     values: Mapping[str, Any],
     outputs: Mapping[str, Any],
     extra_fields: Mapping[str, Any] | None = None,
+    retention: timedelta | None = None,
 ) -> dict[str, Any]:
     """Return the document logged for one served prediction: ids, time (UTC), model, features, prediction.
 
     `outputs` holds the prediction (and class probabilities) under the description's column names.
     `extra_fields` (the request's fields outside the model's, bounded by `monitoring_core.unknown_fields`)
-    go under the one key `extra_fields`, present only when there are some.
+    go under the one key `extra_fields`, present only when there are some. With a `retention` (the model's),
+    `expire_at` says when MongoDB's TTL index may delete the document; without one it is kept until deleted.
     """
     document = {
         REQUEST_ID: request_id,
@@ -81,6 +90,8 @@ def prediction_document(
     }
     if extra_fields:
         document[EXTRA_FIELDS] = dict(extra_fields)
+    if retention is not None:
+        document[EXPIRE_AT] = timestamp + retention
     return document
 
 

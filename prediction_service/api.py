@@ -37,6 +37,7 @@ def predict():
     name = state.model_name
     probabilities = answers_of_model.probabilities or [None] * len(inputs)
     columns = description.probability_columns
+    retention = description.retention  # the TTL: MongoDB may delete the document this long after serving
     answers, docs, rows = [], [], []
     for item, values, prediction, probs in zip(
         inputs, features, answers_of_model.predictions, probabilities, strict=True
@@ -51,7 +52,7 @@ def predict():
             answer["probabilities"] = probs
             outputs.update({column: probs[cls] for cls, column in columns.items() if cls in probs})
         answers.append(answer)
-        docs.append(prediction_document(request_id, served_at, name, version, values, outputs, unknown.kept))
+        docs.append(prediction_document(request_id, served_at, name, version, values, outputs, unknown.kept, retention))
         rows.append(forwarded_row(request_id, served_at, version, values, outputs, unknown.names))
     if not state.monitoring.record_predictions(docs, rows):
         # PREDICTION_UNLOGGED=refuse: no prediction goes out without its log.

@@ -64,3 +64,10 @@ class BatchSettings(ModelsDirSettings, MongoSettings, DriftConfigSettings):
         # The field names of everything that can fail validation (the row limits) are the parameters'
         # names, so an error names the parameter.
         return self.replace(**{RUN_PARAMETERS[name]: v for name, v in parameters.items() if v is not None})
+
+
+class ArchiveSettings(ModelsDirSettings, MongoSettings):
+    """Where the archive flow reads logged predictions and writes their hourly Parquet partitions."""
+
+    # Any fsspec URL: a local folder (default), or e.g. s3://bucket/prefix with s3fs installed.
+    archive_root: str = env("ARCHIVE_ROOT", "archive", min_length=1)

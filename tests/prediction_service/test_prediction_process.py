@@ -43,7 +43,12 @@ def test_valid_predictions_are_logged_with_every_field_and_forwarded(shared_stac
     docs = {d["request_id"]: d for d in collection.find(query, {"_id": 0})}
     for answer in answers:
         doc = docs[answer["request_id"]]
-        assert set(doc) == {"request_id", "timestamp", "model_name", "model_version", "prediction", *FIELD_NAMES}
+        assert set(doc) == {
+            *("request_id", "timestamp", "model_name", "model_version", "prediction", "expire_at"),
+            *FIELD_NAMES,
+        }
+        # The TTL index deletes it after the description's retention (default 7 days).
+        assert doc["expire_at"] - doc["timestamp"] == timedelta(days=7)
         assert doc["prediction"] == pytest.approx(answer["duration"])
         assert doc["model_version"] == answer["model_version"] and doc["model_name"] == "ride_duration"
         assert isinstance(doc["timestamp"], datetime)

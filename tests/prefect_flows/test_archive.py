@@ -1,0 +1,224 @@
+"""The hot store's TTL index and the archive flow against nx-27017: read back equal, re-runs, a kill halfway.
+
+One nx-27017 and one set of logged predictions per module (a scikit-learn classifier and the taxi example,
+three closed hours each); every test archives to its own root.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+from batch_sklearn_models import wine_classifier
+from pymongo import MongoClient
+
+from local_stack.components import start_mongo
+from local_stack.logged_predictions import insert_documents, logged_documents
+from local_stack.processes import wait_until
+from monitoring_core import archive_layout
+from monitoring_core.archive_layout import arrow_schema, list_partitions, partition_path, read_period, to_table
+from monitoring_core.description import parse_description
+from monitoring_core.documents import (
+    EXPIRE_AT,
+    INDEXES,
+    ensure_indexes,
+    missing_indexes,
+    predictions_collection,
+    prediction_document,
+)
+from monitoring_core.model_folder import discover_models
+
+pytestmark = pytest.mark.integration
+
+DB = "archive_test"
+START = datetime(2026, 3, 1, 10, tzinfo=UTC)
+END = START + timedelta(hours=3)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, taxi_models_dir, reference, prefect_env):
+    """nx-27017 holding three hours of two models' logged predictions (some labelled, some with extra fields)."""
+    work = tmp_path_factory.mktemp("archive")
+    models = taxi_models_dir
+    wine = wine_classifier(models)
+    folders = discover_models(models)
+    taxi = folders["ride_duration"].description
+    docs = logged_documents(wine.folder.description, wine.held_out, START, END, label_share=0.6, seed=1, id_prefix="w")
+    docs += logged_documents(taxi, reference.head(150), START, END, label_share=0.5, seed=2, id_prefix="t")
+    for doc in docs[::7]:
+        doc["extra_fields"] = {"store_and_fwd_flag": "N", "fare": 7.5}
+    proc, uri = start_mongo(work / "mongo")
+    insert_documents(uri, DB, docs)
+    env = {"MONGODB_URI": uri, "MONGODB_DATABASE": DB, "MODELS_DIR": str(models), "ARCHIVE_ROOT": str(work / "x")}
+    try:
+        with pytest.MonkeyPatch.context() as patch, MongoClient(uri, tz_aware=True) as client:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            from prefect_flows.archive import archive_predictions
+
+            yield {
+                "work": work,
+                "uri": uri,
+                "env": env,
+                "folders": folders,
+                "collection": predictions_collection(client, DB),
+                "flow": archive_predictions,
+                "prefect_env": prefect_env,
+            }
+    finally:
+        proc.stop()
+
+
+def _stored(stack, name: str) -> pa.Table:
+    """Return MongoDB's documents of a model in the partition schema, ordered as partitions are."""
+    description = stack["folders"][name].description
+    fields = {"_id": 0, **dict.fromkeys(arrow_schema(description).names, 1)}
+    docs = list(stack["collection"].find({"model_name": name}, fields))
+    docs.sort(key=lambda d: (d["timestamp"], d["request_id"]))
+    return to_table(docs, arrow_schema(description))
+
+
+def _archived(root: Path, name: str) -> pa.Table:
+    return pa.concat_tables(read_period(str(root), name, START, END))
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_the_services_ensure_indexes_creates_the_ttl_index_and_nx_27017_expires(stack) -> None:
+    collection = stack["collection"].database["ttl_check"]
+    collection.create_index("request_id", unique=True)
+    assert "expire_at_ttl" in missing_indexes(collection)
+    ensure_indexes(collection)  # what the prediction service's writer runs (prediction_service/mongo_sink.py)
+    assert missing_indexes(collection) == []
+    ttl = [i for i in collection.index_information().values() if dict(i["key"]) == {EXPIRE_AT: 1}]
+    assert len(ttl) == 1 and ttl[0]["expireAfterSeconds"] == 0
+    assert ([(EXPIRE_AT, 1)], {"expireAfterSeconds": 0, "name": "expire_at_ttl"}) in INDEXES
+
+    description = parse_description(
+        {**stack["folders"]["wine"].description.model_dump(mode="json", exclude_defaults=True), "retention_days": 2}
+    )
+    assert description.retention == timedelta(days=2)
+    assert stack["folders"]["wine"].description.retention == timedelta(days=7)  # the default
+    now = datetime.now(UTC)
+    fresh = prediction_document("fresh", now, "wine", "v1", {}, {"prediction": "1"}, retention=description.retention)
+    assert fresh[EXPIRE_AT] == now + timedelta(days=2)
+    expired = prediction_document("old", now - timedelta(days=3), "wine", "v1", {}, {}, retention=description.retention)
+    unlimited = prediction_document("seeded", now - timedelta(days=30), "wine", "v1", {}, {})  # no retention given
+    collection.insert_many([fresh, expired, unlimited])
+    # nx-27017 honours TTL indexes: it purges expired documents on the next operation (mongod: within a minute).
+    assert sorted(d["request_id"] for d in collection.find({}, {"_id": 0})) == ["fresh", "seeded"]
+
+
+def test_archived_hours_read_back_equal_to_mongodb_and_a_rerun_rewrites_them(stack) -> None:
+    root = stack["work"] / "equal"
+    results = stack["flow"](START, END, archive_root=str(root))
+    assert {(r["model"], r["status"]) for r in results} == {("wine", "written"), ("ride_duration", "written")}
+    assert len(results) == 6
+    for name in ("wine", "ride_duration"):
+        paths = list_partitions(str(root), name, START, END)
+        assert paths == [partition_path(str(root), name, START + timedelta(hours=h)) for h in range(3)]
+        assert "/model=%s/date=2026-03-01/hour=10/part-0.parquet" % name in paths[0]
+        archived, stored = _archived(root, name), _stored(stack, name)
+        assert archived.schema.equals(arrow_schema(stack["folders"][name].description))
+        assert archived.equals(stored)
+        assert pq_compression(paths[0]) == "ZSTD"
+    wine = _archived(root, "wine").to_pandas()
+    assert wine["target"].notna().any() and wine["proba_0"].between(0, 1).all()
+    assert wine["extra_fields"].dropna().iloc[0] == '{"fare": 7.5, "store_and_fwd_flag": "N"}'
+
+    # A label arrives late; one prediction already expired from MongoDB (the TTL): a rerun keeps both right.
+    collection = stack["collection"]
+    unlabelled = collection.find_one({"model_name": "wine", "target": {"$exists": False}}, {"_id": 0})
+    collection.update_one({"request_id": unlabelled["request_id"]}, {"$set": {"target": "2"}})
+    gone = collection.find_one({"model_name": "wine", "request_id": {"$ne": unlabelled["request_id"]}}, {"_id": 0})
+    collection.delete_one({"request_id": gone["request_id"]})
+    before = _archived(root, "ride_duration")
+    stack["flow"](START, END, archive_root=str(root))
+    after = _archived(root, "wine").to_pandas().set_index("request_id")
+    assert after.index.is_unique and len(after) == len(wine)
+    assert after.loc[unlabelled["request_id"], "target"] == "2"
+    assert gone["request_id"] in after.index  # archived before it expired: kept
+    assert _archived(root, "ride_duration").equals(before)  # an unchanged hour is rewritten identically
+    assert not [f for f in _files(root) if ".tmp" in f]
+
+
+def pq_compression(path: str) -> str:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.row_group(0).column(0).compression
+
+
+# Runs the real command in a subprocess that stops for good after the second hour's temporary file is written
+# and read back (before its rename), and says so in a marker file: the test then SIGKILLs it there.
+STOP_AFTER_SECOND_TEMP = """
+import sys, time
+from pathlib import Path
+import prefect_flows.archive as archive
+real, calls = archive.write_partition, []
+def write_partition(root, model, hour, table, verify=None):
+    def stop(written):
+        verify(written)
+        calls.append(hour)
+        if len(calls) == 2:
+            Path(sys.argv[1]).write_text(hour.isoformat())
+            time.sleep(600)
+    return real(root, model, hour, table, verify=stop)
+archive.write_partition = write_partition
+sys.exit(archive.main(sys.argv[2:]))
+"""
+
+
+def test_a_run_killed_halfway_loses_nothing_and_duplicates_nothing_when_rerun(stack) -> None:
+    root = stack["work"] / "killed"
+    marker = stack["work"] / "second-temp-written"
+    argv = ["--start", START.isoformat(), "--end", END.isoformat(), "--model", "wine", "--root", str(root)]
+    env = {**os.environ, **stack["env"], **stack["prefect_env"], "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOP_AFTER_SECOND_TEMP, str(marker), *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: marker.exists() or proc.poll() is not None, timeout=120, what="the second hour's temp file")
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    second = START + timedelta(hours=1)
+    temps = [f for f in _files(root) if ".tmp" in f]
+    assert len(temps) == 1 and "hour=11/.part-0.parquet." in temps[0]  # the killed write, hidden
+    # Readers see the first hour only, whole: neither this module's reader nor pyarrow's hive discovery sees the temp.
+    assert list_partitions(str(root), "wine", START, END) == [partition_path(str(root), "wine", START)]
+    first = _archived(root, "wine")
+    assert first.equals(_stored(stack, "wine").filter(pc.less(pc.field("timestamp"), second)))
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == first.num_rows
+
+    results = stack["flow"](START, END, model_name="wine", archive_root=str(root))
+    assert [r["status"] for r in results] == ["written"] * 3 and results[1]["stale_temps_removed"] == 1
+    archived = _archived(root, "wine")
+    assert archived.equals(_stored(stack, "wine"))
+    assert len(set(archived["request_id"].to_pylist())) == archived.num_rows
+    assert not [f for f in _files(root) if ".tmp" in f]
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == archived.num_rows
+
+
+def test_an_hour_not_yet_over_is_not_archived(stack) -> None:
+    now = datetime.now(UTC)
+    results = stack["flow"](now - timedelta(minutes=1), now + timedelta(minutes=1), archive_root=str(stack["work"]))
+    assert {r["status"] for r in results} == {"open"} or {r["status"] for r in results} == {"open", "empty"}
+    assert archive_layout.hours(now, now + timedelta(seconds=1)) == [archive_layout.hour_floor(now)]
