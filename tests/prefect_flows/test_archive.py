@@ -31,8 +31,8 @@ from monitoring_core.documents import (
     INDEXES,
     ensure_indexes,
     missing_indexes,
-    predictions_collection,
     prediction_document,
+    predictions_collection,
 )
 from monitoring_core.model_folder import discover_models
 
@@ -72,7 +72,6 @@ def stack(tmp_path_factory, taxi_models_dir, reference, prefect_env):
                 "folders": folders,
                 "collection": predictions_collection(client, DB),
                 "flow": archive_predictions,
-                "prefect_env": prefect_env,
             }
     finally:
         proc.stop()
@@ -128,7 +127,7 @@ def test_archived_hours_read_back_equal_to_mongodb_and_a_rerun_rewrites_them(sta
     for name in ("wine", "ride_duration"):
         paths = list_partitions(str(root), name, START, END)
         assert paths == [partition_path(str(root), name, START + timedelta(hours=h)) for h in range(3)]
-        assert "/model=%s/date=2026-03-01/hour=10/part-0.parquet" % name in paths[0]
+        assert f"/model={name}/date=2026-03-01/hour=10/part-0.parquet" in paths[0]
         archived, stored = _archived(root, name), _stored(stack, name)
         assert archived.schema.equals(arrow_schema(stack["folders"][name].description))
         assert archived.equals(stored)
@@ -159,40 +158,55 @@ def pq_compression(path: str) -> str:
     return pq.ParquetFile(path).metadata.row_group(0).column(0).compression
 
 
-# Runs the real command in a subprocess that stops for good after the second hour's temporary file is written
-# and read back (before its rename), and says so in a marker file: the test then SIGKILLs it there.
+# A subprocess archives the three hours as the flow's tasks do (`archive_hour`, without Prefect's temporary
+# server: its start-up would dominate the test), stops for good after the second hour's temporary file is
+# written and checked (before its rename), and says so in a marker file: the test then SIGKILLs it there.
 STOP_AFTER_SECOND_TEMP = """
 import sys, time
+from datetime import datetime, timedelta
 from pathlib import Path
+from pymongo import MongoClient
 import prefect_flows.archive as archive
+from monitoring_core.model_folder import load_model_folder
+
+marker, uri, database, folder, root, start = sys.argv[1:]
 real, calls = archive.write_partition, []
+
 def write_partition(root, model, hour, table, verify=None):
     def stop(written):
         verify(written)
         calls.append(hour)
         if len(calls) == 2:
-            Path(sys.argv[1]).write_text(hour.isoformat())
+            Path(marker).write_text(hour.isoformat())
             time.sleep(600)
     return real(root, model, hour, table, verify=stop)
+
 archive.write_partition = write_partition
-sys.exit(archive.main(sys.argv[2:]))
+description = load_model_folder(folder).description
+with MongoClient(uri, tz_aware=True) as client:
+    for h in range(3):
+        hour = datetime.fromisoformat(start) + timedelta(hours=h)
+        archive.archive_hour(client[database]["predictions"], description, root, hour)
 """
 
 
-def test_a_run_killed_halfway_loses_nothing_and_duplicates_nothing_when_rerun(stack) -> None:
+def test_a_run_killed_halfway_loses_nothing_and_duplicates_nothing_when_rerun(stack, capsys) -> None:
+    from prefect_flows.archive import main
+
     root = stack["work"] / "killed"
     marker = stack["work"] / "second-temp-written"
-    argv = ["--start", START.isoformat(), "--end", END.isoformat(), "--model", "wine", "--root", str(root)]
-    env = {**os.environ, **stack["env"], **stack["prefect_env"], "PYTHONPATH": str(ROOT)}
+    folder = stack["folders"]["wine"].path
+    args = [str(marker), stack["uri"], DB, str(folder), str(root), START.isoformat()]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", STOP_AFTER_SECOND_TEMP, str(marker), *argv],
+        [sys.executable, "-c", STOP_AFTER_SECOND_TEMP, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: marker.exists() or proc.poll() is not None, timeout=120, what="the second hour's temp file")
+        wait_until(lambda: marker.exists() or proc.poll() is not None, timeout=60, what="the second hour's temp file")
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -208,8 +222,11 @@ def test_a_run_killed_halfway_loses_nothing_and_duplicates_nothing_when_rerun(st
     assert first.equals(_stored(stack, "wine").filter(pc.less(pc.field("timestamp"), second)))
     assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == first.num_rows
 
-    results = stack["flow"](START, END, model_name="wine", archive_root=str(root))
-    assert [r["status"] for r in results] == ["written"] * 3 and results[1]["stale_temps_removed"] == 1
+    # The rerun: the command as an operator types it (in this process: its Prefect server is up already).
+    argv = ["--start", START.isoformat(), "--end", END.isoformat(), "--model", "wine", "--root", str(root)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": written, ") == 3 and "hour=12/part-0.parquet" in printed
     archived = _archived(root, "wine")
     assert archived.equals(_stored(stack, "wine"))
     assert len(set(archived["request_id"].to_pylist())) == archived.num_rows
