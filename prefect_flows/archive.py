@@ -135,12 +135,17 @@ def archive_predictions(
     models_dir: Path | None = None,
     model_name: str | None = None,
     archive_root: str | None = None,
+    last_hours: int | None = None,
 ) -> list[dict]:
-    """Archive every closed hour overlapping [start, end) of every model (or `model_name`); None takes the env."""
+    """Archive every closed hour overlapping [start, end) of every model (or `model_name`); None takes the env.
+
+    `last_hours` (instead of start/end) takes the N full hours before now: what the scheduled runs use, so
+    each run also rewrites the hours whose labels may have arrived since they were first archived.
+    """
     settings = ArchiveSettings.from_env()
     changes = {"models_dir": models_dir, "archive_root": archive_root}
     settings = settings.replace(**{k: v for k, v in changes.items() if v is not None})
-    period = Period.resolve(start, end)
+    period = _last_hours(last_hours) if last_hours is not None else Period.resolve(start, end)
     folders = discover_models(settings.models_dir)
     if model_name is not None:
         if model_name not in folders:
@@ -161,6 +166,13 @@ def archive_predictions(
     return results
 
 
+def _last_hours(count: int) -> Period:
+    if count < 1:
+        raise ValueError(f"last hours must be >= 1, got {count}")
+    end = Period.previous_hour().end
+    return Period(end - timedelta(hours=count), end)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the archive flow once and print one line per model and hour."""
     parser = argparse.ArgumentParser(description="Archive closed hours of logged predictions to Parquet.")
@@ -174,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --last-hours or --start/--end, not both")
     try:
         if args.last_hours is not None:
-            if args.last_hours < 1:
-                raise ValueError(f"--last-hours must be >= 1, got {args.last_hours}")
-            end = Period.previous_hour().end
-            period = Period(end - timedelta(hours=args.last_hours), end)
+            period = _last_hours(args.last_hours)
         else:
             period = Period.resolve(args.start, args.end)
     except ValueError as exc:

@@ -15,6 +15,7 @@ from pydantic import Field
 from monitoring_core.settings import DriftConfigSettings, ModelsDirSettings, MongoSettings, SettingsError, env
 
 DEFAULT_CRON = "10 * * * *"  # ten past every hour: the previous hour, with its stragglers
+ARCHIVE_CRON = "40 * * * *"  # the archive runs apart from the batch flow, both reading MongoDB
 
 # Flow parameter -> BatchSettings field: what a run or a deployment may change.
 RUN_PARAMETERS = {
@@ -71,3 +72,7 @@ class ArchiveSettings(ModelsDirSettings, MongoSettings):
 
     # Any fsspec URL: a local folder (default), or e.g. s3://bucket/prefix with s3fs installed.
     archive_root: str = env("ARCHIVE_ROOT", "archive", min_length=1)
+    # prefect_flows.serve only: when the archive runs, and how many closed hours each run (re)writes. The hours
+    # before the last are rewritten so that labels arriving within that span reach the archive too.
+    archive_cron: str = env("ARCHIVE_SCHEDULE_CRON", ARCHIVE_CRON, min_length=1)
+    archive_hours: int = env("ARCHIVE_HOURS", 6, ge=1, le=24 * 31)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prefect_flows.serve import DEFAULT_CRON, deployment
-from prefect_flows.settings import RUN_PARAMETERS, BatchSettings
+from prefect_flows.serve import DEFAULT_CRON, archive_deployment, deployment
+from prefect_flows.settings import RUN_PARAMETERS, ArchiveSettings, BatchSettings
 
 
 def test_deployment_runs_the_previous_hour_on_the_cron(prefect_env, monkeypatch):
@@ -23,3 +23,12 @@ def test_deployment_takes_given_settings(prefect_env):
     built = deployment(settings=BatchSettings(max_rows=5, reports_dir="/r"))
     assert built.parameters["max_rows"] == 5 and built.parameters["reports_dir"] == "/r"
     assert [s.schedule.cron for s in built.schedules] == [DEFAULT_CRON]
+
+
+def test_archive_deployment_rewrites_the_last_hours_on_its_cron(prefect_env, monkeypatch):
+    monkeypatch.setenv("ARCHIVE_HOURS", "12")
+    monkeypatch.setenv("ARCHIVE_ROOT", "memory://archive")
+    built = archive_deployment()
+    assert built.flow_name == "archive-predictions"
+    assert [s.schedule.cron for s in built.schedules] == [ArchiveSettings.from_env().archive_cron] == ["40 * * * *"]
+    assert built.parameters == {"last_hours": 12, "archive_root": "memory://archive"}
