@@ -185,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.last_hours is not None and (args.start or args.end):
         parser.error("give --last-hours or --start/--end, not both")
     try:
-        if args.last_hours is not None:
-            period = _last_hours(args.last_hours)
-        else:
-            period = Period.resolve(args.start, args.end)
+        period = _last_hours(args.last_hours) if args.last_hours is not None else Period.resolve(args.start, args.end)
     except ValueError as exc:
         parser.error(str(exc))
     results = archive_predictions(start=period.start, end=period.end, model_name=args.model, archive_root=args.root)
