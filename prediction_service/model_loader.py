@@ -196,6 +196,19 @@ def _dir_hash(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+class _RecordsModel:
+    """A model object with `predict_records(list[dict])` (and optionally `predict_proba_records`), called as a model."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        if callable(getattr(inner, "predict_proba_records", None)) and hasattr(inner, "classes_"):
+            self.classes_ = inner.classes_
+            self.predict_proba = inner.predict_proba_records
+
+    def predict(self, records: list[dict[str, Any]]) -> Any:
+        return self.inner.predict_records(records)
+
+
 def _proba_of(description: ModelDescription, model: Any, path: Path) -> Any:
     """Return the object to ask for class probabilities (None for a regressor or without predict_proba)."""
     if not description.is_classification or not hasattr(model, "predict_proba"):
@@ -280,6 +293,14 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
         return ServedModel(
             description, estimator, f"course-{_file_hash(path)}", "course", vectorizer, proba_model=proba
         )
+    if callable(getattr(data, "predict_records", None)):
+        # A model object taking the rows as dicts is given them straight from the validated request, without a
+        # DataFrame built per request (the taxi example: about half a millisecond per call).
+        own = getattr(data, "version", None)
+        version = own if isinstance(own, str) and own else f"object-{_file_hash(path)}"
+        adapter = _RecordsModel(data)
+        proba = _proba_of(description, adapter, path)
+        return ServedModel(description, adapter, version, "object", records=True, proba_model=proba)
     if callable(getattr(data, "predict", None)):
         own = getattr(data, "version", None)
         is_sklearn = hasattr(data, "get_params")

@@ -28,12 +28,16 @@ class RideDurationModel:
         """Predict the duration in minutes of raw rides (API field dicts)."""
         return _plausible(self.pipeline.predict([ride_features(r) for r in rides]))
 
+    def predict_records(self, rows: list[dict]) -> np.ndarray:
+        """Predict the minutes of validated rows given as dicts (what the service calls, without a DataFrame)."""
+        return self.predict_rides(rows)
+
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Predict the duration in minutes of every row of a frame of raw rides."""
         return _plausible(self.pipeline.predict(frame_features(frame)))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """Predict the minutes of every row of a frame of the described features (what the service calls)."""
+        """Predict the minutes of every row of a frame of the described features (the batch and reference path)."""
         return self.predict_frame(frame)
 
 

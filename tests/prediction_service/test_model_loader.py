@@ -91,6 +91,8 @@ def test_predict_rows_answers_as_the_frame_does(artifacts_dir: Path, taxi_models
 
     path = artifacts_dir / "model.pkl" if name == "ride_duration" else taxi_models[name]
     model = served(artifacts_dir, path)
+    if name == "ride_duration":  # its artifact takes dicts (predict_records): no DataFrame per request
+        assert model.records
     rows = [SHORT, {**LONG, "lpep_pickup_datetime": datetime(2021, 1, 5, 8, 30), "passenger_count": None}]
     assert model.predict_rows(rows).predictions == pytest.approx(
         model.predict(feature_frame(DESCRIPTION, rows)).predictions
@@ -173,6 +175,44 @@ def test_any_object_with_predict_gets_a_frame_with_pandas_datetimes(tmp_path: Pa
     rows = [{"age": 0, "bmi": 0.1, "bp": 0, "s5": 0, "sex": "male", "visit": "2024-03-01T07:00:00"}]
     frame = feature_frame(load_model_folder(folder).description, rows)
     assert model.predict(frame).predictions == [pytest.approx(7.1)]
+
+
+class TakesRecords:
+    """A pickled classifier taking dicts (`predict_records`, `predict_proba_records`): never given a DataFrame."""
+
+    version = "records-1"
+
+    def __init__(self, fitted) -> None:
+        self.fitted = fitted
+        self.classes_ = fitted.classes_
+
+    def _frame(self, rows: list[dict]) -> pd.DataFrame:
+        assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows), type(rows)
+        return pd.DataFrame(rows)[list(self.fitted.feature_names_in_)]
+
+    def predict(self, frame):  # pragma: no cover - the loader must prefer predict_records
+        raise AssertionError("given a frame")
+
+    def predict_records(self, rows: list[dict]) -> np.ndarray:
+        return self.fitted.predict(self._frame(rows))
+
+    def predict_proba_records(self, rows: list[dict]) -> np.ndarray:
+        return self.fitted.predict_proba(self._frame(rows))
+
+
+def test_an_object_with_predict_records_gets_dicts_on_both_paths(tmp_path: Path) -> None:
+    from sklearn_models import fit_wine
+
+    fitted = fit_wine()
+    model = served(wine_folder(tmp_path / "records", model=TakesRecords(fitted)))
+    assert model.kind == "object" and model.version == "records-1"
+    frame, _ = wine_frame()
+    rows = frame.head(5).to_dict(orient="records")
+    by_rows, by_frame = model.predict_rows(rows), model.predict(frame.head(5))
+    expected = [str(c) for c in fitted.predict(frame.head(5))]
+    assert [str(c) for c in by_rows.predictions] == [str(c) for c in by_frame.predictions] == expected
+    assert by_rows.probabilities == by_frame.probabilities and len(by_rows.probabilities) == 5
+    assert all(sum(p.values()) == pytest.approx(1) for p in by_rows.probabilities)
 
 
 def test_a_classifier_with_integer_classes_answers_class_zero(tmp_path: Path) -> None:
