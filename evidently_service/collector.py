@@ -17,6 +17,9 @@ from evidently_service.evaluator import EvaluationResult, ModelMonitor
 from evidently_service.field_tally import TOP
 from evidently_service.quality import CLASS_METRICS
 
+# Up to this many classes every (actual, predicted) cell of the confusion counts is exported.
+DENSE_CONFUSION_CLASSES = 20
+
 
 class MonitorCollector(Collector):
     """Yield metric families from the monitors' latest results and counters."""
@@ -320,8 +323,12 @@ class _Families:
             for cls, scores in quality.per_class.items():
                 for metric in CLASS_METRICS:
                     self.class_quality.add_metric([model, cls, metric], scores[metric])
+            # Every cell up to DENSE_CONFUSION_CLASSES classes; beyond, the diagonal and the cells with rows (50
+            # classes would be 2,500 series per model, nearly all 0): series stay within classes + window rows.
+            dense = len(quality.per_class) <= DENSE_CONFUSION_CLASSES
             for (actual, predicted), rows in quality.confusion.items():
-                self.confusion.add_metric([model, actual, predicted], rows)
+                if dense or rows or actual == predicted:
+                    self.confusion.add_metric([model, actual, predicted], rows)
         if result.estimate is not None and result.estimate.metrics:
             self.est_rows.add_metric([model], result.estimate.rows)
             for metric, band in result.estimate.metrics.items():

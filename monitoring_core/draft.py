@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from monitoring_core.description import NAME_PATTERN, Task, category_key
+from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20
@@ -92,7 +92,7 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
     description: dict[str, Any] = {"name": name, "task": task.value}
     used = {target, prediction}
     if task is Task.CLASSIFICATION:
-        classes = sorted({_native(v) for v in frame[target].dropna()}, key=category_key)
+        classes = sorted({_native(v) for v in frame[target].dropna()}, key=_class_order)
         description["classes"] = classes
         probabilities = probability_columns(frame, classes)
         used |= set(probabilities.values())
@@ -103,11 +103,20 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
     if task is Task.CLASSIFICATION and probabilities:
         description["prediction"]["probabilities"] = probabilities
     description["features"] = [
-        _feature(column, frame[column])
-        for column in frame.columns
-        if column not in used and re.fullmatch(NAME_PATTERN, str(column))
+        _feature(column, frame[column]) for column in frame.columns if column not in used and _usable_name(column)
     ]
     return description
+
+
+def _usable_name(column: Any) -> bool:
+    return bool(re.fullmatch(NAME_PATTERN, str(column))) and column not in RESERVED_NAMES
+
+
+def _class_order(value: Any) -> tuple[int, Any]:
+    # Numbers in numeric order (2 before 10, as a model's classes_ are), anything else by its text.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, category_key(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,10 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"draft: {args.reference}: {exc}", file=sys.stderr)
         return 2
     skipped = [c for c in frame.columns if not re.fullmatch(NAME_PATTERN, str(c))]
+    reserved = [c for c in frame.columns if c in RESERVED_NAMES and c not in (args.target, args.prediction)]
     print(f"# First draft from {args.reference.name} ({len(frame)} rows): check every kind and bound, then add")
     print("# `alerts` (e.g. rmse: {max: ...} or accuracy: {min: ...}) and `segments`; docs/model_description.md.")
     if skipped:
         print(f"# Columns left out (names a request field cannot have): {skipped}")
+    if reserved:
+        print(f"# Columns left out (names the stack reserves: request_id, timestamp, ...): {reserved}")
+    if skipped or reserved:
+        print("# A model that reads a column left out cannot be served: rename it in the reference and the model.")
     print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")
     return 0
 

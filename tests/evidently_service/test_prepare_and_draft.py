@@ -39,7 +39,9 @@ def test_a_prepared_folder_starts_with_every_threshold_and_a_stale_one_is_ignore
     assert lines[0].startswith("diabetes_150: reference")
     assert any(line.startswith("diabetes_150: wrote") and "calibration.json" in line for line in lines)
     # 150 reference rows are too few for a quality estimator: prepare says so and goes on.
-    assert lines[-1] == "diabetes_150: no performance estimator: the reference has 150 labelled rows; at least 200"
+    assert lines[-1] == (
+        "diabetes_150: no performance estimator (no estimate: the reference has 150 labelled rows; at least 200)"
+    )
     assert load_prepared(folder) is not None
 
     model_config = load_config(config, {folder.name: folder})[folder.name]
