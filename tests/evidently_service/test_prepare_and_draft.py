@@ -137,3 +137,28 @@ def test_the_draft_of_a_reference_validates_and_monitors(tmp_path, task) -> None
         assert set(result.model_quality.metrics) == set(loaded.description.metric_names)
     finally:
         app.extensions["evidently_service"].close()
+
+
+def test_the_draft_leaves_out_names_a_request_cannot_have_and_orders_integer_classes(tmp_path, capsys) -> None:
+    # Hostile probe: a reference with spaces, unicode and reserved names, and 12 integer classes.
+    from monitoring_core import draft
+
+    frame = pd.DataFrame(
+        {
+            "bill length": [1.0, 2.0] * 12,
+            "größe": [3.0, 4.0] * 12,
+            "request_id": [0.5, 0.7] * 12,
+            "model_version": [1.5, 2.5] * 12,
+            "flipper.mm": [180.0, 190.0] * 12,
+            "label": list(range(12)) * 2,
+            "prediction": list(range(12)) * 2,
+        }
+    )
+    frame.to_parquet(tmp_path / "reference.parquet", index=False)
+    args = [str(tmp_path / "reference.parquet"), "--name", "odd", "--task", "classification", "--target", "label"]
+    assert draft.main(args) == 0
+    text = capsys.readouterr().out
+    assert "['bill length', 'größe']" in text and "['request_id', 'model_version']" in text and "rename" in text
+    description = ModelDescription.model_validate(yaml.safe_load(text))  # it validates as drafted
+    assert description.feature_names == ("flipper.mm",)
+    assert list(description.classes) == list(range(12))  # 2 before 10, as a model's classes_
