@@ -670,7 +670,8 @@ def fit_estimator(
         if len(absent) > 1:  # one missing class is the others' complement; two or more cannot be told apart
             return PerformanceEstimator(
                 metrics=(),
-                reason=f"no estimate: prediction.probabilities lacks the classes {absent} (at most one may be left out)",
+                reason=f"no estimate: prediction.probabilities lacks the classes {absent} "
+                "(at most one may be left out)",
                 **common,
             )
         fitted, held_out = _fit_classification(description, _labelled(description, reference), seed)
