@@ -10,6 +10,7 @@ examples are folders under `models/` like any user's. Key reference: docs/model_
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -472,8 +473,23 @@ def parse_description(raw: Any, source: str = "model.yaml") -> ModelDescription:
     try:
         return ModelDescription.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        # A misspelt key is an unknown key and, often, a required one missing: name the misspelling first.
+        errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(first["loc"][-1]), _KNOWN_KEYS, n=1)
+            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise DescriptionError(f"{source}: {key}: {message}{more}") from exc
+
+
+# Every key a description's mappings may hold, for "did you mean" on an unknown one.
+_KNOWN_KEYS = sorted(
+    {
+        name
+        for spec in (ModelDescription, FeatureSpec, TargetSpec, PredictionSpec, SegmentSpec, AlertBound, DriftOverride)
+        for name in spec.model_fields
+    }
+)

@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
+from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20
@@ -65,6 +66,8 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
         spec.update(kind="numerical", type="float", **(_widened(present) if len(present) else {}))
     else:
         spec.update(kind="categorical", type="str")
+    if spec["kind"] == "categorical" and present.nunique() > MAX_DRIFT_CATEGORIES:
+        spec["monitor"] = False  # prepare refuses drift over so many categories; the person decides (comment)
     if values.isna().any():
         spec["nullable"] = True
     return spec
@@ -142,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# Columns left out (names a request field cannot have): {skipped}")
     if reserved:
         print(f"# Columns left out (names the stack reserves: request_id, timestamp, ...): {reserved}")
+    crowded = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    if crowded:
+        print(
+            f"# {crowded}: more than {MAX_DRIFT_CATEGORIES} categories, so `monitor: false` (not drift-tested nor "
+            "watched); map to fewer categories to watch them."
+        )
     if skipped or reserved:
         print("# A model that reads a column left out cannot be served: rename it in the reference and the model.")
     print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")

@@ -162,3 +162,30 @@ def test_the_draft_leaves_out_names_a_request_cannot_have_and_orders_integer_cla
     description = ModelDescription.model_validate(yaml.safe_load(text))  # it validates as drafted
     assert description.feature_names == ("flipper.mm",)
     assert list(description.classes) == list(range(12))  # 2 before 10, as a model's classes_
+
+
+def test_a_categorical_of_thousands_of_values_is_refused_for_drift_and_drafted_unmonitored(tmp_path, capsys) -> None:
+    # Hostile probe: 10,000 shop ids; calibrating their drift ran for over 14 minutes (unfinished) under load.
+    from monitoring_core import draft
+    from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
+
+    n = MAX_DRIFT_CATEGORIES * 2
+    frame = pd.DataFrame(
+        {"shop": [f"s{i}" for i in range(n)], "amount": range(n), "spend": range(n), "prediction": range(n)}
+    ).astype({"amount": float, "spend": float, "prediction": float})
+    frame.to_parquet(tmp_path / "reference.parquet", index=False)
+    args = [str(tmp_path / "reference.parquet"), "--name", "shops", "--task", "regression", "--target", "spend"]
+    assert draft.main(args) == 0
+    text = capsys.readouterr().out
+    drafted = yaml.safe_load(text)
+    assert drafted["features"][0] == {"name": "shop", "kind": "categorical", "type": "str", "monitor": False}
+    assert "['shop']: more than 1000 categories" in text
+    check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")  # as drafted: fine
+    drafted["features"][0]["monitor"] = True
+    with pytest.raises(DescriptionError) as caught:
+        check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")
+    message = str(caught.value)
+    assert message.startswith(
+        "reference.parquet: column 'shop': 2000 distinct categories; drift is tested over at most"
+    )
+    assert "`monitor: false`" in message and "\n" not in message

@@ -92,6 +92,26 @@ def test_a_bad_description_is_one_line_naming_the_key(change: dict, key: str) ->
     assert "\n" not in message and message.startswith("models/x/model.yaml: ") and key in message
 
 
+@pytest.mark.parametrize(
+    ("rename", "expected"),
+    [
+        (("features", "feature"), "feature: unknown key (did you mean 'features'?) (and 1 more)"),
+        (("prediction", "predicton"), "predicton: unknown key (did you mean 'prediction'?)"),
+        (("features", None), "features: Field required"),
+    ],
+)
+def test_a_misspelt_or_missing_key_is_named_first(rename: tuple[str, str | None], expected: str) -> None:
+    # Hostile probe: the misspelling is the cause; the required key it leaves missing is the consequence.
+    old, new = rename
+    raw = {k: v for k, v in CLASSIFIER.items() if k != old} | ({new: CLASSIFIER[old]} if new else {})
+    with pytest.raises(DescriptionError) as caught:
+        parse_description(raw, "m.yaml")
+    assert str(caught.value) == f"m.yaml: {expected}"
+    nested = {**CLASSIFIER, "features": [{"name": "x", "knd": "numerical"}]}
+    with pytest.raises(DescriptionError, match=r"features\.0\.knd: unknown key \(did you mean 'kind'\?\)"):
+        parse_description(nested, "m.yaml")
+
+
 def test_segments_by_map_bins_and_values() -> None:
     frame = pd.DataFrame({"zone": [1, 2, None, 9], "age": [10.0, 35.0, None, 80.0]})
     base = {
