@@ -189,3 +189,24 @@ def test_a_categorical_of_thousands_of_values_is_refused_for_drift_and_drafted_u
         "reference.parquet: column 'shop': 2000 distinct categories; drift is tested over at most"
     )
     assert "`monitor: false`" in message and "\n" not in message
+
+
+def test_a_reference_too_small_for_drift_still_gets_data_quality(tmp_path) -> None:
+    # Hostile probe: a 30-row reference exported no drift (said so) and, silently, no data quality either.
+    from evidently_service.evaluator import DATA_QUALITY_ROWS
+    from evidently_service.rows import validate_rows
+
+    folder_path, frame = diabetes_regressor(tmp_path / "models", rows=30)
+    folder = load_model_folder(folder_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"defaults": {"window_size": 200}}))
+    monitor = ModelMonitor.from_config(load_config(config, {folder.name: folder})[folder.name], folder)
+    rows, _ = rows_of(
+        pd.concat([frame] * 4, ignore_index=True), yaml.safe_load((folder_path / "model.yaml").read_text()), "t"
+    )
+    monitor.window.append(validate_rows(monitor.description, rows[: DATA_QUALITY_ROWS - 1])[0])
+    assert monitor.evaluate().data_quality is None  # too few window rows yet
+    monitor.window.append(validate_rows(monitor.description, rows[DATA_QUALITY_ROWS - 1 :])[0])
+    result = monitor.evaluate()
+    assert result.min_rows is None and result.drift is None and all(monitor.reference_too_small.values())
+    assert result.data_quality["bmi"].missing_share == 0.0 and result.data_quality["sex"].new_category_share == 0.0
