@@ -31,6 +31,8 @@ RESERVED_NAMES = frozenset(
     {REQUEST_ID, TIMESTAMP, "id", "model_name", "model_version", "unknown_fields", "extra_fields"}
     | {"target", "target_timestamp"}
 )
+# Keys of every /predict answer: prediction.answer_keys cannot repeat the prediction under one of them.
+ANSWER_KEYS = frozenset({REQUEST_ID, "prediction", "model_version", "probabilities"})
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
@@ -326,6 +328,23 @@ class ModelDescription(_Strict):
         clash = sorted(set(names) & (RESERVED_NAMES | {self.target.name, self.prediction.name}))
         if clash:
             raise ValueError(f"features: name(s) {clash} are reserved for the stack, the target or the prediction")
+        # The label's key beside request_id, the logged document's and the answer's keys: none may be another's.
+        # (`target` itself is a fine target name: the label is stored under it anyway.)
+        if self.target.name in RESERVED_NAMES - {"target"}:
+            raise ValueError(f"target.name: {self.target.name!r} is reserved for the stack")
+        if self.prediction.name in RESERVED_NAMES | {self.target.name}:
+            raise ValueError(f"prediction.name: {self.prediction.name!r} is reserved for the stack or is the target")
+        answer_clash = sorted(set(self.prediction.answer_keys) & ANSWER_KEYS)
+        if answer_clash:
+            raise ValueError(f"prediction.answer_keys: {answer_clash} are keys the answer already has")
+        taken = set(names) | RESERVED_NAMES | {self.target.name, self.prediction.name}
+        columns = list((self.prediction.probabilities or {}).values())
+        taken_columns = sorted({c for c in columns if c in taken or columns.count(c) > 1})
+        if taken_columns:
+            raise ValueError(
+                f"prediction.probabilities: column(s) {taken_columns} are features, the target, the prediction, "
+                "reserved, or given twice"
+            )
         if self.task is Task.CLASSIFICATION:
             if not self.classes or len(self.classes) < 2:
                 raise ValueError("classes: a classifier needs at least two classes")

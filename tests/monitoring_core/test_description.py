@@ -83,6 +83,13 @@ def test_class_zero_is_a_class() -> None:
         ({"alerts": {"rmse": {"max": 3}}}, "alerts: unknown metric 'rmse'"),
         ({"segments": [{"name": "s", "column": "nope"}]}, "segments: column 'nope' is not a feature"),
         ({"features": [{"name": "t", "kind": "datetime", "timezone": "Mars/Olympus"}]}, "unknown timezone"),
+        # Hostile probes: names colliding with the label's, the document's or the answer's own keys.
+        ({"target": {"name": "request_id"}}, "target.name: 'request_id' is reserved"),
+        ({"prediction": {"name": "model_version"}}, "prediction.name: 'model_version' is reserved"),
+        ({"prediction": {"name": "species"}}, "prediction.name: 'species' is reserved for the stack or is the target"),
+        ({"prediction": {"answer_keys": ["request_id"]}}, "prediction.answer_keys: ['request_id']"),
+        ({"prediction": {"probabilities": {"Adelie": "island", "Gentoo": "p"}}}, "column(s) ['island'] are features"),
+        ({"prediction": {"probabilities": {"Adelie": "p", "Gentoo": "p"}}}, "or given twice"),
     ],
 )
 def test_a_bad_description_is_one_line_naming_the_key(change: dict, key: str) -> None:
