@@ -70,7 +70,7 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
                     source,
                     spec.name,
                     f"{distinct} distinct categories; drift is tested over at most {MAX_DRIFT_CATEGORIES} (no window "
-                    "tells drift from noise over more, and calibrating them takes tens of minutes): map it to fewer "
+                    "tells drift from noise over more, and calibrating them takes very long): map it to fewer "
                     "categories, or set `monitor: false` on it in model.yaml (validated and served, not watched)",
                 )
         if spec.values is not None and spec.kind is Kind.CATEGORICAL:
