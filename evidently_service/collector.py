@@ -15,7 +15,10 @@ from prometheus_client.registry import Collector
 
 from evidently_service.evaluator import EvaluationResult, ModelMonitor
 from evidently_service.field_tally import TOP
-from evidently_service.quality import CLASS_METRICS
+from evidently_service.quality import CLASS_METRICS, ModelQuality
+
+# Up to this many classes every (actual, predicted) cell of the confusion counts is exported.
+DENSE_CONFUSION_CLASSES = 20
 
 
 class MonitorCollector(Collector):
@@ -313,15 +316,8 @@ class _Families:
                 self.out_of_range.add_metric([model, feature], quality.out_of_range_share)
             if quality.new_category_share is not None:
                 self.new_category.add_metric([model, feature], quality.new_category_share)
-        quality = result.model_quality
-        if quality is not None:
-            for metric, value in quality.metrics.items():
-                self.quality.add_metric([model, metric], value)
-            for cls, scores in quality.per_class.items():
-                for metric in CLASS_METRICS:
-                    self.class_quality.add_metric([model, cls, metric], scores[metric])
-            for (actual, predicted), rows in quality.confusion.items():
-                self.confusion.add_metric([model, actual, predicted], rows)
+        if result.model_quality is not None:
+            self.add_model_quality(model, result.model_quality)
         if result.estimate is not None and result.estimate.metrics:
             self.est_rows.add_metric([model], result.estimate.rows)
             for metric, band in result.estimate.metrics.items():
@@ -345,6 +341,20 @@ class _Families:
             if seg.quality is not None:
                 for metric, value in seg.quality.metrics.items():
                     self.seg_quality.add_metric([model, segment, metric], value)
+
+    def add_model_quality(self, model: str, quality: ModelQuality) -> None:
+        """Add a model's realised quality: the task's metrics, per class scores and confusion counts."""
+        for metric, value in quality.metrics.items():
+            self.quality.add_metric([model, metric], value)
+        for cls, scores in quality.per_class.items():
+            for metric in CLASS_METRICS:
+                self.class_quality.add_metric([model, cls, metric], scores[metric])
+        # Every cell up to DENSE_CONFUSION_CLASSES classes; beyond, the diagonal and the cells with rows (50
+        # classes would be 2,500 series per model, nearly all 0): series stay within classes + window rows.
+        dense = len({actual for actual, _ in quality.confusion}) <= DENSE_CONFUSION_CLASSES
+        for (actual, predicted), rows in quality.confusion.items():
+            if dense or rows or actual == predicted:
+                self.confusion.add_metric([model, actual, predicted], rows)
 
     def all(self) -> list[Metric]:
         families = [value for value in vars(self).values() if isinstance(value, Metric)]

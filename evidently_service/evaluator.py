@@ -40,6 +40,10 @@ from monitoring_core.reference_data import check_reference, evaluators_for
 log = logging.getLogger(__name__)
 
 
+# Window rows data quality waits for when the reference is too small for drift (no derived minimum).
+DATA_QUALITY_ROWS = 100
+
+
 @dataclass(frozen=True)
 class SegmentResult:
     """One segment's share of the window; drift and quality only when it holds enough rows."""
@@ -248,6 +252,10 @@ class ModelMonitor:
         kwargs: dict = {"label_delay": label_delays(rows_with_labels), "min_rows": min_rows}
         if min_rows is not None and n >= min_rows:
             kwargs["drift"] = self.drift.evaluate(window)
+            kwargs["data_quality"] = data_quality(window, self.profile)
+        elif min_rows is None and n >= (config.min_rows or DATA_QUALITY_ROWS):
+            # A reference too small for any drift verdict (evidently_reference_too_small) still has ranges and
+            # categories: missing, out-of-range and unseen shares need no calibration. Silence would hide them.
             kwargs["data_quality"] = data_quality(window, self.profile)
         if len(rows_with_labels) >= config.min_labelled_rows:
             kwargs["model_quality"] = model_quality(self.description, rows_with_labels)

@@ -10,6 +10,7 @@ examples are folders under `models/` like any user's. Key reference: docs/model_
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ RESERVED_NAMES = frozenset(
     {REQUEST_ID, TIMESTAMP, "id", "model_name", "model_version", "unknown_fields", "extra_fields"}
     | {"target", "target_timestamp", "expire_at"}
 )
+# Keys of every /predict answer: prediction.answer_keys cannot repeat the prediction under one of them.
+ANSWER_KEYS = frozenset({REQUEST_ID, "prediction", "model_version", "probabilities"})
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
@@ -329,6 +332,23 @@ class ModelDescription(_Strict):
         clash = sorted(set(names) & (RESERVED_NAMES | {self.target.name, self.prediction.name}))
         if clash:
             raise ValueError(f"features: name(s) {clash} are reserved for the stack, the target or the prediction")
+        # The label's key beside request_id, the logged document's and the answer's keys: none may be another's.
+        # (`target` itself is a fine target name: the label is stored under it anyway.)
+        if self.target.name in RESERVED_NAMES - {"target"}:
+            raise ValueError(f"target.name: {self.target.name!r} is reserved for the stack")
+        if self.prediction.name in RESERVED_NAMES | {self.target.name}:
+            raise ValueError(f"prediction.name: {self.prediction.name!r} is reserved for the stack or is the target")
+        answer_clash = sorted(set(self.prediction.answer_keys) & ANSWER_KEYS)
+        if answer_clash:
+            raise ValueError(f"prediction.answer_keys: {answer_clash} are keys the answer already has")
+        taken = set(names) | RESERVED_NAMES | {self.target.name, self.prediction.name}
+        columns = list((self.prediction.probabilities or {}).values())
+        taken_columns = sorted({c for c in columns if c in taken or columns.count(c) > 1})
+        if taken_columns:
+            raise ValueError(
+                f"prediction.probabilities: column(s) {taken_columns} are features, the target, the prediction, "
+                "reserved, or given twice"
+            )
         if self.task is Task.CLASSIFICATION:
             if not self.classes or len(self.classes) < 2:
                 raise ValueError("classes: a classifier needs at least two classes")
@@ -481,8 +501,23 @@ def parse_description(raw: Any, source: str = "model.yaml") -> ModelDescription:
     try:
         return ModelDescription.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        # A misspelt key is an unknown key and, often, a required one missing: name the misspelling first.
+        errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(first["loc"][-1]), _KNOWN_KEYS, n=1)
+            message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise DescriptionError(f"{source}: {key}: {message}{more}") from exc
+
+
+# Every key a description's mappings may hold, for "did you mean" on an unknown one.
+_KNOWN_KEYS = sorted(
+    {
+        name
+        for spec in (ModelDescription, FeatureSpec, TargetSpec, PredictionSpec, SegmentSpec, AlertBound, DriftOverride)
+        for name in spec.model_fields
+    }
+)

@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from monitoring_core.description import NAME_PATTERN, Task, category_key
+from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
+from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20
@@ -65,6 +66,8 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
         spec.update(kind="numerical", type="float", **(_widened(present) if len(present) else {}))
     else:
         spec.update(kind="categorical", type="str")
+    if spec["kind"] == "categorical" and present.nunique() > MAX_DRIFT_CATEGORIES:
+        spec["monitor"] = False  # prepare refuses drift over so many categories; the person decides (comment)
     if values.isna().any():
         spec["nullable"] = True
     return spec
@@ -92,7 +95,7 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
     description: dict[str, Any] = {"name": name, "task": task.value}
     used = {target, prediction}
     if task is Task.CLASSIFICATION:
-        classes = sorted({_native(v) for v in frame[target].dropna()}, key=category_key)
+        classes = sorted({_native(v) for v in frame[target].dropna()}, key=_class_order)
         description["classes"] = classes
         probabilities = probability_columns(frame, classes)
         used |= set(probabilities.values())
@@ -103,11 +106,20 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
     if task is Task.CLASSIFICATION and probabilities:
         description["prediction"]["probabilities"] = probabilities
     description["features"] = [
-        _feature(column, frame[column])
-        for column in frame.columns
-        if column not in used and re.fullmatch(NAME_PATTERN, str(column))
+        _feature(column, frame[column]) for column in frame.columns if column not in used and _usable_name(column)
     ]
     return description
+
+
+def _usable_name(column: Any) -> bool:
+    return bool(re.fullmatch(NAME_PATTERN, str(column))) and column not in RESERVED_NAMES
+
+
+def _class_order(value: Any) -> tuple[int, Any]:
+    # Numbers in numeric order (2 before 10, as a model's classes_ are), anything else by its text.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, value)
+    return (1, category_key(value))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,10 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"draft: {args.reference}: {exc}", file=sys.stderr)
         return 2
     skipped = [c for c in frame.columns if not re.fullmatch(NAME_PATTERN, str(c))]
+    reserved = [c for c in frame.columns if c in RESERVED_NAMES and c not in (args.target, args.prediction)]
     print(f"# First draft from {args.reference.name} ({len(frame)} rows): check every kind and bound, then add")
     print("# `alerts` (e.g. rmse: {max: ...} or accuracy: {min: ...}) and `segments`; docs/model_description.md.")
     if skipped:
         print(f"# Columns left out (names a request field cannot have): {skipped}")
+    if reserved:
+        print(f"# Columns left out (names the stack reserves: request_id, timestamp, ...): {reserved}")
+    crowded = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    if crowded:
+        print(
+            f"# {crowded}: more than {MAX_DRIFT_CATEGORIES} categories, so `monitor: false` (not drift-tested nor "
+            "watched); map to fewer categories to watch them."
+        )
+    if skipped or reserved:
+        print("# A model that reads a column left out cannot be served: rename it in the reference and the model.")
     print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")
     return 0
 

@@ -471,9 +471,10 @@ class _ConfidenceEstimator:
         p = np.column_stack(
             [_numbers(frame, c, n) if c is not None else np.full(n, np.nan) for c in self.probability_columns]
         )
-        if len(self.classes) == 2 and np.isnan(p).all(axis=0).any():  # one side given: the other is its complement
-            given = 1 - int(np.isnan(p[:, 1]).all())
-            p[:, 1 - given] = 1.0 - p[:, given]
+        absent = [i for i, c in enumerate(self.probability_columns) if c is None]
+        if len(absent) == 1:  # every class's probability but one given: that one is their complement
+            others = np.delete(p, absent[0], axis=1)
+            p[:, absent[0]] = np.clip(1.0 - others.sum(axis=1), 0.0, 1.0)
         return p
 
     def predicted(self, frame: pd.DataFrame, p: np.ndarray) -> np.ndarray:
@@ -665,6 +666,14 @@ def fit_estimator(
         metrics = (*CLASSIFICATION_ESTIMATES, *(f"{c}:{m}" for c in description.class_keys for m in CLASS_ESTIMATES))
         if not description.probability_columns:
             return PerformanceEstimator(metrics=(), reason=NO_PROBABILITIES, **common)
+        absent = [c for c in description.class_keys if c not in description.probability_columns]
+        if len(absent) > 1:  # one missing class is the others' complement; two or more cannot be told apart
+            return PerformanceEstimator(
+                metrics=(),
+                reason=f"no estimate: prediction.probabilities lacks the classes {absent} "
+                "(at most one may be left out)",
+                **common,
+            )
         fitted, held_out = _fit_classification(description, _labelled(description, reference), seed)
     else:
         metrics = REGRESSION_ESTIMATES
@@ -684,7 +693,18 @@ def estimator_path(folder: Any) -> Path:
 def prepare_estimator(folder: Any, seed: int = 0) -> PerformanceEstimator:
     """Fit the folder's estimator on its reference and write it into `prepared/` with the content hash."""
     reference = pd.read_parquet(folder.reference_path)
-    estimator = fit_estimator(folder.description, reference, seed=seed, content_hash=folder.content_hash())
+    content_hash = folder.content_hash()
+    try:
+        estimator = fit_estimator(folder.description, reference, seed=seed, content_hash=content_hash)
+    except ValueError as exc:  # e.g. a reference too small: written too, so the services say why, not "run prepare"
+        description = folder.description
+        estimator = PerformanceEstimator(
+            model=description.name,
+            task=description.task.value,
+            metrics=(),
+            reason=f"no estimate: {exc}",
+            content_hash=content_hash,
+        )
     estimator.to_file(estimator_path(folder))
     return estimator
 

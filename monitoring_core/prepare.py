@@ -131,8 +131,8 @@ def prepare_performance_estimator(folder: ModelFolder, say: Callable[[str], None
     except ValueError as exc:  # no target or prediction column, too few labelled rows: no estimate, say why
         say(f"{folder.name}: no performance estimator: {exc}")
         return
-    if estimator.reason:
-        say(f"{folder.name}: no performance estimator: {estimator.reason}")
+    if estimator.reason:  # written all the same: the services read the reason instead of "run prepare"
+        say(f"{folder.name}: no performance estimator ({estimator.reason})")
         return
     say(f"{folder.name}: wrote {estimator_path(folder)} in {time.perf_counter() - started:.1f} s")
 

@@ -26,6 +26,10 @@ from monitoring_core.drift import DriftEvaluator
 log = logging.getLogger(__name__)
 
 
+# A monitored categorical feature may have at most this many categories in the reference (the taxi's zones: 260).
+MAX_DRIFT_CATEGORIES = 1000
+
+
 def described_columns(description: ModelDescription) -> tuple[str, ...]:
     """Return every column the reference must hold: features, target, prediction, class probabilities."""
     return (*description.feature_names, description.target_column, *description.output_columns)
@@ -59,6 +63,16 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
                 pd.to_datetime(values.dropna().head(100))
             except (ValueError, TypeError):
                 raise _problem(source, spec.name, f"datetime but dtype {values.dtype} does not parse") from None
+        if spec.kind is Kind.CATEGORICAL and spec.monitored:
+            distinct = int(values.nunique(dropna=True))
+            if distinct > MAX_DRIFT_CATEGORIES:
+                raise _problem(
+                    source,
+                    spec.name,
+                    f"{distinct} distinct categories; drift is tested over at most {MAX_DRIFT_CATEGORIES} (no window "
+                    "tells drift from noise over more, and calibrating them takes very long): map it to fewer "
+                    "categories, or set `monitor: false` on it in model.yaml (validated and served, not watched)",
+                )
         if spec.values is not None and spec.kind is Kind.CATEGORICAL:
             unknown = sorted(_texts(values) - {category_key(v) for v in spec.values})
             if unknown:

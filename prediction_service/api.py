@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 from flask import Blueprint, Response, jsonify, request
@@ -14,6 +15,7 @@ from monitoring_core.validation import ride_id
 from prediction_service import metrics
 from prediction_service.inputs import parse_rows
 from prediction_service.labels import read_feedback
+from prediction_service.model_loader import ModelOutputError
 from prediction_service.monitoring import utc_now_ms
 from prediction_service.openapi import openapi_document
 from prediction_service.state import current_state
@@ -21,6 +23,7 @@ from service_common.auth import require_token
 from service_common.errors import json_error
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.post("/predict")
@@ -31,7 +34,14 @@ def predict():
     description = state.description
     inputs, is_batch = parse_rows(request, description, settings.max_batch_rows, settings.unknown_fields)
     features = [_features(description.feature_names, item.row) for item in inputs]
-    answers_of_model = state.model.predict_rows(features)
+    try:
+        answers_of_model = state.model.predict_rows(features)
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises on valid rows: one clear answer
+        log.exception("the model raised on valid rows", extra={"rows": len(features)})
+        problem = f"the model raised {type(exc).__name__} for this input (the service's log has the details)"
+        raise ModelOutputError(dict.fromkeys(range(len(features)), problem), is_batch) from None
+    if answers_of_model.problems:  # NaN, None, a class outside `classes`: never served, logged or forwarded
+        raise ModelOutputError(answers_of_model.problems, is_batch)
     served_at = utc_now_ms()
     version = state.model.version
     name = state.model_name

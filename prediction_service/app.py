@@ -12,7 +12,7 @@ from prediction_service import EXTENSION, metrics, store
 from prediction_service.api import bp
 from prediction_service.health import DependencyProbe
 from prediction_service.inputs import InputError
-from prediction_service.model_loader import load_served_model
+from prediction_service.model_loader import ModelOutputError, load_served_model
 from prediction_service.monitoring import Monitoring
 from prediction_service.settings import Settings
 from prediction_service.state import ServiceState
@@ -20,6 +20,8 @@ from prediction_service.unknown_fields import UnknownFieldLog
 from service_common.errors import json_error, register_error_handlers
 
 log = logging.getLogger(__name__)
+# The `reason` of a 500 for a model's unusable answer (not an input error: not in validation.REASONS).
+MODEL_OUTPUT = "model_output"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -53,6 +55,7 @@ def build_app(settings: Settings) -> Flask:
     metrics.MODEL_INFO.labels(name, model.version).set(1)
     register_error_handlers(app)
     _register_input_errors(app)
+    _register_model_errors(app, folder.description.prediction_column)
     _register_request_metrics(app)
     app.register_blueprint(bp)
     return app
@@ -74,6 +77,23 @@ def _register_input_errors(app: Flask) -> None:
             },
         )
         return json_error(exc.status, exc.message, exc.details)
+
+
+def _register_model_errors(app: Flask, prediction: str) -> None:
+    @app.errorhandler(ModelOutputError)
+    def model_output_error(exc: ModelOutputError):
+        # Valid rows the model gave no usable answer for (NaN, None, a foreign class, or it raised): a 500 naming
+        # the rows, nothing served, logged or forwarded (a NaN stored or forwarded would be refused downstream).
+        details = [
+            {
+                "field": f"{index}.{prediction}" if exc.is_batch else prediction,
+                "message": problem,
+                "reason": MODEL_OUTPUT,
+            }
+            for index, problem in sorted(exc.problems.items())[:100]
+        ]
+        log.error("the model gave no usable answer", extra={"rows": len(exc.problems), "first": str(exc)})
+        return json_error(500, "the model gave no usable answer", details)
 
 
 def _register_request_metrics(app: Flask) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,33 @@ class Answers:
 
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = None
+    # Row index -> why the model's answer for that row is unusable (NaN, None, a class outside `classes`,
+    # a probability outside [0, 1]): such an answer is never served, logged or forwarded.
+    problems: dict[int, str] = field(default_factory=dict)
+
+
+class ModelOutputError(Exception):
+    """The model gave an unusable answer for valid rows; `problems` says which row and why."""
+
+    def __init__(self, problems: dict[int, str], is_batch: bool) -> None:
+        first = next(iter(problems.items()))
+        super().__init__(f"row {first[0]}: {first[1]}")
+        self.problems = problems
+        self.is_batch = is_batch
+
+
+def _number_or_none(value: Any) -> float | None:
+    """Return a prediction as a finite float, or None when it is missing, not a number, NaN or infinite."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value.item() if hasattr(value, "item") else value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def feature_frame(description: ModelDescription, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -169,16 +196,42 @@ class ServedModel:
         if isinstance(raw, pd.DataFrame):
             raw = raw.iloc[:, 0]
         values = np.asarray(raw).reshape(count, -1)[:, 0] if count else np.asarray([])
+        problems: dict[int, str] = {}
         if not self.description.is_classification:
-            return Answers([float(v) for v in values])
+            predictions = [_number_or_none(v) for v in values]
+            for index, number in enumerate(predictions):
+                if number is None:
+                    problems[index] = f"the model answered {_shown(values[index])}, not a finite number"
+            return Answers(predictions, problems=problems)
+        known = self._class_set
         predictions = [category_key(v) for v in values]
+        for index, key in enumerate(predictions):
+            if key not in known:
+                problems[index] = (
+                    f"the model answered {_shown(values[index])}, not among the description's classes "
+                    f"{list(self.description.class_keys)}"
+                )
         if self.proba_model is None:
-            return Answers(predictions)
-        return Answers(predictions, self._probabilities(inputs))
+            return Answers(predictions, problems=problems)
+        probabilities = self._probabilities(inputs)
+        for index, row in enumerate(probabilities):
+            bad = next((c for c, p in row.items() if not 0.0 <= p <= 1.0), None)  # NaN fails both comparisons
+            if bad is not None and index not in problems:
+                problems[index] = f"the model's probability of class {bad!r} is {row[bad]!r}, not within [0, 1]"
+        return Answers(predictions, probabilities, problems)
+
+    @property
+    def _class_set(self) -> frozenset[str]:
+        return frozenset(self.description.class_keys)
 
     def _probabilities(self, inputs: Any) -> list[dict[str, float]]:
         matrix = np.asarray(self.proba_model.predict_proba(inputs), dtype=float)
         classes = [category_key(c) for c in self.proba_model.classes_]
+        if matrix.ndim != 2 or matrix.shape[1] != len(classes):
+            raise ValueError(
+                f"its predict_proba gives {matrix.shape[1] if matrix.ndim == 2 else 'no'} columns "
+                f"for its {len(classes)} classes_ {classes}"
+            )
         # Every described class gets a probability: one the model never learned has 0.
         keys = self.description.class_keys
         return [{key: 0.0 for key in keys} | dict(zip(classes, map(float, row), strict=True)) for row in matrix]
@@ -274,6 +327,20 @@ def _check_vocabulary(path: Path, description: ModelDescription, vectorizer: Any
         )
 
 
+def _check_fitted_names(path: Path, description: ModelDescription, model: Any) -> None:
+    """Refuse a scikit-learn model fitted on columns the description lacks (it would fail on every request)."""
+    fitted = getattr(model, "feature_names_in_", None)
+    missing = [str(name) for name in fitted if name not in description.feature_names] if fitted is not None else []
+    if missing:
+        raise ModelLoadError(
+            path,
+            f"it was fitted on the column(s) {missing}, which the description does not have "
+            f"(its features: {list(description.feature_names)}); a column the draft left out (a name with "
+            "spaces or other characters a request field cannot have, or one the stack reserves) must be renamed "
+            "in the reference and the model",
+        )
+
+
 def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
     try:
         with open(path, "rb") as src:
@@ -309,6 +376,7 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
         vectorizer = _dict_vectorizer(data)
         if vectorizer is not None:
             _check_vocabulary(path, description, vectorizer)
+        _check_fitted_names(path, description, data)
         proba = _proba_of(description, data, path)
         return ServedModel(description, data, version, kind, records=vectorizer is not None, proba_model=proba)
     raise ModelLoadError(
@@ -371,14 +439,14 @@ def check_model(model: ServedModel, rows: list[dict[str, Any]], path: Path) -> N
     predictions = answers.predictions
     if len(predictions) != len(rows):
         raise ModelLoadError(path, f"it answered {len(predictions)} predictions for {len(rows)} rows")
-    if description.is_classification:
-        foreign = sorted({p for p in predictions if p not in description.class_keys})
-        if foreign:
-            raise ModelLoadError(
-                path, f"it predicts {foreign}, not among the description's classes {list(description.class_keys)}"
-            )
-    elif not all(math.isfinite(p) for p in predictions):
-        raise ModelLoadError(path, f"it predicts non-finite values ({predictions[:5]}...)")
+    if answers.problems:
+        index, problem = next(iter(answers.problems.items()))
+        kind = "" if description.is_classification else "non-finite or missing answers: "
+        raise ModelLoadError(
+            path,
+            f"{kind}it gives no usable answer for {len(answers.problems)} of {len(rows)} reference rows "
+            f"(row {rows[index]}: {problem})",
+        )
     probabilities = answers.probabilities or [{}] * len(predictions)
     distinct_answers = {(p, tuple(sorted(probs.items()))) for p, probs in zip(predictions, probabilities, strict=True)}
     if len(rows) > 1 and len(distinct_answers) == 1:

@@ -13,6 +13,7 @@ from pymongo import MongoClient
 
 from monitoring_core.description import ModelDescription
 from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, REPORTS, TARGET, predictions_collection
+from monitoring_core.unknown_fields import EXTRA_FIELDS
 from prefect_flows.columns import REQUEST_ID, TIMESTAMP, logged_fields, typed
 from prefect_flows.period import Period
 
@@ -21,7 +22,12 @@ TEXT_COLUMNS = (MODEL_VERSION, REQUEST_ID)
 
 def projection(description: ModelDescription) -> dict[str, int]:
     """Return the MongoDB projection of the fields the reports need (the description's, the ids and times)."""
-    return {"_id": 0, **dict.fromkeys(logged_fields(description), 1)}
+    fields = logged_fields(description)
+    if any("." in field for field in fields):
+        # A dotted name in a projection is a path into a subdocument: `flipper.mm` would read as missing on
+        # every row. Project by exclusion instead; the frame keeps the described columns only.
+        return {"_id": 0, EXTRA_FIELDS: 0}
+    return {"_id": 0, **dict.fromkeys(fields, 1)}
 
 
 def period_filter(model_name: str, period: Period) -> dict[str, Any]:

@@ -164,7 +164,8 @@ def test_the_quality_estimate_is_exported_beside_the_realised_one(stack) -> None
     assert _value(url, "evidently_estimation_available", model="diabetes_24") == 0  # too few rows: says so
     health = requests.get(f"{url}/health", timeout=10).json()["models"]
     assert health["diabetes"]["quality_estimate"] == {"available": True, "reason": None}
-    assert "no performance estimator" in health["diabetes_24"]["quality_estimate"]["reason"]
+    # prepare wrote why (not "run the prepare command", which was run).
+    assert "the reference has 24 labelled rows" in health["diabetes_24"]["quality_estimate"]["reason"]
     estimated = wait_until(
         lambda: _value(url, "evidently_estimated_model_quality", model="diabetes", metric="rmse"), 30, "estimate"
     )

@@ -124,3 +124,21 @@ def test_a_non_finite_value_is_left_out_rather_than_exported() -> None:
     exported = {f.name: [(s.labels.get("metric"), s.value) for s in f.samples] for f in families.all()}
     assert exported["evidently_model_quality"] == [("mean_error", 1.5)]
     assert exported["evidently_label_coverage"] == []
+
+
+def test_confusion_counts_of_many_classes_are_bounded_by_classes_and_rows() -> None:
+    # Hostile probe: a 50-class model would export 2,500 confusion series, nearly all 0.
+    from evidently_service.collector import DENSE_CONFUSION_CLASSES, _Families
+    from evidently_service.quality import classification_quality
+
+    def series(classes: tuple[str, ...], actual: list[str], predicted: list[str]) -> list[dict]:
+        families = _Families("")
+        families.add_model_quality("m", classification_quality(classes, actual, predicted))
+        return [s.labels for f in families.all() if f.name == "evidently_confusion_rows" for s in f.samples]
+
+    few = tuple(f"c{i}" for i in range(DENSE_CONFUSION_CLASSES))
+    assert len(series(few, ["c0", "c1"], ["c0", "c2"])) == len(few) ** 2  # every cell, 0s included
+    many = tuple(f"c{i:02d}" for i in range(50))
+    exported = series(many, ["c00", "c01", "c01"], ["c00", "c02", "c02"])
+    assert len(exported) == 50 + 1  # the diagonal and the one off-diagonal cell with rows
+    assert {"model": "m", "actual": "c01", "predicted": "c02"} in exported

@@ -39,7 +39,9 @@ def test_a_prepared_folder_starts_with_every_threshold_and_a_stale_one_is_ignore
     assert lines[0].startswith("diabetes_150: reference")
     assert any(line.startswith("diabetes_150: wrote") and "calibration.json" in line for line in lines)
     # 150 reference rows are too few for a quality estimator: prepare says so and goes on.
-    assert lines[-1] == "diabetes_150: no performance estimator: the reference has 150 labelled rows; at least 200"
+    assert lines[-1] == (
+        "diabetes_150: no performance estimator (no estimate: the reference has 150 labelled rows; at least 200)"
+    )
     assert load_prepared(folder) is not None
 
     model_config = load_config(config, {folder.name: folder})[folder.name]
@@ -135,3 +137,76 @@ def test_the_draft_of_a_reference_validates_and_monitors(tmp_path, task) -> None
         assert set(result.model_quality.metrics) == set(loaded.description.metric_names)
     finally:
         app.extensions["evidently_service"].close()
+
+
+def test_the_draft_leaves_out_names_a_request_cannot_have_and_orders_integer_classes(tmp_path, capsys) -> None:
+    # Hostile probe: a reference with spaces, unicode and reserved names, and 12 integer classes.
+    from monitoring_core import draft
+
+    frame = pd.DataFrame(
+        {
+            "bill length": [1.0, 2.0] * 12,
+            "größe": [3.0, 4.0] * 12,
+            "request_id": [0.5, 0.7] * 12,
+            "model_version": [1.5, 2.5] * 12,
+            "flipper.mm": [180.0, 190.0] * 12,
+            "label": list(range(12)) * 2,
+            "prediction": list(range(12)) * 2,
+        }
+    )
+    frame.to_parquet(tmp_path / "reference.parquet", index=False)
+    args = [str(tmp_path / "reference.parquet"), "--name", "odd", "--task", "classification", "--target", "label"]
+    assert draft.main(args) == 0
+    text = capsys.readouterr().out
+    assert "['bill length', 'größe']" in text and "['request_id', 'model_version']" in text and "rename" in text
+    description = ModelDescription.model_validate(yaml.safe_load(text))  # it validates as drafted
+    assert description.feature_names == ("flipper.mm",)
+    assert list(description.classes) == list(range(12))  # 2 before 10, as a model's classes_
+
+
+def test_a_categorical_of_thousands_of_values_is_refused_for_drift_and_drafted_unmonitored(tmp_path, capsys) -> None:
+    # Hostile probe: 10,000 shop ids; calibrating their drift ran for over 14 minutes (unfinished) under load.
+    from monitoring_core import draft
+    from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
+
+    n = MAX_DRIFT_CATEGORIES * 2
+    frame = pd.DataFrame(
+        {"shop": [f"s{i}" for i in range(n)], "amount": range(n), "spend": range(n), "prediction": range(n)}
+    ).astype({"amount": float, "spend": float, "prediction": float})
+    frame.to_parquet(tmp_path / "reference.parquet", index=False)
+    args = [str(tmp_path / "reference.parquet"), "--name", "shops", "--task", "regression", "--target", "spend"]
+    assert draft.main(args) == 0
+    text = capsys.readouterr().out
+    drafted = yaml.safe_load(text)
+    assert drafted["features"][0] == {"name": "shop", "kind": "categorical", "type": "str", "monitor": False}
+    assert "['shop']: more than 1000 categories" in text
+    check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")  # as drafted: fine
+    drafted["features"][0]["monitor"] = True
+    with pytest.raises(DescriptionError) as caught:
+        check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")
+    message = str(caught.value)
+    assert message.startswith(
+        "reference.parquet: column 'shop': 2000 distinct categories; drift is tested over at most"
+    )
+    assert "`monitor: false`" in message and "\n" not in message
+
+
+def test_a_reference_too_small_for_drift_still_gets_data_quality(tmp_path) -> None:
+    # Hostile probe: a 30-row reference exported no drift (said so) and, silently, no data quality either.
+    from evidently_service.evaluator import DATA_QUALITY_ROWS
+    from evidently_service.rows import validate_rows
+
+    folder_path, frame = diabetes_regressor(tmp_path / "models", rows=30)
+    folder = load_model_folder(folder_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"defaults": {"window_size": 200}}))
+    monitor = ModelMonitor.from_config(load_config(config, {folder.name: folder})[folder.name], folder)
+    rows, _ = rows_of(
+        pd.concat([frame] * 4, ignore_index=True), yaml.safe_load((folder_path / "model.yaml").read_text()), "t"
+    )
+    monitor.window.append(validate_rows(monitor.description, rows[: DATA_QUALITY_ROWS - 1])[0])
+    assert monitor.evaluate().data_quality is None  # too few window rows yet
+    monitor.window.append(validate_rows(monitor.description, rows[DATA_QUALITY_ROWS - 1 :])[0])
+    result = monitor.evaluate()
+    assert result.min_rows is None and result.drift is None and all(monitor.reference_too_small.values())
+    assert result.data_quality["bmi"].missing_share == 0.0 and result.data_quality["sex"].new_category_share == 0.0

@@ -83,6 +83,13 @@ def test_class_zero_is_a_class() -> None:
         ({"alerts": {"rmse": {"max": 3}}}, "alerts: unknown metric 'rmse'"),
         ({"segments": [{"name": "s", "column": "nope"}]}, "segments: column 'nope' is not a feature"),
         ({"features": [{"name": "t", "kind": "datetime", "timezone": "Mars/Olympus"}]}, "unknown timezone"),
+        # Hostile probes: names colliding with the label's, the document's or the answer's own keys.
+        ({"target": {"name": "request_id"}}, "target.name: 'request_id' is reserved"),
+        ({"prediction": {"name": "model_version"}}, "prediction.name: 'model_version' is reserved"),
+        ({"prediction": {"name": "species"}}, "prediction.name: 'species' is reserved for the stack or is the target"),
+        ({"prediction": {"answer_keys": ["request_id"]}}, "prediction.answer_keys: ['request_id']"),
+        ({"prediction": {"probabilities": {"Adelie": "island", "Gentoo": "p"}}}, "column(s) ['island'] are features"),
+        ({"prediction": {"probabilities": {"Adelie": "p", "Gentoo": "p"}}}, "or given twice"),
     ],
 )
 def test_a_bad_description_is_one_line_naming_the_key(change: dict, key: str) -> None:
@@ -90,6 +97,26 @@ def test_a_bad_description_is_one_line_naming_the_key(change: dict, key: str) ->
         parse_description({**CLASSIFIER, **change}, "models/x/model.yaml")
     message = str(caught.value)
     assert "\n" not in message and message.startswith("models/x/model.yaml: ") and key in message
+
+
+@pytest.mark.parametrize(
+    ("rename", "expected"),
+    [
+        (("features", "feature"), "feature: unknown key (did you mean 'features'?) (and 1 more)"),
+        (("prediction", "predicton"), "predicton: unknown key (did you mean 'prediction'?)"),
+        (("features", None), "features: Field required"),
+    ],
+)
+def test_a_misspelt_or_missing_key_is_named_first(rename: tuple[str, str | None], expected: str) -> None:
+    # Hostile probe: the misspelling is the cause; the required key it leaves missing is the consequence.
+    old, new = rename
+    raw = {k: v for k, v in CLASSIFIER.items() if k != old} | ({new: CLASSIFIER[old]} if new else {})
+    with pytest.raises(DescriptionError) as caught:
+        parse_description(raw, "m.yaml")
+    assert str(caught.value) == f"m.yaml: {expected}"
+    nested = {**CLASSIFIER, "features": [{"name": "x", "knd": "numerical"}]}
+    with pytest.raises(DescriptionError, match=r"features\.0\.knd: unknown key \(did you mean 'kind'\?\)"):
+        parse_description(nested, "m.yaml")
 
 
 def test_segments_by_map_bins_and_values() -> None:

@@ -277,3 +277,32 @@ def test_binary_classifier_giving_one_probability_column() -> None:
     band = estimate.metrics["accuracy"]
     assert estimate.rows == len(reference) and band.low <= realised <= band.high
     assert set(estimate.classes) == {"0", "1"} and set(estimate.classes["1"]) == {"precision", "recall", "f1"}
+
+
+def test_a_classifier_giving_every_probability_but_one_is_estimated_and_two_missing_say_so(classifier) -> None:
+    # Hostile probe: a 3-class reference logging 2 probability columns. The third is their complement.
+    description, held_out, full = classifier
+    two = parse_description({**CLASSIFIER, "prediction": {"probabilities": {"0": "proba_0", "1": "proba_1"}}})
+    estimator = fit_estimator(two, held_out.iloc[:1000].drop(columns="proba_2"))
+    assert estimator.reason is None
+    window = held_out.iloc[1000:1500]
+    partial = estimator.estimate(window.drop(columns=["label", "proba_2"])).metrics["accuracy"]
+    assert partial.value == pytest.approx(
+        full.estimate(window.drop(columns="label")).metrics["accuracy"].value, abs=0.02
+    )
+    one = parse_description({**CLASSIFIER, "prediction": {"probabilities": {"0": "proba_0"}}})
+    reason = fit_estimator(one, held_out.iloc[:1000]).reason
+    assert reason == "no estimate: prediction.probabilities lacks the classes ['1', '2'] (at most one may be left out)"
+
+
+def test_prepare_writes_the_reason_for_a_reference_too_small(tmp_path) -> None:
+    # Written, not skipped: the services then say why ("30 labelled rows") instead of "run the prepare command".
+    from monitoring_core.estimation import load_estimator, prepare_estimator
+
+    folder_path = tmp_path / "tiny"
+    folder_path.mkdir()
+    (folder_path / "model.yaml").write_text(yaml.safe_dump(REGRESSOR))
+    _regression_rows(30, seed=1).assign(prediction=1.0).to_parquet(folder_path / "reference.parquet", index=False)
+    folder = load_model_folder(folder_path)
+    assert prepare_estimator(folder).reason == "no estimate: the reference has 30 labelled rows; at least 200"
+    assert load_estimator(folder).reason == "no estimate: the reference has 30 labelled rows; at least 200"

@@ -184,3 +184,24 @@ def row_of(frame: pd.DataFrame, index: int) -> dict[str, Any]:
     """Return one row of a feature frame as a JSON request body (datetimes as ISO text)."""
     row = frame.iloc[index].to_dict()
     return {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
+
+
+class HostileRegressor:
+    """A regressor that answers NaN, inf or None, or raises, for ages the reference never has (0.5, 0.6, 0.7, 0.8).
+
+    Its answers on the reference are sound, so it passes the start checks; pickled by reference to this
+    module (in-process tests only).
+    """
+
+    BAD = {0.5: float("nan"), 0.6: float("inf"), 0.7: None}
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        if (frame["age"] == 0.8).any():
+            raise ValueError("age 0.8 is beyond this model")
+        answers = self.estimator.predict(frame).astype(object)
+        for age, bad in self.BAD.items():
+            answers[(frame["age"] == age).to_numpy()] = bad
+        return answers

@@ -186,3 +186,60 @@ def test_last_minutes_runs_the_flow_now_over_what_just_happened(monkeypatch, cap
     for argv in (["--last-minutes", "5", "--start", "2026-01-05T10:00"], ["--last-minutes", "0"]):
         with pytest.raises(SystemExit):
             module.main(argv)
+
+
+@pytest.mark.integration
+def test_dotted_feature_names_are_read_from_mongodb_not_as_missing(mongo):
+    # Hostile probe: `flipper.mm` in an inclusion projection is a path into a subdocument; every row read as NaN.
+    from pymongo import MongoClient
+
+    from monitoring_core.description import parse_description
+    from monitoring_core.documents import prediction_document
+    from prefect_flows.io_mongo import read_predictions
+
+    description = parse_description(
+        {
+            "name": "penguins",
+            "task": "regression",
+            "target": {"name": "body.mass"},
+            "features": [{"name": "flipper.mm", "kind": "numerical"}, {"name": "island", "kind": "categorical"}],
+        }
+    )
+    assert projection(description) == {"_id": 0, "extra_fields": 0}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    docs = [
+        prediction_document(
+            f"r{i}",
+            start + timedelta(seconds=i),
+            "penguins",
+            "v1",
+            {"flipper.mm": 180.0 + i, "island": "Dream"},
+            {"prediction": 4000.0 + i},
+            {"note": "x"},
+        )
+        for i in range(3)
+    ]
+    with MongoClient(mongo[1], tz_aware=True) as client:
+        client["db"]["predictions"].insert_many(docs)
+        frame = read_predictions(client, "db", description, Period(start, start + timedelta(minutes=1)))
+    assert frame["flipper.mm"].tolist() == [180.0, 181.0, 182.0] and frame["island"].tolist() == ["Dream"] * 3
+    assert "extra_fields" not in frame.columns
+
+
+def test_the_batch_flow_judges_drift_with_the_folders_prepared_calibration(tmp_path, monkeypatch):
+    # Hostile probe: a 50-class model's run simulated its whole calibration again (20 min under load): the flow
+    # read only the cache beside the reference, never what `prepare` wrote into the folder.
+    from monitoring_core.calibration import CalibrationCache, CalibrationSettings, cache_path_for
+    from monitoring_core.monitoring_config import DriftSettings
+    from prefect_flows import batch_monitoring
+
+    seen = []
+    monkeypatch.setattr(batch_monitoring, "analyse", lambda *args: seen.append(args[-1].cache))
+    drift = DriftSettings(DESCRIPTION, {}, 0.5, "holm", tmp_path / "reference.parquet", CalibrationSettings())
+    rows = pd.DataFrame({"x": [1.0, 2.0]})
+    period = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC))
+    prepared = CalibrationCache(None)
+    build = batch_monitoring.build_reports.fn
+    build("rid", period, rows, rows, BatchSettings(), drift, prepared)
+    build("rid", period, rows, rows, BatchSettings(), drift, None)
+    assert seen[0] is prepared and seen[1].path == cache_path_for(tmp_path / "reference.parquet")
