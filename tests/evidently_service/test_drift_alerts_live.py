@@ -8,12 +8,14 @@ the model's reference with the model's own predictions, and every shift is chose
 (its first numerical feature, its first categorical one, its segment rule), not by feature name:
 
 - the first numerical feature x1.5 over a 500-row window: DataDriftDetected;
-- 40% of rows moved among known values of the first categorical feature, over 1,000 rows: flagged, DataDriftDetected;
-- the first numerical feature x1.5 in one segment only: SegmentDriftDetected names that segment and feature;
-- the first numerical feature shuffled across rows (every marginal kept, its links to the others gone):
-  MultivariateDriftDetected.
+- the first numerical feature x1.5 in one segment only, over 1,000 rows: SegmentDriftDetected names that
+  segment and feature;
+- the first numerical feature shuffled across 1,000 rows (every marginal kept, its links to the others gone):
+  MultivariateDriftDetected;
+- 40% of rows moved among known values of the first categorical feature, over 1,000 rows: flagged, DataDriftDetected.
 
-Each model's window is replaced whole by each phase's rows, so the phases need no clean refill between them.
+Each phase replaces a model's window whole; before each of the later phases a clean window turns that model's
+drift alerts off, so every alert that fires is the phase's own.
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ class Live:
                 url, json=rows[start : start + 500], headers={"Authorization": f"Bearer {self.stack.token}"}, timeout=30
             )
             assert response.status_code == 200 and response.json()["rejected"] == 0, response.text
+
+    def refill(self, model: str, seed: int) -> None:
+        """Replace the model's window with clean rows and wait until none of its drift alerts is firing."""
+        self.send(model, self.sample(WINDOWS[model], seed))
+        wait_until(
+            lambda: not self.query(f'ALERTS{{alertname=~".*Drift.*", alertstate="firing", model="{model}"}}'),
+            TIMEOUT,
+            f"{model}'s drift alerts off",
+        )
 
     def sample(self, rows: int, seed: int) -> pd.DataFrame:
         picked = np.random.default_rng(seed).choice(len(self.reference), rows, replace=False)
@@ -177,12 +188,14 @@ def test_single_feature_segment_mix_and_joint_shifts_fire_their_alerts(live: Liv
     # A scale change keeps every correlation: not a joint shift.
     assert not live.firing("MultivariateDriftDetected", MODEL_NAME)
 
-    # Phase 2: the first numerical feature shuffled over 500 rows; 40% of rows moved among known values.
-    live.send(MODEL_NAME, shuffled(live.sample(WINDOWS[MODEL_NAME], seed=3), numerical, seed=3))
+    # Phase 2 (after a clean window): the first numerical feature shuffled across 1,000 rows.
+    live.refill(WIDE, seed=5)
+    live.send(WIDE, shuffled(live.sample(WINDOWS[WIDE], seed=3), numerical, seed=3))
+    wait_until(lambda: live.firing("MultivariateDriftDetected", WIDE), TIMEOUT, "MultivariateDriftDetected (joint)")
+
+    # Phase 3 (after a clean window): 40% of rows moved among known values of the first categorical feature.
+    live.refill(WIDE, seed=6)
     live.send(WIDE, mixed(live.sample(WINDOWS[WIDE], seed=4), categorical, 0.4, seed=4))
-    wait_until(
-        lambda: live.firing("MultivariateDriftDetected", MODEL_NAME), TIMEOUT, "MultivariateDriftDetected (joint)"
-    )
     wait_until(
         lambda: live.query(f'evidently_dataset_drift_flagged{{model="{WIDE}", feature="{categorical}"}} == 1'),
         TIMEOUT,
