@@ -5,15 +5,18 @@
 The metrics service evaluates every few seconds on overlapping windows, so a per-evaluation
 false-alarm rate turns into alerts over time. This starts nx-27017, the metrics service (the demo's
 config: 800-row window, evaluated every 2 s), the prediction service and a real Prometheus with the
-project's rules and their production `for:` (10 min for DataDriftDetected, 15 min for
-FeatureDriftDetected), sends the simulator's `baseline` scenario (reference-like rides only) at the
-demo rate, and counts from Prometheus: scrapes with a drift verdict, scrapes that flagged the dataset
-or a feature, and the drift alerts that went pending or fired. Goal: no alert fires.
+project's rules and their production `for:` (10 min for DataDriftDetected and MultivariateDriftDetected,
+15 min for FeatureDriftDetected and SegmentDriftDetected), sends the simulator's `baseline` scenario
+(reference-like rides only) at the demo rate, and counts from Prometheus: scrapes with a drift verdict,
+scrapes that flagged the dataset, a feature, a segment or the joint detector, and the drift alerts that
+went pending or fired. Goal: no alert fires. Prints the load average and the CPU the stack used.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -23,7 +26,7 @@ from local_stack.components import prometheus_query
 from local_stack.demo import DEMO_EVIDENTLY_CONFIG, start_stack
 from local_stack.processes import wait_until
 
-ALERTS = ("DataDriftDetected", "FeatureDriftDetected")
+ALERTS = ("DataDriftDetected", "FeatureDriftDetected", "SegmentDriftDetected", "MultivariateDriftDetected")
 
 
 def _train(out: Path) -> Path:
@@ -56,6 +59,8 @@ def _report(url: str, minutes: float) -> dict[str, object]:
         "verdict scrapes": _value(url, f"sum(count_over_time(evidently_dataset_drift{window}))"),
         "dataset drift scrapes": _value(url, f"sum(sum_over_time(evidently_dataset_drift{window}))"),
         "feature drift scrapes": features,
+        "segment flag scrapes": _value(url, f"sum(sum_over_time(evidently_segment_drift_flagged{window}))"),
+        "joint drift scrapes": _value(url, f"sum(sum_over_time(evidently_multivariate_drift_detected{window}))"),
         "window rows (last)": _value(url, "max(evidently_window_rows)"),
         "min rows (last)": _value(url, "max(evidently_window_min_rows)"),
         **alerts,
@@ -76,6 +81,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, Prometheus data)")
     args = parser.parse_args(argv)
 
+    print(f"[repeated_looks] load average before: {os.getloadavg()[0]:.1f}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_repeated_looks_"))
     print(f"[repeated_looks] training a model in {workdir}", flush=True)
     artifacts = _train(workdir / "artifacts")
@@ -103,9 +109,16 @@ def main(argv: list[str]) -> int:
         for name, value in counts.items():
             print(f"  {name:28s} {value}")
         fired = sum(v for k, v in counts.items() if k.endswith("firing"))
-        print(f"[repeated_looks] drift alerts fired: {fired} (goal: 0)")
+        print(f"[repeated_looks] drift alerts fired: {fired} (goal: 0); load average {os.getloadavg()[0]:.1f}")
         return 0 if fired == 0 else 1
     finally:
         stack.stop()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        print(
+            f"[repeated_looks] CPU: stack processes {used.ru_utime + used.ru_stime:.0f} s, "
+            f"this process (simulator) {mine.ru_utime + mine.ru_stime:.0f} s",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

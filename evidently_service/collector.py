@@ -123,7 +123,7 @@ class _Families:
         )
         self.mv_score = gauge(
             "evidently_multivariate_drift_score",
-            "Joint drift score: relative increase of the window's PCA reconstruction error over the reference's",
+            "Joint drift score: the largest change of a correlation between two features, window vs reference",
             ("method",),
         )
         self.mv_threshold = gauge(

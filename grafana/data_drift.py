@@ -122,9 +122,9 @@ def joint_drift() -> timeseries.Panel:
     """The joint (multivariate) drift score and its threshold."""
     return dashed_series(
         timeseries_panel(
-            "Joint drift (PCA reconstruction)",
-            "Relative increase of the window's reconstruction error over the reference's (features standardised "
-            "and one-hot encoded, PCA fitted on the reference): it rises when relations between features change "
+            "Joint drift (correlations)",
+            "Largest change of a correlation between two features, window vs reference (categories as their "
+            "values' shares and per-value means of the numbers): it rises when relations between features change "
             "even where each feature alone looks like the reference. Dashed: the calibrated threshold; "
             f"MultivariateDriftDetected fires after {duration_text(for_seconds('MultivariateDriftDetected'))} "
             "above it.",

@@ -25,7 +25,7 @@ import pandas as pd
 
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings, ColumnCalibration
 from monitoring_core.description import DriftTest, Kind, ModelDescription
-from monitoring_core.multivariate import MultivariateDrift, ReconstructionDrift
+from monitoring_core.multivariate import CorrelationDrift, MultivariateDrift
 
 MULTIPLE_TESTING = ("none", "bonferroni", "bh")
 TOTAL_VARIATION = "tv"
@@ -326,7 +326,7 @@ class DriftEvaluator:
     ) -> None:
         """Prepare `reference`; with `calibration`, thresholds and minimum sizes come from it, else the pinned ones.
 
-        `multivariate`: with calibration, also judge the features jointly (`ReconstructionDrift`, at the
+        `multivariate`: with calibration, also judge the features jointly (`CorrelationDrift`, at the
         per-feature rate) when at least two numerical or categorical features are monitored.
         """
         if multiple_testing not in MULTIPLE_TESTING:
@@ -349,12 +349,12 @@ class DriftEvaluator:
             )
             for column, test in self.tests.items()
         }
-        self.multivariate: ReconstructionDrift | None = None
+        self.multivariate: CorrelationDrift | None = None
         if multivariate and calibration is not None:
             kinds = (Kind.NUMERICAL, Kind.CATEGORICAL)
             joint = [c for c in self.features if description.column_kind(c) in kinds]
             try:
-                self.multivariate = ReconstructionDrift(description, reference, joint, rate, calibration)
+                self.multivariate = CorrelationDrift(description, reference, joint, rate, calibration)
             except ValueError:
                 self.multivariate = None  # too few features or reference rows for a joint detector
 

@@ -16,7 +16,7 @@ from scipy.stats import binom
 from bench.drift_data import flip_correlation, mix, scale, wine_model
 from monitoring_core.calibration import CalibrationSettings
 from monitoring_core.drift import DriftEvaluator, family_flags
-from monitoring_core.multivariate import ReconstructionDrift
+from monitoring_core.multivariate import CorrelationDrift
 from ride_duration.schema import DESCRIPTION
 
 SETTINGS = CalibrationSettings()
@@ -108,7 +108,7 @@ def test_the_joint_detector_fires_on_a_joint_shift_with_quiet_marginals_and_not_
 
 def test_the_joint_detector_runs_at_its_rate(wine):
     description, sample, reference, _ = wine
-    detector = ReconstructionDrift(description, reference, rate=0.05, settings=SETTINGS, floor=1e-9)
+    detector = CorrelationDrift(description, reference, rate=0.05, settings=SETTINGS, floor=1e-9)
     flags = sum(detector.evaluate(sample(500, seed=1_000 + s), 100).detected for s in range(400))
     assert _within(flags, 400, 0.05), flags
 
