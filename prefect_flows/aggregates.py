@@ -144,8 +144,8 @@ def _out_of_range(description: ModelDescription, column: str, values: pd.Series)
     present = values.dropna()
     if spec.kind is Kind.CATEGORICAL and spec.values is not None:
         known = {category_key(v) for v in spec.values}
-        return int((~present.map(category_key).isin(known)).sum())
-    if spec.kind is Kind.NUMERICAL and (spec.minimum is not None or spec.maximum is not None):
+        return sum(int(n) for value, n in present.value_counts().items() if category_key(value) not in known)
+    if spec.minimum is not None or spec.maximum is not None:  # numbers (integer categories may have bounds too)
         numbers = pd.to_numeric(present, errors="coerce")
         outside = pd.Series(False, index=numbers.index)
         if spec.minimum is not None:
@@ -169,8 +169,10 @@ def partition_aggregates(description: ModelDescription, frame: pd.DataFrame, k: 
         result.missing[column] = int(frame[column].isna().sum())
         result.out_of_range[column] = _out_of_range(description, column, frame[column])
     for column in _categorical(description):
-        counts = frame[column].dropna().map(category_key).value_counts()
-        result.categories[column] = Counter({str(v): int(n) for v, n in counts.items()})
+        counts: Counter = Counter()
+        for value, n in frame[column].value_counts().items():  # per distinct value, not per row
+            counts[category_key(value)] += int(n)
+        result.categories[column] = counts
     for column in _sketched(description):
         values = pd.to_numeric(frame[column], errors="coerce").dropna().to_numpy(dtype=float)
         if len(values):

@@ -162,16 +162,18 @@ def dask_address():
 
 
 @pytest.mark.integration
-def test_flow_over_archive_partitions_reports_on_the_sample_with_exact_header(
+def test_flow_over_archive_and_mongodb_hours_reports_on_the_sample_with_exact_header(
     tmp_path, prefect_env, dask_address, monkeypatch
 ):
+    """Two hours archived, the third still in MongoDB only: one run reads both, exact over all of them."""
     from local_stack.components import start_mongo
+    from local_stack.logged_predictions import insert_documents
 
     models = tmp_path / "models"
     built = diabetes_regressor(models)
     description = built.folder.description
     root = str(tmp_path / "archive")
-    frames = []
+    frames, in_mongo = [], []
     for hour in range(HOURS):
         start = START + timedelta(hours=hour)
         rows = _rows(built.held_out, ROWS_PER_HOUR, hour)
@@ -179,12 +181,16 @@ def test_flow_over_archive_partitions_reports_on_the_sample_with_exact_header(
             description, rows, start, start + timedelta(hours=1), label_share=0.8, seed=hour, id_prefix=f"h{hour}-"
         )
         table = archive_layout.to_table(docs, archive_layout.arrow_schema(description))
-        archive_layout.write_partition(root, description.name, start, table)
+        if hour < HOURS - 1:
+            archive_layout.write_partition(root, description.name, start, table)
+        else:
+            in_mongo = docs
         frames.append(logged_frame(description, table.to_pandas()))
     whole = pd.concat(frames, ignore_index=True)
     (tmp_path / "monitoring.yaml").write_text(CONFIG)
     proc, uri = start_mongo(tmp_path / "mongo")
     try:
+        insert_documents(uri, "prediction_service", in_mongo)
         env = {
             "MONGODB_URI": uri,
             "MODELS_DIR": str(models),
