@@ -24,8 +24,8 @@ from prefect_flows.io_mongo import logged_frame
 
 START = datetime(2026, 3, 2, 6, tzinfo=UTC)
 HOURS = 3
-ROWS_PER_HOUR = 1500
-SAMPLE = 1000
+ROWS_PER_HOUR = 800
+SAMPLE = 600
 CONFIG = "defaults:\n  calibration: {enabled: false}\n  min_labelled_rows: 20\n"
 
 
