@@ -32,6 +32,7 @@ setup: $(STAMP)  ## create .venv and install the dev lock (tests and tools, with
 # the dev lock are constrained by it, so every lock pins the versions the tests run.
 lock: | $(UV)  ## re-resolve the lock files from the requirements*.in files
 	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-flows.in -c requirements.txt -o requirements-flows.txt
 	$(UV_COMPILE) requirements-metrics.in -c requirements.txt -o requirements-metrics.txt
 	$(UV_COMPILE) requirements-base.in -c requirements.txt -o requirements-base.txt
 	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt

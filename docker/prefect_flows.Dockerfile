@@ -2,17 +2,17 @@
 # Batch monitoring flow served on its schedule: `python -m prefect_flows.serve`, non-root (also runs `prefect server`).
 # Build from the repository root: docker build -f docker/prefect_flows.Dockerfile .
 
-# --- dependencies: a cached layer that changes only with requirements.txt -----------------------
+# --- dependencies: a cached layer that changes only with requirements-flows.txt -----------------
 FROM python:3.11.11-slim-bookworm AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
-COPY requirements.txt ./
-# Hashed runtime pins: the whole runtime lock (requirements.in), no test tooling.
+COPY requirements-flows.txt ./
+# Hashed runtime pins: the whole runtime lock plus the Dask path's (requirements-flows.in), no test tooling.
 # The lock is complete, so pip installs exactly its files (--no-deps: pip's resolver in hash mode trips over
 # extras such as pandas[parquet]) and `pip check` proves every dependency is there.
 # This stage is discarded: only /opt/venv is copied on, so build leftovers never reach the final image.
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r requirements-flows.txt \
  && /opt/venv/bin/pip check
 
 # --- runtime: the venv and our code, nothing else ------------------------------------------------

@@ -12,6 +12,12 @@ from monitoring_core.calibration import CalibrationCache, CalibrationSettings
 from monitoring_core.description import DriftTest, ModelDescription
 from monitoring_core.drift import DriftEvaluator
 from prefect_flows import quality
+from prefect_flows.aggregates import (
+    PartitionAggregates,
+    classification_quality,
+    exact_summary,
+    regression_quality,
+)
 from prefect_flows.columns import MODEL_VERSION, REQUEST_ID, TIMESTAMP
 from prefect_flows.io_mongo import Sampling
 from prefect_flows.period import Period
@@ -122,9 +128,20 @@ def analyse(
     analysed_rows: pd.DataFrame,
     sampling: Sampling,
     limits: Limits,
+    exact: PartitionAggregates | None = None,
 ) -> Analysis:
-    """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts."""
+    """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts.
+
+    With `exact` (the Dask path: `period_rows` is then the sample) the counts, label coverage, versions and
+    quality metrics are the aggregates' over every row, and the summary gains their `exact` block.
+    """
     summary = base_summary(rid, description, period, period_rows, sampling)
+    if exact is not None:
+        summary["exact"] = exact_summary(description, exact)
+        summary["rows"].update(period=exact.rows, labelled=exact.labelled)
+        summary.update(
+            label_coverage=summary["exact"]["label_coverage"], model_versions=summary["exact"]["model_versions"]
+        )
     reference = reference_frame(description, reference)
     summary["columns"] = columns_summary(description, reference)
     evaluator = limits.evaluator(description, reference)
@@ -172,6 +189,8 @@ def analyse(
         summary["quality"] = {"available": False, "reason": reason}
     else:
         summary["quality"] = _quality(description, reference, labelled, meta[QUALITY], reports)
+        if exact is not None:
+            summary["quality"].update(_exact_quality(description, exact, len(labelled)))
     summary["message"] = _message(summary, sampling)
     return Analysis(summary, reports)
 
@@ -198,6 +217,22 @@ def _quality(
     else:
         values.update(quality_results(reports[-1].snapshot))
     values["segments"] = quality.segment_quality(description, labelled, SEGMENT_MIN_LABELLED_ROWS)
+    return values
+
+
+def _exact_quality(description: ModelDescription, exact: PartitionAggregates, sampled: int) -> dict[str, Any]:
+    """Return the quality metrics over every labelled row of the period (from the aggregates' sums and counts)."""
+    values: dict[str, Any] = {"sample_labelled_rows": sampled, "exact": True}
+    if description.is_classification:
+        computed = classification_quality(description, exact)
+        if computed is not None:
+            overall, per_class = computed
+            values.update(overall, classes=per_class, labelled_rows=sum(exact.confusion.values()))
+    else:
+        computed = regression_quality(exact)
+        if computed is not None:
+            values.update(computed, labelled_rows=int(exact.errors[0]))
+    values["segments_note"] = f"segment quality is computed on the sample's {sampled:,} labelled rows"
     return values
 
 

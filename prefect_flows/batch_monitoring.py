@@ -26,7 +26,8 @@ from monitoring_core.description import ModelDescription
 from monitoring_core.model_folder import ModelFolder, discover_models
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from monitoring_core.prepare import load_prepared
-from prefect_flows import io_mongo, publish, run_metrics
+from prefect_flows import io_mongo, publish, run_metrics, scale
+from prefect_flows.aggregates import SAMPLE_STRATEGY, PartitionAggregates, period_sample
 from prefect_flows.analysis import Analysis, Limits, analyse
 from prefect_flows.index_page import write_index
 from prefect_flows.period import Period
@@ -98,11 +99,21 @@ def build_reports(
     settings: BatchSettings,
     drift: DriftSettings,
     prepared: CalibrationCache | None = None,
+    exact: PartitionAggregates | None = None,
 ) -> Analysis:
-    """Sample above the row limit, then build the Evidently reports and the verdicts (`prepared`: the folder's)."""
+    """Sample above the row limit, then build the Evidently reports and the verdicts (`prepared`: the folder's).
+
+    With `exact` (the Dask path), `rows` is already the period's sample and the counts and quality come
+    from the aggregates over every row.
+    """
     description = drift.description
     seed = io_mongo.sampling_seed(description.name, period)
-    analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
+    if exact is None:
+        analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
+    else:
+        applied = exact.rows > len(rows)
+        sampling = io_mongo.Sampling(applied, exact.rows, len(rows), settings.max_rows, seed, SAMPLE_STRATEGY)
+        analysed = rows
     if sampling.applied:
         get_run_logger().info("sampling %d of %d rows (seed %d)", sampling.analysed_rows, sampling.period_rows, seed)
     # The folder's prepared calibration (`python -m monitoring_core.prepare`) when it is up to date, else the
@@ -120,7 +131,7 @@ def build_reports(
         drift.calibration,
         cache,
     )
-    return analyse(rid, description, period, reference, rows, analysed, sampling, limits)
+    return analyse(rid, description, period, reference, rows, analysed, sampling, limits, exact)
 
 
 @task(name="write-report-files", retries=1, **_TASK)
@@ -208,6 +219,9 @@ def batch_monitoring(
     reports_dir: Path | None = None,
     workspace: Path | None = None,
     drift_config: Path | None = None,
+    engine: str | None = None,
+    archive_root: str | None = None,
+    dask_workers: int | None = None,
 ) -> dict[str, dict]:
     """Build the drift, data and quality reports of every model (or `model_name`) over one period.
 
@@ -226,6 +240,9 @@ def batch_monitoring(
         "reports_dir": reports_dir,
         "workspace": workspace,
         "drift_config": drift_config,
+        "engine": engine,
+        "archive_root": archive_root,
+        "dask_workers": dask_workers,
     }
     try:
         settings = settings.with_run_parameters(**parameters)
@@ -267,6 +284,18 @@ def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any
     logger.info("batch run %s", rid)
 
     clock = _Clock()
+    slices = scale.plan(settings, description, period) if settings.engine != "frame" else []
+    if scale.engine_for(settings, period, slices) == "dask":
+        drift = load_drift_settings(settings, folder)
+        reference = load_reference(drift.reference_path)
+        clock.lap("load")
+        archived = sum(s.source == scale.ARCHIVE for s in slices)
+        logger.info("Dask: %d hours, %d from the archive, the others from MongoDB", len(slices), archived)
+        total = scale.scan(settings, description, period, slices, io_mongo.sampling_seed(description.name, period))
+        clock.lap("read")
+        prepared = load_prepared(folder) if drift.calibration else None
+        analysis = build_reports(rid, period, reference, period_sample(total), settings, drift, prepared, total)
+        return _publish(settings, description, period, rid, analysis, runs, clock)
     # The read mostly waits on the database: the local loading runs meanwhile in this thread.
     reading = read_period.submit(settings, description, period)
     drift = load_drift_settings(settings, folder)
@@ -276,6 +305,20 @@ def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any
     clock.lap("read")  # what the read took beyond the overlapped loading
     prepared = load_prepared(folder) if drift.calibration else None
     analysis = build_reports(rid, period, reference, rows, settings, drift, prepared)
+    return _publish(settings, description, period, rid, analysis, runs, clock)
+
+
+def _publish(
+    settings: BatchSettings,
+    description: ModelDescription,
+    period: Period,
+    rid: str,
+    analysis: Analysis,
+    runs: Any,
+    clock: _Clock,
+) -> dict:
+    """Write the run's reports, snapshots and summary; return the summary."""
+    logger = get_run_logger()
     clock.lap("reports")
     summary = analysis.summary
     if analysis.reports:
@@ -311,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the N minutes up to now instead of --start/--end (run the flow now, e.g. right after traffic)",
     )
     parser.add_argument("--model", help="one model folder's name (default: every model folder of $MODELS_DIR)")
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "frame", "dask"),
+        help="frame: one pandas frame; dask: hour by hour on Dask, exact over every row; default $BATCH_ENGINE (auto)",
+    )
     args = parser.parse_args(argv)
     if args.last_minutes is not None and (args.start or args.end):
         parser.error("give --last-minutes or --start/--end, not both")
@@ -332,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     print(prefect_settings_line(), flush=True)
     # Every knob passed explicitly, so the run in the Prefect UI shows the values it used.
     parameters = {**settings.run_parameters(), **({"model_name": args.model} if args.model else {})}
+    if args.engine:
+        parameters["engine"] = args.engine
     summaries = batch_monitoring(start=period.start, end=period.end, **parameters)
     for summary in summaries.values():
         print(f"{summary['run_id']}: {summary['message']}")

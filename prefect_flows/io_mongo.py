@@ -58,7 +58,11 @@ def read_predictions(
             progress(len(records))
     if progress is not None and len(records) % batch_size:
         progress(len(records))
-    frame = pd.DataFrame.from_records(records, columns=list(fields))
+    return logged_frame(description, pd.DataFrame.from_records(records, columns=list(fields)))
+
+
+def logged_frame(description: ModelDescription, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return logged documents' fields (MongoDB's, or an archive partition's columns) typed for the reports."""
     # The label is stored under `target` on the prediction's document: the reports name it as the reference does.
     frame = typed(description, frame.rename(columns={TARGET: description.target_column}))
     # When the prediction was served: naive UTC, the time axis of the reports.

@@ -69,13 +69,16 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
     rows, sampling = summary["rows"], summary["sampling"]
     counted = f"{rows['analysed']:,} rows analysed"
     if kind == QUALITY:
-        counted = f"{summary[QUALITY]['labelled_rows']:,} labelled rows of {rows['analysed']:,} analysed"
+        labelled = summary[QUALITY].get("sample_labelled_rows", summary[QUALITY]["labelled_rows"])
+        counted = f"{labelled:,} labelled rows of {rows['analysed']:,} analysed"
     lines = [
         f"<b>{escape(title(kind, summary.get('task', 'regression')))}</b> &middot; "
         f"model {escape(summary['model_name'])} &middot; "
         f"{escape(period_text(summary))} &middot; {counted}"
     ]
-    if sampling["applied"]:
+    if summary.get("exact"):
+        lines.extend(escape(sentence) for sentence in exact_sentences(summary))
+    elif sampling["applied"]:
         lines.append(
             f"The period had {sampling['period_rows']:,} rows; this report analyses {sampling['analysed_rows']:,} of "
             f"them, a uniform random sample without replacement seeded by model and period (seed {sampling['seed']})."
@@ -102,6 +105,33 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
     style = "font-family:sans-serif;padding:.6rem 1rem;background:#f4f4f4;border-bottom:1px solid #ccc"
     header = f'<div id="batch-run" style="{style}">' + "<br>".join(lines) + "</div>"
     return header + (_SHOW_SHARES if uneven(sizes) else "")
+
+
+def exact_sentences(summary: dict[str, Any]) -> list[str]:
+    """Return the header's lines of a run on the Dask path: the sample the report shows, the exact aggregates."""
+    exact, sampling = summary["exact"], summary["sampling"]
+    drawn = (
+        f"This report is drawn from a uniform sample of {sampling['analysed_rows']:,} of {exact['rows']:,} rows "
+        f"(the rows with the smallest keyed hash of their request id, seed {sampling['seed']}, drawn per hour "
+        "and merged)."
+        if sampling["applied"]
+        else f"This report shows all {exact['rows']:,} rows of the period."
+    )
+    missing = {c: v for c, v in exact["missing_share"].items() if v}
+    outside = {c: v for c, v in exact["out_of_range_share"].items() if v}
+    counts = (
+        f'Exact over every row of the period (summary.json "exact"): {exact["rows"]:,} rows, '
+        f"{exact['labelled']:,} labelled ({(exact['label_coverage'] or 0):.1%}); missing: "
+        + (", ".join(f"{c} {v:.2%}" for c, v in missing.items()) or "none")
+        + "; out of the described range: "
+        + (", ".join(f"{c} {v:.2%}" for c, v in outside.items()) or "none")
+        + "."
+    )
+    lines = [drawn, counts]
+    quality = summary.get(QUALITY) or {}
+    if quality.get("exact") and quality.get("available"):
+        lines.append(f"Model quality over all {quality['labelled_rows']:,} labelled rows (exact): {headline(summary)}.")
+    return lines
 
 
 def score_text(value: float | None) -> str:

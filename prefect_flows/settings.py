@@ -8,7 +8,7 @@ deployment may override them, and each run shows the values it used.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,9 @@ RUN_PARAMETERS = {
     "reports_dir": "reports_dir",
     "workspace": "workspace_dir",
     "drift_config": "config_path",
+    "engine": "engine",
+    "archive_root": "archive_root",
+    "dask_workers": "dask_workers",
 }
 
 
@@ -46,6 +49,16 @@ class BatchSettings(ModelsDirSettings, MongoSettings, DriftConfigSettings):
     read_batch_size: int = env("BATCH_READ_BATCH_SIZE", 10_000, ge=1)  # MongoDB cursor batch, progress step
     pushgateway_url: str | None = env("PUSHGATEWAY_URL", None)  # where each run pushes its outcome; None: no push
     schedule_cron: str = env("BATCH_SCHEDULE_CRON", DEFAULT_CRON, min_length=1)  # prefect_flows.serve only
+    # How a run reads the period (docs/batch_monitoring.md "Large periods"): `frame` one pandas frame from
+    # MongoDB; `dask` per hour on a Dask cluster (archive partitions, else MongoDB cursors), exact aggregates
+    # over every row and the reports on a uniform sample; `auto` Dask when the archive holds any hour of the
+    # period or the period is longer than prefect_flows.scale.AUTO_DASK_HOURS.
+    engine: Literal["auto", "frame", "dask"] = env("BATCH_ENGINE", "auto")
+    archive_root: str = env("ARCHIVE_ROOT", "archive", min_length=1)  # the archive's fsspec URL (hourly Parquet)
+    dask_workers: int = env("BATCH_DASK_WORKERS", 2, ge=1)  # worker processes of the local Dask cluster
+    # An existing Dask scheduler (tcp://host:8786) instead of a local cluster; its workers need this code,
+    # the flow's dependencies and PREFECT_API_URL (docs/batch_monitoring.md).
+    dask_address: str | None = env("BATCH_DASK_ADDRESS", None)
 
     @property
     def workspace(self) -> Path:

@@ -21,7 +21,8 @@ ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
 # The lock `make setup` installs, and the runtime locks the images install (each a subset of the first).
 DEV_LOCK = REPO / "requirements-dev.txt"
-RUNTIME_LOCKS = ("requirements.txt", "requirements-metrics.txt", "requirements-base.txt")
+# The batch flow's lock first: the runtime lock (requirements.txt) plus the Dask path's packages.
+RUNTIME_LOCKS = ("requirements-flows.txt", "requirements.txt", "requirements-metrics.txt", "requirements-base.txt")
 # What the images run on (python:3.11.11-slim-bookworm): lock lines whose marker excludes it never install there.
 IMAGE_ENVIRONMENT = {
     "python_version": "3.11",

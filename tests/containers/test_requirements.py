@@ -72,6 +72,7 @@ def test_image_locks_are_subsets_of_the_runtime_lock():
     runtime = read_lock(REPO / "requirements.txt")
     for lock in RUNTIME_LOCKS[1:]:
         assert set(read_lock(REPO / lock)) <= set(runtime), lock
+    assert set(runtime) <= set(read_lock(REPO / RUNTIME_LOCKS[0])), "the flow's lock lacks runtime packages"
 
 
 def test_tooling_stays_out_of_the_runtime_locks():
