@@ -23,9 +23,10 @@ from pymongo import MongoClient
 
 from monitoring_core.calibration import CalibrationCache, cache_path_for
 from monitoring_core.description import ModelDescription
+from monitoring_core.estimation import PerformanceEstimator
 from monitoring_core.model_folder import ModelFolder, discover_models
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
-from prefect_flows import io_mongo, publish, run_metrics
+from prefect_flows import estimation, estimation_page, io_mongo, publish, run_metrics
 from prefect_flows.analysis import Analysis, Limits, analyse
 from prefect_flows.index_page import write_index
 from prefect_flows.period import Period
@@ -71,6 +72,15 @@ def load_drift_settings(settings: BatchSettings, folder: ModelFolder) -> DriftSe
     return drift
 
 
+@task(name="load-performance-estimator", **_TASK)
+def load_performance_estimator(folder: ModelFolder) -> tuple[PerformanceEstimator | None, str | None]:
+    """Read the folder's prepared performance estimator; without one, say why (the run goes on without it)."""
+    estimator, reason = estimation.load(folder)
+    if estimator is None:
+        get_run_logger().warning("%s: no quality estimate before labels: %s", folder.name, reason)
+    return estimator, reason
+
+
 @task(name="read-period-predictions", retries=3, retry_delay_seconds=5, **_TASK)
 def read_period(settings: BatchSettings, description: ModelDescription, period: Period) -> pd.DataFrame:
     """Read the period's predictions (projected fields, batched cursor) with progress in the log."""
@@ -96,8 +106,9 @@ def build_reports(
     rows: pd.DataFrame,
     settings: BatchSettings,
     drift: DriftSettings,
+    estimator: tuple[PerformanceEstimator | None, str | None] = (None, estimation.NOT_PREPARED),
 ) -> Analysis:
-    """Sample above the row limit, then build the Evidently reports and the verdicts."""
+    """Sample above the row limit, then build the Evidently reports, the verdicts and the quality estimate."""
     description = drift.description
     seed = io_mongo.sampling_seed(description.name, period)
     analysed, sampling = io_mongo.sample_rows(rows, settings.max_rows, seed)
@@ -114,13 +125,19 @@ def build_reports(
         drift.calibration,
         cache,
     )
-    return analyse(rid, description, period, reference, rows, analysed, sampling, limits)
+    return analyse(rid, description, period, reference, rows, analysed, sampling, limits, *estimator)
 
 
 @task(name="write-report-files", retries=1, **_TASK)
 def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str, dict[str, str]]:
     """Save each report's HTML and JSON under REPORTS_DIR."""
     return publish.write_reports(settings.reports_dir, analysis.summary, analysis.reports)
+
+
+@task(name="write-estimation-page", retries=1, **_TASK)
+def write_estimation_page(settings: BatchSettings, summary: dict[str, Any]) -> str:
+    """Save the page of estimated vs realised quality per period and segment; return its path under REPORTS_DIR."""
+    return estimation_page.write(settings.reports_dir, summary)
 
 
 @task(name="open-workspace", retries=2, retry_delay_seconds=2, **_TASK)
@@ -265,15 +282,17 @@ def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any
     reading = read_period.submit(settings, description, period)
     drift = load_drift_settings(settings, folder)
     reference = load_reference(drift.reference_path)
+    estimator = load_performance_estimator(folder)
     clock.lap("load")
     rows = reading.result()
     clock.lap("read")  # what the read took beyond the overlapped loading
-    analysis = build_reports(rid, period, reference, rows, settings, drift)
+    analysis = build_reports(rid, period, reference, rows, settings, drift, estimator)
     clock.lap("reports")
     summary = analysis.summary
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
         summary["workspace"] = record_snapshots(settings, runs, description, analysis)
+        summary["estimation"]["html"] = write_estimation_page(settings, summary)
     clock.lap("publish")
     summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)
