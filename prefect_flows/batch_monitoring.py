@@ -72,9 +72,12 @@ def load_drift_settings(settings: BatchSettings, folder: ModelFolder) -> DriftSe
     return drift
 
 
-@task(name="load-performance-estimator", **_TASK)
 def load_performance_estimator(folder: ModelFolder) -> tuple[PerformanceEstimator | None, str | None]:
-    """Read the folder's prepared performance estimator; without one, say why (the run goes on without it)."""
+    """Read the folder's prepared performance estimator; without one, say why (the run goes on without it).
+
+    A plain function, not a task: Prefect failed to resolve a ModelFolder as a task input here, and the
+    read is one small local file.
+    """
     estimator, reason = estimation.load(folder)
     if estimator is None:
         get_run_logger().warning("%s: no quality estimate before labels: %s", folder.name, reason)

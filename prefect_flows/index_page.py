@@ -95,7 +95,7 @@ Drift uses the metrics service's pinned tests (each model's <code>model.yaml</co
 period's size, so a quiet hour is "not enough data", never drift; quality is computed on rows
 whose ground truth had arrived when the run started. The quality estimate judges every row, labelled or
 not, from the inputs and the model's outputs (the model folder's prepared estimator), with its 90% band;
-the gap is realised minus the estimate of the same labelled rows. Estimation cannot see pure concept drift
+the gap is realised &minus; estimated over the same labelled rows. Estimation cannot see pure concept drift
 (labels that change for the same inputs): a gap outside the band is its hint.</p>
 <table>
 <thead><tr><th>period</th><th>model</th><th>rows</th><th>label coverage</th><th>verdict</th>

@@ -54,7 +54,7 @@ POLLUTING = {"covariate_shift", "new_zones", "missing_values", "concept_drift", 
 RPS = 150
 # Half clean, half faulty: 5 s at 150 rows/s passes the window's 700 minimum rows and replaces most of
 # its 800 rows; the outage needs 20 s without predictions before its signal can hold.
-DURATION = {"outage": 20}
+DURATION = {"outage": 20, "covariate_shift": 16}  # covariate: 8 s of shifted rows, margin for a slow machine
 DRIFT_ALERTS = 'ALERTS{alertname=~"DataDriftDetected|FeatureDriftDetected|ModelQualityDegraded"}'
 # Scenarios whose faults need no label to show: they run without any, to prove it.
 WITHOUT_LABELS = {"covariate_shift"}
