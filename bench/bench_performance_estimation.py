@@ -16,7 +16,8 @@ window's realised metric, the share of windows whose realised metric lies in the
 90%; NannyML's own band is +-3 sampling errors, and its +-1.645 is shown too), and the cost of one
 estimate on 2,000 rows. Every window is judged from several references (the model folder's own,
 then fresh clean rows of the same size), since one reference's sampling luck moves every estimate
-alike. The load average is printed beside the figures (2 shared cores).
+alike; our band's coverage is also measured over many references (`--band-references`, ours only).
+The load average is printed beside the figures (2 shared cores).
 """
 
 from __future__ import annotations
@@ -272,12 +273,25 @@ def _cost(estimator: PerformanceEstimator, window: pd.DataFrame, repeats: int = 
 
 
 def measure(
-    case: Case, sizes: list[int], windows: dict[int, int], references: int, nannyml: Path | None, work: Path
+    case: Case,
+    sizes: list[int],
+    windows: dict[int, int],
+    references: int,
+    nannyml: Path | None,
+    work: Path,
+    band_references: int = 0,
+    band_windows: int = 0,
 ) -> tuple[list[dict], dict]:
     """Return one row per (scenario, n, metric) with our and NannyML's error and coverage, and the costs.
 
     Every window is judged by estimators fitted on each of `references` references (the model folder's
     own, then fresh clean rows of the same size): one reference's luck moves every estimate alike.
+    Our band's coverage on clean data is also measured on `band_windows` further clean windows per size,
+    each judged from `band_references` references (ours only: NannyML's fit is too slow for many). A
+    band is meant to cover over references as well as windows: with a few references the share inside
+    mostly measures those references' luck (one whose learned level is 1.5 standard errors off covers
+    ~70% of 2,000-row windows, however right the band's width), and with 20 windows it moves by +-7
+    points from window luck alone.
     """
     started = time.perf_counter()
     sets = []  # (scenario, windows, realised metrics per window)
@@ -286,11 +300,18 @@ def measure(
             pool = case.pool(scenario, n * windows[n], seed=1000 + 97 * s + n)
             chunks = [pool.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(windows[n])]
             sets.append((scenario, chunks, [case.realised(w) for w in chunks]))
+    band_sets = []  # (n, clean windows, realised metrics) for the band's coverage
+    for n in sizes if band_windows else ():
+        pool = case.pool("clean", n * band_windows, seed=3000 + n)
+        chunks = [pool.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(band_windows)]
+        band_sets.append((n, chunks, [case.realised(w) for w in chunks]))
+    inside: dict[tuple, list[bool]] = {}
     cost_window = case.pool("clean", 2000, seed=77)
     judged: dict[tuple, dict[str, list]] = {}
     costs: dict = {"model": case.name}
-    for r in range(references):
+    for r in range(max(references, band_references)):
         reference = case.reference if r == 0 else case.pool("clean", len(case.reference), seed=600 + r)
+        shared = r < references  # judged by both tools; the others by ours only, for the band's coverage
         fit_started = time.perf_counter()
         estimator = fit_estimator(case.description, reference, seed=0)
         if r == 0:
@@ -298,7 +319,7 @@ def measure(
             costs.update(ours_fit_s=time.perf_counter() - fit_started, ours_wall_ms=wall, ours_cpu_ms=cpu)
             print(f"[bench] {case.name}: held-out on the reference {estimator.held_out}", flush=True)
         theirs_by_set: list[dict] = [{} for _ in sets]
-        if nannyml:
+        if nannyml and shared:
             analyses = [(len(c[0]), c) for _, c, _ in sets] + [(2000, [cost_window])]
             results, timing = run_nannyml(nannyml, case, reference, analyses, work)
             theirs_by_set = results[:-1]
@@ -307,6 +328,14 @@ def measure(
                     nannyml_fit_s=timing["fit_seconds"],
                     nannyml_ms_per_chunk=timing["analyses"][-1]["estimate_seconds"] * 1e3,
                 )
+        for n, chunks, realised in band_sets:
+            for window, real in zip(chunks, realised, strict=True):
+                estimate = estimator.estimate(window)
+                for metric in case.metrics:
+                    band = estimate.metrics[metric]
+                    inside.setdefault((n, metric), []).append(band.low <= real[metric] <= band.high)
+        if not shared:
+            continue
         for (scenario, chunks, realised), theirs in zip(sets, theirs_by_set, strict=True):
             ours = [estimator.estimate(w) for w in chunks]
             for metric in case.metrics:
@@ -317,8 +346,14 @@ def measure(
                 )
                 if metric in theirs and len(theirs[metric]) == len(chunks):
                     entry["nml"].extend(tuple(t) for t in theirs[metric])
-        print(f"[bench] {case.name}: reference {r + 1}/{references} done ({time.perf_counter() - started:.0f}s)")
-    return [_summary(case, key, entry) for key, entry in judged.items()], costs
+        total = max(references, band_references)
+        print(f"[bench] {case.name}: reference {r + 1}/{total} done ({time.perf_counter() - started:.0f}s)")
+    rows = [_summary(case, key, entry) for key, entry in judged.items()]
+    for row in rows:
+        flags = inside.get((row["n"], row["metric"])) if row["scenario"] == "clean" else None
+        if flags:
+            row.update(ours_coverage_many=float(np.mean(flags)), band_judgements=len(flags))
+    return rows, costs
 
 
 def _summary(case: Case, key: tuple, entry: dict[str, list]) -> dict:
@@ -354,14 +389,20 @@ def table(rows: list[dict]) -> str:
     """Return the results as a markdown table."""
     lines = [
         "| model | scenario | n | metric | realised | ours: est. | ours: error | ours: 90% band | "
+        "ours: 90% band, many windows x references | "
         "NannyML: est. | NannyML: error | NannyML: ±3σ band | NannyML: ±1.645σ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         nml = "nannyml_mae" in r
         lines.append(
             f"| {r['model']} | {r['scenario']} | {r['n']} | {r['metric']} | {r['realised']:.3f} | "
             f"{r['ours_estimate']:.3f} | {r['ours_mae']:.3f} | {_pct(r['ours_coverage'])} | "
+            + (
+                f"{_pct(r['ours_coverage_many'])} ({r['band_judgements']:,}) | "
+                if "ours_coverage_many" in r
+                else "- | "
+            )
             + (
                 f"{r['nannyml_estimate']:.3f} | {r['nannyml_mae']:.3f} | {_pct(r['nannyml_coverage'])} | "
                 f"{_pct(r['nannyml_coverage_90'])} |"
@@ -385,25 +426,42 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--references", type=int, default=None, help="references each window is judged from (default 3; quick: 1)"
     )
+    parser.add_argument(
+        "--band-references",
+        type=int,
+        default=None,
+        help="references our band's clean coverage is judged from (ours only; default 20, quick: 10)",
+    )
+    parser.add_argument(
+        "--band-windows",
+        type=int,
+        default=None,
+        help="clean windows per size for our band's coverage (ours only; default 200, quick: 100)",
+    )
     parser.add_argument("--no-nannyml", action="store_true", help="skip the NannyML comparison (no bench venv)")
     parser.add_argument("--models", nargs="+", choices=("taxi", "classifier"), default=["taxi", "classifier"])
     parser.add_argument("--out-dir", type=Path, default=ROOT / "artifacts" / "performance_estimation")
     args = parser.parse_args(argv)
     default = 20 if args.quick else 60
     args.references = args.references or (1 if args.quick else 3)
+    band_references = args.band_references or (10 if args.quick else 20)
+    band_windows = args.band_windows or (100 if args.quick else 200)
     windows = {n: args.windows or (8 if args.quick else 24) if n >= 2000 else default for n in args.sizes}
     nannyml = None if args.no_nannyml else ensure_nannyml()
     cases = [TaxiCase() if name == "taxi" else ClassifierCase() for name in args.models]
     rows, costs = [], []
     with tempfile.TemporaryDirectory(prefix="bench-estimation-") as tmp:
         for case in cases:
-            case_rows, case_costs = measure(case, args.sizes, windows, args.references, nannyml, Path(tmp))
+            case_rows, case_costs = measure(
+                case, args.sizes, windows, args.references, nannyml, Path(tmp), band_references, band_windows
+            )
             rows.extend(case_rows)
             costs.append(case_costs)
     load = os.getloadavg()
     loads = " ".join(f"{x:.1f}" for x in load)
     header = (
-        f"level {LEVEL:.0%}; windows per size {windows} x {args.references} reference(s);"
+        f"level {LEVEL:.0%}; windows per size {windows} x {args.references} reference(s)"
+        f"; our clean band also over {band_windows} windows x {band_references} references;"
         f" load average {loads} (1, 5, 15 min; 2 cores)"
     )
     cost_lines = [

@@ -11,7 +11,8 @@ import pandas as pd
 from monitoring_core.calibration import CalibrationCache, CalibrationSettings
 from monitoring_core.description import DriftTest, ModelDescription
 from monitoring_core.drift import DriftEvaluator
-from prefect_flows import quality
+from monitoring_core.estimation import PerformanceEstimator
+from prefect_flows import estimation, quality
 from prefect_flows.aggregates import (
     PartitionAggregates,
     classification_quality,
@@ -129,11 +130,15 @@ def analyse(
     sampling: Sampling,
     limits: Limits,
     exact: PartitionAggregates | None = None,
+    estimator: PerformanceEstimator | None = None,
+    estimation_reason: str | None = estimation.NOT_PREPARED,
 ) -> Analysis:
-    """Build the drift, data-summary and (when labels allow) quality reports, and the verdicts.
+    """Build the drift, data-summary and (when labels allow) quality reports, the verdicts and the estimate.
 
     With `exact` (the Dask path: `period_rows` is then the sample) the counts, label coverage, versions and
     quality metrics are the aggregates' over every row, and the summary gains their `exact` block.
+    `estimator` None: the model folder has no prepared performance estimator, and `estimation_reason`
+    says why (the summary says it instead of an estimate).
     """
     summary = base_summary(rid, description, period, period_rows, sampling)
     if exact is not None:
@@ -156,6 +161,9 @@ def analyse(
             min_rows=min_rows,
             drift=None,
             quality={"available": False, "reason": "not enough data"},
+            estimation=estimation.unavailable(
+                "not enough data" if estimator is not None else (estimation_reason or estimation.NOT_PREPARED)
+            ),
         )
         return Analysis(summary)
 
@@ -191,6 +199,9 @@ def analyse(
         summary["quality"] = _quality(description, reference, labelled, meta[QUALITY], reports)
         if exact is not None:
             summary["quality"].update(_exact_quality(description, exact, len(labelled)))
+    summary["estimation"] = estimation.summarise(
+        description, estimator, estimation_reason, current, limits.min_labelled_rows, SEGMENT_MIN_LABELLED_ROWS
+    )
     summary["message"] = _message(summary, sampling)
     return Analysis(summary, reports)
 
@@ -247,6 +258,8 @@ def _message(summary: dict[str, Any], sampling: Sampling) -> str:
     parts.append(
         quality.headline(summary) if quality_part["available"] else f"quality unavailable: {quality_part['reason']}"
     )
+    if not quality_part["available"] and summary["estimation"]["available"]:
+        parts.append(estimation.headline(summary))  # before labels: the estimate is the quality news
     if sampling.applied:
         parts.append(f"analysed a seeded sample of {sampling.analysed_rows} of {sampling.period_rows} rows")
     return "; ".join(parts)

@@ -23,10 +23,11 @@ from pymongo import MongoClient
 
 from monitoring_core.calibration import CalibrationCache, cache_path_for
 from monitoring_core.description import ModelDescription
+from monitoring_core.estimation import PerformanceEstimator
 from monitoring_core.model_folder import ModelFolder, discover_models
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from monitoring_core.prepare import load_prepared
-from prefect_flows import io_mongo, publish, run_metrics, scale
+from prefect_flows import estimation, estimation_page, io_mongo, publish, run_metrics, scale
 from prefect_flows.aggregates import SAMPLE_STRATEGY, PartitionAggregates, period_sample
 from prefect_flows.analysis import Analysis, Limits, analyse
 from prefect_flows.index_page import write_index
@@ -73,6 +74,18 @@ def load_drift_settings(settings: BatchSettings, folder: ModelFolder) -> DriftSe
     return drift
 
 
+def load_performance_estimator(folder: ModelFolder) -> tuple[PerformanceEstimator | None, str | None]:
+    """Read the folder's prepared performance estimator; without one, say why (the run goes on without it).
+
+    A plain function, not a task: Prefect failed to resolve a ModelFolder as a task input here, and the
+    read is one small local file.
+    """
+    estimator, reason = estimation.load(folder)
+    if estimator is None:
+        get_run_logger().warning("%s: no quality estimate before labels: %s", folder.name, reason)
+    return estimator, reason
+
+
 @task(name="read-period-predictions", retries=3, retry_delay_seconds=5, **_TASK)
 def read_period(settings: BatchSettings, description: ModelDescription, period: Period) -> pd.DataFrame:
     """Read the period's predictions (projected fields, batched cursor) with progress in the log."""
@@ -100,11 +113,12 @@ def build_reports(
     drift: DriftSettings,
     prepared: CalibrationCache | None = None,
     exact: PartitionAggregates | None = None,
+    estimator: tuple[PerformanceEstimator | None, str | None] = (None, estimation.NOT_PREPARED),
 ) -> Analysis:
-    """Sample above the row limit, then build the Evidently reports and the verdicts (`prepared`: the folder's).
+    """Sample above the row limit, then build the Evidently reports, the verdicts and the quality estimate.
 
-    With `exact` (the Dask path), `rows` is already the period's sample and the counts and quality come
-    from the aggregates over every row.
+    `prepared`: the folder's calibration. With `exact` (the Dask path), `rows` is already the period's sample
+    and the counts and quality come from the aggregates over every row; the estimate is the sample's.
     """
     description = drift.description
     seed = io_mongo.sampling_seed(description.name, period)
@@ -131,13 +145,19 @@ def build_reports(
         drift.calibration,
         cache,
     )
-    return analyse(rid, description, period, reference, rows, analysed, sampling, limits, exact)
+    return analyse(rid, description, period, reference, rows, analysed, sampling, limits, exact, *estimator)
 
 
 @task(name="write-report-files", retries=1, **_TASK)
 def write_report_files(settings: BatchSettings, analysis: Analysis) -> dict[str, dict[str, str]]:
     """Save each report's HTML and JSON under REPORTS_DIR."""
     return publish.write_reports(settings.reports_dir, analysis.summary, analysis.reports)
+
+
+@task(name="write-estimation-page", retries=1, **_TASK)
+def write_estimation_page(settings: BatchSettings, summary: dict[str, Any]) -> str:
+    """Save the page of estimated vs realised quality per period and segment; return its path under REPORTS_DIR."""
+    return estimation_page.write(settings.reports_dir, summary)
 
 
 @task(name="open-workspace", retries=2, retry_delay_seconds=2, **_TASK)
@@ -288,23 +308,26 @@ def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any
     if scale.engine_for(settings, period, slices) == "dask":
         drift = load_drift_settings(settings, folder)
         reference = load_reference(drift.reference_path)
+        estimator = load_performance_estimator(folder)
         clock.lap("load")
         archived = sum(s.source == scale.ARCHIVE for s in slices)
         logger.info("Dask: %d hours, %d from the archive, the others from MongoDB", len(slices), archived)
         total = scale.scan(settings, description, period, slices, io_mongo.sampling_seed(description.name, period))
         clock.lap("read")
         prepared = load_prepared(folder) if drift.calibration else None
-        analysis = build_reports(rid, period, reference, period_sample(total), settings, drift, prepared, total)
+        sample = period_sample(total)
+        analysis = build_reports(rid, period, reference, sample, settings, drift, prepared, total, estimator)
         return _publish(settings, description, period, rid, analysis, runs, clock)
     # The read mostly waits on the database: the local loading runs meanwhile in this thread.
     reading = read_period.submit(settings, description, period)
     drift = load_drift_settings(settings, folder)
     reference = load_reference(drift.reference_path)
+    estimator = load_performance_estimator(folder)
     clock.lap("load")
     rows = reading.result()
     clock.lap("read")  # what the read took beyond the overlapped loading
     prepared = load_prepared(folder) if drift.calibration else None
-    analysis = build_reports(rid, period, reference, rows, settings, drift, prepared)
+    analysis = build_reports(rid, period, reference, rows, settings, drift, prepared, estimator=estimator)
     return _publish(settings, description, period, rid, analysis, runs, clock)
 
 
@@ -324,6 +347,7 @@ def _publish(
     if analysis.reports:
         summary["reports"] = write_report_files(settings, analysis)
         summary["workspace"] = record_snapshots(settings, runs, description, analysis)
+        summary["estimation"]["html"] = write_estimation_page(settings, summary)
     clock.lap("publish")
     summary["timings_seconds"] = clock.laps  # before storing, so the history shows how long runs take
     store_summary(settings, period, summary)

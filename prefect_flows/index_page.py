@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from prefect_flows import estimation
 from prefect_flows.publish import SUMMARY_FILE, period_text, read_summaries, verdict
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, title
 
@@ -47,8 +48,21 @@ def _links(summary: dict[str, Any]) -> str:
         for kind in (DRIFT, DATA_SUMMARY, QUALITY)
         if (paths := summary.get("reports", {}).get(kind))
     ]
+    if page := (summary.get("estimation") or {}).get("html"):
+        links.append(f'<a href="{escape(page)}">estimated quality</a>')
     links.append(f'<a href="{escape(summary["run_id"])}/{SUMMARY_FILE}">summary.json</a>')
     return " &middot; ".join(links)
+
+
+def _estimate(summary: dict[str, Any]) -> str:
+    part = summary.get("estimation")
+    if not part or summary["status"] != "ok":
+        return "&ndash;"
+    text = escape(estimation.headline(summary))
+    if not part["available"]:
+        return f'<span class="nodata">{text}</span>'
+    outside = any(m.get("outside_band") for m in part["period"]["metrics"].values())
+    return f'<span class="drift">{text}</span>' if outside else text
 
 
 def _row(summary: dict[str, Any]) -> str:
@@ -60,6 +74,7 @@ def _row(summary: dict[str, Any]) -> str:
         f"<td>{_rows(summary)}</td>"
         f"<td>{_coverage(summary)}</td>"
         f'<td class="{css}">{escape(verdict(summary))}</td>'
+        f"<td>{_estimate(summary)}</td>"
         f"<td>{_links(summary)}</td>"
         "</tr>"
     )
@@ -68,7 +83,7 @@ def _row(summary: dict[str, Any]) -> str:
 def render_index(summaries: list[dict[str, Any]], now: datetime | None = None) -> str:
     """Return the index page listing `summaries` in the given order."""
     now = now or datetime.now(UTC)
-    body = "\n".join(_row(s) for s in summaries) or '<tr><td colspan="6" class="nodata">no runs yet</td></tr>'
+    body = "\n".join(_row(s) for s in summaries) or '<tr><td colspan="7" class="nodata">no runs yet</td></tr>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Batch monitoring reports</title>
 <style>{_STYLE}</style></head>
@@ -78,9 +93,13 @@ def render_index(summaries: list[dict[str, Any]], now: datetime | None = None) -
 Drift uses the metrics service's pinned tests (each model's <code>model.yaml</code> with
 <code>monitoring_core/monitoring.yaml</code>) at thresholds calibrated from the reference for each
 period's size, so a quiet hour is "not enough data", never drift; quality is computed on rows
-whose ground truth had arrived when the run started.</p>
+whose ground truth had arrived when the run started. The quality estimate judges every row, labelled or
+not, from the inputs and the model's outputs (the model folder's prepared estimator), with its 90% band;
+the gap is realised &minus; estimated over the same labelled rows. Estimation cannot see pure concept drift
+(labels that change for the same inputs): a gap outside the band is its hint.</p>
 <table>
-<thead><tr><th>period</th><th>model</th><th>rows</th><th>label coverage</th><th>verdict</th><th>reports</th></tr>
+<thead><tr><th>period</th><th>model</th><th>rows</th><th>label coverage</th><th>verdict</th>
+<th>quality estimated before labels</th><th>reports</th></tr>
 </thead>
 <tbody>
 {body}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring_core.description import ModelDescription
+from prefect_flows import estimation
 from prefect_flows.period import parse_utc
 from prefect_flows.quality import headline
 from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, BuiltReport, period_label, title
@@ -90,6 +91,12 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
         if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
             lines.extend(escape(sentence) for sentence in threshold_sentences(drift))
+    if kind in (DRIFT, QUALITY) and (summary.get("estimation") or {}).get("available"):
+        lines.append(
+            f"Quality estimated before labels ({summary['estimation']['level']:.0%} band; per segment on the "
+            f"estimation page): {escape(estimation.headline(summary))}. Estimation cannot see pure concept drift: "
+            "a gap outside the band is its hint."
+        )
     if kind == DATA_SUMMARY and summary.get("columns"):
         lines.append(escape(columns_line(summary)))
     if uneven(sizes):

@@ -5,6 +5,9 @@ Each fault is a mapping with an `op`, the `column` it changes (not for the label
     - {op: scale, column: distance, factor: 1.8}        # numerical: x * factor
     - {op: shift, column: hours_per_week, by: -10}           # numerical: x + by
     - {op: variance, column: husband_income, factor: 3}      # numerical: spread around the reference mean
+    - {op: select, column: hours_per_week, above: 40}        # rows replaced by source rows (with their own
+                                                             # labels) where the column is above / below:
+                                                             # pure covariate shift, P(label | inputs) kept
     - {op: mix, column: region, share: 0.6, to: least_frequent, top: 1}
                                                              # categorical: move rows to the K most/least
                                                              # frequent values the reference knows
@@ -37,16 +40,18 @@ import pandas as pd
 from monitoring_core.description import UNKNOWN_SEGMENT, Kind, ModelDescription, category_key
 
 NUMERICAL_OPS = frozenset({"scale", "shift", "variance"})
+ROW_OPS = frozenset({"select"})
 CATEGORICAL_OPS = frozenset({"mix", "unseen"})
 BODY_OPS = frozenset({"drop", "rename", "retype"})
 LABEL_OPS = frozenset({"scale_label", "shift_label", "flip_labels"})
-OPS = NUMERICAL_OPS | CATEGORICAL_OPS | BODY_OPS | LABEL_OPS | {"missing"}
+OPS = NUMERICAL_OPS | ROW_OPS | CATEGORICAL_OPS | BODY_OPS | LABEL_OPS | {"missing"}
 MIX_TARGETS = ("most_frequent", "least_frequent")
 RETYPES = {"str": str, "int": lambda v: int(float(v)), "float": float}
 _OPTIONS: dict[str, set[str]] = {
     "scale": {"factor"},
     "shift": {"by"},
     "variance": {"factor"},
+    "select": {"above", "below"},
     "mix": {"to", "top"},
     "unseen": {"values"},
     "missing": set(),
@@ -104,6 +109,10 @@ class Fault:
                 raise FaultError(f"{where}: mix's `to` must be one of {MIX_TARGETS}")
             if not isinstance(options["top"], int) or isinstance(options["top"], bool) or options["top"] < 1:
                 raise FaultError(f"{where}: mix's `top` must be a whole number >= 1")
+        if op == "select":
+            bounds = [options.get(k) for k in ("above", "below") if k in options]
+            if not bounds or any(isinstance(b, bool) or not isinstance(b, int | float) for b in bounds):
+                raise FaultError(f"{where}: select needs a number `above` and/or `below`")
         if op == "retype" and options["to"] not in RETYPES:
             raise FaultError(f"{where}: retype's `to` must be one of {sorted(RETYPES)}")
         if op == "unseen" and "values" in options:
@@ -150,7 +159,7 @@ class Fault:
             spec = description.fields_by_name.get(self.column or "")
             if spec is None:
                 raise FaultError(f"{where}: {self.column!r} is not a feature of {description.name}")
-            if self.op in NUMERICAL_OPS and spec.kind is not Kind.NUMERICAL:
+            if self.op in NUMERICAL_OPS | ROW_OPS and spec.kind is not Kind.NUMERICAL:
                 raise FaultError(f"{where}: {self.op} needs a numerical feature; {spec.name} is {spec.kind.value}")
             if self.op in CATEGORICAL_OPS and spec.kind is not Kind.CATEGORICAL:
                 raise FaultError(f"{where}: {self.op} needs a categorical feature; {spec.name} is {spec.kind.value}")
@@ -176,11 +185,12 @@ def segment_names(description: ModelDescription) -> set[str] | None:
 
 @dataclass(frozen=True)
 class Reference:
-    """What faults need to know of the reference: each column's values by frequency, and each numeric mean."""
+    """What faults need to know of the reference: each column's values by frequency, each numeric mean, its rows."""
 
     description: ModelDescription
     frequencies: dict[str, pd.Series]
     means: dict[str, float]
+    rows: pd.DataFrame | None = None  # the rows the simulation draws from (`select` draws among them)
 
     @classmethod
     def of(cls, description: ModelDescription, frame: pd.DataFrame) -> Reference:
@@ -196,7 +206,21 @@ class Reference:
                 frequencies[spec.name] = counts.loc[order]
             elif spec.kind is Kind.NUMERICAL:
                 means[spec.name] = float(pd.to_numeric(frame[spec.name], errors="coerce").mean())
-        return cls(description, frequencies, means)
+        return cls(description, frequencies, means, frame)
+
+    def rows_where(self, column: str, above: float | None, below: float | None) -> pd.DataFrame:
+        """Return the source rows whose `column` lies above `above` and below `below` (FaultError when none)."""
+        if self.rows is None:
+            raise FaultError("select needs the rows the simulation draws from")
+        values = pd.to_numeric(self.rows[column], errors="coerce")
+        keep = values.notna()
+        if above is not None:
+            keep &= values > above
+        if below is not None:
+            keep &= values < below
+        if not keep.any():
+            raise FaultError(f"select {column}: no source row lies in ({above}, {below})")
+        return self.rows[keep.to_numpy()]
 
     def known_values(self, column: str, most: bool, top: int) -> list[Any]:
         """Return the `top` most (or least) frequent values the reference holds for a categorical column."""
@@ -261,7 +285,12 @@ def apply_faults(
         if not mask.any():
             continue
         column, opts = fault.column, fault.options
-        if fault.op in NUMERICAL_OPS:
+        if fault.op == "select":
+            # Covariate shift with true labels: rows of the region, labels and all, replace the selected rows.
+            pool = reference.rows_where(column, opts.get("above"), opts.get("below"))
+            chosen = pool.iloc[rng.integers(0, len(pool), size=int(mask.sum()))][list(out.columns)]
+            out = pd.concat([out[~mask], chosen.set_axis(out.index[mask])]).sort_index(kind="stable")
+        elif fault.op in NUMERICAL_OPS:
             values = pd.to_numeric(out[column], errors="coerce").astype(float)
             if fault.op == "scale":
                 changed = values * opts["factor"]

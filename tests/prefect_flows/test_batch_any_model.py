@@ -20,6 +20,7 @@ from pymongo import MongoClient
 from local_stack.components import start_mongo
 from local_stack.logged_predictions import insert_documents, logged_documents
 from monitoring_core.documents import TARGET
+from monitoring_core.estimation import prepare_estimator
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,10 @@ def run(tmp_path_factory, prefect_env):
     work = tmp_path_factory.mktemp("any-model")
     models = {m.folder.name: m for m in (diabetes_regressor(work / "models"), wine_classifier(work / "models"))}
     models["cancer"] = cancer_classifier(work / "models")
+    # Quality estimators for the regressor and the binary classifier; wine's 110 reference rows are too few,
+    # so its folder stays unprepared and its reports must say so instead of failing.
+    for name in ("diabetes", "cancer"):
+        prepare_estimator(models[name].folder)
     (work / "monitoring.yaml").write_text(CONFIG)
     docs = []
     for seed, model in enumerate(models.values()):
@@ -166,3 +171,40 @@ def test_the_workspace_has_a_project_per_model_with_its_tasks_panels(run):
         panels[name] = [p.title for p in workspace.get_dashboard(project.id).panels]
     assert panels["diabetes"][-1] == "Regression quality (points)"
     assert panels["wine"][-1] == panels["cancer"][-1] == "Classification quality"
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "segment"), [("diabetes", "rmse", "age_band"), ("cancer", "accuracy", "tumour_size")]
+)
+def test_estimated_and_realised_quality_per_period_and_segment_with_the_gap(run, name, metric, segment):
+    summary = run["summaries"][name]
+    estimation, quality = summary["estimation"], summary["quality"]
+    assert estimation["available"] and estimation["level"] == 0.9 and "concept drift" in estimation["limit"]
+    period = estimation["period"]
+    assert period["rows"] == summary["rows"]["analysed"] and period["labelled_rows"] == quality["labelled_rows"]
+    values = period["metrics"][metric]
+    assert values["low"] <= values["estimated"] <= values["high"]
+    # Realised over the labelled rows, compared with the estimate of those same rows.
+    assert values["realised"] == pytest.approx(quality[metric])
+    assert values["gap"] == pytest.approx(values["realised"] - values["labelled_estimated"])
+    assert values["outside_band"] == (not values["labelled_low"] <= values["realised"] <= values["labelled_high"])
+    # Per segment: every segment's rows estimated; the well-labelled ones realised too.
+    segments = {s["segment"]: s for s in estimation["segments"]}
+    assert sum(s["rows"] for s in segments.values()) == period["rows"]
+    assert {s["segment"] for s in quality["segments"]} <= set(segments)
+    assert any("gap" in s["metrics"][metric] for s in segments.values())
+    reports = run["work"] / "reports"
+    page = (reports / estimation["html"]).read_text()
+    assert f"{segment} = " in page and "gap (realised" in page and "cannot see pure concept drift" in page
+    index = (reports / "index.html").read_text()
+    assert estimation["html"] in index and f"estimated {'RMSE' if metric == 'rmse' else 'accuracy'}" in index
+    drift_page = (reports / summary["reports"]["drift"]["html"]).read_text()
+    assert "Quality estimated before labels (90% band" in drift_page
+
+
+def test_a_model_folder_without_an_estimator_says_so_instead_of_failing(run):
+    summary = run["summaries"]["wine"]
+    assert summary["status"] == "ok" and summary["quality"]["available"]
+    assert summary["estimation"]["available"] is False and "monitoring_core.prepare" in summary["estimation"]["reason"]
+    page = (run["work"] / "reports" / summary["estimation"]["html"]).read_text()
+    assert "No estimate for this run" in page and "monitoring_core.prepare" in page

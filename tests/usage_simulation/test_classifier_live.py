@@ -3,11 +3,16 @@
 The services find the model through its folder (`MODEL_DIR` for the prediction service, `MODELS_DIR` for the
 metrics service: docs/contract.md). Until the services are generic in this tree they cannot import, and the
 module is skipped saying so; the lead runs it after the merge.
+
+The covariate-shift scenario runs without any label: PerformanceEstimateDegraded (macro F1 estimated from
+the inputs) must fire before a single label of the phase exists. The concept-drift scenario expects
+PerformanceEstimateGap: its realised quality leaves the band estimated from the same rows.
 """
 
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,8 @@ import yaml
 
 from local_stack.components import prometheus_query
 from local_stack.processes import wait_until
+from monitoring_core.estimation import prepare_estimator
+from monitoring_core.model_folder import load_model_folder
 from usage_simulation.cli import parser, run_and_score
 from usage_simulation.rows import PhaseFeed, RowSource
 from usage_simulation.runner import RunConfig, Runner
@@ -27,6 +34,11 @@ pytestmark = pytest.mark.integration
 RPS = 150
 ORDER = ["clean", "covariate_shift", "mix_shift", "concept_drift", "segment_degradation"]
 QUALITY_ALERTS = 'ALERTS{alertname=~"DataDriftDetected|FeatureDriftDetected|ModelQualityDegraded"}'
+# Scenarios whose faults need no label to show: they run without any, to prove it.
+WITHOUT_LABELS = {"covariate_shift"}
+# The window must be mostly shifted rows for the estimate's band to clear the bound: 8 s of them, with margin.
+DURATION = {"covariate_shift": 16}
+ESTIMATE_FIRING = 'ALERTS{alertname="PerformanceEstimateDegraded",alertstate="firing",model="health_insurance"}'
 
 
 def _services_import() -> str | None:
@@ -51,11 +63,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, insurance_dir: Path) -> Iter
     config["defaults"]["evaluation_period_seconds"] = 1
     config_path = workdir / "evidently.yaml"
     config_path.write_text(yaml.safe_dump(config))
+    # The session's model folder, copied so that its estimator stays this module's, then prepared.
+    folder = workdir / "models" / insurance_dir.name
+    shutil.copytree(insurance_dir, folder, ignore=shutil.ignore_patterns("prepared"))
+    prepare_estimator(load_model_folder(folder))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MODEL_DIR", str(insurance_dir))
-        patch.setenv("MODELS_DIR", str(insurance_dir.parent))
+        patch.setenv("MODEL_DIR", str(folder))
+        patch.setenv("MODELS_DIR", str(folder.parent))
         running = start_stack(
-            workdir, insurance_dir, evidently_config=config_path, interval="1s", alert_for="1s", default_ports=False
+            workdir, folder, evidently_config=config_path, interval="1s", alert_for="1s", default_ports=False
         )
     running.env["last_scenario"] = ""
     yield running
@@ -91,7 +107,8 @@ def test_classifier_scenario_is_detected_and_clean_phase_stays_quiet(
     monkeypatch.setenv("MONITORING_TOKEN", stack.token)
     args = parser().parse_args([
         "--model-dir", str(insurance_dir), "--scenario", name, "--url", stack.urls["prediction_service"],
-        "--rps", str(RPS), "--duration", "10", "--feedback-delay", "0.5", "--feedback-share", "0.9",
+        "--rps", str(RPS), "--duration", str(DURATION.get(name, 10)), "--feedback-delay", "0.5",
+        "--feedback-share", "0" if name in WITHOUT_LABELS else "0.9",
         "--prometheus-url", stack.urls["prometheus"], "--settle", "30", "--no-progress",
         "--json", str(tmp_path / "result.json"),
     ])  # fmt: skip
@@ -100,3 +117,12 @@ def test_classifier_scenario_is_detected_and_clean_phase_stays_quiet(
     assert run.totals().errors == 0 and run.totals().rejected == 0 and run.feedback.failed == 0, table
     assert card.detected_all, table
     assert not card.false_alarms, table
+    if name in WITHOUT_LABELS:
+        # Every expected signal, PerformanceEstimateDegraded included, came with no label sent at all.
+        assert run.feedback.sent == 0 and run.feedback.scheduled == 0, table
+        # ... and the alert goes from pending to firing (the rules' `for:` shortened to 1 s here).
+        wait_until(
+            lambda: prometheus_query(stack.urls["prometheus"], ESTIMATE_FIRING),
+            timeout=30,
+            what="estimate alert firing",
+        )

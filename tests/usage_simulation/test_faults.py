@@ -122,6 +122,22 @@ def test_variance_spreads_around_the_reference_mean(diabetes) -> None:
     assert out["bp"].std() == pytest.approx(3 * frame["bp"].std())
 
 
+def test_select_replaces_rows_with_source_rows_of_the_region_labels_and_all(diabetes) -> None:
+    """Pure covariate shift: the inputs move, each row keeps its own label (P(label | inputs) unchanged)."""
+    _, frame = diabetes
+    above = float(frame["bp"].median())
+    out, body = _apply(diabetes, {"op": "select", "column": "bp", "above": above, "share": 0.75}, seed=3)
+    assert not body and len(out) == len(frame) and list(out.columns) == list(frame.columns)
+    replaced = ~(out == frame).all(axis=1).to_numpy()
+    assert 0.6 < replaced.mean() < 0.9 and (out.loc[replaced, "bp"] > above).all()
+    source_rows = set(map(tuple, frame.astype(str).to_numpy()))
+    assert set(map(tuple, out.astype(str).to_numpy())) <= source_rows  # whole rows, labels with their inputs
+    with pytest.raises(FaultError, match="no source row"):
+        _apply(diabetes, {"op": "select", "column": "bp", "above": 10_000})
+    with pytest.raises(FaultError, match="above"):
+        Fault.parse({"op": "select", "column": "bp"}, "test")
+
+
 @pytest.mark.parametrize(("to", "top"), [("most_frequent", 1), ("least_frequent", 1), ("least_frequent", 2)])
 def test_mix_moves_a_share_of_rows_to_known_values_by_frequency(diabetes, to: str, top: int) -> None:
     _, frame = diabetes

@@ -123,7 +123,7 @@ def test_outage_phase_sends_nothing_then_traffic_resumes(recorder, run) -> None:
 def test_rows_limit_sends_exactly_that_many(recorder, run) -> None:
     result = run(recorder.url, _taxi("covariate_shift"), rps=100, rows=30)
     assert result.totals().sent == 30 == len(recorder.predictions)
-    assert [w.name for w in result.phases] == ["clean", "longer_trips"]
+    assert [w.name for w in result.phases] == ["clean", "long_trips"]
 
 
 def test_schema_change_phase_is_rejected_and_counted(recorder, run) -> None:
