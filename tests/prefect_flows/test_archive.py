@@ -7,6 +7,7 @@ three closed hours each); every test archives to its own root.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def stack(tmp_path_factory, taxi_models_dir, reference, prefect_env):
     """nx-27017 holding three hours of two models' logged predictions (some labelled, some with extra fields)."""
     work = tmp_path_factory.mktemp("archive")
-    models = taxi_models_dir
+    models = work / "models"  # its own MODELS_DIR: the session's holds the taxi folder alone for other modules
+    shutil.copytree(taxi_models_dir, models)
     wine = wine_classifier(models)
     folders = discover_models(models)
     taxi = folders["ride_duration"].description

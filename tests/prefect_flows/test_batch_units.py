@@ -234,7 +234,7 @@ def test_the_batch_flow_judges_drift_with_the_folders_prepared_calibration(tmp_p
     from prefect_flows import batch_monitoring
 
     seen = []
-    monkeypatch.setattr(batch_monitoring, "analyse", lambda *args: seen.append(args[-1].cache))
+    monkeypatch.setattr(batch_monitoring, "analyse", lambda *args: seen.append(args[7].cache))  # the Limits
     drift = DriftSettings(DESCRIPTION, {}, 0.5, "holm", tmp_path / "reference.parquet", CalibrationSettings())
     rows = pd.DataFrame({"x": [1.0, 2.0]})
     period = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC))
