@@ -46,6 +46,9 @@ class Recorder:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                if len(raw) < length:  # the sender died mid-body (a SIGKILL test): nothing was delivered
+                    self.close_connection = True
+                    return
                 try:
                     recorder._record(self.path, json.loads(raw or b"null"))
                     self._answer(200, b'{"status": "ok"}')

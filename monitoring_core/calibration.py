@@ -299,7 +299,7 @@ class _CategoricalNull:
         # from the reference's shares alone it could only hold the reference's categories, but a window of
         # fresh rows also lands on categories the reference never saw (mass ~ its singletons' share, Good-
         # Turing). Without that mass sparse columns ran at 5-8x their rate (e.g. ~90 dropoff zones over
-        # ~630 rows of one borough). The unseen rows go to one extra bin the reference side never has:
+        # ~630 rows of one segment). The unseen rows go to one extra bin the reference side never has:
         # both distances add such a bin's mass linearly, so one bin scores as many unseen categories would.
         unseen = min(self.unseen_share, 1.0)
         current = rng.multinomial(size, np.append(self.shares * (1 - unseen), unseen), size=draws)

@@ -145,7 +145,8 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
     mongo, uri, recorder, proc, url = start_stack(service_factory, artifacts_dir, tmp_path, small_disk, "serve")
     session = requests.Session()
     answered: list[str] = []
-    samples: list[tuple[float, float, float]] = []  # (spool records, capacity, dropped) after each call
+    # (spool records, capacity, dropped, spool used bytes, free bytes) after each call
+    samples: list[tuple[float, float, float, float, float]] = []
     try:
         mongo.stop()
         degraded = None
@@ -159,6 +160,8 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
                     metric_value(text, "prediction_spool_records"),
                     metric_value(text, "prediction_spool_capacity_records"),
                     metric_value(text, "prediction_records_dropped_total", queue="mongo"),
+                    metric_value(text, "prediction_spool_used_bytes"),
+                    metric_value(text, "prediction_spool_free_bytes"),
                 )
             )
             if samples[-1][2] > 0 and degraded is None:
@@ -201,6 +204,8 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
                     "input_series": [
                         {"series": f"prediction_spool_records{{{labels}}}", "values": series(0)},
                         {"series": f"prediction_spool_capacity_records{{{labels}}}", "values": series(1)},
+                        {"series": f"prediction_spool_used_bytes{{{labels}}}", "values": series(3)},
+                        {"series": f"prediction_spool_free_bytes{{{labels}}}", "values": series(4)},
                     ],
                     "alert_rule_test": [
                         {
@@ -219,9 +224,9 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
             [prometheus_binary("promtool"), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, result.stdout + result.stderr + "\n" + repr(samples)
-        half = next(i for i, s in enumerate(samples) if s[1] and s[0] / s[1] > 0.5)
+        half = next((i for i, s in enumerate(samples) if s[3] + s[4] and s[3] / (s[3] + s[4]) > 0.5), None)
         print(
-            f"serve: {len(answered)} answered, {lost} lost = {final:.0f} counted; spool half full at call {half}, "
+            f"serve: {len(answered)} answered, {lost} lost = {final:.0f} counted; disk half used at call {half}, "
             f"first loss at call {first_loss} (of {len(samples)})"
         )
     finally:

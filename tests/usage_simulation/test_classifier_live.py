@@ -103,6 +103,14 @@ def test_classifier_scenario_is_detected_and_clean_phase_stays_quiet(
     scenario = load_scenario(name, insurance_dir)
     if stack.env["last_scenario"] not in ("", "clean"):
         _refill(stack, insurance_dir, [s.promql for s in scenario.signals_to_watch()])
+    if name != "clean":  # the first verdicts wait for the thresholds' calibration (minutes on a loaded machine)
+        wait_until(
+            lambda: prometheus_query(
+                stack.urls["prometheus"], 'evidently_feature_drift_detected{model="health_insurance"}'
+            ),
+            timeout=300,
+            what="the metrics service's first drift verdict",
+        )
     stack.env["last_scenario"] = name
     monkeypatch.setenv("MONITORING_TOKEN", stack.token)
     args = parser().parse_args([

@@ -126,7 +126,7 @@ def test_demo_detects_the_drift_and_in_a_terminal_stays_up_with_live_links_until
                 demo.wait()
         os.close(primary)
     ports = set(re.findall(r"(?:http|mongodb)://127\.0\.0\.1:(\d+)", out))
-    assert len(ports) == 6, out  # MongoDB, the two services, Prometheus, the reports server, the Evidently UI
+    assert len(ports) == 7, out  # MongoDB, two prediction services, the metrics service, Prometheus, reports, UI
     for port in ports:
         assert not port_open(int(port)), f"port {port} still open after Ctrl-C"
     # Seen: nx-27017 (re-parented to init) kept running after Ctrl-C in 3 of 4 runs.

@@ -54,7 +54,9 @@ POLLUTING = {"covariate_shift", "new_zones", "missing_values", "concept_drift", 
 RPS = 150
 # Half clean, half faulty: 5 s at 150 rows/s passes the window's 700 minimum rows and replaces most of
 # its 800 rows; the outage needs 20 s without predictions before its signal can hold.
-DURATION = {"outage": 20, "covariate_shift": 16}  # covariate: 8 s of shifted rows, margin for a slow machine
+# covariate and segment: 8 s of faulty rows, margin for a slow machine (the segment's labelled rows must outweigh
+# its clean ones in the window)
+DURATION = {"outage": 20, "covariate_shift": 16, "segment_degradation": 16}
 DRIFT_ALERTS = 'ALERTS{alertname=~"DataDriftDetected|FeatureDriftDetected|ModelQualityDegraded"}'
 # Scenarios whose faults need no label to show: they run without any, to prove it.
 WITHOUT_LABELS = {"covariate_shift"}
@@ -110,6 +112,12 @@ def test_scenario_fault_is_detected_and_clean_phase_stays_quiet(
     # outage and schema_change watch the prediction service only: a dirty window cannot mislead them.
     if live_stack.env["last_scenario"] in POLLUTING and name not in ("outage", "schema_change"):
         refill_window_with_clean_rides(live_stack, reference, [s.promql for s in scenario.signals_to_watch()])
+    if name != "baseline":  # the first verdicts wait for the thresholds' calibration (slow on a loaded machine)
+        wait_until(
+            lambda: prometheus_query(live_stack.urls["prometheus"], "evidently_feature_drift_detected"),
+            timeout=300,
+            what="the metrics service's first drift verdict",
+        )
     live_stack.env["last_scenario"] = name
     monkeypatch.setenv("MONITORING_TOKEN", live_stack.token)
     args = parser().parse_args([
