@@ -172,11 +172,13 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
         dropped = samples[-1][2]
         assert dropped >= 200, "the disk never filled"
         first_loss = next(i for i, s in enumerate(samples) if s[2] > 0)
-        assert degraded is not None and set(degraded["degraded_reasons"]) & {"disk_full", "spool_full"}
+        reasons = set(degraded["degraded_reasons"]) if degraded is not None else set()
+        assert reasons & {"disk_full", "spool_full"}, degraded
         free = metric_value(session.get(f"{url}/metrics").text, "prediction_spool_free_bytes")
-        # The disk filled: under heavy load (CI) losses began with up to ~140 KiB of the 400 KiB left, since a
-        # whole batch that does not fit is halved down to what fits and the rest dropped; a quarter is the bound.
-        assert free < 160 * 1024, free
+        # When the disk is the bound that was hit, it filled: under heavy load (CI) losses began with up to
+        # ~140 KiB of the 400 KiB left, since a whole batch that does not fit is halved down to what fits and the
+        # rest dropped. (Seen with two test files at a time: the record bound reached first, 256 KiB still free.)
+        assert "spool_full" in reasons or free < 160 * 1024, (free, degraded)
 
         def gauge_agrees_with_health() -> bool:
             # Same listing, read at scrape time (the issue: the gauge said 0 while /health said 802).
