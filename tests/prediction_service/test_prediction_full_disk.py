@@ -174,11 +174,12 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
         first_loss = next(i for i, s in enumerate(samples) if s[2] > 0)
         reasons = set(degraded["degraded_reasons"]) if degraded is not None else set()
         assert reasons & {"disk_full", "spool_full"}, degraded
-        free = metric_value(session.get(f"{url}/metrics").text, "prediction_spool_free_bytes")
         # When the disk is the bound that was hit, it filled: under heavy load (CI) losses began with up to
         # ~140 KiB of the 400 KiB left, since a whole batch that does not fit is halved down to what fits and the
-        # rest dropped. (Seen with two test files at a time: the record bound reached first, 256 KiB still free.)
-        assert "spool_full" in reasons or free < 160 * 1024, (free, degraded)
+        # rest dropped. The least free space seen counts: once the spool takes over from the write-ahead logs,
+        # the logs' space comes back (seen: 252 KiB free by the end of a loaded run).
+        least_free = min(s[4] for s in samples)
+        assert "spool_full" in reasons or least_free < 160 * 1024, (least_free, degraded)
 
         def gauge_agrees_with_health() -> bool:
             # Same listing, read at scrape time (the issue: the gauge said 0 while /health said 802).
