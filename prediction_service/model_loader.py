@@ -24,6 +24,7 @@ import hashlib
 import math
 import pickle
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,7 @@ class ServedModel:
                 problems[index] = f"the model's probability of class {bad!r} is {row[bad]!r}, not within [0, 1]"
         return Answers(predictions, probabilities, problems)
 
-    @property
+    @cached_property  # on the request path: built once, not per call
     def _class_set(self) -> frozenset[str]:
         return frozenset(self.description.class_keys)
 
