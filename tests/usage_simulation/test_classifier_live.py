@@ -94,7 +94,7 @@ def _refill(stack, insurance_dir: Path, watched: list[str]) -> None:
     source = RowSource.from_model_dir(insurance_dir, seed=99)
     Runner(config, load_scenario("clean", insurance_dir), PhaseFeed(source)).run()
     for promql in [QUALITY_ALERTS, *watched]:
-        wait_until(lambda q=promql: not prometheus_query(stack.urls["prometheus"], q), timeout=30, what=f"{promql} off")
+        wait_until(lambda q=promql: not prometheus_query(stack.urls["prometheus"], q), timeout=90, what=f"{promql} off")
 
 
 @pytest.mark.parametrize("name", ORDER)

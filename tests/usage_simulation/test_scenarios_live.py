@@ -100,7 +100,7 @@ def refill_window_with_clean_rides(stack: Stack, reference: Path, watched: list[
     Runner(config, load_scenario("baseline", TAXI_DIR), PhaseFeed(source)).run()
     url = stack.urls["prometheus"]
     for promql in [DRIFT_ALERTS, *watched]:
-        wait_until(lambda q=promql: not prometheus_query(url, q), timeout=30, what=f"{promql} off")
+        wait_until(lambda q=promql: not prometheus_query(url, q), timeout=90, what=f"{promql} off")
 
 
 @pytest.mark.parametrize("name", ORDER)
