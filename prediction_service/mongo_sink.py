@@ -313,14 +313,13 @@ class MongoSink:
     def _screen(self, batch: list) -> list[dict]:
         # A record that is no record (a `{}` line in a log, a damaged segment's survivor) is quarantined
         # here: given to MongoDB it would fail the whole batch for ever.
-        kept = []
-        for record in batch:
-            problem = malformed(record)
-            if problem is None:
-                kept.append(record)
-            else:
-                self.dead_letter.quarantine(record, "malformed", problem)
+        kept, bad = _partition(batch)
+        self._quarantine_malformed(bad)
         return kept
+
+    def _quarantine_malformed(self, bad: list[tuple[Any, str]]) -> None:
+        for record, problem in bad:
+            self.dead_letter.quarantine(record, "malformed", problem)
 
     def _recover_dead_workers(self) -> None:
         # A worker SIGKILLed (or the whole service) left its log behind: its records go to the spool.
@@ -452,10 +451,13 @@ class MongoSink:
             log.error("cannot read a spool segment", extra={"segment": str(segment), "error": str(exc)})
             self.spool.release(segment)
             return
-        records = self._screen(records)
+        # Quarantined only once the segment is done with: a segment released for a retry (MongoDB away)
+        # still holds its malformed records, and quarantining them at each attempt wrote them again and again.
+        records, bad = _partition(records)
         if records and not self._write(records):
             self.spool.release(segment)
             return
+        self._quarantine_malformed(bad)
         if damaged:
             # Every intact record is in MongoDB now; the damaged ones are gone: counted and alerted.
             metrics.DROPPED.labels("mongo", "damaged_segment").inc(damaged)
@@ -495,3 +497,16 @@ class MongoSink:
             self.wal.close(handled=spooled)
         metrics.QUEUE_SIZE.labels("mongo").set(0)
         self._client.close()
+
+
+def _partition(batch: list) -> tuple[list[dict], list[tuple[Any, str]]]:
+    """Split `batch` into the records the writer can apply and (record, why not) for the rest."""
+    kept: list[dict] = []
+    bad: list[tuple[Any, str]] = []
+    for record in batch:
+        problem = malformed(record)
+        if problem is None:
+            kept.append(record)
+        else:
+            bad.append((record, problem))
+    return kept, bad

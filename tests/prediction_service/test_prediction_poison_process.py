@@ -76,14 +76,13 @@ def test_a_poison_record_among_1000_is_quarantined_across_a_restart_and_nothing_
         wait_until(lambda: requests.get(f"{url}/health", timeout=5).json()["queues"]["spool_records"] == 0, 30, "")
         assert count(uri, "poison") == 0
         lines = [json_util.loads(line) for p in (spool_dir / "dead-letter").glob("*.jsonl") for line in p.open()]
-        # Quarantine is at least once: a record the stopping service had already quarantined, but whose
-        # segment it had not yet removed, is quarantined again by its successor (seen on a loaded machine).
-        assert {entry["reason"] for entry in lines} == {"malformed", "refused"}, lines
+        # Each once: the `{}` is in a segment the first service released while MongoDB was down; it is
+        # quarantined when its segment is done with, not at each attempt (it was, by both services).
+        assert sorted(entry["reason"] for entry in lines) == ["malformed", "refused"], lines
         # Quarantined, not retried: new records flow at once, and no segment waits.
         send(url, "later-", 0, 10)
         wait_until(lambda: count(uri, "later-") == 10, 30, "records after the quarantine stored", 0.2)
         assert not [p for p in spool_dir.iterdir() if p.name.startswith("seg-")]
-        assert len(lines) == 2
     finally:
         proc.stop()
         mongo.stop()

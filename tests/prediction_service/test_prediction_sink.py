@@ -173,6 +173,32 @@ def test_a_spooled_segment_with_a_poison_and_a_malformed_record_is_replayed_and_
     sink.close()
 
 
+def test_a_malformed_record_in_a_segment_retried_while_mongodb_is_away_is_quarantined_once(tmp_path: Path) -> None:
+    # The segment is released for a retry at every failed attempt; its `{}` must not be written to the
+    # dead letter at each one (it was: once per attempt, and again by the next service after a restart).
+    settings = Settings(
+        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
+        mongo_timeout_seconds=0.1,
+        mongo_retry_seconds=0.05,
+        flush_interval_seconds=0.02,
+        spool_dir=tmp_path,
+    )
+    spool = Spool(tmp_path, 100)
+    assert spool.write([{}, doc("kept")])
+    attempts = REGISTRY.get_sample_value("prediction_mongo_writes_total", {"result": "error"}) or 0.0
+    before = quarantined("malformed")
+    sink = MongoSink(settings, spool)
+    sink.start()
+    wait_until(
+        lambda: (REGISTRY.get_sample_value("prediction_mongo_writes_total", {"result": "error"}) or 0) >= attempts + 3,
+        timeout=20,
+        what="three failed replays",
+    )
+    sink.close()
+    assert quarantined("malformed") == before and spool.size() == 2
+    assert not (tmp_path / "dead-letter").exists()
+
+
 def test_refuse_keeps_a_batch_it_can_neither_write_nor_spool_and_refuses_new_records(tmp_path: Path) -> None:
     settings = Settings(
         mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
