@@ -16,22 +16,18 @@ back every intact line; the rest are reported as damaged, counted from the recor
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from bson import json_util
+from prediction_service.record_lines import decode_line, encode_lines
 
 _SUFFIX = ".jsonl"
-# Extended JSON keeps datetimes (and ObjectIds) typed through the disk round trip.
-_JSON = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
 _CLAIM = ".claimed-"
 # Bytes a spooled record takes on disk before any was measured (a prediction document is about 400-600
-# bytes of JSON; a filesystem allocates whole blocks, so small segments cost more per record).
+# bytes as a line; a filesystem allocates whole blocks, so small segments cost more per record).
 DEFAULT_RECORD_BYTES = 1024
 
 
@@ -136,7 +132,7 @@ class Spool:
             return False
         name = f"seg-{time.time_ns()}-{os.getpid()}-{len(records)}{_SUFFIX}"
         tmp = self.directory / f".{name}.tmp"
-        data = "".join(json_util.dumps(record, json_options=_JSON) + "\n" for record in records).encode()
+        data = encode_lines(records)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -193,8 +189,8 @@ class Spool:
                 if not raw.strip():
                     continue
                 try:
-                    records.append(json_util.loads(raw.decode("utf-8"), json_options=_JSON))
-                except (ValueError, TypeError, json.JSONDecodeError, RecursionError):
+                    records.append(decode_line(raw))
+                except ValueError:
                     bad += 1
         # The name's count is the truth (garbage holding a newline splits one record into two bad lines).
         declared = _records_in(segment.name)

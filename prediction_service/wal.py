@@ -1,10 +1,10 @@
 """Per-worker write-ahead log: every accepted record is appended here before the request is answered.
 
 The in-memory queue between a request and MongoDB dies with its process. So `/predict`
-first appends the records to this worker's own log file (one `os.write` of JSON lines on
-an `O_APPEND` descriptor: a few microseconds, and in the kernel's page cache the moment it
-returns, so it survives the process being SIGKILLed), then queues them. Once the writer has
-put everything appended into MongoDB or into the fsynced spool, the file is emptied; a
+first appends the records to this worker's own log file (one `os.write` of record lines,
+prediction_service/record_lines.py, on an `O_APPEND` descriptor: a few microseconds, and in the
+kernel's page cache the moment it returns, so it survives the process being SIGKILLed), then
+queues them. Once the writer has put everything appended into MongoDB or into the fsynced spool, the file is emptied; a
 full file is rotated and deleted when its last record is handled.
 
 After a crash, the next worker to start (or any live worker, on its replay schedule) claims
@@ -27,15 +27,12 @@ import os
 import socket
 import threading
 import time
-from datetime import UTC
 from pathlib import Path
 
-from bson import json_util
-
+from prediction_service.record_lines import decode_line, encode_lines
 from prediction_service.spool import Spool, pid_alive
 
 log = logging.getLogger(__name__)
-_JSON = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
 _PREFIX = "wal-"
 _SUFFIX = ".log"
 _CLAIM = ".claimed-"
@@ -80,7 +77,7 @@ class WriteAheadLog:
 
     def append(self, records: list[dict]) -> Path:
         """Append `records` to this worker's log (one write); return the file, to `ack` them against later."""
-        data = "".join(json_util.dumps(r, json_options=_JSON) + "\n" for r in records).encode()
+        data = encode_lines(records)
         with self._lock:
             if self._fd is None or self._pid != os.getpid() or self._appended >= self.rotate_records:
                 self._open_next()
@@ -208,8 +205,8 @@ class WriteAheadLog:
                 if not raw.strip():
                     continue
                 try:
-                    records.append(json_util.loads(raw.decode("utf-8"), json_options=_JSON))
-                except (ValueError, TypeError, RecursionError):
+                    records.append(decode_line(raw))
+                except ValueError:
                     bad += 1
         return records, bad
 

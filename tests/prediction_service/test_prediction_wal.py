@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from bson import json_util
 
 from prediction_service.spool import Spool
-from prediction_service.wal import _JSON, WriteAheadLog, _host
+from prediction_service.record_lines import encode_lines
+from prediction_service.wal import WriteAheadLog, _host
 
 
 def _dead_pid() -> int:
@@ -53,13 +54,12 @@ def test_a_dead_workers_log_moves_to_the_spool_and_a_live_ones_stays(tmp_path) -
     mine.append([{"op": "insert", "doc": {"request_id": "live"}}])
     dead = directory / f"wal-{_host()}-{_dead_pid()}-1.log"
     # Written by hand, as a worker that was SIGKILLed would have left it.
-    dead.write_text(
-        "".join(
-            json_util.dumps({"op": "insert", "doc": {"request_id": f"d{i}", "timestamp": stamp}}, json_options=_JSON)
-            + "\n"
-            for i in range(3)
-        )
-        + '{"op": "ins'  # a torn last line: only a power loss leaves one; it is skipped, the rest is kept
+    records = [{"op": "insert", "doc": {"request_id": f"d{i}", "timestamp": stamp}} for i in range(4)]
+    dead.write_bytes(
+        encode_lines(records[:2])
+        # A line of a log written by an earlier version (extended JSON) is read too.
+        + (json_util.dumps(records[2], json_options=json_util.RELAXED_JSON_OPTIONS) + "\n").encode()
+        + encode_lines(records[3:])[:30]  # a torn last line: only a power loss leaves one; skipped, the rest kept
     )
     spool = Spool(tmp_path / "spool", 100)
     assert mine.recover(spool) == 3
