@@ -170,7 +170,7 @@ def main(argv: list[str]) -> int:
                 and figures.lost == 0
                 and figures.duplicates == 0
                 and figures.wiped_duplicates == 0
-                and figures.drift_back_seconds <= figures.evaluation_period_seconds
+                and figures.drift_back_seconds <= figures.drift_back_bound()
             )
         if args.case in ("all", "slow_clients"):
             slow: dict[str, dict] = {}

@@ -71,6 +71,7 @@ class WriteAheadLog:
         self._pid = 0
         self._current: Path | None = None
         self._appended = 0  # lines in the current file
+        self._size = 0  # its bytes
         self._pending: dict[Path, int] = {}  # records appended to a file and not yet handled
         self.damaged = 0  # unreadable lines found in dead workers' logs (the writer counts them as dropped)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -90,13 +91,14 @@ class WriteAheadLog:
     def _write_whole(self, data: bytes) -> None:
         # All or nothing: a write the disk cut short (ENOSPC after part of it) is cut off again, so a
         # half line never glues itself to the next append and corrupts a record that was whole.
-        size = os.fstat(self._fd).st_size
+        size = self._size  # this worker is the file's only writer: no fstat per request
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
             if self.fsync:
                 os.fdatasync(self._fd)
+            self._size = size + len(data)
         except BaseException:
             try:
                 os.ftruncate(self._fd, size)
@@ -115,6 +117,7 @@ class WriteAheadLog:
             if path == self._current and self._fd is not None:
                 # Everything appended so far is safe elsewhere: start the file afresh (O_APPEND writes go to the end).
                 os.ftruncate(self._fd, 0)
+                self._size = 0
                 self._appended = 0
             elif path != self._current:
                 self._pending.pop(path, None)
@@ -131,6 +134,7 @@ class WriteAheadLog:
         self._pid = os.getpid()
         self._current = self.directory / f"{_PREFIX}{self.host}-{self._pid}-{time.time_ns()}{_SUFFIX}"
         self._fd = os.open(self._current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._size = os.fstat(self._fd).st_size
         self._appended = 0
 
     def touch(self) -> None:

@@ -65,6 +65,7 @@ def test_faults_under_load_fail_no_prediction_and_lose_no_document(artifacts_dir
     assert figures.wiped_documents == figures.wiped_ids
     assert figures.wiped_duplicates == 0
     assert figures.wiped_indexes_missing == []
-    # Re-warmed from MongoDB, the metrics service exports drift within one evaluation period of answering.
+    # Re-warmed from MongoDB, the metrics service exports drift within one evaluation period of answering
+    # (plus what that evaluation takes to compute: seconds of CPU on a loaded machine).
     assert figures.window_rows_after_restart >= 300
-    assert figures.drift_back_seconds <= figures.evaluation_period_seconds
+    assert figures.drift_back_seconds <= figures.drift_back_bound(), figures
