@@ -86,6 +86,22 @@ def error_ratio() -> timeseries.Panel:
     )
 
 
+def model_errors() -> timeseries.Panel:
+    """Valid rows the model could not answer."""
+    seconds = window("ModelAnswersUnusable", "prediction_model_errors_total")
+    return timeseries_panel(
+        "Unusable model answers",
+        f"Valid rows answered 500 in the last {duration_text(seconds)} because the model raised or answered "
+        "NaN, infinity, None or a class outside the description (never logged or forwarded); any value fires "
+        "ModelAnswersUnusable.",
+        "short",
+        query(
+            f"sum by (reason) (increase(prediction_model_errors_total{{{MODEL}}}[{promql_duration(seconds)}]))",
+            "{{reason}}",
+        ),
+    ).min(0)
+
+
 def latency_percentiles() -> timeseries.Panel:
     """p50 / p90 / p99 latency per endpoint."""
     latency = threshold("HighPredictionLatency", LATENCY)
@@ -219,6 +235,7 @@ def build() -> dashboard.Dashboard:
         .with_row(row("Requests"))
         .with_panel(request_rate())
         .with_panel(error_ratio())
+        .with_panel(model_errors())
         .with_panel(latency_percentiles())
         .with_panel(predictions_by_version())
         .with_row(row("Monitoring pipeline"))

@@ -39,7 +39,7 @@ def predict():
     except Exception as exc:  # noqa: BLE001 - whatever the model raises on valid rows: one clear answer
         log.exception("the model raised on valid rows", extra={"rows": len(features)})
         problem = f"the model raised {type(exc).__name__} for this input (the service's log has the details)"
-        raise ModelOutputError(dict.fromkeys(range(len(features)), problem), is_batch) from None
+        raise ModelOutputError(dict.fromkeys(range(len(features)), problem), is_batch, raised=True) from None
     if answers_of_model.problems:  # NaN, None, a class outside `classes`: never served, logged or forwarded
         raise ModelOutputError(answers_of_model.problems, is_batch)
     served_at = utc_now_ms()

@@ -53,9 +53,11 @@ def build_app(settings: Settings) -> Flask:
         unknown_fields=UnknownFieldLog(name, settings.unknown_fields),
     )
     metrics.MODEL_INFO.labels(name, model.version).set(1)
+    for reason in ("raised", "unusable_answer"):  # at 0 from the start: the alert's increase() sees the first
+        metrics.MODEL_ERRORS.labels(name, reason)
     register_error_handlers(app)
     _register_input_errors(app)
-    _register_model_errors(app, folder.description.prediction_column)
+    _register_model_errors(app, folder.description.prediction_column, name)
     _register_request_metrics(app)
     app.register_blueprint(bp)
     return app
@@ -79,7 +81,7 @@ def _register_input_errors(app: Flask) -> None:
         return json_error(exc.status, exc.message, exc.details)
 
 
-def _register_model_errors(app: Flask, prediction: str) -> None:
+def _register_model_errors(app: Flask, prediction: str, model: str) -> None:
     @app.errorhandler(ModelOutputError)
     def model_output_error(exc: ModelOutputError):
         # Valid rows the model gave no usable answer for (NaN, None, a foreign class, or it raised): a 500 naming
@@ -92,6 +94,7 @@ def _register_model_errors(app: Flask, prediction: str) -> None:
             }
             for index, problem in sorted(exc.problems.items())[:100]
         ]
+        metrics.MODEL_ERRORS.labels(model, exc.reason).inc(len(exc.problems))
         log.error("the model gave no usable answer", extra={"rows": len(exc.problems), "first": str(exc)})
         return json_error(500, "the model gave no usable answer", details)
 

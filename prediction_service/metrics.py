@@ -102,6 +102,12 @@ LOG_WRITABLE = Gauge(
     "spool full during a MongoDB outage, or the write-ahead log failing); minimum over workers.",
     multiprocess_mode="livemin",
 )
+MODEL_ERRORS = Counter(
+    "prediction_model_errors_total",
+    "Rows of valid requests the model gave no usable answer for (answered 500, neither logged nor forwarded), "
+    "by reason: raised, or unusable_answer (NaN, infinity, None, a class outside the description's).",
+    ["model", "reason"],
+)
 QUARANTINED = Counter(
     "prediction_records_quarantined_total",
     "Records MongoDB (or the driver) refused for what they are, moved to the dead-letter file instead of "

@@ -62,11 +62,13 @@ class Answers:
 class ModelOutputError(Exception):
     """The model gave an unusable answer for valid rows; `problems` says which row and why."""
 
-    def __init__(self, problems: dict[int, str], is_batch: bool) -> None:
+    def __init__(self, problems: dict[int, str], is_batch: bool, raised: bool = False) -> None:
         first = next(iter(problems.items()))
         super().__init__(f"row {first[0]}: {first[1]}")
         self.problems = problems
         self.is_batch = is_batch
+        # `prediction_model_errors_total{reason}`: the model raised, or answered something unusable.
+        self.reason = "raised" if raised else "unusable_answer"
 
 
 def _number_or_none(value: Any) -> float | None:

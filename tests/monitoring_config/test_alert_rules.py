@@ -21,7 +21,8 @@ SEVERITIES = {"critical", "warning", "info"}
 # Fires for ever by design (it proves the alert path): no severity route, no case where it is quiet.
 WATCHDOG = "Watchdog"
 RUNBOOK_URL = "{{ $externalLabels.runbook_base }}#"
-LOSS_ALERTS = {"MonitoringRecordsDropped", "MonitoringRecordsQuarantined"}
+# Lost records and valid requests the model failed are facts, not blips: their alerts fire on the first one.
+LOSS_ALERTS = {"MonitoringRecordsDropped", "MonitoringRecordsQuarantined", "ModelAnswersUnusable"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

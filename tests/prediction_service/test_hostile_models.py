@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import REGISTRY
 from sklearn.linear_model import LinearRegression
 from sklearn_models import HostileRegressor, diabetes_folder, diabetes_frame, fit_diabetes, wine_folder
 
@@ -24,6 +25,10 @@ from prediction_service.model_loader import ModelLoadError, load_served_model
 from prediction_service.settings import Settings
 
 ROW = {"age": 0.01, "bmi": 0.02, "bp": 0.0, "s5": 0.01, "sex": "male"}
+
+
+def model_errors(reason: str) -> float | None:
+    return REGISTRY.get_sample_value("prediction_model_errors_total", {"model": "diabetes", "reason": reason})
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +47,10 @@ def hostile_app(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize(("age", "shown"), [(0.5, "nan"), (0.6, "inf"), (0.7, "None")])
 def test_an_unusable_answer_is_a_500_naming_the_prediction_and_nothing_is_logged(hostile_app, age, shown) -> None:
     client, recorded = hostile_app
-    before = list(recorded)
+    before, errors = list(recorded), model_errors("unusable_answer")
     answer = client.post("/predict", json={**ROW, "age": age})
     assert answer.status_code == 500
+    assert model_errors("unusable_answer") == errors + 1  # counted for ModelAnswersUnusable
     body = answer.get_json()
     assert body["error"] == "the model gave no usable answer"
     assert body["details"] == [
@@ -65,8 +71,11 @@ def test_a_batch_with_one_unusable_answer_names_its_index_and_a_good_one_serves(
 
 def test_a_model_raising_on_valid_rows_is_a_500_naming_the_prediction(hostile_app) -> None:
     client, _ = hostile_app
-    answer = client.post("/predict", json={**ROW, "age": 0.8})
+    raised = model_errors("raised")
+    answer = client.post("/predict", json=[ROW, {**ROW, "age": 0.8}])
     assert answer.status_code == 500
+    assert model_errors("raised") == raised + 2  # every row of the call: none was answered
+    answer = client.post("/predict", json={**ROW, "age": 0.8})
     (detail,) = answer.get_json()["details"]
     assert detail["field"] == "prediction" and detail["reason"] == "model_output"
     assert "raised ValueError" in detail["message"] and "beyond this model" not in detail["message"]  # no internals

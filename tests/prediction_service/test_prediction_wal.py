@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from bson import json_util
 
-from prediction_service.spool import Spool
 from prediction_service.record_lines import encode_lines
+from prediction_service.spool import Spool
 from prediction_service.wal import WriteAheadLog, _host
 
 
