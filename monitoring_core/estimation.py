@@ -35,7 +35,7 @@ from monitoring_core.description import Kind, ModelDescription, category_key
 LEVEL = 0.90
 ESTIMATOR_FILE = "estimator.joblib"
 # Bump when the pickled layout changes: an older file is refused (re-run prepare) rather than misread.
-FORMAT_VERSION = 2  # 2: the loss models' number of stumps is chosen on held-out folds
+FORMAT_VERSION = 2  # 2: two-stage loss models, their number of stumps chosen on held-out folds (refit older)
 FOLDS = 5
 MIN_REFERENCE_ROWS = 200
 # Categorical features keep their most frequent categories as codes; the rest share one code.
@@ -319,9 +319,9 @@ def _fit_loss(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, fold: np.nd
 
     The numeric inputs and the prediction are fitted first, the categories then on what those leave (a
     Poisson fit offset by the first stage). Fitted together, a many-valued category soaked up effects that
-    belong to the numbers (zones with long trips taking the loss of long trips), which then failed to
-    follow a window whose numbers moved; fitted second, categories keep only what the numbers cannot
-    explain. Both stages are stumps, so the sum stays one lookup table per input.
+    belong to the numbers (categories whose rows have large numbers took those numbers' larger loss), which
+    then failed to follow a window whose numbers moved within the categories; fitted second, categories
+    keep only what the numbers cannot explain. Both stages are stumps, so the sum stays one lookup table per input.
     """
     numbers, categories = np.flatnonzero(~categorical), np.flatnonzero(categorical)
     stages: list[tuple[np.ndarray, int, Any, np.ndarray]] = []  # (columns, stumps, final model, its inputs)
