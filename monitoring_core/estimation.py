@@ -20,6 +20,7 @@ Design, limits and measurements: docs/performance_estimation.md.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,15 @@ from monitoring_core.description import Kind, ModelDescription, category_key
 LEVEL = 0.90
 ESTIMATOR_FILE = "estimator.joblib"
 # Bump when the pickled layout changes: an older file is refused (re-run prepare) rather than misread.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: two-stage loss models, their number of stumps chosen on held-out folds (refit older)
 FOLDS = 5
 MIN_REFERENCE_ROWS = 200
 # Categorical features keep their most frequent categories as codes; the rest share one code.
 MAX_CATEGORIES = 250
+# The regression loss models: boosted stumps at this rate, as many as predict held-out folds best (at most
+# MAX_STUMPS).
+LEARNING_RATE = 0.1
+MAX_STUMPS = 300
 NO_PROBABILITIES = "no estimate: the model gives no probabilities"
 
 REGRESSION_ESTIMATES = ("mae", "rmse")
@@ -134,7 +139,7 @@ class _Inputs:
 
     @property
     def categorical_mask(self) -> np.ndarray:
-        # Categories first: the boosted trees number their inputs that way internally (see _fit_loss_model).
+        # Categories first: the boosted trees number their inputs that way internally (see _compile).
         kinds = [True] * len(self.categorical) + [False] * (len(self.numerical) + 2 * len(self.datetimes))
         return np.array([*kinds, False])
 
@@ -231,33 +236,130 @@ class _AdditiveModel:
         return np.exp(self.log_predict(x))
 
 
-def _fit_loss_model(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed: int) -> _AdditiveModel:
-    """Fit boosted stumps with a Poisson loss (a positive conditional mean) and compile them to lookups."""
+def _stumps(categorical: np.ndarray, seed: int, iterations: int) -> Any:
+    """Return unfitted boosted stumps with a Poisson loss (a positive conditional mean), `iterations` of them."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-    from threadpoolctl import threadpool_limits
 
-    model = HistGradientBoostingRegressor(
+    return HistGradientBoostingRegressor(
         loss="poisson",
         max_leaf_nodes=2,  # stumps: additive, hence compilable to per-input lookups
-        learning_rate=0.1,
-        max_iter=400,
-        min_samples_leaf=30,
+        learning_rate=LEARNING_RATE,
+        max_iter=iterations,
+        # Small leaves: a category group (or a rare value range) of a few dozen rows may carry its own
+        # loss level; the number of stumps, chosen on held-out folds, is the regularisation.
+        min_samples_leaf=10,
         l2_regularization=1.0,
         categorical_features=categorical if categorical.any() else None,
-        early_stopping=True,
-        validation_fraction=0.15,
-        n_iter_no_change=15,
+        early_stopping=False,  # the folds choose the number of stumps (see _fit_regression)
         random_state=seed,
     )
+
+
+def _fit_stumps(
+    x: np.ndarray, y: np.ndarray, categorical: np.ndarray, seed: int, iterations: int, base: np.ndarray | None = None
+) -> Any:
+    """Fit stumps of log(E[y] / base) (a Poisson fit with offset log(base): y / base weighted by base)."""
+    from threadpoolctl import threadpool_limits
+
     # One OpenMP thread: these fits are small, and on a shared machine (or beside the services) OpenMP's
     # spinning threads made them 20 times slower than one thread under load.
     with threadpool_limits(limits=1, user_api="openmp"):
-        model.fit(x, y)
+        if base is None:
+            return _stumps(categorical, seed, iterations).fit(x, y)
+        return _stumps(categorical, seed, iterations).fit(x, y / base, sample_weight=base)
+
+
+def _staged(model: Any, x: np.ndarray) -> Any:
+    """Yield the model's predictions on `x` after each stump (one OpenMP thread)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield from model.staged_predict(x)
+
+
+def _compiled(model: Any, x: np.ndarray, categorical: np.ndarray) -> _AdditiveModel:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
         compiled = _compile(model, x, categorical)
         check = x[: min(len(x), 500)]
         if not np.allclose(compiled.log_predict(check), np.log(model.predict(check)), atol=1e-6):
             raise RuntimeError("the compiled loss model disagrees with the fitted one (scikit-learn changed?)")
     return compiled
+
+
+def _best_count(models: list, x: np.ndarray, y: np.ndarray, fold: np.ndarray, base: np.ndarray) -> int:
+    """Return the number of stumps whose held-out Poisson deviance (offset `base`), summed over the folds, is least."""
+    deviance = np.zeros(MAX_STUMPS)
+    for k, model in enumerate(models):
+        test = fold == k
+        for i, ratio in enumerate(_staged(model, x[test])):
+            predicted = base[test] * ratio
+            deviance[i] += float(np.sum(predicted - y[test] * np.log(predicted)))  # Poisson, up to a constant
+    return int(np.argmin(deviance)) + 1
+
+
+def _at(model: Any, x: np.ndarray, count: int) -> np.ndarray:
+    """Return the model's predictions on `x` after its first `count` stumps."""
+    return next(itertools.islice(_staged(model, x), count - 1, None))
+
+
+@dataclass(frozen=True)
+class _LossFit:
+    """A loss model fitted on every reference row, its held-out predictions, and each fold model's mean level."""
+
+    model: _AdditiveModel
+    held_out: np.ndarray
+    levels: np.ndarray  # per fold: the fold's model's mean prediction over every reference row
+    stumps: tuple[int, int]  # chosen stumps: on the numbers (and prediction), then on the categories
+
+
+def _fit_loss(x: np.ndarray, y: np.ndarray, categorical: np.ndarray, fold: np.ndarray, seed: int) -> _LossFit:
+    """Fit E[loss | x] as exp(numbers' stumps + categories' stumps), each stage's number of stumps chosen on folds.
+
+    The numeric inputs and the prediction are fitted first, the categories then on what those leave (a
+    Poisson fit offset by the first stage). Fitted together, a many-valued category soaked up effects that
+    belong to the numbers (categories whose rows have large numbers took those numbers' larger loss), which
+    then failed to follow a window whose numbers moved within the categories; fitted second, categories
+    keep only what the numbers cannot explain. Both stages are stumps, so the sum stays one lookup table per input.
+    """
+    numbers, categories = np.flatnonzero(~categorical), np.flatnonzero(categorical)
+    stages: list[tuple[np.ndarray, int, Any, np.ndarray]] = []  # (columns, stumps, final model, its inputs)
+    base_folds, base_all = None, None  # the previous stages' predictions: per fold model, and the final one's
+    for columns in (numbers, categories):
+        if len(columns) == 0:
+            continue
+        xs, cat = x[:, columns], categorical[columns]
+        # (No weights on the first stage: scikit-learn's weighted binning costs ten times the fit.)
+        models = [
+            _fit_stumps(
+                xs[fold != k],
+                y[fold != k],
+                cat,
+                seed + k,
+                MAX_STUMPS,
+                None if base_folds is None else base_folds[k][fold != k],
+            )
+            for k in range(FOLDS)
+        ]
+        previous = np.ones((FOLDS, len(y))) if base_folds is None else base_folds
+        held_base = np.select([fold == k for k in range(FOLDS)], list(previous))
+        count = _best_count(models, xs, y, fold, held_base)
+        base_folds = np.vstack([previous[k] * _at(model, xs, count) for k, model in enumerate(models)])
+        final = _fit_stumps(xs, y, cat, seed, count, base_all)
+        base_all = final.predict(xs) if base_all is None else base_all * final.predict(xs)
+        stages.append((columns, count, final, xs))
+    # One lookup table per input: each stage's tables, their intercepts added.
+    intercept, edges, values = 0.0, [np.empty(0)] * x.shape[1], [np.zeros(2)] * x.shape[1]
+    for columns, _, final, xs in stages:
+        compiled = _compiled(final, xs, categorical[columns])
+        intercept += compiled.intercept
+        for j, column in enumerate(columns):
+            edges[column], values[column] = compiled.edges[j], compiled.values[j]
+    model = _AdditiveModel(intercept, tuple(edges), tuple(values), tuple(bool(c) for c in categorical))
+    held_out = np.select([fold == k for k in range(FOLDS)], list(base_folds))
+    counts = [count for _, count, _, _ in stages]
+    return _LossFit(model, held_out, base_folds.mean(axis=1), (counts[0], counts[1] if len(counts) > 1 else 0))
 
 
 def _compile(model: Any, x: np.ndarray, categorical: np.ndarray) -> _AdditiveModel:
@@ -369,17 +471,12 @@ def _fit_regression(description: ModelDescription, reference: pd.DataFrame, seed
     error = reference[description.target_column].to_numpy(dtype=float) - x[:, -1]
     absolute, squared = np.abs(error), error**2
     mask = inputs.categorical_mask
-    # Held-out predictions: each fold judged by models fitted on the other folds.
+    # Held-out predictions: each fold judged by loss models fitted on the other folds (which also choose the
+    # number of stumps, see _fit_loss); the served models are fitted on every row.
     fold = _folds(len(x), seed)
-    abs_hat, sq_hat = np.empty(len(x)), np.empty(len(x))
-    levels = np.empty((FOLDS, 2))  # each fold's models' mean loss over every reference row
-    for k in range(FOLDS):
-        train, test = fold != k, fold == k
-        for column, (loss, hat) in enumerate(((absolute, abs_hat), (squared, sq_hat))):
-            model = _fit_loss_model(x[train], loss[train], mask, seed + k)
-            everywhere = model.predict(x)
-            hat[test] = everywhere[test]
-            levels[k, column] = everywhere.mean()
+    fits = [_fit_loss(x, loss, mask, fold, seed) for loss in (absolute, squared)]
+    abs_hat, sq_hat = fits[0].held_out, fits[1].held_out
+    levels = np.column_stack([fits[0].levels, fits[1].levels])  # each fold's models' mean loss over every row
     # Delete-a-fold jackknife: how much the learned level moves with the rows it was fitted on.
     jackknife = (FOLDS - 1) / FOLDS * ((levels - levels.mean(axis=0)) ** 2).sum(axis=0)
     rho_abs = float(np.mean((absolute - abs_hat) ** 2) / np.mean(abs_hat**2))
@@ -394,8 +491,8 @@ def _fit_regression(description: ModelDescription, reference: pd.DataFrame, seed
         level_var[name] = (learned + _systematic(loss.mean(), hat.mean(), sampling)) / hat.mean() ** 2
     estimator = _LossEstimator(
         inputs=inputs,
-        absolute=_fit_loss_model(x, absolute, mask, seed),
-        squared=_fit_loss_model(x, squared, mask, seed),
+        absolute=fits[0].model,
+        squared=fits[1].model,
         rho_abs=rho_abs,
         rho_sq=rho_sq,
         level_var=level_var,
@@ -403,6 +500,7 @@ def _fit_regression(description: ModelDescription, reference: pd.DataFrame, seed
     held_out = {
         "mae": {"realised": float(absolute.mean()), "estimated": float(abs_hat.mean())},
         "rmse": {"realised": float(math.sqrt(squared.mean())), "estimated": float(math.sqrt(sq_hat.mean()))},
+        "stumps": {"absolute": list(fits[0].stumps), "squared": list(fits[1].stumps)},
     }
     return estimator, held_out
 
