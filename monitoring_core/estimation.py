@@ -119,21 +119,22 @@ class _Inputs:
 
     @classmethod
     def from_reference(cls, description: ModelDescription, reference: pd.DataFrame) -> _Inputs:
+        # A feature the reference never holds a value of teaches the loss models nothing (and a column of
+        # missing values only breaks their binning): left out, as a feature absent from the reference is.
+        present = [f for f in description.features if f.name in reference.columns and reference[f.name].notna().any()]
         categorical = {}
-        for spec in description.features:
-            if spec.kind is Kind.CATEGORICAL and spec.name in reference.columns:
+        for spec in present:
+            if spec.kind is Kind.CATEGORICAL:
                 texts = _category_texts(reference[spec.name].dropna().to_numpy())
                 categorical[spec.name] = pd.Index(texts.value_counts().index)  # most frequent first
         return cls(
             numerical=tuple(
-                f.name for f in description.features if f.kind is Kind.NUMERICAL and f.name in reference.columns
+                f.name
+                for f in present
+                if f.kind is Kind.NUMERICAL and pd.to_numeric(reference[f.name], errors="coerce").notna().any()
             ),
             categorical=categorical,
-            datetimes={
-                f.name: f.timezone
-                for f in description.features
-                if f.kind is Kind.DATETIME and f.name in reference.columns
-            },
+            datetimes={f.name: f.timezone for f in present if f.kind is Kind.DATETIME},
             prediction=description.prediction_column,
         )
 
@@ -470,6 +471,11 @@ def _fit_regression(description: ModelDescription, reference: pd.DataFrame, seed
     x = inputs.matrix(reference)
     error = reference[description.target_column].to_numpy(dtype=float) - x[:, -1]
     absolute, squared = np.abs(error), error**2
+    if not absolute.any():
+        raise ValueError(
+            "the reference's predictions equal its target on every row, so there is no error to learn from "
+            "(was the reference scored on the rows the model was trained on?)"
+        )
     mask = inputs.categorical_mask
     # Held-out predictions: each fold judged by loss models fitted on the other folds (which also choose the
     # number of stumps, see _fit_loss); the served models are fitted on every row.

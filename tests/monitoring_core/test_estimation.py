@@ -308,6 +308,21 @@ def test_prepare_writes_the_reason_for_a_reference_too_small(tmp_path) -> None:
     assert load_estimator(folder).reason == "no estimate: the reference has 30 labelled rows; at least 200"
 
 
+def test_a_feature_the_reference_never_holds_is_left_out_and_a_perfect_reference_says_why(regressor) -> None:
+    description, reference, _, served = regressor
+    # An optional feature nobody ever sent: every value missing. It was a scikit-learn binning error.
+    empty = reference.assign(x4=np.nan, seen_at=pd.NaT, region=np.nan)
+    estimator = fit_estimator(description, empty, seed=0)
+    window = empty.sample(500, random_state=3)
+    assert estimator.reason is None and estimator.estimate(window).metrics["mae"].value == pytest.approx(
+        np.abs(window["y"] - window["prediction"]).mean(), rel=0.2
+    )
+    # Predictions equal to the target on every row (a reference scored on the training rows of a model that
+    # memorised them): nothing to learn the error from. Was "loss='poisson' requires ... sum(y) > 0".
+    with pytest.raises(ValueError, match=r"predictions equal its target on every row.*trained on"):
+        fit_estimator(description, reference.assign(prediction=reference["y"]), seed=0)
+
+
 # -- a many-valued category beside the number that drives the error ---------------------------------------------
 ZONED = {
     "name": "zoned",
