@@ -307,6 +307,13 @@ class _PreparedColumn:
         result = self.stattest(self.reference, cur, self.column_type, threshold)
         return float(result.drift_score), bool(result.drifted)
 
+    def unseen_share(self, cur: pd.Series) -> float:
+        """Return the share of cleaned values `cur` that are no category of the reference (as the score sees them)."""
+        assert self._keys is not None
+        if self._fast_applies(cur):
+            return float(np.mean(~np.isin(self._numeric(cur), self._keys)))
+        return float(np.mean(~cur.isin(self.reference.unique())))  # e.g. text values against numeric categories
+
     def judge(self, current: pd.Series) -> ColumnDrift:
         """Return the column's outcome on `current`, with the threshold and tail p-value calibrated for its size."""
         cur = _clean(current)
@@ -329,7 +336,7 @@ class _PreparedColumn:
         if enough and not np.isnan(score):
             p_value = score if self.test.is_p_value else calibration.p_value(rows, score)
             if calibration.unseen_test and self._keys is not None:
-                share = float(np.mean(~np.isin(self._numeric(cur), self._keys)))
+                share = self.unseen_share(cur)
                 unseen_p = calibration.unseen_p_value(rows, share)
                 unseen = {
                     "unseen_share": share,

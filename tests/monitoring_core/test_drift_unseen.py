@@ -109,3 +109,20 @@ def test_clean_windows_trip_the_unseen_part_at_its_share_of_the_rate(n):
         assert calibration.unseen_threshold(n) >= calibration.unseen_floor > UNSEEN_FLOOR
     low, high = binom.ppf([5e-5, 1 - 5e-5], trials, rate)
     assert low <= hits <= high, (n, hits, trials * rate)
+
+
+def test_text_values_against_numeric_categories_count_as_unseen():
+    description = parse_description(
+        {
+            "name": "ints",
+            "task": "regression",
+            "target": {"name": "y"},
+            "features": [{"name": "z", "kind": "categorical", "type": "int"}],
+        }
+    )
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"z": rng.integers(0, 50, 3_000), "prediction": rng.normal(size=3_000)})
+    evaluator = DriftEvaluator(description, reference, calibration=CalibrationSettings(draws=1_000), multivariate=False)
+    window = pd.DataFrame({"z": [*rng.integers(0, 50, 450), *["new"] * 50], "prediction": rng.normal(size=500)})
+    outcome = evaluator.evaluate(window).columns["z"]
+    assert outcome.unseen_share == pytest.approx(0.1) and outcome.detected
