@@ -107,6 +107,19 @@ class _Families:
             "Share of window rows with a category never seen in the reference",
             ("feature",),
         )
+        self.unseen_share = gauge(
+            "evidently_feature_drift_unseen_share",
+            "Share of the categorical feature's usable window values that the reference never saw (its drift "
+            "verdict's second test; absent for numerical features and while there are too few rows for a verdict)",
+            ("feature",),
+        )
+        self.unseen_threshold = gauge(
+            "evidently_feature_drift_unseen_threshold",
+            "Threshold the unseen share is compared with, calibrated from the reference for the window's size "
+            "(never below its Good-Turing unseen mass + 0.05); drift when the score or the unseen share reaches "
+            "its threshold",
+            ("feature",),
+        )
         self.feature_p = gauge(
             "evidently_feature_drift_p_value",
             "Calibrated tail p-value of the feature's drift score (share of clean reference draws scoring as high)",
@@ -310,6 +323,9 @@ class _Families:
                 self.detected.add_metric([model, column.column], int(column.detected))
                 if column.p_value is not None:
                     self.feature_p.add_metric([model, column.column], column.p_value)
+                if column.unseen_share is not None and column.unseen_threshold is not None:
+                    self.unseen_share.add_metric([model, column.column], column.unseen_share)
+                    self.unseen_threshold.add_metric([model, column.column], column.unseen_threshold)
         for feature, quality in (result.data_quality or {}).items():
             self.missing.add_metric([model, feature], quality.missing_share)
             if quality.out_of_range_share is not None:

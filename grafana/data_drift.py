@@ -151,18 +151,25 @@ def feature_drift_score() -> timeseries.Panel:
     """Per-feature drift score with its threshold, one panel per feature."""
     return (
         dashed_series(
-            timeseries_panel(
-                "Drift score: $feature",
-                "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
-                "Jensen-Shannon distance for categories) and the threshold it is compared with now (dashed): drift "
-                "at or above the line. The threshold is calibrated from the reference for the window's size "
-                "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
-                "the pinned effect-size floor. No line while the feature has too few rows for a verdict.",
-                "none",
-                query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
-                query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
+            dashed_series(
+                timeseries_panel(
+                    "Drift score: $feature",
+                    "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
+                    "Jensen-Shannon distance for categories) and the threshold it is compared with now (dashed): drift "
+                    "at or above the line. The threshold is calibrated from the reference for the window's size "
+                    "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
+                    "the pinned effect-size floor. A categorical feature also drifts when the share of its values "
+                    "the reference never saw reaches its own calibrated threshold (second pair of lines, also a share "
+                    "of rows; none for numbers). No line while the feature has too few rows for a verdict.",
+                    "none",
+                    query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
+                    query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
+                    query(f"evidently_feature_drift_unseen_share{{{MODEL}, {FEATURE}}}", "unseen share", "C"),
+                    query(f"evidently_feature_drift_unseen_threshold{{{MODEL}, {FEATURE}}}", "unseen threshold", "D"),
+                ),
+                "B",
             ),
-            "B",
+            "D",
         )
         .repeat("feature")
         .repeat_direction("h")

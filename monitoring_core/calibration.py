@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 # Part of every cache key: bump when the simulation changes, so no stale threshold is reused.
 # 3: conformal thresholds and tail p-values from 10,000 draws, interpolated between buckets; "tv".
 # 4: categorical windows larger than half the reference meet unseen categories (Good-Turing mass).
-CALIBRATION_VERSION = 4
+# 5: categorical features also test the share of window values the reference never saw (the same
+#    simulated windows' unseen share), at UNSEEN_RATE_SHARE of the feature's rate; the distance at the rest.
+CALIBRATION_VERSION = 5
 
 # Size buckets: 10 per decade (10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...). A window of n rows
 # between two buckets uses their nulls' quantile functions interpolated in log n, each draw first
@@ -55,6 +57,15 @@ UNCALIBRATED_MIN_ROWS = 30
 # ones); the body of the null is kept as quantiles at BODY_LEVELS (p-values above it, for display).
 TAIL_SHARE = 0.05
 BODY_LEVELS = np.linspace(0.0, 0.95, 20)
+# A categorical feature's verdict is two tests on the same simulated windows: the distance (total variation
+# or Jensen-Shannon) and the share of window values the reference never saw. Its false-alarm rate is split
+# between them (weighted Bonferroni: drift when either passes its part, so the feature's rate stays at most
+# the stated one). The unseen share's null is narrow (a binomial around the Good-Turing mass), so a small part
+# of the rate costs it little power, while the distance's wide null keeps most of it.
+UNSEEN_RATE_SHARE = 0.2
+# The unseen test's effect floor: this share of rows on unseen values beyond the reference's own expected
+# unseen share (its Good-Turing mass), e.g. 5% of rows carrying categories the model never saw.
+UNSEEN_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -292,19 +303,42 @@ class _CategoricalNull:
 
     def null(self, rng: np.random.Generator, size: int, draws: int) -> np.ndarray:
         """Return `draws` distances between n-row samples and a reference they are not part of."""
+        return self.null_draws(rng, size, draws)[0]
+
+    def unseen_masses(self, rng: np.random.Generator, draws: int) -> np.ndarray:
+        """Return `draws` plausible unseen masses: the Good-Turing estimate with its sampling error (Esty 1983).
+
+        The estimate N1/N has a standard error of about sqrt(N1 (1 - N1/N) + 2 N2) / N (N1, N2: categories
+        seen once, twice). Without it a window of thousands of rows compared its unseen share with the
+        estimate's value as if exact, and the estimate's own error alone set the false-alarm rate there.
+        """
+        once, twice = float(np.sum(self.counts == 1)), float(np.sum(self.counts == 2))
+        error = math.sqrt(max(once * (1 - once / self.n) + 2 * twice, 0.0)) / self.n
+        return np.clip(rng.normal(self.unseen_share, error, draws), 0.0, 1.0)
+
+    def null_draws(self, rng: np.random.Generator, size: int, draws: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (distances, unseen shares) of `draws` n-row samples against a reference they are not part of.
+
+        Each draw's window puts Binomial(n, m) rows on values the reference never saw, m one of
+        `unseen_masses`: that count is the unseen share's null. A window held out of the reference scores its
+        distance on its held-out rows (the unseen count is drawn beside it: held-out rows whose category was
+        held out whole would count the shrunken reference side's novelty too, 2-3x a fresh window's); a
+        larger window puts those rows in the distance's extra bin, so both statistics share the draw.
+        """
         rest, held = self._reference_side(rng, size, draws)
         if held is not None:
-            return self.distance(rest / rest.sum(axis=1, keepdims=True), held / size)
+            distances = self.distance(rest / rest.sum(axis=1, keepdims=True), held / size)
+            return distances, rng.binomial(size, self.unseen_masses(rng, draws)) / size
         # A window about as large as the reference (a segment's window against its reference slice): drawn
         # from the reference's shares alone it could only hold the reference's categories, but a window of
         # fresh rows also lands on categories the reference never saw (mass ~ its singletons' share, Good-
         # Turing). Without that mass sparse columns ran at 5-8x their rate (e.g. ~90 dropoff zones over
         # ~630 rows of one segment). The unseen rows go to one extra bin the reference side never has:
         # both distances add such a bin's mass linearly, so one bin scores as many unseen categories would.
-        unseen = min(self.unseen_share, 1.0)
-        current = rng.multinomial(size, np.append(self.shares * (1 - unseen), unseen), size=draws)
+        unseen_rows = rng.binomial(size, self.unseen_masses(rng, draws))
+        current = np.hstack((rng.multinomial(size - unseen_rows, self.shares), unseen_rows[:, None]))
         reference = np.hstack((rest, np.zeros((draws, 1))))
-        return self.distance(reference / self.n, current / size)
+        return self.distance(reference / self.n, current / size), unseen_rows / size
 
     def shifted_shares(self, distance: float) -> np.ndarray:
         """Return shares at `distance` from the reference, on the reference's own categories.
@@ -380,6 +414,7 @@ class CalibrationCache:
         with self._lock:
             entry = self.entries.setdefault(key, {})
             entry.setdefault("null", {})
+            entry.setdefault("unseen", {})
             entry.setdefault("power", {})
             return entry
 
@@ -433,7 +468,13 @@ class ColumnCalibration:
         if self.calibrated:
             assert values is not None
             self._null = _NumericalNull(values) if kind == "numerical" else _CategoricalNull(values, test.method)
+        # A calibrated categorical column also tests its unseen share, at UNSEEN_RATE_SHARE of its rate.
+        self.unseen_test = isinstance(self._null, _CategoricalNull)
+        self.distance_rate = rate * (1 - UNSEEN_RATE_SHARE) if self.unseen_test else rate
+        self.unseen_rate = rate * UNSEEN_RATE_SHARE if self.unseen_test else 0.0
         self._nulls: dict[int, NullSummary] = {}
+        self._unseen: dict[int, NullSummary] = {}
+        self._unseen_at_rows: dict[int, NullSummary] = {}
         self._power: dict[int, float] = {}
         self._at_rows: dict[int, NullSummary] = {}
         self._cache = cache
@@ -446,9 +487,10 @@ class ColumnCalibration:
             digest.update(np.ascontiguousarray(values, dtype=float).tobytes())
             self._entry = cache.entry(digest.hexdigest()[:24])
             self._nulls = {int(k): NullSummary.from_json(v) for k, v in self._entry["null"].items()}
+            self._unseen = {int(k): NullSummary.from_json(v) for k, v in self._entry["unseen"].items()}
             self._power = {int(k): float(v) for k, v in self._entry["power"].items()}
 
-    def _remember(self, part: str, bucket: int, value: Any) -> None:
+    def _remember(self, part: str, bucket: int, value: Any) -> None:  # part: "null", "unseen" or "power"
         if self._entry is not None and self._cache is not None:
             self._entry[part][str(bucket)] = value.to_json() if isinstance(value, NullSummary) else value
             self._cache.changed()
@@ -479,7 +521,10 @@ class ColumnCalibration:
         null, draws = self._null, self.settings.draws
         rng = _rng(self.settings.seed, self.column, bucket, 0)
         if isinstance(null, _CategoricalNull):
-            values = null.null(rng, bucket, draws)
+            values, unseen = null.null_draws(rng, bucket, draws)
+            if bucket not in self._unseen:
+                self._unseen[bucket] = NullSummary.of(unseen)  # raw shares: their mean does not scale with size
+                self._remember("unseen", bucket, self._unseen[bucket])
         else:
             assert isinstance(null, _NumericalNull)
             values = null.holdout_null(rng, bucket, draws)
@@ -490,6 +535,11 @@ class ColumnCalibration:
             self._nulls[bucket] = self.simulate(bucket)
             self._remember("null", bucket, self._nulls[bucket])
         return self._nulls[bucket]
+
+    def _unseen_summary(self, bucket: int) -> NullSummary:
+        if bucket not in self._unseen:
+            self.simulate(bucket)  # the same seeded draws as the distance's null: both statistics at once
+        return self._unseen[bucket]
 
     def null_at(self, rows: int) -> tuple[NullSummary, int]:
         """Return (the normalised null for `rows` values, the size bucket at or below them).
@@ -516,18 +566,63 @@ class ColumnCalibration:
         return summary, bucket
 
     def threshold(self, rows: int) -> tuple[float, int]:
-        """Return (threshold, size bucket at or below `rows`) for a sample of `rows` values."""
+        """Return (threshold of the distance, size bucket at or below `rows`) for a sample of `rows` values."""
         if not self.calibrated:
             return self.floor, max(size_bucket(rows), MIN_BUCKET)
         summary, bucket = self.null_at(rows)
-        return max(self.floor, summary.threshold(self.rate) * self._scale(max(rows, MIN_BUCKET))), bucket
+        return max(self.floor, summary.threshold(self.distance_rate) * self._scale(max(rows, MIN_BUCKET))), bucket
 
     def p_value(self, rows: int, score: float) -> float | None:
-        """Return the calibrated tail p-value of `score` on `rows` values (None when not calibrated)."""
+        """Return the calibrated tail p-value of the distance `score` on `rows` values (None when not calibrated)."""
         if not self.calibrated or math.isnan(score):
             return None
         summary, _ = self.null_at(rows)
         return summary.p_value(score / self._scale(max(rows, MIN_BUCKET)))
+
+    def _unseen_null_at(self, rows: int) -> NullSummary:
+        """Return the null of the unseen share for `rows` values, interpolated in log n between size buckets."""
+        rows = max(rows, MIN_BUCKET)
+        if rows not in self._unseen_at_rows:
+            bucket = size_bucket(rows)
+            summary = self._unseen_summary(bucket)
+            upper = next_bucket(bucket)
+            if rows != bucket and upper > bucket:
+                weight = math.log(rows / bucket) / math.log(upper / bucket)
+                summary = summary.mixed(self._unseen_summary(upper), weight)
+            if len(self._unseen_at_rows) < 4096:
+                self._unseen_at_rows[rows] = summary
+            return summary
+        return self._unseen_at_rows[rows]
+
+    @property
+    def unseen_floor(self) -> float | None:
+        """Return the unseen test's effect floor: the reference's Good-Turing unseen mass plus UNSEEN_FLOOR."""
+        if not isinstance(self._null, _CategoricalNull):
+            return None
+        return self._null.unseen_share + UNSEEN_FLOOR
+
+    def unseen_threshold(self, rows: int) -> float | None:
+        """Return the threshold of the unseen share on `rows` values (None: no unseen test for this column)."""
+        floor = self.unseen_floor
+        if floor is None:
+            return None
+        return max(floor, self._unseen_null_at(rows).threshold(self.unseen_rate))
+
+    def unseen_p_value(self, rows: int, share: float) -> float | None:
+        """Return the calibrated tail p-value of an unseen share on `rows` values (None: no unseen test)."""
+        if not self.unseen_test or math.isnan(share):
+            return None
+        return self._unseen_null_at(rows).p_value(share)
+
+    def combined_p_value(self, distance_p: float | None, unseen_p: float | None) -> float | None:
+        """Return the feature's p-value over its two tests: min(p_d / (1 - s), p_u / s), s = UNSEEN_RATE_SHARE.
+
+        The weighted Bonferroni p-value: at most `rate` exactly when either test passes its part of the rate,
+        so Holm over the features reads the feature's own verdict (floors aside).
+        """
+        if distance_p is None or unseen_p is None or not self.unseen_test:
+            return distance_p
+        return min(1.0, distance_p / (1 - UNSEEN_RATE_SHARE), unseen_p / UNSEEN_RATE_SHARE)
 
     def power(self, bucket: int) -> float:
         """Return the share of `bucket`-row samples shifted by `detectable_shift` floors that reach the threshold."""

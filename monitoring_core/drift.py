@@ -54,8 +54,26 @@ class ColumnDrift:
     enough_data: bool = True
     # The calibrated tail p-value (share of null draws >= score), or the test's own p-value for a
     # p-value test; None for a distance without a calibrated null. `floor`: the effect-size floor.
+    # For a calibrated categorical column, `p_value` covers both of its tests (`combined_p_value`).
     p_value: float | None = None
     floor: float | None = None
+    # A calibrated categorical column's second test: the share of its values the reference never saw,
+    # the threshold it is compared with (calibrated for the size, never below `unseen_floor`), its own
+    # tail p-value. `detected` is either test's verdict. None for other columns (and without a verdict).
+    unseen_share: float | None = None
+    unseen_threshold: float | None = None
+    unseen_p_value: float | None = None
+    unseen_floor: float | None = None
+
+    @property
+    def unseen_detected(self) -> bool:
+        """Whether the unseen share reached its threshold (with enough data)."""
+        return (
+            self.enough_data
+            and self.unseen_share is not None
+            and self.unseen_threshold is not None
+            and self.unseen_share >= self.unseen_threshold
+        )
 
     @property
     def judged(self) -> bool:
@@ -180,6 +198,10 @@ class _PreparedColumn:
         if kind is Kind.CATEGORICAL and not pd.api.types.is_numeric_dtype(self.reference.dtype):
             self._codes = {value: float(code) for code, value in enumerate(pd.unique(self.reference))}
         self._fast = self._prepare_fast()
+        # The reference's categories (as scored: numbers or codes), for the unseen share of a window.
+        self._keys: np.ndarray | None = None
+        if kind is Kind.CATEGORICAL and self._fast is not None:
+            self._keys = np.unique(self._numeric(self.reference))
         self._stattest: Any = None
         if self._fast is None:
             self.stattest  # noqa: B018 - resolve now, so an unknown method stops the start, not an evaluation
@@ -285,6 +307,13 @@ class _PreparedColumn:
         result = self.stattest(self.reference, cur, self.column_type, threshold)
         return float(result.drift_score), bool(result.drifted)
 
+    def unseen_share(self, cur: pd.Series) -> float:
+        """Return the share of cleaned values `cur` that are no category of the reference (as the score sees them)."""
+        assert self._keys is not None
+        if self._fast_applies(cur):
+            return float(np.mean(~np.isin(self._numeric(cur), self._keys)))
+        return float(np.mean(~cur.isin(self.reference.unique())))  # e.g. text values against numeric categories
+
     def judge(self, current: pd.Series) -> ColumnDrift:
         """Return the column's outcome on `current`, with the threshold and tail p-value calibrated for its size."""
         cur = _clean(current)
@@ -299,15 +328,28 @@ class _PreparedColumn:
             )  # fmt: skip
         min_rows = self.calibration.min_rows
         enough = min_rows is not None and rows >= min_rows
-        threshold, bucket = self.calibration.threshold(rows) if enough else (self.test.threshold, 0)
+        calibration = self.calibration
+        threshold, bucket = calibration.threshold(rows) if enough else (self.test.threshold, 0)
         score, detected = self._score(cur, threshold)
         p_value = None
+        unseen: dict[str, float | None] = {}
         if enough and not np.isnan(score):
-            p_value = score if self.test.is_p_value else self.calibration.p_value(rows, score)
-        return ColumnDrift(
+            p_value = score if self.test.is_p_value else calibration.p_value(rows, score)
+            if calibration.unseen_test and self._keys is not None:
+                share = self.unseen_share(cur)
+                unseen_p = calibration.unseen_p_value(rows, share)
+                unseen = {
+                    "unseen_share": share,
+                    "unseen_threshold": calibration.unseen_threshold(rows),
+                    "unseen_p_value": unseen_p,
+                    "unseen_floor": calibration.unseen_floor,
+                }
+                p_value = calibration.combined_p_value(p_value, unseen_p)
+        outcome = ColumnDrift(
             self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough,
-            p_value, floor,
+            p_value, floor, **unseen,
         )  # fmt: skip
+        return replace(outcome, detected=True) if outcome.unseen_detected else outcome
 
 
 class DriftEvaluator:
@@ -449,8 +491,16 @@ class DriftEvaluator:
 
 
 def reaches_floor(outcome: ColumnDrift) -> bool:
-    """Whether a column's score is at least its effect-size floor (always, for a p-value test)."""
-    return outcome.floor is None or outcome.score >= outcome.floor
+    """Whether a column's score is at least its effect-size floor (always, for a p-value test).
+
+    For a categorical column with an unseen test, its unseen share reaching the unseen floor also counts.
+    """
+    unseen = outcome.unseen_share is not None and outcome.unseen_floor is not None
+    return (
+        outcome.floor is None
+        or outcome.score >= outcome.floor
+        or (unseen and outcome.unseen_share >= outcome.unseen_floor)
+    )  # type: ignore[operator]
 
 
 def holm(p_values: Mapping[K, float], rate: float) -> set[K]:

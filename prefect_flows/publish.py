@@ -186,7 +186,8 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
     share = drift.get("dataset_drift_share", 0.5)
     feature_rule = (
         "Verdict rule: a feature drifts when its score reaches its threshold (a distance: score at or above it; "
-        "a p-value: score at or below it); "
+        "a p-value: score at or below it), or, for a categorical feature, when the share of its values the "
+        "reference never saw reaches its own threshold; "
     )
     if drift.get("rule") == "holm":
         flagged = ", ".join(drift.get("flagged") or []) or "none"
@@ -215,12 +216,20 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
         outcome = "drift" if v.get("detected") else "no drift"
         sentences.append(
             f"{column}{present}: score {score_text(v.get('score'))} against threshold "
-            f"{score_text(v['threshold'])} ({v.get('stattest', 'stat test')}): {outcome}."
+            f"{score_text(v['threshold'])} ({v.get('stattest', 'stat test')})" + unseen_text(v) + f": {outcome}."
         )
         calibrated = v.get("calibrated_rows")
         if calibrated and calibrated != v.get("rows"):
             sentences.append(f"{column}'s threshold is the one calibrated for the nearest size, {calibrated:,} rows.")
     return sentences
+
+
+def unseen_text(column: dict[str, Any]) -> str:
+    """Return ", values unseen in the reference 12.0% against threshold 6.1%" for a categorical feature, else ""."""
+    share, threshold = column.get("unseen_share"), column.get("unseen_threshold")
+    if share is None or threshold is None:
+        return ""
+    return f"; values unseen in the reference {share:.1%} against threshold {threshold:.1%}"
 
 
 def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:

@@ -306,11 +306,14 @@ def drift_results(
             "stattest": test.method,
             "threshold": test.threshold,
             "score": None if math.isnan(score) else score,
-            "detected": enough and detected(score, test),
+            # A categorical feature's unseen-values test is part of its verdict (the online one, same rows).
+            "detected": enough and (detected(score, test) or (outcome is not None and outcome.unseen_detected)),
             "enough_data": enough,
             "rows": outcome.rows if outcome is not None else None,
             "calibrated_rows": outcome.calibrated_rows if outcome is not None else None,
             "min_rows": outcome.min_rows if outcome is not None else None,
+            "unseen_share": outcome.unseen_share if outcome is not None else None,
+            "unseen_threshold": outcome.unseen_threshold if outcome is not None else None,
         }
     features = [
         c

@@ -154,3 +154,14 @@ def test_the_drift_header_counts_one_thing_per_sentence_at_the_scores_precision(
         assert sentence.count(" rows") == 1, sentence
     summary = {**_summary(), "drift": _calibrated_drift()}
     assert all(escape(sentence) in banner(summary, DRIFT) for sentence in sentences)
+
+
+def test_a_categorical_feature_shows_its_unseen_share_beside_its_score():
+    drift = _calibrated_drift()
+    drift["columns"]["PULocationID"].update(unseen_share=0.104, unseen_threshold=0.0612, detected=True)
+    sentences = threshold_sentences(drift)
+    assert (
+        "PULocationID (1,585 rows with this feature present): score 0.294 against threshold 0.300 "
+        "(jensenshannon); values unseen in the reference 10.4% against threshold 6.1%: drift." in sentences
+    )
+    assert "never saw reaches its own threshold" in sentences[0]
