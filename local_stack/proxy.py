@@ -17,8 +17,8 @@ PROXY_CONFIG = Path(__file__).resolve().parent.parent / "docker" / "prediction-p
 
 
 def nginx_binary() -> str | None:
-    """Return the path of the nginx binary, or None."""
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    """Return the nginx binary (Debian installs it in /usr/sbin, often off a user's PATH), or None."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
 def local_config(upstream: str, port: int, workdir: Path) -> str:

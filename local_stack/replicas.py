@@ -8,13 +8,13 @@ through a file_sd targets file (local_stack/prometheus_config.py write_file_sd_t
 from __future__ import annotations
 
 import argparse
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_stack.components import start_service
 from local_stack.processes import ManagedProcess, free_port, http_ok
+from local_stack.proxy import nginx_binary
 
 NGINX_CONFIG = """
 worker_processes 1;
@@ -71,11 +71,6 @@ def replica_count(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"DEMO_REPLICAS / --replicas must be a whole number >= 1, got {text!r}")
     return int(text)
-
-
-def nginx_binary() -> str | None:
-    """Return the nginx binary (Debian installs it in /usr/sbin, often off a user's PATH)."""
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 
 
 def start_front(workdir: Path, upstreams: list[str], port: int | None = None) -> tuple[ManagedProcess, str]:
