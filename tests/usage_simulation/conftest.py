@@ -129,3 +129,23 @@ def insurance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(MODELS_DIR / "health_insurance", folder, ignore=shutil.ignore_patterns("*.pkl", "*.parquet"))
     train_insurance(seed=3, out_dir=folder, reference_rows=3_000)
     return folder
+
+
+@pytest.fixture
+def live_traffic_turn() -> Iterator[None]:
+    """Hold the machine-wide turn for a live scenario: the taxi and classifier live modules, on two test
+    processes, never send their traffic and wait for their alerts at the same time.
+
+    Each starts a whole stack and sends 150 requests a second; the two at once on two cores delayed
+    evaluations past a scenario's settle (a segment signal unseen in 90 s) or let an alert flap. Each test
+    waits for the other's scenario to end instead: a few minutes of one idle worker, against a random red CI.
+    """
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "monitoring-live-scenarios.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from local_stack.components import prometheus_query
 from local_stack.processes import wait_until
 
@@ -23,3 +25,30 @@ def assert_estimate_fired_without_labels(run, table: str, prometheus: str, firin
     assert run.feedback.sent == 0 and run.feedback.scheduled == 0, table
     # ... and the alert goes from pending to firing (the rules' `for:` shortened to 1 s in the live stacks).
     wait_until(lambda: prometheus_query(prometheus, firing), timeout=30, what="estimate alert firing")
+
+
+# Rows a refill sends: more than the live stacks' 800-row window, so no row of the previous scenario is left.
+REFILL_SECONDS = 8.0
+
+
+def wait_until_quiet(prometheus: str, queries: list[str], hold_seconds: float = 5.0, timeout: float = 120.0) -> None:
+    """Wait until none of `queries` returns a series for `hold_seconds` in a row.
+
+    One clear reading is not enough after a refill: while the previous scenario's rows and labels leave the
+    window, a quality alert can go off for an evaluation and come back (seen as a "false alarm" at +3 s of
+    the next scenario's clean phase).
+    """
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while True:
+        now = time.monotonic()
+        loud = [q for q in queries if prometheus_query(prometheus, q)]
+        if loud:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= hold_seconds:
+            return
+        if now > deadline:
+            raise TimeoutError(f"not quiet for {hold_seconds:g} s within {timeout:g} s: {loud or 'flapping'}")
+        time.sleep(0.5)

@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from live_checks import assert_estimate_fired_without_labels, wait_for_first_verdict
+from live_checks import REFILL_SECONDS, assert_estimate_fired_without_labels, wait_for_first_verdict, wait_until_quiet
 
-from local_stack.components import prometheus_query
-from local_stack.processes import wait_until
 from monitoring_core.estimation import prepare_estimator
 from monitoring_core.model_folder import load_model_folder
 from usage_simulation.cli import parser, run_and_score
@@ -30,7 +28,7 @@ from usage_simulation.runner import RunConfig, Runner
 from usage_simulation.scenario import load_scenario
 from usage_simulation.scoring import format_scorecard
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_traffic_turn")]
 
 RPS = 150
 ORDER = ["clean", "covariate_shift", "mix_shift", "concept_drift", "segment_degradation"]
@@ -84,7 +82,7 @@ def _refill(stack, insurance_dir: Path, watched: list[str]) -> None:
     config = RunConfig(
         url=stack.urls["prediction_service"],
         rps=RPS,
-        duration_seconds=6.5,
+        duration_seconds=REFILL_SECONDS,
         feedback_delay_seconds=0.5,
         feedback_share=0.9,
         token=stack.token,
@@ -93,8 +91,7 @@ def _refill(stack, insurance_dir: Path, watched: list[str]) -> None:
     )
     source = RowSource.from_model_dir(insurance_dir, seed=99)
     Runner(config, load_scenario("clean", insurance_dir), PhaseFeed(source)).run()
-    for promql in [QUALITY_ALERTS, *watched]:
-        wait_until(lambda q=promql: not prometheus_query(stack.urls["prometheus"], q), timeout=90, what=f"{promql} off")
+    wait_until_quiet(stack.urls["prometheus"], [QUALITY_ALERTS, *watched])
 
 
 @pytest.mark.parametrize("name", ORDER)

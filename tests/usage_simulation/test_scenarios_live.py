@@ -20,11 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from live_checks import assert_estimate_fired_without_labels, wait_for_first_verdict
+from live_checks import REFILL_SECONDS, assert_estimate_fired_without_labels, wait_for_first_verdict, wait_until_quiet
 
-from local_stack.components import prometheus_query
 from local_stack.demo import DEMO_EVIDENTLY_CONFIG, Stack, start_stack
-from local_stack.processes import wait_until
 from monitoring_core.estimation import prepare_estimator
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.paths import MODELS_DIR, REFERENCE_FILE
@@ -34,7 +32,7 @@ from usage_simulation.runner import RunConfig, Runner
 from usage_simulation.scenario import load_scenario
 from usage_simulation.scoring import format_scorecard
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_traffic_turn")]
 
 TAXI_DIR = MODELS_DIR / "ride_duration"
 
@@ -89,7 +87,7 @@ def refill_window_with_clean_rides(stack: Stack, reference: Path, watched: list[
     config = RunConfig(
         url=stack.urls["prediction_service"],
         rps=RPS,
-        duration_seconds=6.5,
+        duration_seconds=REFILL_SECONDS,
         feedback_delay_seconds=0.5,
         feedback_share=0.9,
         token=stack.token,
@@ -98,9 +96,7 @@ def refill_window_with_clean_rides(stack: Stack, reference: Path, watched: list[
     )
     source = RowSource.from_model_dir(TAXI_DIR, reference, seed=99)
     Runner(config, load_scenario("baseline", TAXI_DIR), PhaseFeed(source)).run()
-    url = stack.urls["prometheus"]
-    for promql in [DRIFT_ALERTS, *watched]:
-        wait_until(lambda q=promql: not prometheus_query(url, q), timeout=90, what=f"{promql} off")
+    wait_until_quiet(stack.urls["prometheus"], [DRIFT_ALERTS, *watched])
 
 
 @pytest.mark.parametrize("name", ORDER)
