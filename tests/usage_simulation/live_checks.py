@@ -31,7 +31,7 @@ def assert_estimate_fired_without_labels(run, table: str, prometheus: str, firin
 REFILL_SECONDS = 8.0
 
 
-def wait_until_quiet(prometheus: str, queries: list[str], hold_seconds: float = 5.0, timeout: float = 120.0) -> None:
+def wait_until_quiet(prometheus: str, queries: list[str], hold_seconds: float = 5.0, timeout: float = 180.0) -> None:
     """Wait until none of `queries` returns a series for `hold_seconds` in a row.
 
     One clear reading is not enough after a refill: while the previous scenario's rows and labels leave the

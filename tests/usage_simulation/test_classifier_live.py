@@ -109,7 +109,7 @@ def test_classifier_scenario_is_detected_and_clean_phase_stays_quiet(
         "--model-dir", str(insurance_dir), "--scenario", name, "--url", stack.urls["prediction_service"],
         "--rps", str(RPS), "--duration", str(DURATION.get(name, 10)), "--feedback-delay", "0.5",
         "--feedback-share", "0" if name in WITHOUT_LABELS else "0.9",
-        "--prometheus-url", stack.urls["prometheus"], "--settle", "90", "--no-progress",
+        "--prometheus-url", stack.urls["prometheus"], "--settle", "150", "--no-progress",
         "--json", str(tmp_path / "result.json"),
     ])  # fmt: skip
     run, card = run_and_score(args)

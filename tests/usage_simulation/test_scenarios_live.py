@@ -118,7 +118,7 @@ def test_scenario_fault_is_detected_and_clean_phase_stays_quiet(
         "--url", live_stack.urls["prediction_service"], "--rps", str(RPS),
         "--duration", str(DURATION.get(name, 10)), "--feedback-delay", "0.5",
         "--feedback-share", "0" if name in WITHOUT_LABELS else "0.9",
-        "--prometheus-url", live_stack.urls["prometheus"], "--settle", "90", "--no-progress",
+        "--prometheus-url", live_stack.urls["prometheus"], "--settle", "150", "--no-progress",
         "--json", str(tmp_path / "result.json"),
     ])  # fmt: skip
     run, card = run_and_score(args)
