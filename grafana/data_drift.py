@@ -155,7 +155,8 @@ def feature_drift_score() -> timeseries.Panel:
                 timeseries_panel(
                     "Drift score: $feature",
                     "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
-                    "Jensen-Shannon distance for categories) and the threshold it is compared with now (dashed): drift "
+                    "total variation distance for categories: the share of rows whose category moved) and the "
+                    "threshold it is compared with now (dashed): drift "
                     "at or above the line. The threshold is calibrated from the reference for the window's size "
                     "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
                     "the pinned effect-size floor. A categorical feature also drifts when the share of its values "

@@ -29,13 +29,20 @@ def doc(request_id: str) -> dict:
     return {"op": "insert", "doc": {"request_id": request_id, "timestamp": datetime.now(UTC), "prediction": 9.5}}
 
 
+def unreachable(**overrides: object) -> Settings:
+    """Settings of a writer whose MongoDB never answers (a free port): every write fails fast."""
+    base = {
+        "mongodb_uri": f"mongodb://127.0.0.1:{free_port()}",
+        "mongo_timeout_seconds": 0.2,
+        "mongo_retry_seconds": 60,
+        "flush_interval_seconds": 0.05,
+    }
+    return Settings(**(base | overrides))
+
+
 def test_unreachable_mongodb_spools_batches_and_counts_what_a_full_spool_refuses(tmp_path: Path) -> None:
-    settings = Settings(
-        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
-        mongo_timeout_seconds=0.2,
-        mongo_retry_seconds=60,
-        flush_interval_seconds=0.05,
-        spool_capacity_records=3,
+    settings = unreachable(
+        mongo_timeout_seconds=0.2, mongo_retry_seconds=60, flush_interval_seconds=0.05, spool_capacity_records=3
     )
     spool = Spool(tmp_path, settings.spool_capacity_records)
     sink = MongoSink(settings, spool)
@@ -176,12 +183,8 @@ def test_a_spooled_segment_with_a_poison_and_a_malformed_record_is_replayed_and_
 def test_a_malformed_record_in_a_segment_retried_while_mongodb_is_away_is_quarantined_once(tmp_path: Path) -> None:
     # The segment is released for a retry at every failed attempt; its `{}` must not be written to the
     # dead letter at each one (it was: once per attempt, and again by the next service after a restart).
-    settings = Settings(
-        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
-        mongo_timeout_seconds=0.1,
-        mongo_retry_seconds=0.05,
-        flush_interval_seconds=0.02,
-        spool_dir=tmp_path,
+    settings = unreachable(
+        mongo_timeout_seconds=0.1, mongo_retry_seconds=0.05, flush_interval_seconds=0.02, spool_dir=tmp_path
     )
     spool = Spool(tmp_path, 100)
     assert spool.write([{}, doc("kept")])
@@ -200,8 +203,7 @@ def test_a_malformed_record_in_a_segment_retried_while_mongodb_is_away_is_quaran
 
 
 def test_refuse_keeps_a_batch_it_can_neither_write_nor_spool_and_refuses_new_records(tmp_path: Path) -> None:
-    settings = Settings(
-        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
+    settings = unreachable(
         mongo_timeout_seconds=0.2,
         mongo_retry_seconds=60,
         flush_interval_seconds=0.05,
@@ -221,8 +223,7 @@ def test_refuse_keeps_a_batch_it_can_neither_write_nor_spool_and_refuses_new_rec
 
 
 def test_serve_drops_and_counts_what_it_can_neither_write_nor_spool(tmp_path: Path) -> None:
-    settings = Settings(
-        mongodb_uri=f"mongodb://127.0.0.1:{free_port()}",
+    settings = unreachable(
         mongo_timeout_seconds=0.2,
         mongo_retry_seconds=60,
         flush_interval_seconds=0.05,
