@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring_core.description import DriftTest
+from monitoring_core.description import DEFAULT_UNSEEN_FLOOR, DriftTest
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ BODY_LEVELS = np.linspace(0.0, 0.95, 20)
 # the stated one). The unseen share's null is narrow (a binomial around the Good-Turing mass), so a small part
 # of the rate costs it little power, while the distance's wide null keeps most of it.
 UNSEEN_RATE_SHARE = 0.2
-# The unseen test's effect floor: this share of rows on unseen values beyond the reference's own expected
-# unseen share (its Good-Turing mass), e.g. 5% of rows carrying categories the model never saw.
-UNSEEN_FLOOR = 0.05
+# The unseen test's default effect floor: this share of rows on unseen values beyond the reference's own
+# expected unseen share (its Good-Turing mass); a column's `drift.unseen_floor` overrides it.
+UNSEEN_FLOOR = DEFAULT_UNSEEN_FLOOR
 
 
 @dataclass(frozen=True)
@@ -461,6 +461,7 @@ class ColumnCalibration:
     ) -> None:
         self.column = column
         self.floor = test.threshold
+        self._unseen_floor = UNSEEN_FLOOR if test.unseen_floor is None else test.unseen_floor
         self.rate = rate
         self.settings = settings
         self.calibrated = values is not None and (test.method, kind) in CALIBRATED and not test.is_p_value
@@ -596,10 +597,11 @@ class ColumnCalibration:
 
     @property
     def unseen_floor(self) -> float | None:
-        """Return the unseen test's effect floor: the reference's Good-Turing unseen mass plus UNSEEN_FLOOR."""
+        """Return the unseen test's effect floor: the reference's Good-Turing unseen mass plus the column's
+        `unseen_floor` (UNSEEN_FLOOR unless the description or monitoring.yaml sets it)."""
         if not isinstance(self._null, _CategoricalNull):
             return None
-        return self._null.unseen_share + UNSEEN_FLOOR
+        return self._null.unseen_share + self._unseen_floor
 
     def unseen_threshold(self, rows: int) -> float | None:
         """Return the threshold of the unseen share on `rows` values (None: no unseen test for this column)."""

@@ -64,6 +64,9 @@ class DriftTest:
 
     method: str
     threshold: float
+    # A categorical feature's unseen-values test: the share of rows on values the reference never saw,
+    # beyond the reference's own expected unseen mass, that counts as a shift (None: DEFAULT_UNSEEN_FLOOR).
+    unseen_floor: float | None = None
 
     @property
     def is_p_value(self) -> bool:
@@ -99,6 +102,9 @@ DEFAULT_DRIFT: dict[Kind, DriftTest] = {
     Kind.NUMERICAL: DriftTest(method="wasserstein", threshold=0.1),
     Kind.CATEGORICAL: DriftTest(method="tv", threshold=0.1),
 }
+# 5% of rows on values the model never saw, beyond what clean data brings, is actionable; less in a
+# huge window is not drift (docs/evidently_service.md "Unseen values").
+DEFAULT_UNSEEN_FLOOR = 0.05
 
 # Model-quality metrics per task: the keys of `alerts` and of the exported quality metrics.
 REGRESSION_METRICS = ("rmse", "mae", "mean_error")
@@ -114,10 +120,14 @@ class _Strict(BaseModel):
 
 
 class DriftOverride(_Strict):
-    """A column's stat test and threshold (the effect-size floor for a distance)."""
+    """A column's stat test and threshold (the effect-size floor for a distance), and its unseen floor.
 
-    stattest: str
-    threshold: float = Field(gt=0)
+    Each key left out keeps the kind's default; a stat test other than the default needs its threshold.
+    """
+
+    stattest: str | None = None
+    threshold: float | None = Field(default=None, gt=0)
+    unseen_floor: float | None = Field(default=None, gt=0, le=1)
 
 
 class FeatureSpec(_Strict):
@@ -155,6 +165,12 @@ class FeatureSpec(_Strict):
                 raise ValueError(f"unknown timezone {self.timezone!r}") from exc
         if self.values is not None and self.kind is not Kind.CATEGORICAL:
             raise ValueError("values apply to categorical features only")
+        if self.drift is not None and self.kind in DEFAULT_DRIFT:
+            default = DEFAULT_DRIFT[self.kind]
+            if self.drift.stattest not in (None, default.method) and self.drift.threshold is None:
+                raise ValueError(f"drift.threshold: stattest {self.drift.stattest!r} needs its threshold")
+            if self.drift.unseen_floor is not None and self.kind is not Kind.CATEGORICAL:
+                raise ValueError("drift.unseen_floor applies to categorical features only")
         return self
 
     @property
@@ -177,9 +193,14 @@ class FeatureSpec(_Strict):
         """Return the pinned test of a monitored field (its override, else the kind's default)."""
         if not self.monitored:
             return None
-        if self.drift is not None:
-            return DriftTest(self.drift.stattest, self.drift.threshold)
-        return DEFAULT_DRIFT[self.kind]
+        default = DEFAULT_DRIFT[self.kind]
+        if self.drift is None:
+            return default
+        return DriftTest(
+            self.drift.stattest or default.method,
+            self.drift.threshold if self.drift.threshold is not None else default.threshold,
+            self.drift.unseen_floor,
+        )
 
     @cached_property
     def zone(self) -> ZoneInfo | None:

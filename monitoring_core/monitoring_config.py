@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitoring_core.calibration import CalibrationSettings
-from monitoring_core.description import MODEL_NAME_PATTERN, DriftTest, ModelDescription
+from monitoring_core.description import MODEL_NAME_PATTERN, DriftOverride, DriftTest, Kind, ModelDescription
 from monitoring_core.drift import MULTIPLE_TESTING
 from monitoring_core.model_folder import ModelFolder
 from monitoring_core.paths import DEFAULT_DRIFT_CONFIG_PATH
@@ -26,12 +26,6 @@ DEFAULT_CONFIG_PATH = DEFAULT_DRIFT_CONFIG_PATH
 
 class ConfigError(ValueError):
     """The config file is missing, unreadable or invalid."""
-
-
-class _FeatureOverride(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    stattest: str | None = None
-    threshold: float | None = Field(default=None, gt=0)
 
 
 class _Calibration(BaseModel):
@@ -62,7 +56,7 @@ class _ModelSection(BaseModel):
     segment_min_rows: int | None = Field(default=None, ge=1)
     segment_min_labelled_rows: int | None = Field(default=None, ge=1)
     max_pending_labels: int | None = Field(default=None, ge=0)
-    features: dict[str, _FeatureOverride] = Field(default_factory=dict)
+    features: dict[str, DriftOverride] = Field(default_factory=dict)
     calibration: _Calibration = Field(default_factory=_Calibration)
 
     def check_features(self, description: ModelDescription, where: str) -> None:
@@ -74,6 +68,9 @@ class _ModelSection(BaseModel):
                 f"{where}: unknown monitored column(s) {sorted(unknown)} for model {description.name!r}; "
                 f"known: {sorted(known)}"
             )
+        for column, override in self.features.items():
+            if override.unseen_floor is not None and description.column_kind(column) is not Kind.CATEGORICAL:
+                raise ConfigError(f"{where}: features.{column}.unseen_floor applies to categorical features only")
 
 
 class _ConfigFile(BaseModel):
@@ -147,7 +144,11 @@ def _merge(folder: ModelFolder, entry: _ModelSection, defaults: _ModelSection, b
     for section in (defaults, entry):  # the model entry wins over `defaults`
         for column, override in section.features.items():
             current = tests[column]
-            tests[column] = DriftTest(override.stattest or current.method, override.threshold or current.threshold)
+            tests[column] = DriftTest(
+                override.stattest or current.method,
+                override.threshold or current.threshold,
+                override.unseen_floor or current.unseen_floor,
+            )
     path = folder.reference_path
     if entry.reference_path:  # relative to the config file, like any path written in it
         path = Path(entry.reference_path) if Path(entry.reference_path).is_absolute() else base / entry.reference_path

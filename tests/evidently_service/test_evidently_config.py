@@ -71,7 +71,7 @@ models:
     reference_path: refs/b.parquet
     min_rows: 400
     multiple_testing: bh
-    features: {trip_distance: {stattest: ks, threshold: 0.01}}
+    features: {trip_distance: {stattest: ks, threshold: 0.01}, PULocationID: {unseen_floor: 0.02}}
 """,
     )
     assert configs["a"].window_size == 500 and configs["a"].min_rows == 100
@@ -80,6 +80,7 @@ models:
     b = configs["b"]
     assert (b.window_size, b.min_rows, b.multiple_testing) == (500, 400, "bh")
     assert b.tests["trip_distance"] == DriftTest("ks", 0.01)
+    assert b.tests["PULocationID"] == DriftTest("tv", 0.1, unseen_floor=0.02)
     assert b.reference_path == tmp_path / "refs" / "b.parquet"
 
 
@@ -90,6 +91,7 @@ models:
         ("defaults: {window_size: 10, min_rows: 20}", "exceeds window_size"),
         ("defaults: {features: {fare_amount: {threshold: 0.1}}}", "unknown monitored column"),
         ("defaults: {multiple_testing: holm}", "multiple_testing"),
+        ("defaults: {features: {trip_distance: {unseen_floor: 0.02}}}", "trip_distance.unseen_floor"),
         ("defaults: {calibration: {false_alarm_rate: 1.5}}", "false_alarm_rate"),
         ("defaults: {calibration: {detectable_shift: 0.5}}", "detectable_shift"),
         ("defaults: {calibration: {alpha: 0.01}}", "alpha"),

@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import binom
 
 from monitoring_core.calibration import UNSEEN_FLOOR, UNSEEN_RATE_SHARE, CalibrationSettings, ColumnCalibration
-from monitoring_core.description import DriftTest, parse_description
+from monitoring_core.description import DescriptionError, DriftTest, parse_description
 from monitoring_core.drift import DriftEvaluator, reaches_floor
 
 DESCRIPTION = parse_description(
@@ -126,3 +126,40 @@ def test_text_values_against_numeric_categories_count_as_unseen():
     window = pd.DataFrame({"z": [*rng.integers(0, 50, 450), *["new"] * 50], "prediction": rng.normal(size=500)})
     outcome = evaluator.evaluate(window).columns["z"]
     assert outcome.unseen_share == pytest.approx(0.1) and outcome.detected
+
+
+@pytest.mark.parametrize("unseen_floor, flagged", [(None, False), (0.01, True)])
+def test_description_sets_the_unseen_floor(unseen_floor, flagged):
+    """3% of rows on new values is under the default 5% floor, over a feature's own 1% floor."""
+    drift = {} if unseen_floor is None else {"drift": {"unseen_floor": unseen_floor}}
+    description = parse_description(
+        {
+            "name": "ints",
+            "task": "regression",
+            "target": {"name": "y"},
+            "features": [{"name": "z", "kind": "categorical", "type": "int", **drift}],
+        }
+    )
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"z": rng.integers(0, 50, 3_000), "prediction": rng.normal(size=3_000)})
+    evaluator = DriftEvaluator(description, reference, calibration=CalibrationSettings(draws=1_000), multivariate=False)
+    window = pd.DataFrame({"z": [*rng.integers(0, 50, 1_940), *[99] * 60], "prediction": rng.normal(size=2_000)})
+    outcome = evaluator.evaluate(window).columns["z"]
+    assert outcome.unseen_share == pytest.approx(0.03)
+    assert outcome.unseen_floor == pytest.approx(0.05 if unseen_floor is None else unseen_floor, abs=0.005)
+    assert outcome.detected is flagged
+
+
+@pytest.mark.parametrize(
+    "feature, field",
+    [
+        ({"kind": "numerical", "drift": {"unseen_floor": 0.02}}, "unseen_floor"),
+        ({"kind": "numerical", "drift": {"stattest": "ks"}}, "drift.threshold"),
+        ({"kind": "categorical", "drift": {"unseen_floor": 0}}, "unseen_floor"),
+    ],
+)
+def test_drift_override_errors_name_the_field(feature, field):
+    with pytest.raises(DescriptionError, match=field):
+        parse_description(
+            {"name": "m", "task": "regression", "target": {"name": "y"}, "features": [{"name": "x", **feature}]}
+        )
