@@ -84,6 +84,17 @@ class _Families:
             "Per-evaluation false-alarm rate the drift thresholds are calibrated for, per feature or for the dataset",
             ("scope",),
         )
+        self.feature_rate = gauge(
+            "evidently_feature_drift_false_alarm_rate",
+            "Chance that a clean window of this size flags the feature: the calibrated rate until the effect-size "
+            "floor binds, then less (an upper bound there, at least 1/(draws+1))",
+            ("feature",),
+        )
+        self.dataset_rate = gauge(
+            "evidently_dataset_drift_false_alarm_rate",
+            "Chance that a clean window of this size makes dataset drift: the family-wise rate, or less once the "
+            "features' effect-size floors bind",
+        )
         self.detected = gauge("evidently_feature_drift_detected", "1 when the feature drifted, else 0", ("feature",))
         self.window_rows = gauge("evidently_window_rows", "Rows in the current window", periodic=False)
         self.min_rows = gauge(
@@ -302,6 +313,8 @@ class _Families:
                 self.drifted_share.add_metric([model], drift.drifted_share)
                 if drift.dataset_p_value is not None:
                     self.dataset_p.add_metric([model], drift.dataset_p_value)
+                if drift.stated_dataset_rate is not None:
+                    self.dataset_rate.add_metric([model], drift.stated_dataset_rate)
                 for feature in drift.features:
                     self.flagged.add_metric([model, feature], int(feature in drift.flagged))
             joint = drift.multivariate
@@ -323,6 +336,8 @@ class _Families:
                 self.detected.add_metric([model, column.column], int(column.detected))
                 if column.p_value is not None:
                     self.feature_p.add_metric([model, column.column], column.p_value)
+                if column.false_alarm_rate is not None:
+                    self.feature_rate.add_metric([model, column.column], column.false_alarm_rate)
                 if column.unseen_share is not None and column.unseen_threshold is not None:
                     self.unseen_share.add_metric([model, column.column], column.unseen_share)
                     self.unseen_threshold.add_metric([model, column.column], column.unseen_threshold)
@@ -352,7 +367,7 @@ class _Families:
             self.seg_rows.add_metric([model, segment], seg.rows)
             if seg.min_rows is not None:
                 self.seg_min_rows.add_metric([model, segment], seg.min_rows)
-            if seg.drift is not None:
+            if seg.drift is not None and seg.drift.enough_data:  # every feature at its minimum
                 self.seg_drift.add_metric([model, segment], seg.drift.drifted_share)
             if seg.quality is not None:
                 for metric, value in seg.quality.metrics.items():

@@ -287,9 +287,13 @@ class ModelMonitor:
         for segment, rows in window.groupby(self.description.segment_of(window)):
             with_labels = labelled(rows, self.description.target_column)
             evaluator = self._segment_drift.get(str(segment))
-            # The minimum is derived (and cached) once the segment has rows to judge.
+            # The minimum is derived (and cached) once the segment has rows to judge. Its features are judged
+            # from the smallest feature minimum on, each at its own (`family_flags`); the segment's drifted
+            # share waits for them all (`min_rows`).
             min_rows = self.segment_min_rows(str(segment)) if len(rows) >= MIN_BUCKET else None
-            drift = evaluator.evaluate(rows) if evaluator and min_rows is not None and len(rows) >= min_rows else None
+            first = _at_least(evaluator.first_verdict_rows, config.segment_min_rows) if evaluator else None
+            judgeable = min_rows is not None and first is not None and len(rows) >= first
+            drift = evaluator.evaluate(rows) if evaluator and judgeable else None
             quality = None
             if len(with_labels) >= config.segment_min_labelled_rows:
                 quality = model_quality(self.description, with_labels)

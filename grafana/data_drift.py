@@ -97,7 +97,8 @@ def drifted_share_over_time() -> timeseries.Panel:
         timeseries_panel(
             "Share of drifted features",
             "Share of monitored features that drifted, for the whole window and per segment of the model's "
-            "segment rule (segments with enough rows).",
+            "segment rule (a segment once it holds every feature's minimum rows; its flags table shows features "
+            "judged before that).",
             "percentunit",
             query(f"evidently_drifted_features_share{{{MODEL}}}", "all segments"),
             query(f"evidently_segment_drifted_features_share{{{MODEL}}}", "{{segment}}", "B"),
@@ -141,7 +142,8 @@ def segment_flags() -> table.Panel:
     return table_panel(
         "Segment x feature flags",
         "Per segment and feature, 1 when the feature drifted within the segment (against the same segment's "
-        "reference rows), under one Holm correction over every segment x feature. SegmentDriftDetected fires "
+        "reference rows), under one Holm correction over every segment x feature; each feature from its own "
+        "minimum of the segment's rows. SegmentDriftDetected fires "
         f"after {duration_text(for_seconds('SegmentDriftDetected'))} of a flag.",
         query(f"max by (segment, feature) (evidently_segment_drift_flagged{{{MODEL}}})", "{{segment}} {{feature}}"),
     )

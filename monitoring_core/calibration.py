@@ -616,6 +616,36 @@ class ColumnCalibration:
             return None
         return self._unseen_null_at(rows).p_value(share)
 
+    def false_alarm_rate(self, rows: int) -> float | None:
+        """Return the chance that a clean sample of `rows` values is flagged: the verdict's stated rate at this size.
+
+        The calibrated rate while the calibrated threshold binds; once the effect-size floor binds, the null's
+        tail beyond the floor (conformal, so at least 1 / (draws + 1): an upper bound where no draw reaches
+        it). A categorical column adds its unseen part the same way (the union bound of its two tests).
+        """
+        tails = self._floor_tails(rows)
+        if tails is None:
+            return None
+        return min(self.distance_rate, tails[0]) + min(self.unseen_rate, tails[1])
+
+    def floor_tail(self, rows: int) -> float | None:
+        """Return the chance that a clean sample of `rows` values reaches the floor of either test (union bound)."""
+        tails = self._floor_tails(rows)
+        return None if tails is None else min(1.0, sum(tails))
+
+    def _floor_tails(self, rows: int) -> tuple[float, float] | None:
+        if not self.calibrated:
+            return None
+        rows = max(rows, MIN_BUCKET)
+        summary, _ = self.null_at(rows)
+        distance = summary.p_value(self.floor / self._scale(rows))
+        unseen = 0.0
+        if self.unseen_test:
+            floor = self.unseen_floor
+            assert floor is not None
+            unseen = self._unseen_null_at(rows).p_value(floor)
+        return distance, unseen
+
     def combined_p_value(self, distance_p: float | None, unseen_p: float | None) -> float | None:
         """Return the feature's p-value over its two tests: min(p_d / (1 - s), p_u / s), s = UNSEEN_RATE_SHARE.
 

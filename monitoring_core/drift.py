@@ -64,6 +64,9 @@ class ColumnDrift:
     unseen_threshold: float | None = None
     unseen_p_value: float | None = None
     unseen_floor: float | None = None
+    # The chance a clean window of this size is flagged (ColumnCalibration.false_alarm_rate): the calibrated
+    # rate until the effect-size floor binds, then less. None without a calibrated verdict.
+    false_alarm_rate: float | None = None
 
     @property
     def unseen_detected(self) -> bool:
@@ -103,6 +106,9 @@ class DriftResult:
     enough_data: bool = True
     false_alarm_rate: float | None = None  # per column verdict; None without calibration
     dataset_false_alarm_rate: float | None = None  # family-wise over the features (Holm)
+    # The chance a clean window of this size makes dataset drift: the family-wise rate, or less once the
+    # features' effect-size floors bind (their floor tails summed). None without a dataset verdict.
+    stated_dataset_rate: float | None = None
     flagged: tuple[str, ...] = ()
     dataset_p_value: float | None = None
     share_drift: bool = False
@@ -333,8 +339,10 @@ class _PreparedColumn:
         score, detected = self._score(cur, threshold)
         p_value = None
         unseen: dict[str, float | None] = {}
+        stated: dict[str, float | None] = {}
         if enough and not np.isnan(score):
             p_value = score if self.test.is_p_value else calibration.p_value(rows, score)
+            stated["false_alarm_rate"] = calibration.false_alarm_rate(rows)
             if calibration.unseen_test and self._keys is not None:
                 share = self.unseen_share(cur)
                 unseen_p = calibration.unseen_p_value(rows, share)
@@ -347,7 +355,7 @@ class _PreparedColumn:
                 p_value = calibration.combined_p_value(p_value, unseen_p)
         outcome = ColumnDrift(
             self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough,
-            p_value, floor, **unseen,
+            p_value, floor, **unseen, **stated,
         )  # fmt: skip
         return replace(outcome, detected=True) if outcome.unseen_detected else outcome
 
@@ -419,6 +427,16 @@ class DriftEvaluator:
         mins = [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
         return max(mins) if mins else None
 
+    @property
+    def first_verdict_rows(self) -> int | None:
+        """Return the window rows the first feature verdict needs: the smallest minimum of the features.
+
+        From there each feature judged at its own size counts in `family_flags` (segments reach their
+        largest feature's minimum late: a 13% segment of a 2,000-row window holds 260 rows).
+        """
+        mins = [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
+        return min(mins) if mins else None
+
     def threshold(self, column: str, rows: int) -> float:
         """Return the threshold `column` is compared with for `rows` usable values."""
         calibration = self._columns[column].calibration
@@ -456,12 +474,17 @@ class DriftEvaluator:
         share = sum(c.detected for c in judged) / len(judged) if judged else 0.0
         share_drift = enough and bool(judged) and share >= self.dataset_drift_share
         flagged: tuple[str, ...] = ()
-        dataset_p_value = None
+        dataset_p_value = stated_dataset_rate = None
         if self.calibration is not None:
             family = {c.column: c.p_value for c in judged if c.p_value is not None}
             rejected = holm(family, self.calibration.dataset_false_alarm_rate)
             flagged = tuple(c.column for c in judged if c.column in rejected and reaches_floor(c)) if enough else ()
             dataset_p_value = min(1.0, len(family) * min(family.values())) if family else None
+            if enough and family:
+                calibrations = [(self._columns[c.column].calibration, c.rows) for c in judged if c.column in family]
+                tails = [cal.floor_tail(rows) if cal is not None else None for cal, rows in calibrations]
+                floor_rate = sum(t for t in tails if t is not None) if None not in tails else 1.0
+                stated_dataset_rate = min(self.calibration.dataset_false_alarm_rate, floor_rate)
         multivariate = None
         if self.multivariate is not None:
             multivariate = self.multivariate.evaluate(current[list(self.multivariate.columns)], min_rows)
@@ -478,6 +501,7 @@ class DriftEvaluator:
             dataset_false_alarm_rate=self.calibration.dataset_false_alarm_rate if self.calibration else None,
             flagged=flagged,
             dataset_p_value=dataset_p_value,
+            stated_dataset_rate=stated_dataset_rate,
             share_drift=share_drift,
             multivariate=multivariate,
             features=self.features,
@@ -524,13 +548,13 @@ def family_flags(results: Mapping[str, DriftResult], rate: float) -> dict[tuple[
 
     One family over all segments x features: Holm at `rate` over their calibrated p-values, then
     the score must reach the feature's floor. So on clean data the chance that *any* segment shows
-    a flagged feature is at most `rate`. Segments without enough data and features without a
+    a flagged feature is at most `rate`. Each feature counts from its own minimum size (a segment
+    need not hold its largest feature's minimum); features below theirs and features without a
     p-value (a distance without calibration) are not tested and not in the mapping.
     """
     outcomes = {
         (segment, column): result.columns[column]
         for segment, result in results.items()
-        if result.enough_data
         for column in result.features
         if result.columns[column].judged and result.columns[column].p_value is not None
     }

@@ -177,11 +177,9 @@ def test_clean_rows_the_reference_never_saw_raise_no_drift_at_any_window_size(ma
         assert result.drift.enough_data and result.drift.dataset_drift is False
         judged += 1
         feature_flags += len(_flagged(result))
-        for segment in result.segments.values():
-            if segment.drift is not None:
-                assert segment.rows >= segment.min_rows
-                segment_judged += 1
-                segment_flags += segment.drift.dataset_drift
+        if result.segment_flags:  # one family over every judged segment x feature: at most 1% per evaluation
+            segment_judged += 1
+            segment_flags += any(result.segment_flags.values())
     assert judged >= 4  # the derived minimum (~250 rows here) leaves 400-1,000
     # 5 columns at 0.5% per evaluation, the dataset at <= 1%: bounds failing with probability < 1e-4.
     assert feature_flags <= binom.isf(1e-4, judged * 5, 0.005)
@@ -220,3 +218,36 @@ def test_a_shift_in_one_borough_is_flagged_in_that_segment(make_app, make_rows, 
         not s.drift.columns["trip_distance"].detected for name, s in result.segments.items()
         if s.drift is not None and name != "Manhattan"
     )  # fmt: skip
+
+
+def test_a_small_segment_judges_its_features_from_their_own_minimums(make_app, make_rows, monitor_of):
+    """A segment under its largest feature's minimum still flags a feature that has reached its own."""
+    import pandas as pd
+
+    from ride_duration.schema import DESCRIPTION
+
+    app = make_app(**DERIVED, window_size=2000)
+    monitor = monitor_of(app)
+    rows = make_rows(2000, seed=35)[0]
+    names = DESCRIPTION.segment_of(pd.DataFrame(rows))
+    sizes = names.value_counts()
+    firsts = {s: ev.first_verdict_rows for s, ev in monitor._segment_drift.items()}
+    small = [s for s, n in sizes.items() if firsts.get(s) and monitor.segment_min_rows(s) and firsts[s] <= n]
+    small = [s for s in small if sizes[s] < monitor.segment_min_rows(s)]
+    assert small, (sizes.to_dict(), firsts, {s: monitor.segment_min_rows(s) for s in sizes.index})
+    segment = small[0]
+    evaluator = monitor._segment_drift[segment]
+    column = min(DESCRIPTION.numerical_features, key=lambda c: evaluator.min_rows_of(c) or 10**9)
+    assert evaluator.min_rows_of(column) <= sizes[segment]
+    field = DESCRIPTION.fields_by_name[column]
+    for row, name in zip(rows, names, strict=True):
+        if name == segment:  # x2.5, kept within the field's range and type (a refused row is no shift)
+            value = min(row[column] * 2.5, field.maximum if field.maximum is not None else float("inf"))
+            row[column] = field.python_type(round(value) if field.python_type is int else value)
+    _feed(app, rows)
+    result = monitor.evaluate()
+    drift = result.segments[segment].drift
+    assert result.window_rows == len(rows)
+    assert drift is not None and not drift.enough_data  # no drifted share for the segment yet...
+    assert result.segment_flags.get((segment, column)), (segment, column, result.segment_flags)  # ...its feature is
+    assert not any(flag for (name, _), flag in result.segment_flags.items() if name != segment)

@@ -223,3 +223,50 @@ def test_methods_without_a_simulated_null_keep_their_pinned_threshold(reference)
     )
     assert result.columns["trip_distance"].threshold == 0.05
     assert MIN_BUCKET <= result.columns["trip_distance"].min_rows <= 30
+
+
+def test_the_stated_rate_holds_where_the_floor_binds():
+    """Where the effect-size floor, not the calibrated threshold, decides, the verdict states the lower rate it
+    holds (the null's tail beyond the floor), and clean windows are flagged at that rate, not at the configured one.
+    """
+    from scipy.stats import binom
+
+    from monitoring_core.description import parse_description
+
+    settings = CalibrationSettings(false_alarm_rate=0.1, dataset_false_alarm_rate=0.2, draws=2_000)
+    n = 500
+
+    def evaluator(reference: pd.DataFrame, floor: float) -> DriftEvaluator:
+        description = parse_description(
+            {
+                "name": "m",
+                "task": "regression",
+                "target": {"name": "y"},
+                "features": [{"name": "x", "kind": "numerical", "drift": {"threshold": floor}}],
+            }
+        )
+        return DriftEvaluator(description, reference, calibration=settings, multivariate=False)
+
+    def sample(rng: np.random.Generator, size: int) -> pd.DataFrame:
+        return pd.DataFrame({"x": rng.gamma(2.0, 1.0, size), "prediction": rng.normal(size=size)})
+
+    rng = np.random.default_rng(7)
+    references = [sample(rng, 3_000) for _ in range(5)]
+    # A floor above the calibrated 10% threshold at this size, where about 2% of clean windows reach it.
+    probe = evaluator(references[0], 1e-6)._columns["x"].calibration
+    summary, _ = probe.null_at(n)
+    floor = summary.threshold(0.02) * probe._scale(n)
+    assert floor > probe.threshold(n)[0]
+    flags, stated = 0, 0.0
+    for reference in references:
+        ev = evaluator(reference, floor)
+        for _ in range(300):
+            result = ev.evaluate(sample(rng, n))
+            column = result.columns["x"]
+            assert column.threshold == floor and column.false_alarm_rate < settings.column_rate(0.5)
+            assert result.stated_dataset_rate == pytest.approx(column.false_alarm_rate)  # one feature, floor binds
+            flags += column.detected
+            stated += column.false_alarm_rate
+    windows = 5 * 300
+    low, high = binom.ppf([1e-4, 1 - 1e-4], windows, stated / windows)
+    assert low <= flags <= high, (flags, stated)

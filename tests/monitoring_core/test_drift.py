@@ -271,8 +271,10 @@ def test_holm_step_down(p_values, rate, expected):
     assert holm(p_values, rate) == expected
 
 
-def _outcome(column: str, p_value: float, score: float = 0.5, floor: float | None = 0.1) -> ColumnDrift:
-    return ColumnDrift(column, "tv", 0.2, score, p_value < 0.005, 500, 500, 100, True, p_value, floor)
+def _outcome(
+    column: str, p_value: float, score: float = 0.5, floor: float | None = 0.1, enough: bool = True
+) -> ColumnDrift:
+    return ColumnDrift(column, "tv", 0.2, score, p_value < 0.005, 500, 500, 100, enough, p_value, floor)
 
 
 def test_family_flags_control_segments_x_features_together():
@@ -283,8 +285,17 @@ def test_family_flags_control_segments_x_features_together():
     results = {
         "north": result(_outcome("x", 0.0004), _outcome("y", 0.3)),
         "south": result(_outcome("x", 0.006), _outcome("y", 0.0001, score=0.05)),  # below its floor
-        "east": result(_outcome("x", 0.0001), enough=False),  # not enough rows: not tested
+        "east": result(_outcome("x", 0.0001, enough=False)),  # x under its minimum: not tested
+        # The segment is under its largest feature's minimum, z is over its own: z is tested.
+        "west": result(_outcome("z", 0.00001), _outcome("w", 0.2, enough=False), enough=False),
     }
     flags = family_flags(results, 0.01)
-    # Four tested pairs: .0001 <= .01/4 (south/y, rejected but under its floor), .0004 <= .01/3, .006 > .01/2.
-    assert flags == {("north", "x"): True, ("north", "y"): False, ("south", "x"): False, ("south", "y"): False}
+    # Five tested pairs: .00001 <= .01/5 (west/z), .0001 <= .01/4 (south/y, rejected but under its floor),
+    # .0004 <= .01/3, .006 > .01/2.
+    assert flags == {
+        ("north", "x"): True,
+        ("north", "y"): False,
+        ("south", "x"): False,
+        ("south", "y"): False,
+        ("west", "z"): True,
+    }
