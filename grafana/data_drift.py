@@ -211,9 +211,13 @@ def false_alarm_rate_now() -> stat.Panel:
         "False-alarm rate",
         "Per-evaluation false-alarm rate on clean data the drift thresholds are calibrated for: per feature "
         "verdict, and the bound on the dataset verdict. At one evaluation every few seconds, 0.5% is one "
-        "flagged evaluation in 200; the alerts' `for:` asks for minutes of consecutive verdicts (see the runbook).",
+        "flagged evaluation in 200; the alerts' `for:` asks for minutes of consecutive verdicts (see the runbook). "
+        "'at this size': the rate the verdicts hold at the window's current size, lower once the effect-size "
+        "floors bind (large windows; there an upper bound).",
         "percentunit",
-        query(f"evidently_drift_false_alarm_rate{{{MODEL}}}", "{{scope}}"),
+        query(f"evidently_drift_false_alarm_rate{{{MODEL}}}", "{{scope}} configured"),
+        query(f"evidently_dataset_drift_false_alarm_rate{{{MODEL}}}", "dataset at this size", "B"),
+        query(f"max(evidently_feature_drift_false_alarm_rate{{{MODEL}}})", "feature at this size (largest)", "C"),
     )
 
 
