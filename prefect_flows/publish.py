@@ -172,6 +172,12 @@ def columns_line(summary: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def _floor_binds(column: dict[str, Any], rate: float | None) -> bool:
+    """Whether a column's verdict holds a lower false-alarm rate than the configured one (its floor binds)."""
+    stated = column.get("false_alarm_rate")
+    return stated is not None and rate is not None and column.get("enough_data", True) and stated < rate * 0.999
+
+
 def threshold_line(drift: dict[str, Any]) -> str:
     """Return the header's drift sentences as one paragraph."""
     return " ".join(threshold_sentences(drift))
@@ -206,6 +212,14 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
             f"time per feature ({drift['dataset_false_alarm_rate']:.2%} for the dataset verdict). "
             f"A verdict needs at least {drift['min_rows']:,} rows."
         )
+        stated = drift.get("stated_dataset_rate")
+        if stated is not None and stated < drift["dataset_false_alarm_rate"]:
+            floored = [c for c, v in drift["columns"].items() if _floor_binds(v, drift["false_alarm_rate"])]
+            sentences.append(
+                f"At {drift['rows']:,} rows the effect-size floor, not the calibration, sets the threshold of "
+                f"{', '.join(floored) or 'the features'}: clean data raises a false alarm less often there, "
+                f"at most {stated:.2%} of the time for the dataset verdict."
+            )
     else:
         sentences.append("Thresholds are the pinned ones (not calibrated to the number of rows).")
     for column, v in drift["columns"].items():

@@ -314,6 +314,7 @@ def drift_results(
             "min_rows": outcome.min_rows if outcome is not None else None,
             "unseen_share": outcome.unseen_share if outcome is not None else None,
             "unseen_threshold": outcome.unseen_threshold if outcome is not None else None,
+            "false_alarm_rate": outcome.false_alarm_rate if outcome is not None else None,  # at this size
         }
     features = [
         c
@@ -349,6 +350,7 @@ def drift_results(
         "min_rows": calibrated.min_rows if calibrated is not None else None,
         "false_alarm_rate": calibrated.false_alarm_rate if calibrated is not None else None,
         "dataset_false_alarm_rate": calibrated.dataset_false_alarm_rate if calibrated is not None else None,
+        "stated_dataset_rate": calibrated.stated_dataset_rate if calibrated is not None else None,
         "columns": columns,
     }
 

@@ -165,3 +165,17 @@ def test_a_categorical_feature_shows_its_unseen_share_beside_its_score():
         "(jensenshannon); values unseen in the reference 10.4% against threshold 6.1%: drift." in sentences
     )
     assert "never saw reaches its own threshold" in sentences[0]
+
+
+def test_the_drift_header_states_the_lower_rate_where_the_floor_binds():
+    drift = _calibrated_drift()
+    drift["stated_dataset_rate"] = 0.0012
+    drift["columns"]["trip_distance"]["false_alarm_rate"] = 0.0005  # the floor binds
+    drift["columns"]["PULocationID"]["false_alarm_rate"] = 0.005  # the calibrated threshold binds
+    sentences = threshold_sentences(drift)
+    assert (
+        "At 1,980 rows the effect-size floor, not the calibration, sets the threshold of trip_distance: clean data "
+        "raises a false alarm less often there, at most 0.12% of the time for the dataset verdict." in sentences
+    )
+    drift["stated_dataset_rate"] = 0.01  # no floor binds: no such sentence
+    assert not any("effect-size floor, not the calibration" in s for s in threshold_sentences(drift))
