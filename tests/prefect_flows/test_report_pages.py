@@ -165,3 +165,15 @@ def test_a_categorical_feature_shows_its_unseen_share_beside_its_score():
         "(jensenshannon); values unseen in the reference 10.4% against threshold 6.1%: drift." in sentences
     )
     assert "never saw reaches its own threshold" in sentences[0]
+
+
+def test_no_estimate_is_said_once_on_the_index_and_its_page():
+    """Seen: "no estimate: no estimate: the reference has 169 labelled rows ..." on a small classifier's index."""
+    from prefect_flows.estimation import unavailable
+    from prefect_flows.estimation_page import render
+
+    summary = _classifier_summary()
+    summary["estimation"] = unavailable("no estimate: the reference has 169 labelled rows with probabilities")
+    for page in (render_index([summary], now=HOUR), render(summary)):
+        assert page.lower().count("no estimate") == 1
+        assert "169 labelled rows" in page
