@@ -338,9 +338,9 @@ def _check_fitted_names(path: Path, description: ModelDescription, model: Any) -
         raise ModelLoadError(
             path,
             f"it was fitted on the column(s) {missing}, which the description does not have "
-            f"(its features: {list(description.feature_names)}); a column the draft left out (a name with "
-            "spaces or other characters a request field cannot have, or one the stack reserves) must be renamed "
-            "in the reference and the model",
+            f"(its features: {list(description.feature_names)}); add it to the description, or, for a column "
+            "the draft left out (a leading digit, `$`, quotes, or a name the stack reserves), rename it in the "
+            "reference and the model",
         )
 
 

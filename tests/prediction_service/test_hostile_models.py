@@ -98,12 +98,16 @@ def test_the_start_checks_name_a_short_predict_proba_and_columns_the_description
     with pytest.raises(ModelLoadError, match=r"its predict_proba gives 2 columns for its 3 classes_"):
         load_served_model(load_model_folder(wine_folder(tmp_path / "wine", model=TwoColumnProba())))
     frame, target = diabetes_frame()
-    odd = frame[["age", "bmi"]].rename(columns={"age": "age in years"})  # a name no request field can have
+    odd = frame[["age", "bmi"]].rename(columns={"age": "age in years"})  # a column the description lacks
     folder = diabetes_folder(tmp_path / "odd", model=LinearRegression().fit(odd, target))
     with pytest.raises(ModelLoadError) as info:
         load_served_model(load_model_folder(folder))
     message = str(info.value)
-    assert "fitted on the column(s) ['age in years']" in message and "renamed" in message and "\n" not in message
+    assert (
+        "fitted on the column(s) ['age in years']" in message
+        and "add it to the description" in message
+        and "\n" not in message
+    )
 
 
 def test_the_start_checks_refuse_a_model_with_unusable_answers_on_the_reference(tmp_path: Path) -> None:
