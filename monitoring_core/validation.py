@@ -77,6 +77,9 @@ def json_number(value: Any) -> Any:
     return value
 
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
 def _whole_number(value: Any) -> Any:
     # TLC files store some integer fields as floats (1.0): accept those, reject 1.5.
     value = json_number(value)
@@ -200,7 +203,11 @@ def _field_annotation(spec: FeatureSpec) -> tuple[Any, Any]:
         check = _whole_number if dtype is int else json_number
         # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
         # nullable field still says minimum/maximum.
-        bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
+        low, high = spec.minimum, spec.maximum
+        if base is int:  # wider than 64 bits cannot be stored (MongoDB refuses the record after it was served)
+            low = INT64_RANGE[0] if low is None else max(low, INT64_RANGE[0])
+            high = INT64_RANGE[1] if high is None else min(high, INT64_RANGE[1])
+        bounds = Field(ge=low, le=high, allow_inf_nan=False if base is float else None)
         annotation = Annotated[base, bounds, BeforeValidator(check)]
     if spec.nullable:
         annotation = Annotated[annotation | None, BeforeValidator(_nan_is_missing)]
