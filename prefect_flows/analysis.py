@@ -36,6 +36,7 @@ from prefect_flows.reports import (
     quality_results,
     reference_frame,
     snapshot_meta,
+    unjudged_text,
 )
 
 OK, NOT_ENOUGH_DATA = "ok", "not_enough_data"
@@ -254,6 +255,8 @@ def _message(summary: dict[str, Any], sampling: Sampling) -> str:
         if drift["dataset_drift"]
         else f"no dataset drift ({drift['drifted_share']:.0%} of features drifted)"
     ]
+    if unjudged := unjudged_text(drift):
+        parts[0] += f", {unjudged}"
     quality_part = summary["quality"]
     parts.append(
         quality.headline(summary) if quality_part["available"] else f"quality unavailable: {quality_part['reason']}"

@@ -11,7 +11,7 @@ from monitoring_core.description import ModelDescription
 from prefect_flows import estimation
 from prefect_flows.period import parse_utc
 from prefect_flows.quality import headline
-from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, BuiltReport, period_label, title
+from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, BuiltReport, period_label, title, unjudged_text
 
 SUMMARY_FILE = "summary.json"
 # Above this ratio of reference to current rows (or the reverse), count bars of the smaller dataset are
@@ -89,6 +89,8 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
         features = ", ".join(drift["drifted_features"]) or "none"
         state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
+        if unjudged := unjudged_text(drift):
+            lines.append(escape(unjudged[0].upper() + unjudged[1:] + "."))
         if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
             lines.extend(escape(sentence) for sentence in threshold_sentences(drift))
     if kind in (DRIFT, QUALITY) and (summary.get("estimation") or {}).get("available"):
@@ -359,6 +361,8 @@ def verdict(summary: dict[str, Any]) -> str:
     text = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
     if drift["drifted_features"]:
         text += f" ({', '.join(drift['drifted_features'])})"
+    if unjudged := unjudged_text(drift):
+        text += f", {unjudged}"
     if summary[QUALITY]["available"]:
         text += f"; {headline(summary)}"
     return text

@@ -340,6 +340,10 @@ def drift_results(
             else None
         ),
         "drifted_share": share,
+        # Features without a verdict (too few rows for their calibrated test, or a reference too small for any):
+        # "no dataset drift" speaks for the others only, and the verdict lines say so.
+        "judged_features": features,
+        "unjudged_features": [c for c in tests if c not in outputs and c not in features],
         "dataset_drift_share": dataset_drift_share,
         "multiple_testing": multiple_testing,
         "drifted_features": drifted,
@@ -351,6 +355,16 @@ def drift_results(
         "dataset_false_alarm_rate": calibrated.dataset_false_alarm_rate if calibrated is not None else None,
         "columns": columns,
     }
+
+
+def unjudged_text(drift: dict[str, Any], shown: int = 5) -> str:
+    """Return e.g. "no verdict for 10 of 12 features (too few rows for their test): age, bmi, ..." or ""."""
+    unjudged = drift.get("unjudged_features") or []  # absent from summaries written before it was added
+    if not unjudged:
+        return ""
+    total = len(unjudged) + len(drift.get("judged_features") or [])
+    names = ", ".join(unjudged[:shown]) + (", ..." if len(unjudged) > shown else "")
+    return f"no verdict for {len(unjudged)} of {total} features (too few rows for their test): {names}"
 
 
 def quality_results(snapshot: Any) -> dict[str, float]:

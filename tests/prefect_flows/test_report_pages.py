@@ -177,3 +177,20 @@ def test_no_estimate_is_said_once_on_the_index_and_its_page():
     for page in (render_index([summary], now=HOUR), render(summary)):
         assert page.lower().count("no estimate") == 1
         assert "169 labelled rows" in page
+
+
+def test_no_dataset_drift_says_which_features_had_no_verdict():
+    """Seen: "no dataset drift (0% of features drifted)" for a 142-row reference where 10 of 12 features had none."""
+    from prefect_flows.analysis import _message
+    from prefect_flows.io_mongo import Sampling
+
+    drift = {**_calibrated_drift(), "judged_features": ["PULocationID", "trip_distance"]}
+    drift["unjudged_features"] = ["passenger_count"]
+    summary = {**_summary(), "drift": drift}
+    summary["estimation"] = {"available": False, "reason": "no estimate: x"}
+    expected = "no verdict for 1 of 3 features (too few rows for their test): passenger_count"
+    assert expected in _message(summary, Sampling(False, 400, 400, 1000, 1))
+    assert expected in verdict(summary)
+    assert "No verdict for 1 of 3 features" in banner(summary, DRIFT)
+    del drift["unjudged_features"]  # a summary written before the key: as before
+    assert "no verdict" not in verdict(summary)
