@@ -4,8 +4,9 @@ The draft is inferred from the reference's columns, for a person to read and edi
 numbers become numerical features with the observed range widened (the bounds requests are
 refused outside of), strings, booleans and integers with few distinct values categorical, datetimes
 datetime. A classifier's classes come from the target's values, and its class-probability columns
-are found by name (`prob_<class>`, `proba_<class>`, or the class itself). Key reference:
-docs/model_description.md.
+are found by name: one pattern around every class (`proba_<class>`, `p_<class>`, `<class>_score`...) whose
+columns sum to 1 per row, else `prob_<class>`, `proba_<class>`, `probability_<class>`, `p_<class>` or the class.
+Key reference: docs/model_description.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20
-PROBABILITY_PREFIXES = ("prob_", "proba_")
+PROBABILITY_PREFIXES = ("prob_", "proba_", "probability_", "p_")
 
 
 def _number(value: float) -> float | int:
@@ -75,16 +76,40 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
 
 def probability_columns(frame: pd.DataFrame, classes: list[Any]) -> dict[str, str]:
     """Return {class text: column} of the columns holding each class's probability, found by name."""
+    keys = [category_key(cls) for cls in classes]
+    shares = [c for c in frame.columns if isinstance(c, str) and _is_share(frame[c])]
+    # One naming pattern around every class (`p_barolo`, `barolo_score`, `P(barolo)`) whose columns sum to 1 per
+    # row: whatever the pattern, those are the probabilities. Known patterns are tried first.
+    patterns: dict[str, dict[str, str]] = {}
+    for column in shares:
+        for key in keys:
+            if key and key in column and column != key:
+                patterns.setdefault(column.replace(key, "{}", 1), {})[key] = column
+    known = [p + "{}" for p in PROBABILITY_PREFIXES]
+    for pattern in sorted(patterns, key=lambda p: (p not in known, known.index(p) if p in known else 0, p)):
+        found = patterns[pattern]
+        if len(found) == len(keys) and len(set(found.values())) == len(keys) and _sums_to_one(frame, found.values()):
+            return found
+    # Otherwise class by class, by the known names (a binary model may give the positive class's column alone).
     found = {}
-    for cls in classes:
-        key = category_key(cls)
+    for key in keys:
         for column in (*(p + key for p in PROBABILITY_PREFIXES), key):
-            if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column].dtype):
-                values = frame[column].dropna()
-                if len(values) and values.between(0, 1).all():
-                    found[key] = column
-                    break
+            if column in shares:
+                found[key] = column
+                break
     return found
+
+
+def _is_share(values: pd.Series) -> bool:
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    present = values.dropna()
+    return bool(len(present)) and bool(present.between(0, 1).all())
+
+
+def _sums_to_one(frame: pd.DataFrame, columns: Any) -> bool:
+    total = frame[list(columns)].dropna().sum(axis=1)
+    return bool(len(total)) and bool(((total - 1).abs() <= 1e-3).all())
 
 
 def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: str = "prediction") -> dict[str, Any]:

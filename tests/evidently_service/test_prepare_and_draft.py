@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from evidently_support import diabetes_regressor, rows_of, wine_classifier, writ
 from evidently_service import create_app
 from evidently_service.evaluator import ModelMonitor
 from evidently_service.settings import Settings
-from monitoring_core.description import DescriptionError, ModelDescription
+from monitoring_core.description import DescriptionError, ModelDescription, Task
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.monitoring_config import load_config
 from monitoring_core.prepare import load_prepared, prepare_folder
@@ -216,3 +217,26 @@ def test_a_reference_too_small_for_drift_still_gets_data_quality(tmp_path) -> No
     result = monitor.evaluate()
     assert result.min_rows is None and result.drift is None and all(monitor.reference_too_small.values())
     assert result.data_quality["bmi"].missing_share == 0.0 and result.data_quality["sex"].new_category_share == 0.0
+
+
+@pytest.mark.parametrize("pattern", ["p_{}", "{}_score", "P({})"])
+def test_the_draft_finds_class_probabilities_by_any_shared_pattern_not_as_features(pattern) -> None:
+    # Seen: a wine classifier's `p_barbera`, `p_barolo`, `p_grignolino` drafted as three required request features
+    # (numerical, 0-2) and no probabilities: clients had to send them, and log loss, Brier and the estimate were lost.
+    from monitoring_core.draft import draft
+
+    rng = np.random.default_rng(0)
+    raw = rng.random((40, 3))
+    shares = raw / raw.sum(axis=1, keepdims=True)
+    classes = ["barbera", "barolo", "grignolino"]
+    frame = pd.DataFrame({"alcohol": rng.random(40) * 3 + 11, "s1": rng.random(40)})  # a decoy share column
+    for i, cls in enumerate(classes):
+        frame[pattern.format(cls)] = shares[:, i]
+    frame["cultivar"] = [classes[i] for i in shares.argmax(axis=1)]
+    frame["prediction"] = frame["cultivar"]
+    drafted = draft(frame, "wine", Task.CLASSIFICATION, "cultivar")
+    assert drafted["prediction"]["probabilities"] == {cls: pattern.format(cls) for cls in classes}
+    assert [f["name"] for f in drafted["features"]] == ["alcohol", "s1"]
+    # Integer classes 0, 1 and a column `s1` (a share, "1" in its name) are no probability pattern: not summing to 1.
+    binary = pd.DataFrame({"s1": rng.random(40), "s0": rng.random(40), "label": [0, 1] * 20, "prediction": [0] * 40})
+    assert "probabilities" not in draft(binary, "b", Task.CLASSIFICATION, "label")["prediction"]
