@@ -43,6 +43,7 @@ NAME_RULE = (
 )
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
+MAX_CATEGORY_LENGTH = 256  # characters of one text category a request may carry (the reference check holds to it)
 DEFAULT_RETENTION_DAYS = 7.0  # days a logged prediction stays in MongoDB (the description's `retention_days`)
 
 

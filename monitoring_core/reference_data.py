@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring_core.calibration import MIN_BUCKET, CalibrationCache, CalibrationSettings
-from monitoring_core.description import DescriptionError, Kind, ModelDescription, category_key
+from monitoring_core.description import MAX_CATEGORY_LENGTH, DescriptionError, Kind, ModelDescription, category_key
 from monitoring_core.drift import DriftEvaluator
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,16 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
                     f"{distinct} distinct categories; drift is tested over at most {MAX_DRIFT_CATEGORIES} (no window "
                     "tells drift from noise over more, and calibrating them takes very long): map it to fewer "
                     "categories, or set `monitor: false` on it in model.yaml (validated and served, not watched)",
+                )
+        if spec.kind is Kind.CATEGORICAL and spec.python_type is str:
+            long = sorted(t for t in _texts(values) if len(t) > MAX_CATEGORY_LENGTH)
+            if long:
+                raise _problem(
+                    source,
+                    spec.name,
+                    f"{len(long)} categor{'y' if len(long) == 1 else 'ies'} longer than {MAX_CATEGORY_LENGTH} "
+                    f"characters ({long[0][:40]!r}..., {len(long[0])}): a request cannot carry them; map them to "
+                    "shorter ones in the reference and the model",
                 )
         if spec.values is not None and spec.kind is Kind.CATEGORICAL:
             unknown = sorted(_texts(values) - {category_key(v) for v in spec.values})

@@ -28,7 +28,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from monitoring_core.description import REQUEST_ID, FeatureSpec, Kind, ModelDescription, category_key
+from monitoring_core.description import (
+    MAX_CATEGORY_LENGTH,
+    REQUEST_ID,
+    FeatureSpec,
+    Kind,
+    ModelDescription,
+    category_key,
+)
 from monitoring_core.ids import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN, request_id_field
 
 # The course's client (and many others) names its row id `id`: it is the request id, under another name.
@@ -195,7 +202,9 @@ def _field_annotation(spec: FeatureSpec) -> tuple[Any, Any]:
         return optional, Field(default=None, description=spec.description)
     dtype = spec.python_type
     if dtype is str:
-        annotation = Annotated[str, Field(min_length=1, max_length=256), BeforeValidator(_category_text)]
+        # "" is a category like any other (references hold it; a model fitted on them knows it); the length
+        # bound keeps one row's text small, and the reference check refuses a reference beyond it.
+        annotation = Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH), BeforeValidator(_category_text)]
     elif dtype is bool:
         annotation = Annotated[bool, BeforeValidator(_json_bool)]
     else:

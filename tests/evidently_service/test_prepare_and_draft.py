@@ -240,3 +240,20 @@ def test_the_draft_finds_class_probabilities_by_any_shared_pattern_not_as_featur
     # Integer classes 0, 1 and a column `s1` (a share, "1" in its name) are no probability pattern: not summing to 1.
     binary = pd.DataFrame({"s1": rng.random(40), "s0": rng.random(40), "label": [0, 1] * 20, "prediction": [0] * 40})
     assert "probabilities" not in draft(binary, "b", Task.CLASSIFICATION, "label")["prediction"]
+
+
+def test_a_reference_category_longer_than_a_request_may_carry_is_named_at_prepare() -> None:
+    # Seen: "reference fits model.yaml", then every reference row holding a 300-character category answered 400.
+    description = ModelDescription.model_validate(
+        {
+            "name": "wine",
+            "task": "regression",
+            "target": {"name": "y"},
+            "features": [{"name": "grape", "kind": "categorical"}],
+        }
+    )
+    frame = pd.DataFrame({"grape": ["", "x" * 300, "rosé"], "y": [1.0, 2.0, 3.0], "prediction": [1.0, 2.0, 3.0]})
+    with pytest.raises(DescriptionError) as caught:
+        check_reference(description, frame, "reference.parquet")
+    assert str(caught.value).startswith("reference.parquet: column 'grape': 1 category longer than 256 characters")
+    check_reference(description, frame.iloc[[0, 2]], "reference.parquet")  # "" is a category like any other
