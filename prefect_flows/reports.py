@@ -358,13 +358,21 @@ def drift_results(
 
 
 def unjudged_text(drift: dict[str, Any], shown: int = 5) -> str:
-    """Return e.g. "no verdict for 10 of 12 features (too few rows for their test): age, bmi, ..." or ""."""
+    """Return e.g. "no verdict for 10 of 12 features (reference too small for their test: age, bmi, ...)" or ""."""
     unjudged = drift.get("unjudged_features") or []  # absent from summaries written before it was added
     if not unjudged:
         return ""
     total = len(unjudged) + len(drift.get("judged_features") or [])
-    names = ", ".join(unjudged[:shown]) + (", ..." if len(unjudged) > shown else "")
-    return f"no verdict for {len(unjudged)} of {total} features (too few rows for their test): {names}"
+    columns = drift.get("columns") or {}
+    # No calibrated size at all: no window ever gets a verdict (the reference is too small); else too few rows now.
+    small = [c for c in unjudged if c in columns and columns[c].get("min_rows") is None and drift.get("calibrated")]
+    few = [c for c in unjudged if c not in small]
+    parts = [
+        f"{why}: " + ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+        for why, names in (("reference too small for their test", small), ("too few rows in the period", few))
+        if names
+    ]
+    return f"no verdict for {len(unjudged)} of {total} features ({'; '.join(parts)})"
 
 
 def quality_results(snapshot: Any) -> dict[str, float]:

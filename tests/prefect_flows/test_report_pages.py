@@ -185,12 +185,17 @@ def test_no_dataset_drift_says_which_features_had_no_verdict():
     from prefect_flows.io_mongo import Sampling
 
     drift = {**_calibrated_drift(), "judged_features": ["PULocationID", "trip_distance"]}
-    drift["unjudged_features"] = ["passenger_count"]
+    drift["columns"]["passenger_count"]["min_rows"] = 50  # calibrated: more rows would give it a verdict
+    drift["columns"]["fare"] = {"score": 0.1, "rows": 400, "enough_data": False, "min_rows": None}  # never
+    drift["unjudged_features"] = ["passenger_count", "fare"]
     summary = {**_summary(), "drift": drift}
     summary["estimation"] = {"available": False, "reason": "no estimate: x"}
-    expected = "no verdict for 1 of 3 features (too few rows for their test): passenger_count"
+    expected = (
+        "no verdict for 2 of 4 features (reference too small for their test: fare; too few rows in the period: "
+        "passenger_count)"
+    )
     assert expected in _message(summary, Sampling(False, 400, 400, 1000, 1))
     assert expected in verdict(summary)
-    assert "No verdict for 1 of 3 features" in banner(summary, DRIFT)
+    assert "No verdict for 2 of 4 features" in banner(summary, DRIFT)
     del drift["unjudged_features"]  # a summary written before the key: as before
     assert "no verdict" not in verdict(summary)
