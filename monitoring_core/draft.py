@@ -77,14 +77,17 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
 def probability_columns(frame: pd.DataFrame, classes: list[Any]) -> dict[str, str]:
     """Return {class text: column} of the columns holding each class's probability, found by name."""
     keys = [category_key(cls) for cls in classes]
+    # A class as its key ("true") and as Python writes it (f"proba_{cls}" over classes_: "proba_True").
+    spellings = {category_key(cls): list(dict.fromkeys([category_key(cls), str(cls)])) for cls in classes}
     shares = [c for c in frame.columns if isinstance(c, str) and _is_share(frame[c])]
     # One naming pattern around every class (`p_barolo`, `barolo_score`, `P(barolo)`) whose columns sum to 1 per
     # row: whatever the pattern, those are the probabilities. Known patterns are tried first.
     patterns: dict[str, dict[str, str]] = {}
     for column in shares:
         for key in keys:
-            if key and key in column and column != key:
-                patterns.setdefault(column.replace(key, "{}", 1), {})[key] = column
+            for text in spellings[key]:
+                if text and text in column and column != text:
+                    patterns.setdefault(column.replace(text, "{}", 1), {})[key] = column
     known = [p + "{}" for p in PROBABILITY_PREFIXES]
     for pattern in sorted(patterns, key=lambda p: (p not in known, known.index(p) if p in known else 0, p)):
         found = patterns[pattern]
@@ -93,10 +96,9 @@ def probability_columns(frame: pd.DataFrame, classes: list[Any]) -> dict[str, st
     # Otherwise class by class, by the known names (a binary model may give the positive class's column alone).
     found = {}
     for key in keys:
-        for column in (*(p + key for p in PROBABILITY_PREFIXES), key):
-            if column in shares:
-                found[key] = column
-                break
+        names = [p + text for text in spellings[key] for p in (*PROBABILITY_PREFIXES, "")]
+        if column := next((name for name in names if name in shares), None):
+            found[key] = column
     return found
 
 

@@ -257,3 +257,19 @@ def test_a_reference_category_longer_than_a_request_may_carry_is_named_at_prepar
         check_reference(description, frame, "reference.parquet")
     assert str(caught.value).startswith("reference.parquet: column 'grape': 1 category longer than 256 characters")
     check_reference(description, frame.iloc[[0, 2]], "reference.parquet")  # "" is a category like any other
+
+
+def test_the_draft_finds_the_probabilities_of_boolean_classes_as_python_spells_them() -> None:
+    # Seen: `proba_True`, `proba_False` (f"proba_{c}" over a model's classes_) drafted as required request features
+    # and "no estimate: the model gives no probabilities": boolean classes' keys are "true" and "false".
+    from monitoring_core.draft import draft
+
+    rng = np.random.default_rng(1)
+    positive = rng.random(30)
+    frame = pd.DataFrame({"radius": rng.random(30) * 20, "proba_True": positive, "proba_False": 1 - positive})
+    frame["malignant"] = frame["prediction"] = positive > 0.5
+    drafted = draft(frame, "tumour", Task.CLASSIFICATION, "malignant")
+    assert drafted["prediction"]["probabilities"] == {"true": "proba_True", "false": "proba_False"}
+    assert [f["name"] for f in drafted["features"]] == ["radius"]
+    one = draft(frame.drop(columns="proba_False"), "tumour", Task.CLASSIFICATION, "malignant")  # the positive alone
+    assert one["prediction"]["probabilities"] == {"true": "proba_True"}
