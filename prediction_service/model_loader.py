@@ -309,6 +309,9 @@ def _load_mlflow(path: Path, description: ModelDescription) -> ServedModel:
     vectorizer = _dict_vectorizer(raw)
     if vectorizer is not None:
         _check_vocabulary(path, description, vectorizer)
+    elif names is None and raw is not None:  # no signature: the raw model's own columns, in its order
+        _check_fitted_names(path, description, raw)
+        names = _fitted_columns(raw)
     return ServedModel(
         description,
         pyfunc,
@@ -328,6 +331,12 @@ def _check_vocabulary(path: Path, description: ModelDescription, vectorizer: Any
             f"its DictVectorizer expects the features {expected}, and the description has none of them "
             f"(it has {list(description.feature_names)})",
         )
+
+
+def _fitted_columns(model: Any) -> tuple[str, ...] | None:
+    """Return the columns a scikit-learn model was fitted on, in their order (it refuses any other order or extra)."""
+    fitted = getattr(model, "feature_names_in_", None)
+    return tuple(str(name) for name in fitted) if fitted is not None else None
 
 
 def _check_fitted_names(path: Path, description: ModelDescription, model: Any) -> None:
@@ -381,7 +390,11 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
             _check_vocabulary(path, description, vectorizer)
         _check_fitted_names(path, description, data)
         proba = _proba_of(description, data, path)
-        return ServedModel(description, data, version, kind, records=vectorizer is not None, proba_model=proba)
+        # Fed its own columns in its own order: the description may order them otherwise or hold more.
+        columns = _fitted_columns(data) if vectorizer is None else None
+        return ServedModel(
+            description, data, version, kind, records=vectorizer is not None, columns=columns, proba_model=proba
+        )
     raise ModelLoadError(
         path,
         f"a pickled {type(data).__name__} is none of the kinds served: an object with predict(DataFrame) "

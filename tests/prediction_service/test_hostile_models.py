@@ -110,6 +110,22 @@ def test_the_start_checks_name_a_short_predict_proba_and_columns_the_description
     )
 
 
+@pytest.mark.parametrize("kind", ["pickle", "mlflow"])
+def test_a_model_fitted_on_some_features_in_another_order_gets_them_in_its_order(tmp_path: Path, kind: str) -> None:
+    """Seen: a Pipeline fitted on the reference's columns in another order than model.yaml's features failed its
+    start check ("Feature names must be in the same order as they were in fit"); one fitted on some of them too."""
+    from sklearn_models import save_model
+
+    frame, target = diabetes_frame()
+    model = LinearRegression().fit(frame[["bmi", "age"]], target)  # the description says age, bmi, bp, s5, ...
+    folder = diabetes_folder(tmp_path / kind)
+    (folder / "model.pkl").unlink(missing_ok=True)
+    save_model(model, folder, kind)
+    served = load_served_model(load_model_folder(folder))
+    rows = frame.head(5)
+    assert served.predict(rows).predictions == pytest.approx(model.predict(rows[["bmi", "age"]]).tolist())
+
+
 def test_the_start_checks_refuse_a_model_with_unusable_answers_on_the_reference(tmp_path: Path) -> None:
     class_none = HostileRegressor(fit_diabetes())
     folder = diabetes_folder(tmp_path / "none", model=class_none)
