@@ -357,6 +357,18 @@ def drift_results(
     }
 
 
+NO_VERDICT = "no drift verdict"
+
+
+def drift_state(drift: dict[str, Any]) -> str:
+    """Return "DATASET DRIFT", "no dataset drift", or "no drift verdict" when no feature could be judged."""
+    if drift["dataset_drift"]:
+        return "DATASET DRIFT"
+    if drift.get("unjudged_features") and not drift.get("judged_features"):
+        return NO_VERDICT
+    return "no dataset drift"
+
+
 def unjudged_text(drift: dict[str, Any], shown: int = 5) -> str:
     """Return e.g. "no verdict for 10 of 12 features (reference too small for their test: age, bmi, ...)" or ""."""
     unjudged = drift.get("unjudged_features") or []  # absent from summaries written before it was added

@@ -128,7 +128,14 @@ def _samples(registry) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    ("drift", "expected"), [({"dataset_drift": True}, 1.0), ({"dataset_drift": False}, 0.0), (None, None)]
+    ("drift", "expected"),
+    [
+        ({"dataset_drift": True}, 1.0),
+        ({"dataset_drift": False}, 0.0),
+        (None, None),
+        # A reference too small for any feature's verdict: no verdict, not "no drift".
+        ({"dataset_drift": False, "judged_features": [], "unjudged_features": ["x"]}, None),
+    ],
 )
 def test_success_metrics_carry_the_verdict_and_omit_it_without_enough_data(drift, expected):
     from prefect_flows.run_metrics import success_registry
