@@ -53,6 +53,9 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
     present = values.dropna()
     if pd.api.types.is_datetime64_any_dtype(dtype):
         spec["kind"] = "datetime"
+        zone = getattr(dtype, "tz", None)
+        if zone is not None:  # the model saw this zone's clock: requests' offsets are converted to it
+            spec["timezone"] = str(zone)
     elif pd.api.types.is_bool_dtype(dtype):
         spec.update(kind="categorical", type="bool")
     elif pd.api.types.is_integer_dtype(dtype) or (

@@ -273,3 +273,21 @@ def test_the_draft_finds_the_probabilities_of_boolean_classes_as_python_spells_t
     assert [f["name"] for f in drafted["features"]] == ["radius"]
     one = draft(frame.drop(columns="proba_False"), "tumour", Task.CLASSIFICATION, "malignant")  # the positive alone
     assert one["prediction"]["probabilities"] == {"true": "proba_True"}
+
+
+def test_the_draft_keeps_a_timezone_aware_columns_zone() -> None:
+    # Seen: a reference of Europe/Paris times drafted without `timezone`: served offsets became UTC clock times, so
+    # a model reading the hour answered the reference's own rows up to 11 points off its recorded predictions.
+    from monitoring_core.draft import draft
+
+    times = pd.date_range("2026-01-01", periods=30, freq="7h", tz="Europe/Paris")
+    frame = pd.DataFrame({"visit": times, "naive": times.tz_localize(None), "y": range(30), "prediction": range(30)})
+    drafted = {
+        f["name"]: f
+        for f in draft(frame.astype({"y": float, "prediction": float}), "m", Task.REGRESSION, "y")["features"]
+    }
+    assert drafted["visit"] == {"name": "visit", "kind": "datetime", "timezone": "Europe/Paris"}
+    assert "timezone" not in drafted["naive"]
+    ModelDescription.model_validate(
+        {"name": "m", "task": "regression", "target": {"name": "y"}, "features": list(drafted.values())}
+    )
