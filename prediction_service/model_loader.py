@@ -169,6 +169,8 @@ class ServedModel:
     records: bool = False  # the model takes a list of dicts (a DictVectorizer pipeline)
     columns: tuple[str, ...] | None = None  # an MLflow signature's input names, in its order
     proba_model: Any = None  # what `predict_proba` is called on (classifiers), None without probabilities
+    # The start check's comparison with the reference's recorded predictions ({} when it could not be made).
+    reference_check: dict[str, Any] = field(default_factory=dict)
 
     def _inputs(self, frame: pd.DataFrame) -> Any:
         if self.columns is not None:
@@ -416,6 +418,11 @@ def load_model(path: Path | str, description: ModelDescription) -> ServedModel:
 
 def check_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> list[dict[str, Any]]:
     """Return up to `limit` distinct rows of the folder's reference that pass request validation, as features."""
+    return _reference_rows(folder, limit)[0]
+
+
+def _reference_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Return `check_rows` and, for each, the prediction the reference records for it (None when absent)."""
     from pydantic import ValidationError
 
     from monitoring_core.validation import validate_request
@@ -429,16 +436,65 @@ def check_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> list[dict[str, A
     distinct = reference[names].drop_duplicates()
     # Spread over the file (not its first rows, which may be alike), reproducibly.
     distinct = distinct.sample(min(len(distinct), limit * 5), random_state=0)
+    column = description.prediction_column
+    recorded = reference[column] if column in reference.columns else pd.Series(None, index=reference.index)
     rows: list[dict[str, Any]] = []
-    for record in distinct.to_dict(orient="records"):
+    expected: list[Any] = []
+    for index, record in zip(distinct.index, distinct.to_dict(orient="records"), strict=True):
         try:
             valid = validate_request(description, record)
         except ValidationError:
             continue
         rows.append({name: getattr(valid, name) for name in names})
+        expected.append(recorded.loc[index])
         if len(rows) == limit:
             break
-    return rows
+    return rows, expected
+
+
+def reference_check(model: ServedModel, rows: list[dict[str, Any]], expected: list[Any]) -> dict[str, Any]:
+    """Compare the served answers for reference rows with the predictions the reference records for them.
+
+    A difference means the model sees other inputs through the service than when the reference was written
+    (a datetime's timezone, a category's type, a unit), or the reference comes from another model: every
+    prediction served is then silently not what its owner expects, and prediction drift compares unlike things.
+    """
+    description = model.description
+    pairs = [(row, want) for row, want in zip(rows, expected, strict=True) if not _missing(want)]
+    if not pairs:
+        return {}
+    served = model.predict_rows([row for row, _ in pairs]).predictions
+    differing = [
+        (got, want) for got, (_, want) in zip(served, pairs, strict=True) if not _same_answer(description, got, want)
+    ]
+    check: dict[str, Any] = {"rows": len(pairs), "differing": len(differing)}
+    if differing:
+        got, want = differing[0]
+        check["message"] = (
+            f"the model's answers for {len(differing)} of {len(pairs)} reference rows differ from the reference's "
+            f"`{description.prediction_column}` column (e.g. {got!r} served, {_native(want)!r} recorded): the "
+            "service feeds it other inputs than it saw when the reference was written (a datetime's timezone, a "
+            "category's type, a unit), or the reference comes from another model; fix the description or write "
+            "the reference again"
+        )
+    return check
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _native(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _same_answer(description: ModelDescription, served: Any, recorded: Any) -> bool:
+    if description.is_classification:
+        return served == category_key(recorded)
+    try:
+        return math.isclose(float(served), float(recorded), rel_tol=1e-4, abs_tol=1e-6)
+    except (TypeError, ValueError):
+        return False
 
 
 def check_model(model: ServedModel, rows: list[dict[str, Any]], path: Path) -> None:
@@ -484,8 +540,9 @@ def load_served_model(folder: ModelFolder, model_path: Path | None = None) -> Se
     if not folder.reference_path.is_file():
         raise ModelLoadError(path, f"no reference at {folder.reference_path}: the start check predicts rows of it")
     try:
-        rows = check_rows(folder)
+        rows, expected = _reference_rows(folder)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(path, f"cannot read rows of the reference ({type(exc).__name__}: {exc})") from None
     check_model(model, rows, path)
+    model.reference_check = reference_check(model, rows, expected)
     return model

@@ -126,6 +126,21 @@ def test_a_model_fitted_on_some_features_in_another_order_gets_them_in_its_order
     assert served.predict(rows).predictions == pytest.approx(model.predict(rows[["bmi", "age"]]).tolist())
 
 
+def test_the_start_check_says_when_served_answers_differ_from_the_references_predictions(tmp_path: Path) -> None:
+    """Seen: reference rows served 11 points off their recorded predictions (the description lacked the times'
+    zone), without a word: the inputs the service feeds differ from those the reference was written with."""
+    clean = load_served_model(load_model_folder(diabetes_folder(tmp_path / "clean")))
+    assert clean.reference_check == {"rows": 20, "differing": 0}
+    assert load_served_model(load_model_folder(wine_folder(tmp_path / "wine"))).reference_check["differing"] == 0
+    folder = diabetes_folder(tmp_path / "shifted")
+    reference = pd.read_parquet(folder / "reference.parquet")
+    reference.loc[reference.index % 2 == 0, "prediction"] += 11.0
+    reference.to_parquet(folder / "reference.parquet")
+    check = load_served_model(load_model_folder(folder)).reference_check  # served anyway, and said
+    assert 5 <= check["differing"] < check["rows"] == 20
+    assert check["message"].startswith(f"the model's answers for {check['differing']} of 20 reference rows differ")
+
+
 def test_the_start_checks_refuse_a_model_with_unusable_answers_on_the_reference(tmp_path: Path) -> None:
     class_none = HostileRegressor(fit_diabetes())
     folder = diabetes_folder(tmp_path / "none", model=class_none)
