@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -49,6 +50,8 @@ def _widened(values: pd.Series) -> dict[str, float | int]:
 
 def _feature(name: str, values: pd.Series) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": name}
+    if isinstance(values.dtype, pd.CategoricalDtype):  # pandas' category dtype: typed by its categories (1, 2, 3)
+        values = pd.Series(np.asarray(values), index=values.index).infer_objects()
     dtype = values.dtype
     present = values.dropna()
     if pd.api.types.is_datetime64_any_dtype(dtype):

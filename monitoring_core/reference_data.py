@@ -53,11 +53,11 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
         raise DescriptionError(f"{source}: the reference has no row")
     for spec in description.features:
         values = frame[spec.name]
+        # pandas' category dtype holds its values in its categories' dtype (integer codes stay integers).
+        dtype = values.dtype.categories.dtype if isinstance(values.dtype, pd.CategoricalDtype) else values.dtype
         if spec.kind is Kind.NUMERICAL or (spec.kind is Kind.CATEGORICAL and spec.python_type in (int, float)):
-            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-                raise _problem(
-                    source, spec.name, f"{spec.kind.value} {spec.python_type.__name__} but dtype {values.dtype}"
-                )
+            if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                raise _problem(source, spec.name, f"{spec.kind.value} {spec.python_type.__name__} but dtype {dtype}")
         elif spec.kind is Kind.DATETIME and not pd.api.types.is_datetime64_any_dtype(values.dtype):
             try:
                 pd.to_datetime(values.dropna().head(100))

@@ -291,3 +291,24 @@ def test_the_draft_keeps_a_timezone_aware_columns_zone() -> None:
     ModelDescription.model_validate(
         {"name": "m", "task": "regression", "target": {"name": "y"}, "features": list(drafted.values())}
     )
+
+
+def test_the_draft_types_a_pandas_category_column_by_its_categories() -> None:
+    # Seen: a `category` column of integer codes drafted as `str`: requests' 2 became "2", which the model (fitted on
+    # the integers) had never seen, so its encoder ignored the feature for every request.
+    from monitoring_core.draft import draft
+
+    codes = pd.Categorical([1, 2, 3] * 10)
+    frame = pd.DataFrame(
+        {"code": codes, "gap": pd.Categorical([1.0, None, 3.0] * 10), "city": pd.Categorical(["a", "b", "c"] * 10)}
+    )
+    frame["y"] = frame["prediction"] = np.arange(30.0)
+    drafted = {f["name"]: f for f in draft(frame, "m", Task.REGRESSION, "y")["features"]}
+    assert drafted["code"] == {"name": "code", "kind": "categorical", "type": "int"}
+    assert drafted["gap"] == {"name": "gap", "kind": "categorical", "type": "int", "nullable": True}
+    assert drafted["city"] == {"name": "city", "kind": "categorical", "type": "str"}
+    described = ModelDescription.model_validate(
+        {"name": "m", "task": "regression", "target": {"name": "y"}, "features": list(drafted.values())}
+    )
+    check_reference(described, frame, "reference.parquet")  # the category dtype is read by its categories too
+    assert typed_reference(described, frame)["code"].head(3).tolist() == ["1", "2", "3"]
