@@ -360,7 +360,9 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
         with open(path, "rb") as src:
             data = pickle.load(src)  # noqa: S301 - the model file is the operator's own (README "Threat model")
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways; say which
-        raise ModelLoadError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise ModelLoadError(
+            path, f"not a readable pickle ({type(exc).__name__}: {exc}){_unpickle_hint(exc)}"
+        ) from None
     if (
         isinstance(data, tuple | list)
         and len(data) == 2
@@ -402,6 +404,21 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
         f"a pickled {type(data).__name__} is none of the kinds served: an object with predict(DataFrame) "
         "(a scikit-learn estimator or Pipeline), the course's (DictVectorizer, model) tuple, or an MLflow model folder",
     )
+
+
+def _unpickle_hint(exc: Exception) -> str:
+    """Say what to do when a pickle names code this process cannot import (pickle stores classes by name)."""
+    if isinstance(exc, ModuleNotFoundError):
+        return (
+            f": the model's code is in the module {exc.name!r}, which is not importable here: install it or put it "
+            "on PYTHONPATH"
+        )
+    if isinstance(exc, AttributeError) and "__main__" in str(exc):
+        return (
+            ": its class was defined in the script that pickled it (__main__), which this service is not: move the "
+            "class into a module on PYTHONPATH, or save the model with cloudpickle (classes by value) or MLflow"
+        )
+    return ""
 
 
 def load_model(path: Path | str, description: ModelDescription) -> ServedModel:
