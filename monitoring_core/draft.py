@@ -75,6 +75,8 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
         spec.update(kind="categorical", type="str")
     if spec["kind"] == "categorical" and present.nunique() > MAX_DRIFT_CATEGORIES:
         spec["monitor"] = False  # prepare refuses drift over so many categories; the person decides (comment)
+    if present.empty:
+        spec["monitor"] = False  # no reference value to test drift against (prepare refuses it); said in a comment
     if values.isna().any():
         spec["nullable"] = True
     return spec
@@ -178,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# Columns left out (names a request field cannot have): {skipped}")
     if reserved:
         print(f"# Columns left out (names the stack reserves: request_id, timestamp, ...): {reserved}")
-    crowded = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    unmonitored = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    empty = [name for name in unmonitored if frame[name].isna().all()]
+    crowded = [name for name in unmonitored if name not in empty]
     if crowded:
         print(
             f"# {crowded}: more than {MAX_DRIFT_CATEGORIES} categories, so `monitor: false` (not drift-tested nor "
             "watched); map to fewer categories to watch them."
         )
+    if empty:
+        print(f"# {empty}: no value in the reference, so `monitor: false` (served, not drift-tested).")
     if skipped or reserved:
         print("# A model that reads a column left out cannot be served: rename it in the reference and the model.")
     print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")

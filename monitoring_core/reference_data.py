@@ -51,6 +51,7 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
         raise _problem(source, missing[0], f"described in model.yaml but absent from the reference{more}")
     if frame.empty:
         raise DescriptionError(f"{source}: the reference has no row")
+    drift_tested = set(description.drift_tests())
     for spec in description.features:
         values = frame[spec.name]
         # pandas' category dtype holds its values in its categories' dtype (integer codes stay integers).
@@ -63,6 +64,13 @@ def check_reference(description: ModelDescription, frame: pd.DataFrame, source: 
                 pd.to_datetime(values.dropna().head(100))
             except (ValueError, TypeError):
                 raise _problem(source, spec.name, f"datetime but dtype {values.dtype} does not parse") from None
+        if spec.name in drift_tested and not values.notna().any():
+            raise _problem(
+                source,
+                spec.name,
+                "no value in the reference (every row missing): drift cannot be tested against it; set "
+                "`monitor: false` on it in model.yaml (validated and served, not watched), or fill the reference",
+            )
         if spec.kind is Kind.CATEGORICAL and spec.monitored:
             distinct = int(values.nunique(dropna=True))
             if distinct > MAX_DRIFT_CATEGORIES:

@@ -312,3 +312,25 @@ def test_the_draft_types_a_pandas_category_column_by_its_categories() -> None:
     )
     check_reference(described, frame, "reference.parquet")  # the category dtype is read by its categories too
     assert typed_reference(described, frame)["code"].head(3).tolist() == ["1", "2", "3"]
+
+
+def test_a_feature_missing_from_every_reference_row_is_drafted_unmonitored_and_named_at_prepare(capsys) -> None:
+    # Seen: `prepare` of a reference with an all-NaN column printed "reference fits", then a 20-line traceback
+    # ending "ValueError: reference column 'empty' has no usable value".
+    from monitoring_core.draft import draft
+
+    frame = pd.DataFrame({"a": np.arange(30.0), "empty": np.nan, "y": np.arange(30.0), "prediction": np.arange(30.0)})
+    drafted = draft(frame, "m", Task.REGRESSION, "y")
+    assert drafted["features"][1] == {
+        "name": "empty",
+        "kind": "numerical",
+        "type": "float",
+        "monitor": False,
+        "nullable": True,
+    }
+    description = ModelDescription.model_validate(drafted)
+    check_reference(description, frame, "reference.parquet")  # as drafted: fine
+    drafted["features"][1]["monitor"] = True
+    with pytest.raises(DescriptionError) as caught:
+        check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")
+    assert str(caught.value).startswith("reference.parquet: column 'empty': no value in the reference")
