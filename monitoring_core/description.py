@@ -33,9 +33,17 @@ RESERVED_NAMES = frozenset(
 )
 # Keys of every /predict answer: prediction.answer_keys cannot repeat the prediction under one of them.
 ANSWER_KEYS = frozenset({REQUEST_ID, "prediction", "model_version", "probabilities"})
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
+# A column name as data sets spell them: letters (any script), digits, spaces and `_ . - ( ) / % #` (scikit-learn's
+# "mean radius", "sepal length (cm)", "od280/od315_of_diluted_wines"); no leading digit, space or `$` (MongoDB
+# operators), no trailing space, no control characters or quotes (JSON keys, PromQL label values stay plain).
+NAME_PATTERN = r"^[^\W\d](?:[\w .()/%#\-]{0,62}[\w.()%#\-])?$"
+NAME_RULE = (
+    "is not a usable column name: up to 64 letters (any script), digits, spaces and _ . - ( ) / % #, "
+    "starting with a letter or _ and not ending with a space"
+)
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
+MAX_CATEGORY_LENGTH = 256  # characters of one text category a request may carry (the reference check holds to it)
 DEFAULT_RETENTION_DAYS = 7.0  # days a logged prediction stays in MongoDB (the description's `retention_days`)
 
 
@@ -530,6 +538,8 @@ def parse_description(raw: Any, source: str = "model.yaml") -> ModelDescription:
         if first["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(first["loc"][-1]), _KNOWN_KEYS, n=1)
             message = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+        elif first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == NAME_PATTERN:
+            message = f"{first['input']!r} {NAME_RULE}"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise DescriptionError(f"{source}: {key}: {message}{more}") from exc
 

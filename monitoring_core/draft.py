@@ -4,8 +4,9 @@ The draft is inferred from the reference's columns, for a person to read and edi
 numbers become numerical features with the observed range widened (the bounds requests are
 refused outside of), strings, booleans and integers with few distinct values categorical, datetimes
 datetime. A classifier's classes come from the target's values, and its class-probability columns
-are found by name (`prob_<class>`, `proba_<class>`, or the class itself). Key reference:
-docs/model_description.md.
+are found by name: one pattern around every class (`proba_<class>`, `p_<class>`, `<class>_score`...) whose
+columns sum to 1 per row, else `prob_<class>`, `proba_<class>`, `probability_<class>`, `p_<class>` or the class.
+Key reference: docs/model_description.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -24,7 +26,7 @@ from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20
-PROBABILITY_PREFIXES = ("prob_", "proba_")
+PROBABILITY_PREFIXES = ("prob_", "proba_", "probability_", "p_")
 
 
 def _number(value: float) -> float | int:
@@ -48,10 +50,15 @@ def _widened(values: pd.Series) -> dict[str, float | int]:
 
 def _feature(name: str, values: pd.Series) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": name}
+    if isinstance(values.dtype, pd.CategoricalDtype):  # pandas' category dtype: typed by its categories (1, 2, 3)
+        values = pd.Series(np.asarray(values), index=values.index).infer_objects()
     dtype = values.dtype
     present = values.dropna()
     if pd.api.types.is_datetime64_any_dtype(dtype):
         spec["kind"] = "datetime"
+        zone = getattr(dtype, "tz", None)
+        if zone is not None:  # the model saw this zone's clock: requests' offsets are converted to it
+            spec["timezone"] = str(zone)
     elif pd.api.types.is_bool_dtype(dtype):
         spec.update(kind="categorical", type="bool")
     elif pd.api.types.is_integer_dtype(dtype) or (
@@ -68,6 +75,8 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
         spec.update(kind="categorical", type="str")
     if spec["kind"] == "categorical" and present.nunique() > MAX_DRIFT_CATEGORIES:
         spec["monitor"] = False  # prepare refuses drift over so many categories; the person decides (comment)
+    if present.empty:
+        spec["monitor"] = False  # no reference value to test drift against (prepare refuses it); said in a comment
     if values.isna().any():
         spec["nullable"] = True
     return spec
@@ -75,16 +84,42 @@ def _feature(name: str, values: pd.Series) -> dict[str, Any]:
 
 def probability_columns(frame: pd.DataFrame, classes: list[Any]) -> dict[str, str]:
     """Return {class text: column} of the columns holding each class's probability, found by name."""
+    keys = [category_key(cls) for cls in classes]
+    # A class as its key ("true") and as Python writes it (f"proba_{cls}" over classes_: "proba_True").
+    spellings = {category_key(cls): list(dict.fromkeys([category_key(cls), str(cls)])) for cls in classes}
+    shares = [c for c in frame.columns if isinstance(c, str) and _is_share(frame[c])]
+    # One naming pattern around every class (`p_barolo`, `barolo_score`, `P(barolo)`) whose columns sum to 1 per
+    # row: whatever the pattern, those are the probabilities. Known patterns are tried first.
+    patterns: dict[str, dict[str, str]] = {}
+    for column in shares:
+        for key in keys:
+            for text in spellings[key]:
+                if text and text in column and column != text:
+                    patterns.setdefault(column.replace(text, "{}", 1), {})[key] = column
+    known = [p + "{}" for p in PROBABILITY_PREFIXES]
+    for pattern in sorted(patterns, key=lambda p: (p not in known, known.index(p) if p in known else 0, p)):
+        found = patterns[pattern]
+        if len(found) == len(keys) and len(set(found.values())) == len(keys) and _sums_to_one(frame, found.values()):
+            return found
+    # Otherwise class by class, by the known names (a binary model may give the positive class's column alone).
     found = {}
-    for cls in classes:
-        key = category_key(cls)
-        for column in (*(p + key for p in PROBABILITY_PREFIXES), key):
-            if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column].dtype):
-                values = frame[column].dropna()
-                if len(values) and values.between(0, 1).all():
-                    found[key] = column
-                    break
+    for key in keys:
+        names = [p + text for text in spellings[key] for p in (*PROBABILITY_PREFIXES, "")]
+        if column := next((name for name in names if name in shares), None):
+            found[key] = column
     return found
+
+
+def _is_share(values: pd.Series) -> bool:
+    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        return False
+    present = values.dropna()
+    return bool(len(present)) and bool(present.between(0, 1).all())
+
+
+def _sums_to_one(frame: pd.DataFrame, columns: Any) -> bool:
+    total = frame[list(columns)].dropna().sum(axis=1)
+    return bool(len(total)) and bool(((total - 1).abs() <= 1e-3).all())
 
 
 def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: str = "prediction") -> dict[str, Any]:
@@ -145,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# Columns left out (names a request field cannot have): {skipped}")
     if reserved:
         print(f"# Columns left out (names the stack reserves: request_id, timestamp, ...): {reserved}")
-    crowded = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    unmonitored = [f["name"] for f in description["features"] if f.get("monitor") is False]
+    empty = [name for name in unmonitored if frame[name].isna().all()]
+    crowded = [name for name in unmonitored if name not in empty]
     if crowded:
         print(
             f"# {crowded}: more than {MAX_DRIFT_CATEGORIES} categories, so `monitor: false` (not drift-tested nor "
             "watched); map to fewer categories to watch them."
         )
+    if empty:
+        print(f"# {empty}: no value in the reference, so `monitor: false` (served, not drift-tested).")
     if skipped or reserved:
         print("# A model that reads a column left out cannot be served: rename it in the reference and the model.")
     print(yaml.safe_dump(description, sort_keys=False, allow_unicode=True), end="")

@@ -28,7 +28,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from monitoring_core.description import REQUEST_ID, FeatureSpec, Kind, ModelDescription, category_key
+from monitoring_core.description import (
+    MAX_CATEGORY_LENGTH,
+    REQUEST_ID,
+    FeatureSpec,
+    Kind,
+    ModelDescription,
+    category_key,
+)
 from monitoring_core.ids import REQUEST_ID_MAX_LENGTH, REQUEST_ID_PATTERN, request_id_field
 
 # The course's client (and many others) names its row id `id`: it is the request id, under another name.
@@ -75,6 +82,9 @@ def json_number(value: Any) -> Any:
     if isinstance(value, bool | str | bytes):
         raise ValueError("must be a JSON number")
     return value
+
+
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 def _whole_number(value: Any) -> Any:
@@ -192,7 +202,9 @@ def _field_annotation(spec: FeatureSpec) -> tuple[Any, Any]:
         return optional, Field(default=None, description=spec.description)
     dtype = spec.python_type
     if dtype is str:
-        annotation = Annotated[str, Field(min_length=1, max_length=256), BeforeValidator(_category_text)]
+        # "" is a category like any other (references hold it; a model fitted on them knows it); the length
+        # bound keeps one row's text small, and the reference check refuses a reference beyond it.
+        annotation = Annotated[str, Field(max_length=MAX_CATEGORY_LENGTH), BeforeValidator(_category_text)]
     elif dtype is bool:
         annotation = Annotated[bool, BeforeValidator(_json_bool)]
     else:
@@ -200,7 +212,11 @@ def _field_annotation(spec: FeatureSpec) -> tuple[Any, Any]:
         check = _whole_number if dtype is int else json_number
         # Bounds sit on the number itself (not on the Optional around it), so the JSON schema of a
         # nullable field still says minimum/maximum.
-        bounds = Field(ge=spec.minimum, le=spec.maximum, allow_inf_nan=False if base is float else None)
+        low, high = spec.minimum, spec.maximum
+        if base is int:  # wider than 64 bits cannot be stored (MongoDB refuses the record after it was served)
+            low = INT64_RANGE[0] if low is None else max(low, INT64_RANGE[0])
+            high = INT64_RANGE[1] if high is None else min(high, INT64_RANGE[1])
+        bounds = Field(ge=low, le=high, allow_inf_nan=False if base is float else None)
         annotation = Annotated[base, bounds, BeforeValidator(check)]
     if spec.nullable:
         annotation = Annotated[annotation | None, BeforeValidator(_nan_is_missing)]

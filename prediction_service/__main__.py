@@ -76,10 +76,14 @@ def main() -> int:
     from prediction_service.model_loader import ModelLoadError, load_served_model
 
     try:
-        load_served_model(load_model_folder(settings.model_dir), settings.model_path)
+        served = load_served_model(load_model_folder(settings.model_dir), settings.model_path)
     except (DescriptionError, ModelLoadError) as exc:
         print(f"prediction_service: {exc}", file=sys.stderr)
         return 2
+    if served.reference_check.get("message"):  # served anyway (a reference may be older than its model): said
+        print(
+            f"prediction_service: warning: {settings.model_dir}: {served.reference_check['message']}", file=sys.stderr
+        )
     if settings.spool_per_replica:
         from prediction_service.replica import claim_slot
 

@@ -119,6 +119,8 @@ def health():
             "degraded_reasons": problems,
             "model_name": state.model_name,
             "model_version": state.model.version,
+            # Served answers for reference rows against the reference's recorded predictions (start check).
+            "reference_check": state.model.reference_check,
             "mongodb": {
                 "enabled": state.collection is not None,
                 "reachable": reach.mongodb,

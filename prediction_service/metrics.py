@@ -116,7 +116,7 @@ QUARANTINED = Counter(
 )
 UNLOGGED_REFUSED = Counter(
     "prediction_unlogged_refused_total",
-    "Rides answered 503 because their log could not be written (PREDICTION_UNLOGGED=refuse).",
+    "Predictions answered 503 because their log could not be written (PREDICTION_UNLOGGED=refuse).",
 )
 MONGO_WRITES = Counter("prediction_mongo_writes_total", "Batch writes to MongoDB by result.", ["result"])
 MONGO_WRITTEN = Counter(

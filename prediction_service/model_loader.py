@@ -169,6 +169,8 @@ class ServedModel:
     records: bool = False  # the model takes a list of dicts (a DictVectorizer pipeline)
     columns: tuple[str, ...] | None = None  # an MLflow signature's input names, in its order
     proba_model: Any = None  # what `predict_proba` is called on (classifiers), None without probabilities
+    # The start check's comparison with the reference's recorded predictions ({} when it could not be made).
+    reference_check: dict[str, Any] = field(default_factory=dict)
 
     def _inputs(self, frame: pd.DataFrame) -> Any:
         if self.columns is not None:
@@ -309,6 +311,9 @@ def _load_mlflow(path: Path, description: ModelDescription) -> ServedModel:
     vectorizer = _dict_vectorizer(raw)
     if vectorizer is not None:
         _check_vocabulary(path, description, vectorizer)
+    elif names is None and raw is not None:  # no signature: the raw model's own columns, in its order
+        _check_fitted_names(path, description, raw)
+        names = _fitted_columns(raw)
     return ServedModel(
         description,
         pyfunc,
@@ -330,6 +335,12 @@ def _check_vocabulary(path: Path, description: ModelDescription, vectorizer: Any
         )
 
 
+def _fitted_columns(model: Any) -> tuple[str, ...] | None:
+    """Return the columns a scikit-learn model was fitted on, in their order (it refuses any other order or extra)."""
+    fitted = getattr(model, "feature_names_in_", None)
+    return tuple(str(name) for name in fitted) if fitted is not None else None
+
+
 def _check_fitted_names(path: Path, description: ModelDescription, model: Any) -> None:
     """Refuse a scikit-learn model fitted on columns the description lacks (it would fail on every request)."""
     fitted = getattr(model, "feature_names_in_", None)
@@ -338,9 +349,9 @@ def _check_fitted_names(path: Path, description: ModelDescription, model: Any) -
         raise ModelLoadError(
             path,
             f"it was fitted on the column(s) {missing}, which the description does not have "
-            f"(its features: {list(description.feature_names)}); a column the draft left out (a name with "
-            "spaces or other characters a request field cannot have, or one the stack reserves) must be renamed "
-            "in the reference and the model",
+            f"(its features: {list(description.feature_names)}); add it to the description, or, for a column "
+            "the draft left out (a leading digit, `$`, quotes, or a name the stack reserves), rename it in the "
+            "reference and the model",
         )
 
 
@@ -349,7 +360,9 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
         with open(path, "rb") as src:
             data = pickle.load(src)  # noqa: S301 - the model file is the operator's own (README "Threat model")
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file fails in many ways; say which
-        raise ModelLoadError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
+        raise ModelLoadError(
+            path, f"not a readable pickle ({type(exc).__name__}: {exc}){_unpickle_hint(exc)}"
+        ) from None
     if (
         isinstance(data, tuple | list)
         and len(data) == 2
@@ -381,12 +394,31 @@ def _load_pickle(path: Path, description: ModelDescription) -> ServedModel:
             _check_vocabulary(path, description, vectorizer)
         _check_fitted_names(path, description, data)
         proba = _proba_of(description, data, path)
-        return ServedModel(description, data, version, kind, records=vectorizer is not None, proba_model=proba)
+        # Fed its own columns in its own order: the description may order them otherwise or hold more.
+        columns = _fitted_columns(data) if vectorizer is None else None
+        return ServedModel(
+            description, data, version, kind, records=vectorizer is not None, columns=columns, proba_model=proba
+        )
     raise ModelLoadError(
         path,
         f"a pickled {type(data).__name__} is none of the kinds served: an object with predict(DataFrame) "
         "(a scikit-learn estimator or Pipeline), the course's (DictVectorizer, model) tuple, or an MLflow model folder",
     )
+
+
+def _unpickle_hint(exc: Exception) -> str:
+    """Say what to do when a pickle names code this process cannot import (pickle stores classes by name)."""
+    if isinstance(exc, ModuleNotFoundError):
+        return (
+            f": the model's code is in the module {exc.name!r}, which is not importable here: install it or put it "
+            "on PYTHONPATH"
+        )
+    if isinstance(exc, AttributeError) and "__main__" in str(exc):
+        return (
+            ": its class was defined in the script that pickled it (__main__), which this service is not: move the "
+            "class into a module on PYTHONPATH, or save the model with cloudpickle (classes by value) or MLflow"
+        )
+    return ""
 
 
 def load_model(path: Path | str, description: ModelDescription) -> ServedModel:
@@ -403,6 +435,11 @@ def load_model(path: Path | str, description: ModelDescription) -> ServedModel:
 
 def check_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> list[dict[str, Any]]:
     """Return up to `limit` distinct rows of the folder's reference that pass request validation, as features."""
+    return _reference_rows(folder, limit)[0]
+
+
+def _reference_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Return `check_rows` and, for each, the prediction the reference records for it (None when absent)."""
     from pydantic import ValidationError
 
     from monitoring_core.validation import validate_request
@@ -416,16 +453,65 @@ def check_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> list[dict[str, A
     distinct = reference[names].drop_duplicates()
     # Spread over the file (not its first rows, which may be alike), reproducibly.
     distinct = distinct.sample(min(len(distinct), limit * 5), random_state=0)
+    column = description.prediction_column
+    recorded = reference[column] if column in reference.columns else pd.Series(None, index=reference.index)
     rows: list[dict[str, Any]] = []
-    for record in distinct.to_dict(orient="records"):
+    expected: list[Any] = []
+    for index, record in zip(distinct.index, distinct.to_dict(orient="records"), strict=True):
         try:
             valid = validate_request(description, record)
         except ValidationError:
             continue
         rows.append({name: getattr(valid, name) for name in names})
+        expected.append(recorded.loc[index])
         if len(rows) == limit:
             break
-    return rows
+    return rows, expected
+
+
+def reference_check(model: ServedModel, rows: list[dict[str, Any]], expected: list[Any]) -> dict[str, Any]:
+    """Compare the served answers for reference rows with the predictions the reference records for them.
+
+    A difference means the model sees other inputs through the service than when the reference was written
+    (a datetime's timezone, a category's type, a unit), or the reference comes from another model: every
+    prediction served is then silently not what its owner expects, and prediction drift compares unlike things.
+    """
+    description = model.description
+    pairs = [(row, want) for row, want in zip(rows, expected, strict=True) if not _missing(want)]
+    if not pairs:
+        return {}
+    served = model.predict_rows([row for row, _ in pairs]).predictions
+    differing = [
+        (got, want) for got, (_, want) in zip(served, pairs, strict=True) if not _same_answer(description, got, want)
+    ]
+    check: dict[str, Any] = {"rows": len(pairs), "differing": len(differing)}
+    if differing:
+        got, want = differing[0]
+        check["message"] = (
+            f"the model's answers for {len(differing)} of {len(pairs)} reference rows differ from the reference's "
+            f"`{description.prediction_column}` column (e.g. {got!r} served, {_native(want)!r} recorded): the "
+            "service feeds it other inputs than it saw when the reference was written (a datetime's timezone, a "
+            "category's type, a unit), or the reference comes from another model; fix the description or write "
+            "the reference again"
+        )
+    return check
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _native(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _same_answer(description: ModelDescription, served: Any, recorded: Any) -> bool:
+    if description.is_classification:
+        return served == category_key(recorded)
+    try:
+        return math.isclose(float(served), float(recorded), rel_tol=1e-4, abs_tol=1e-6)
+    except (TypeError, ValueError):
+        return False
 
 
 def check_model(model: ServedModel, rows: list[dict[str, Any]], path: Path) -> None:
@@ -471,8 +557,9 @@ def load_served_model(folder: ModelFolder, model_path: Path | None = None) -> Se
     if not folder.reference_path.is_file():
         raise ModelLoadError(path, f"no reference at {folder.reference_path}: the start check predicts rows of it")
     try:
-        rows = check_rows(folder)
+        rows, expected = _reference_rows(folder)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(path, f"cannot read rows of the reference ({type(exc).__name__}: {exc})") from None
     check_model(model, rows, path)
+    model.reference_check = reference_check(model, rows, expected)
     return model

@@ -1,4 +1,4 @@
-"""Count and log the fields outside the schema that served rides carried (names never become label values)."""
+"""Count and log the fields outside the schema that served rows carried (names never become label values)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class UnknownFieldLog:
         self._lock = threading.Lock()
 
     def record(self, rides: Sequence[UnknownFields]) -> None:
-        """Count the unknown fields of the served rides; log names this worker has not logged yet."""
+        """Count the unknown fields of the served rows; log names this worker has not logged yet."""
         seen = [unknown for unknown in rides if unknown.seen]
         if not seen:
             return
@@ -42,4 +42,4 @@ class UnknownFieldLog:
             log.warning(
                 "new fields outside the schema", extra={"model": self.model_name, "policy": self.policy, "fields": new}
             )
-        log.info("fields outside the schema", extra={"rides": len(seen), "fields": sorted(names), "dropped": dropped})
+        log.info("fields outside the schema", extra={"rows": len(seen), "fields": sorted(names), "dropped": dropped})

@@ -25,6 +25,7 @@ from prefect_flows.period import Period
 from prefect_flows.reports import (
     DATA_SUMMARY,
     DRIFT,
+    NO_VERDICT,
     QUALITY,
     BuiltReport,
     build_data_summary,
@@ -32,10 +33,12 @@ from prefect_flows.reports import (
     build_quality,
     current_frame,
     drift_results,
+    drift_state,
     quality_reportable,
     quality_results,
     reference_frame,
     snapshot_meta,
+    unjudged_text,
 )
 
 OK, NOT_ENOUGH_DATA = "ok", "not_enough_data"
@@ -152,9 +155,11 @@ def analyse(
     evaluator = limits.evaluator(description, reference)
     tests = evaluator.tests
     derived = evaluator.min_rows
-    min_rows = None if derived is None else max(derived, limits.min_rows or 0)
-    if min_rows is None or len(analysed_rows) < min_rows:
-        needed = f"at least {min_rows} needed" if min_rows is not None else "the reference is too small for any"
+    # A reference too small for any drift verdict (derived None) still gives the data summary and the quality
+    # from labels, as the metrics service does; the drift part then says no feature has a verdict.
+    min_rows = max(derived or 0, limits.min_rows or 0, 1)
+    if len(analysed_rows) < min_rows:
+        needed = f"at least {min_rows} needed"
         summary.update(
             status=NOT_ENOUGH_DATA,
             message=f"not enough data: {len(analysed_rows)} rows in the period, {needed}",
@@ -254,6 +259,8 @@ def _message(summary: dict[str, Any], sampling: Sampling) -> str:
         if drift["dataset_drift"]
         else f"no dataset drift ({drift['drifted_share']:.0%} of features drifted)"
     ]
+    if unjudged := unjudged_text(drift):
+        parts[0] = unjudged if drift_state(drift) == NO_VERDICT else f"{parts[0]}, {unjudged}"
     quality_part = summary["quality"]
     parts.append(
         quality.headline(summary) if quality_part["available"] else f"quality unavailable: {quality_part['reason']}"

@@ -399,6 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"prefect_flows.batch_monitoring: {exc}", file=sys.stderr)
         return 2
+    if args.model:  # a misspelt name: one line now, not a flow run's traceback after the server's start-up
+        try:
+            names = sorted(discover_models(settings.models_dir))
+        except (OSError, ValueError) as exc:  # DescriptionError is a ValueError: the bad file and key
+            print(f"prefect_flows.batch_monitoring: {exc}", file=sys.stderr)
+            return 2
+        if args.model not in names:
+            print(
+                f"prefect_flows.batch_monitoring: --model {args.model}: no model folder of that name in "
+                f"{settings.models_dir} (models: {', '.join(names) or 'none'})",
+                file=sys.stderr,
+            )
+            return 2
     if os.environ.get("PREFECT_HOME"):  # the temporary server dies silently when its home is missing
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     print(prefect_settings_line(), flush=True)

@@ -39,6 +39,11 @@ def load(folder: Any) -> tuple[PerformanceEstimator | None, str | None]:
     return estimator, None
 
 
+def why_not(reason: str) -> str:
+    """Return why there is no estimate, led once by "no estimate" (the estimator's reasons already say it)."""
+    return reason if reason.startswith(("no estimate", "no estimator")) else f"no estimate: {reason}"
+
+
 def unavailable(reason: str) -> dict[str, Any]:
     """Return the summary's estimation part when there is no estimate, saying why."""
     return {"available": False, "reason": reason, "limit": LIMIT}
@@ -138,7 +143,7 @@ def headline(summary: dict[str, Any]) -> str:
     if not estimation:
         return ""
     if not estimation["available"]:
-        return f"no estimate: {estimation['reason']}"
+        return why_not(estimation["reason"])
     unit = (summary.get("columns") or {}).get("target_unit", "")
     names = quality.HEADLINE.get(summary.get("task", "regression"), quality.HEADLINE["regression"])
     metrics = estimation["period"]["metrics"]

@@ -68,7 +68,9 @@ def render(summary: dict[str, Any]) -> str:
     unit = (summary.get("columns") or {}).get("target_unit") or ""
     title = f"Quality estimated before labels: {summary['model_name']}, {period_text(summary)}"
     if not estimation["available"]:
-        content = f"<p><b>No estimate for this run:</b> {escape(estimation['reason'])}.</p>"
+        content = (
+            f"<p><b>No estimate for this run:</b> {escape(estimation['reason'].removeprefix('no estimate: '))}.</p>"
+        )
     else:
         metrics = list(estimation["period"]["metrics"])
         groups = [("whole period", estimation["period"])]

@@ -11,7 +11,17 @@ from monitoring_core.description import ModelDescription
 from prefect_flows import estimation
 from prefect_flows.period import parse_utc
 from prefect_flows.quality import headline
-from prefect_flows.reports import DATA_SUMMARY, DRIFT, QUALITY, BuiltReport, period_label, title
+from prefect_flows.reports import (
+    DATA_SUMMARY,
+    DRIFT,
+    NO_VERDICT,
+    QUALITY,
+    BuiltReport,
+    drift_state,
+    period_label,
+    title,
+    unjudged_text,
+)
 
 SUMMARY_FILE = "summary.json"
 # Above this ratio of reference to current rows (or the reverse), count bars of the smaller dataset are
@@ -87,8 +97,10 @@ def banner(summary: dict[str, Any], kind: str, sizes: tuple[int, int] | None = N
     if kind == DRIFT:
         drift = summary[DRIFT]
         features = ", ".join(drift["drifted_features"]) or "none"
-        state = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
+        state = drift_state(drift)
         lines.append(f"Verdict: {state}; drifted features: {escape(features)} ({drift['drifted_share']:.0%}).")
+        if unjudged := unjudged_text(drift):
+            lines.append(escape(unjudged[0].upper() + unjudged[1:] + "."))
         if drift.get("columns"):  # summaries written before calibration carry no per-column thresholds
             lines.extend(escape(sentence) for sentence in threshold_sentences(drift))
     if kind in (DRIFT, QUALITY) and (summary.get("estimation") or {}).get("available"):
@@ -210,7 +222,11 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
             f"Rows analysed: {drift['rows']:,}. Each threshold is calibrated from the reference for the rows with its "
             f"feature present, so that clean data raises a false alarm at most {drift['false_alarm_rate']:.2%} of the "
             f"time per feature ({drift['dataset_false_alarm_rate']:.2%} for the dataset verdict). "
-            f"A verdict needs at least {drift['min_rows']:,} rows."
+            + (
+                f"A verdict needs at least {drift['min_rows']:,} rows."
+                if drift.get("min_rows") is not None
+                else "The reference is too small for any feature's verdict, at any number of rows."
+            )
         )
         stated = drift.get("stated_dataset_rate")
         if stated is not None and stated < drift["dataset_false_alarm_rate"]:
@@ -225,7 +241,10 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
     for column, v in drift["columns"].items():
         present = f" ({v['rows']:,} rows with this feature present)" if v.get("rows") is not None else ""
         if not v.get("enough_data", True):
-            sentences.append(f"{column}{present}: too few for a verdict.")
+            small = drift.get("calibrated") and v.get("min_rows", 0) is None  # no size calibrated: never a verdict
+            sentences.append(
+                f"{column}{present}: " + ("reference too small for a verdict." if small else "too few for a verdict.")
+            )
             continue
         outcome = "drift" if v.get("detected") else "no drift"
         sentences.append(
@@ -370,9 +389,11 @@ def verdict(summary: dict[str, Any]) -> str:
     if summary["status"] != "ok":
         return summary["message"]
     drift = summary[DRIFT]
-    text = "DATASET DRIFT" if drift["dataset_drift"] else "no dataset drift"
+    text = drift_state(drift)
     if drift["drifted_features"]:
         text += f" ({', '.join(drift['drifted_features'])})"
+    if unjudged := unjudged_text(drift):
+        text = unjudged if text == NO_VERDICT else f"{text}, {unjudged}"
     if summary[QUALITY]["available"]:
         text += f"; {headline(summary)}"
     return text

@@ -341,6 +341,10 @@ def drift_results(
             else None
         ),
         "drifted_share": share,
+        # Features without a verdict (too few rows for their calibrated test, or a reference too small for any):
+        # "no dataset drift" speaks for the others only, and the verdict lines say so.
+        "judged_features": features,
+        "unjudged_features": [c for c in tests if c not in outputs and c not in features],
         "dataset_drift_share": dataset_drift_share,
         "multiple_testing": multiple_testing,
         "drifted_features": drifted,
@@ -353,6 +357,36 @@ def drift_results(
         "stated_dataset_rate": calibrated.stated_dataset_rate if calibrated is not None else None,
         "columns": columns,
     }
+
+
+NO_VERDICT = "no drift verdict"
+
+
+def drift_state(drift: dict[str, Any]) -> str:
+    """Return "DATASET DRIFT", "no dataset drift", or "no drift verdict" when no feature could be judged."""
+    if drift["dataset_drift"]:
+        return "DATASET DRIFT"
+    if drift.get("unjudged_features") and not drift.get("judged_features"):
+        return NO_VERDICT
+    return "no dataset drift"
+
+
+def unjudged_text(drift: dict[str, Any], shown: int = 5) -> str:
+    """Return e.g. "no verdict for 10 of 12 features (reference too small for their test: age, bmi, ...)" or ""."""
+    unjudged = drift.get("unjudged_features") or []  # absent from summaries written before it was added
+    if not unjudged:
+        return ""
+    total = len(unjudged) + len(drift.get("judged_features") or [])
+    columns = drift.get("columns") or {}
+    # No calibrated size at all: no window ever gets a verdict (the reference is too small); else too few rows now.
+    small = [c for c in unjudged if c in columns and columns[c].get("min_rows") is None and drift.get("calibrated")]
+    few = [c for c in unjudged if c not in small]
+    parts = [
+        f"{why}: " + ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+        for why, names in (("reference too small for their test", small), ("too few rows in the period", few))
+        if names
+    ]
+    return f"no verdict for {len(unjudged)} of {total} features ({'; '.join(parts)})"
 
 
 def quality_results(snapshot: Any) -> dict[str, float]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, pushadd_to_gateway
 
+from prefect_flows.reports import NO_VERDICT, drift_state
+
 JOB = "batch_monitoring"
 PUSH_TIMEOUT_SECONDS = 5.0
 
@@ -47,7 +49,8 @@ def success_registry(summary: dict[str, Any], started: float, finished: float) -
         finished - started,
     )
     drift = summary.get("drift")
-    if drift is not None:  # absent, not 0, when the period had too few rows for a verdict
+    # Absent, not 0, when the period had too few rows for a verdict, or no feature could be judged.
+    if drift is not None and drift_state(drift) != NO_VERDICT:
         _gauge(
             registry,
             "batch_monitoring_last_run_dataset_drift",

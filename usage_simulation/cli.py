@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rps", type=float, default=20.0, help="target requests per second")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--duration", type=float, help="run length in seconds (phases scale to it)")
-    length.add_argument("--rows", type=int, help="send this many rides (run length = rows / rps)")
+    length.add_argument("--rows", type=int, help="send this many rows (run length = rows / rps)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout in seconds")
     p.add_argument(

@@ -68,6 +68,19 @@ def test_a_classifier_description_types_requests_labels_and_rows() -> None:
     assert d.alert_bounds() == {"accuracy": ("min", 0.8)}
 
 
+def test_names_as_data_sets_spell_them_type_requests_labels_and_rows() -> None:
+    # Seen: scikit-learn's breast_cancer ("mean radius"), iris ("sepal length (cm)") and wine ("od280/od315_...")
+    # columns were refused, so a Pipeline fitted on those frames could not be served without refitting it.
+    names = ["mean radius", "sepal length (cm)", "od280/od315_of_diluted_wines", "größe"]
+    features = [{"name": n, "kind": "numerical"} for n in names]
+    d = parse_description({**CLASSIFIER, "features": features, "segments": [], "target": {"name": "tumour type"}})
+    row = dict(zip(names, [1.5, 2.0, 3.0, 4.0], strict=True))
+    assert validate_request(d, row).model_dump(include=set(names)) == row
+    assert label_model(d).model_validate({"request_id": "a", "tumour type": "Gentoo"}).model_dump()["tumour type"]
+    forwarded = {**row, "request_id": "a", "timestamp": "2026-01-01T00:00:00Z", "prediction": "Adelie"}
+    assert row_model(d).model_validate(forwarded).model_dump(include=set(names)) == row
+
+
 def test_class_zero_is_a_class() -> None:
     d = parse_description({**CLASSIFIER, "classes": [0, 1], "prediction": {}})
     assert label_model(d).model_validate({"request_id": "a", "species": 0}).species == "0"
@@ -90,6 +103,8 @@ def test_class_zero_is_a_class() -> None:
         ({"prediction": {"answer_keys": ["request_id"]}}, "prediction.answer_keys: ['request_id']"),
         ({"prediction": {"probabilities": {"Adelie": "island", "Gentoo": "p"}}}, "column(s) ['island'] are features"),
         ({"prediction": {"probabilities": {"Adelie": "p", "Gentoo": "p"}}}, "or given twice"),
+        ({"features": [{"name": "$where", "kind": "numerical"}]}, "'$where' is not a usable column name: up to 64"),
+        ({"target": {"name": "species "}}, "target.name: 'species ' is not a usable column name"),
     ],
 )
 def test_a_bad_description_is_one_line_naming_the_key(change: dict, key: str) -> None:

@@ -150,3 +150,46 @@ def test_a_time_whose_new_york_time_leaves_the_calendar_keeps_its_own_clock_not_
     # Found by schemathesis: the conversion overflowed and the service answered 500; the time is schema-valid.
     pickup = validate_request(DESCRIPTION, {**GOOD, "lpep_pickup_datetime": stamp}).lpep_pickup_datetime
     assert pickup.tzinfo is None and pickup.hour == int(stamp[11:13])
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30, 1e300])
+def test_an_integer_beyond_64_bits_is_out_of_range_not_served_and_then_unloggable(value) -> None:
+    """Seen: `"region": 10**30` (an int category without bounds) answered 200, then MongoDB refused the record."""
+    from monitoring_core.description import parse_description
+
+    description = parse_description(
+        {
+            "name": "clinic",
+            "task": "regression",
+            "target": {"name": "progression"},
+            "features": [
+                {"name": "region", "kind": "categorical", "type": "int"},
+                {"name": "visits", "kind": "numerical", "type": "int"},
+            ],
+        }
+    )
+    for field in ("region", "visits"):
+        with pytest.raises(ValidationError) as info:
+            validate_request(description, {"region": 2, "visits": 3, field: value})
+        assert [(d["field"], d["reason"]) for d in error_details(info.value)] == [(field, "out_of_range")]
+    assert validate_request(description, {"region": 2**63 - 1, "visits": -(2**63)}).region == 2**63 - 1
+
+
+def test_an_empty_text_category_is_a_category_and_a_long_one_names_the_limit() -> None:
+    """Seen: reference rows whose category was "" (the model was fitted on them) answered 400 at the service."""
+    from monitoring_core.description import MAX_CATEGORY_LENGTH, parse_description
+
+    description = parse_description(
+        {
+            "name": "wine",
+            "task": "classification",
+            "classes": ["a", "b"],
+            "target": {"name": "cultivar"},
+            "features": [{"name": "grape", "kind": "categorical"}],
+        }
+    )
+    for text in ("", "None", "Rosé 🍷", "x" * MAX_CATEGORY_LENGTH):
+        assert validate_request(description, {"grape": text}).grape == text
+    with pytest.raises(ValidationError) as info:
+        validate_request(description, {"grape": "x" * (MAX_CATEGORY_LENGTH + 1)})
+    assert [(d["field"], d["reason"]) for d in error_details(info.value)] == [("grape", "invalid_value")]

@@ -237,7 +237,17 @@ def broken_models(root: Path, artifact: Path) -> dict[str, tuple[Path, str]]:
     bad_signature = write_mlflow_frame_model(root / "needs_fare", columns=("trip_distance", "fare_amount"))
     broken_mlflow = write_mlflow_dict_model(root / "broken_mlflow")
     (broken_mlflow / "model.pkl").write_bytes(b"\x80\x05garbage")
+    # Pickles name their classes: one defined in the training script (__main__), one in a module absent here.
+    script_class = root / "script_class.pkl"
+    script_class.write_bytes(b"c__main__\nDoubler\n)\x81.")
+    missing_module = root / "missing_module.pkl"
+    missing_module.write_bytes(b"cmy_training_code\nDoubler\n)\x81.")
     return {
+        "script_class": (
+            script_class,
+            "move the class into a module on PYTHONPATH, or save the model with cloudpickle",
+        ),
+        "missing_module": (missing_module, "the module 'my_training_code', which is not importable here"),
         "missing": (root / "nowhere.pkl", "no such file"),
         "garbage": (garbage, "not a readable pickle"),
         "truncated": (truncated, "not a readable pickle"),

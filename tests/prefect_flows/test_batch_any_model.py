@@ -95,6 +95,9 @@ def test_every_model_folder_is_monitored_in_one_run(run):
             assert (run["work"] / "reports" / paths["json"]).exists()
         # The drift verdicts cover what the description monitors: features, prediction, class probabilities.
         assert set(summary["drift"]["columns"]) == set(run["models"][name].folder.description.drift_tests())
+        # Calibration is off here, so every feature has a verdict (its pinned threshold).
+        features = [f.name for f in run["models"][name].folder.description.monitored_features]
+        assert summary["drift"]["judged_features"] == list(features) and summary["drift"]["unjudged_features"] == []
     index = (run["work"] / "reports" / "index.html").read_text()
     assert all(f"{s['run_id']}/summary.json" in index for s in summaries.values())
 

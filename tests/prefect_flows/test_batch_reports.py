@@ -97,6 +97,19 @@ def test_too_few_labels_or_rows_give_no_misleading_numbers(model, reference):
     assert empty.summary["status"] == NOT_ENOUGH_DATA and empty.summary["label_coverage"] is None
 
 
+def test_a_reference_too_small_for_any_drift_verdict_still_reports_quality_and_says_why(model, reference):
+    """Seen: a 90-row reference's runs all read "not enough data: 492 rows in the period, the reference is too
+    small for any", with no quality report, while the metrics service exported accuracy from the same labels."""
+    tiny_reference = reference.head(40)
+    run = _analyse(tiny_reference, _logged(model, 300, seed=6), Limits(tests=CALIBRATED, cache=CalibrationCache(None)))
+    summary = run.summary
+    assert LIMITS.evaluator(DESCRIPTION, reference_frame(DESCRIPTION, tiny_reference)).min_rows is None
+    assert summary["status"] == "ok" and summary["quality"]["available"] and summary["quality"]["labelled_rows"] == 300
+    assert summary["drift"]["judged_features"] == [] and summary["drift"]["dataset_drift"] is False
+    assert summary["message"].startswith("no verdict for 4 of 4 features (reference too small for their test: ")
+    assert "Verdict: no drift verdict" in banner(summary, DRIFT) and "RMSE" in summary["message"]
+
+
 @pytest.mark.parametrize(
     ("tests", "multiple_testing"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,14 @@ def _samples(registry) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    ("drift", "expected"), [({"dataset_drift": True}, 1.0), ({"dataset_drift": False}, 0.0), (None, None)]
+    ("drift", "expected"),
+    [
+        ({"dataset_drift": True}, 1.0),
+        ({"dataset_drift": False}, 0.0),
+        (None, None),
+        # A reference too small for any feature's verdict: no verdict, not "no drift".
+        ({"dataset_drift": False, "judged_features": [], "unjudged_features": ["x"]}, None),
+    ],
 )
 def test_success_metrics_carry_the_verdict_and_omit_it_without_enough_data(drift, expected):
     from prefect_flows.run_metrics import success_registry
@@ -243,3 +251,23 @@ def test_the_batch_flow_judges_drift_with_the_folders_prepared_calibration(tmp_p
     build("rid", period, rows, rows, BatchSettings(), drift, prepared)
     build("rid", period, rows, rows, BatchSettings(), drift, None)
     assert seen[0] is prepared and seen[1].path == cache_path_for(tmp_path / "reference.parquet")
+
+
+def test_an_unknown_model_name_is_one_line_before_any_flow_runs(monkeypatch, capsys, tmp_path):
+    """Seen: `--model nope` printed 119 lines of Prefect tracebacks after the temporary server's 10 s start-up."""
+    from prefect_flows import batch_monitoring as module
+
+    def no_flow(**_):
+        raise AssertionError("the flow must not start")
+
+    monkeypatch.setattr(module, "batch_monitoring", no_flow)
+    monkeypatch.setenv("MODELS_DIR", str(Path(__file__).resolve().parents[2] / "models"))
+    assert module.main(["--model", "ride_durations", "--last-minutes", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model ride_durations: no model folder of that name" in err
+    assert "(models: health_insurance, ride_duration)" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.yaml").write_text("name: bad\ntask: ranking\n")
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path))
+    assert module.main(["--model", "bad", "--last-minutes", "5"]) == 2
+    assert "task" in capsys.readouterr().err

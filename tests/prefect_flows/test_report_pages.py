@@ -179,3 +179,37 @@ def test_the_drift_header_states_the_lower_rate_where_the_floor_binds():
     )
     drift["stated_dataset_rate"] = 0.01  # no floor binds: no such sentence
     assert not any("effect-size floor, not the calibration" in s for s in threshold_sentences(drift))
+
+
+def test_no_estimate_is_said_once_on_the_index_and_its_page():
+    """Seen: "no estimate: no estimate: the reference has 169 labelled rows ..." on a small classifier's index."""
+    from prefect_flows.estimation import unavailable
+    from prefect_flows.estimation_page import render
+
+    summary = _classifier_summary()
+    summary["estimation"] = unavailable("no estimate: the reference has 169 labelled rows with probabilities")
+    for page in (render_index([summary], now=HOUR), render(summary)):
+        assert page.lower().count("no estimate") == 1
+        assert "169 labelled rows" in page
+
+
+def test_no_dataset_drift_says_which_features_had_no_verdict():
+    """Seen: "no dataset drift (0% of features drifted)" for a 142-row reference where 10 of 12 features had none."""
+    from prefect_flows.analysis import _message
+    from prefect_flows.io_mongo import Sampling
+
+    drift = {**_calibrated_drift(), "judged_features": ["PULocationID", "trip_distance"]}
+    drift["columns"]["passenger_count"]["min_rows"] = 50  # calibrated: more rows would give it a verdict
+    drift["columns"]["fare"] = {"score": 0.1, "rows": 400, "enough_data": False, "min_rows": None}  # never
+    drift["unjudged_features"] = ["passenger_count", "fare"]
+    summary = {**_summary(), "drift": drift}
+    summary["estimation"] = {"available": False, "reason": "no estimate: x"}
+    expected = (
+        "no verdict for 2 of 4 features (reference too small for their test: fare; too few rows in the period: "
+        "passenger_count)"
+    )
+    assert expected in _message(summary, Sampling(False, 400, 400, 1000, 1))
+    assert expected in verdict(summary)
+    assert "No verdict for 2 of 4 features" in banner(summary, DRIFT)
+    del drift["unjudged_features"]  # a summary written before the key: as before
+    assert "no verdict" not in verdict(summary)
