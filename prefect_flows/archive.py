@@ -42,6 +42,7 @@ from monitoring_core.archive_layout import (
 from monitoring_core.description import REQUEST_ID, TIMESTAMP, ModelDescription
 from monitoring_core.documents import MODEL_NAME, predictions_collection
 from monitoring_core.model_folder import discover_models
+from prefect_flows.io_mongo import fields_projection
 from prefect_flows.period import Period
 from prefect_flows.settings import ArchiveSettings
 
@@ -70,7 +71,7 @@ def hour_filter(model: str, hour: datetime) -> dict[str, Any]:
 
 def read_hour(collection: Collection, description: ModelDescription, hour: datetime, batch_size: int) -> list[dict]:
     """Return the hour's logged documents, only the partition's fields."""
-    fields = {"_id": 0, **dict.fromkeys(arrow_schema(description).names, 1)}
+    fields = fields_projection(arrow_schema(description).names)  # to_table keeps the partition's columns
     return list(collection.find(hour_filter(description.name, hour), fields, batch_size=batch_size))
 
 

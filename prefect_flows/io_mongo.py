@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +20,21 @@ from prefect_flows.period import Period
 TEXT_COLUMNS = (MODEL_VERSION, REQUEST_ID)
 
 
+def fields_projection(fields: Iterable[str], excluded: Iterable[str] = ()) -> dict[str, int]:
+    """Return the MongoDB projection reading `fields`.
+
+    A dotted name in a projection is a path into a subdocument: `flipper.mm` would read as missing on
+    every row. With one, the projection leaves out `excluded` instead; the reader keeps its own columns.
+    """
+    fields = list(fields)
+    if any("." in field for field in fields):
+        return {"_id": 0, **dict.fromkeys(excluded, 0)}
+    return {"_id": 0, **dict.fromkeys(fields, 1)}
+
+
 def projection(description: ModelDescription) -> dict[str, int]:
     """Return the MongoDB projection of the fields the reports need (the description's, the ids and times)."""
-    fields = logged_fields(description)
-    if any("." in field for field in fields):
-        # A dotted name in a projection is a path into a subdocument: `flipper.mm` would read as missing on
-        # every row. Project by exclusion instead; the frame keeps the described columns only.
-        return {"_id": 0, EXTRA_FIELDS: 0}
-    return {"_id": 0, **dict.fromkeys(fields, 1)}
+    return fields_projection(logged_fields(description), excluded=(EXTRA_FIELDS,))
 
 
 def period_filter(model_name: str, period: Period) -> dict[str, Any]:

@@ -203,6 +203,8 @@ def test_dotted_feature_names_are_read_from_mongodb_not_as_missing(mongo):
 
     from monitoring_core.description import parse_description
     from monitoring_core.documents import prediction_document
+    from monitoring_core.archive_layout import arrow_schema, to_table
+    from prefect_flows.archive import read_hour
     from prefect_flows.io_mongo import read_predictions
 
     description = parse_description(
@@ -230,8 +232,12 @@ def test_dotted_feature_names_are_read_from_mongodb_not_as_missing(mongo):
     with MongoClient(mongo[1], tz_aware=True) as client:
         client["db"]["predictions"].insert_many(docs)
         frame = read_predictions(client, "db", description, Period(start, start + timedelta(minutes=1)))
+        # The archive flow reads the hour the same way: the dotted column is in its partition, not nulls.
+        hour = read_hour(client["db"]["predictions"], description, start, batch_size=100)
     assert frame["flipper.mm"].tolist() == [180.0, 181.0, 182.0] and frame["island"].tolist() == ["Dream"] * 3
     assert "extra_fields" not in frame.columns
+    table = to_table(hour, arrow_schema(description))
+    assert table.column("flipper.mm").to_pylist() == [180.0, 181.0, 182.0]
 
 
 def test_the_batch_flow_judges_drift_with_the_folders_prepared_calibration(tmp_path, monkeypatch):
