@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m monitoring_core.model_folder", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate model folders' descriptions")
+    check = sub.add_parser("check", help="validate model folders' descriptions (and their references, when present)")
     check.add_argument("folders", nargs="+", type=Path)
     sub.add_parser("schema", help="print the JSON Schema of model.yaml")
     args = parser.parse_args(argv)
@@ -143,8 +143,32 @@ def main(argv: list[str] | None = None) -> int:
             status = 2
             continue
         d = folder.description
-        print(f"{path}: {d.name}: {d.task.value}, {len(d.features)} features, target {d.target.name}")
+        line = f"{path}: {d.name}: {d.task.value}, {len(d.features)} features, target {d.target.name}"
+        problem = _reference_problem(folder)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            status = 2
+            continue
+        reference = "no reference yet" if not folder.reference_path.is_file() else "the reference fits"
+        print(f"{line}; {reference}")
     return status
+
+
+def _reference_problem(folder: ModelFolder) -> str | None:
+    """Return why the folder's reference does not fit its description (None: it fits, or there is none yet)."""
+    if not folder.reference_path.is_file():
+        return None
+    import pandas as pd
+
+    from monitoring_core.reference_data import check_reference
+
+    try:
+        check_reference(folder.description, pd.read_parquet(folder.reference_path), str(folder.reference_path))
+    except DescriptionError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:  # not a parquet file, unreadable
+        return f"{folder.reference_path}: cannot read the reference ({exc})"
+    return None
 
 
 if __name__ == "__main__":

@@ -188,3 +188,28 @@ def test_no_core_module_names_a_model() -> None:
             text = text.replace('"ride_duration"', "")
         found = [w for w in example_words if w in text]
         assert not found, f"{path.name} names {found}"
+
+
+def test_check_reads_the_reference_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README step 3 checks the folder: a reference that does not fit its description is named there, not at prepare."""
+    folder = tmp_path / "penguins"
+    folder.mkdir()
+    (folder / "model.yaml").write_text(yaml.safe_dump(CLASSIFIER))
+    assert main(["check", str(folder)]) == 0
+    assert "no reference yet" in capsys.readouterr().out
+    rows = {
+        "island": ["Dream", "Biscoe"],
+        "bill_length_mm": [40.0, 45.0],
+        "sex": ["f", None],
+        "species": ["Adelie", "Gentoo"],
+        "prediction": ["Adelie", "Gentoo"],
+        "p_adelie": [0.8, 0.1],
+        "p_chinstrap": [0.1, 0.1],
+        "p_gentoo": [0.1, 0.8],
+    }
+    pd.DataFrame(rows).to_parquet(folder / "reference.parquet")
+    assert main(["check", str(folder)]) == 0
+    assert "the reference fits" in capsys.readouterr().out
+    pd.DataFrame(rows).drop(columns=["bill_length_mm"]).to_parquet(folder / "reference.parquet")
+    assert main(["check", str(folder)]) == 2
+    assert "bill_length_mm" in capsys.readouterr().err
