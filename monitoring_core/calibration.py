@@ -6,7 +6,8 @@ one size only. Here each column's distance gets a simulated null distribution at
 size (rows held out of the reference against the rest): its calibrated tail p-value is the
 conformal share `(1 + #{null draws >= score}) / (draws + 1)`, and its threshold the smallest score
 whose p-value is at most the false-alarm rate, never below the configured effect-size floor (the
-description's threshold). Over the null's own randomness that rate is exact (the window's score
+description's threshold; for a number, the score a shift of the floor's size reaches in 95% of windows:
+FLOOR_POWER). Over the null's own randomness that rate is exact (the window's score
 and the draws are exchangeable), not an upper bound. A column gets a verdict only from the size at
 which a shift of `detectable_shift` floors is detected with `min_power`. Design, derivation and
 measurements: docs/evidently_service.md "Calibrated thresholds".
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 # 4: categorical windows larger than half the reference meet unseen categories (Good-Turing mass).
 # 5: categorical features also test the share of window values the reference never saw (the same
 #    simulated windows' unseen share), at UNSEEN_RATE_SHARE of the feature's rate; the distance at the rest.
-CALIBRATION_VERSION = 5
+# 6: a number's score counts as reaching the floor from what samples moved by the floor reach (FLOOR_Z).
+CALIBRATION_VERSION = 6
 
 # Size buckets: 10 per decade (10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...). A window of n rows
 # between two buckets uses their nulls' quantile functions interpolated in log n, each draw first
@@ -66,6 +68,18 @@ UNSEEN_RATE_SHARE = 0.2
 # The unseen test's default effect floor: this share of rows on unseen values beyond the reference's own
 # expected unseen share (its Good-Turing mass); a column's `drift.unseen_floor` overrides it.
 UNSEEN_FLOOR = DEFAULT_UNSEEN_FLOOR
+# A floor is an effect size and a score is an estimate of one: a numerical feature moved by exactly the floor
+# scores under it in about half the windows. A move by d (in reference standard deviations) scores about
+# |d + the two samples' difference in means|, whose spread is the two-sample scale sqrt(1/n + 1/N) whatever
+# the distribution (the central limit theorem). So a number's score counts as reaching the floor from the
+# floor less FLOOR_Z such spreads: a shift at the floor is reported in ~FLOOR_POWER of the windows where it is
+# significant, and as windows grow the bar rises toward the floor (to within the reference's own noise), so
+# huge windows report no shift much smaller than it. Categories keep the hard floor: over many sparse
+# categories the total variation of pure noise is a large share of the floor (0.08 of 0.1 for ~260 zones
+# against 5,000 reference rows) and adds to a shift's score, which reaches the floor already; a lower bar
+# there would report shifts of a fifth of the floor in huge windows.
+FLOOR_POWER = 0.95
+FLOOR_Z = 1.6449  # the standard normal's FLOOR_POWER quantile
 
 
 @dataclass(frozen=True)
@@ -566,12 +580,21 @@ class ColumnCalibration:
             self._at_rows[rows] = summary
         return summary, bucket
 
+    def floor_at(self, rows: int) -> float:
+        """Return the score that counts as reaching the floor on `rows` values: for a number, what samples moved by
+        exactly the floor reach in FLOOR_POWER of windows (the floor less z x the two-sample scale); a
+        category's distances keep the floor itself (see FLOOR_POWER)."""
+        if not self.calibrated or not isinstance(self._null, _NumericalNull):
+            return self.floor
+        return max(0.0, self.floor - FLOOR_Z * self._scale(max(rows, MIN_BUCKET)))
+
     def threshold(self, rows: int) -> tuple[float, int]:
         """Return (threshold of the distance, size bucket at or below `rows`) for a sample of `rows` values."""
         if not self.calibrated:
             return self.floor, max(size_bucket(rows), MIN_BUCKET)
         summary, bucket = self.null_at(rows)
-        return max(self.floor, summary.threshold(self.distance_rate) * self._scale(max(rows, MIN_BUCKET))), bucket
+        calibrated = summary.threshold(self.distance_rate) * self._scale(max(rows, MIN_BUCKET))
+        return max(self.floor_at(rows), calibrated), bucket
 
     def p_value(self, rows: int, score: float) -> float | None:
         """Return the calibrated tail p-value of the distance `score` on `rows` values (None when not calibrated)."""
@@ -638,7 +661,7 @@ class ColumnCalibration:
             return None
         rows = max(rows, MIN_BUCKET)
         summary, _ = self.null_at(rows)
-        distance = summary.p_value(self.floor / self._scale(rows))
+        distance = summary.p_value(self.floor_at(rows) / self._scale(rows))
         unseen = 0.0
         if self.unseen_test:
             floor = self.unseen_floor

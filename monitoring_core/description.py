@@ -101,7 +101,8 @@ P_VALUE_TESTS = frozenset(
 
 # Effect-size floors per kind, used where a description names no test for a column. A distance is a
 # shift a person would call drift at any window size; a p-value flags shifts too small to matter once
-# windows hold thousands of rows. The calibration (monitoring_core/calibration.py) never goes below them.
+# windows hold thousands of rows. The calibration (monitoring_core/calibration.py) never goes below them (for a
+# number: below what a shift of the floor's size scores in 95% of windows, FLOOR_POWER there).
 # Numbers: normed Wasserstein (Wasserstein distance / reference std) 0.1. Categories: total variation
 # distance ("tv", monitoring_core/drift.py), the share of rows whose category moved, 0.1: it means the
 # same for 2 or 260 categories (Jensen-Shannon's noise and reach depend on the count), and 10% of rows

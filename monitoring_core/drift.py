@@ -53,7 +53,9 @@ class ColumnDrift:
     min_rows: int | None = 1
     enough_data: bool = True
     # The calibrated tail p-value (share of null draws >= score), or the test's own p-value for a
-    # p-value test; None for a distance without a calibrated null. `floor`: the effect-size floor.
+    # p-value test; None for a distance without a calibrated null. `floor`: the score that counts as reaching
+    # the effect-size floor at this size (for a number, what a shift of the floor's size reaches in 95% of
+    # windows: calibration.FLOOR_POWER).
     # For a calibrated categorical column, `p_value` covers both of its tests (`combined_p_value`).
     p_value: float | None = None
     floor: float | None = None
@@ -343,6 +345,8 @@ class _PreparedColumn:
         if enough and not np.isnan(score):
             p_value = score if self.test.is_p_value else calibration.p_value(rows, score)
             stated["false_alarm_rate"] = calibration.false_alarm_rate(rows)
+            if floor is not None:
+                floor = calibration.floor_at(rows)
             if calibration.unseen_test and self._keys is not None:
                 share = self.unseen_share(cur)
                 unseen_p = calibration.unseen_p_value(rows, share)

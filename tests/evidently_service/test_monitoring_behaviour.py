@@ -200,7 +200,7 @@ def test_blatant_shifts_at_a_few_hundred_rows_are_flagged(make_app, make_rows, m
     assert expected in _flagged(result)
     column = result.drift.columns[expected]
     # Thresholds are interpolated between the size buckets around the window (monitoring_core/calibration.py).
-    assert 251 <= column.calibrated_rows <= column.rows == 400 and column.threshold >= column.floor == 0.1
+    assert 251 <= column.calibrated_rows <= column.rows == 400 and column.threshold >= 0.1 >= column.floor
 
 
 def test_a_shift_in_one_borough_is_flagged_in_that_segment(make_app, make_rows, monitor_of):
