@@ -83,6 +83,8 @@ def served_models(models_dir: Path) -> tuple[Example, ...]:
         found.append(Example(folder.name, port, scenario))
         port += 1
     return tuple(found)
+
+
 BIND_ADDRESS = "127.0.0.1"  # DEMO_BIND_ADDRESS changes it; the services' own default (0.0.0.0) is for containers
 TOKEN_FILE = "monitoring_token"
 BATCH_PROGRESS_SECONDS = 10.0
@@ -180,8 +182,8 @@ def start_stack(
     """Start MongoDB (nx-27017), the metrics service, a prediction service per example and Prometheus, in that order.
 
     The metrics service monitors every model folder of `models_dir`; each one (`served_models`) gets its own
-    prediction service (the taxi example on 9696, the contract's port; the others on the ports after it). `models_dir` may also be one model
-    folder (it holds a model.yaml): then that model alone is served on 9696 and monitored.
+    prediction service (the taxi example on 9696, the contract's port; the others on the ports after it).
+    `models_dir` may also be one model folder (it holds a model.yaml): then that model alone is served on 9696.
 
     Each listens on `bind` (default: DEMO_BIND_ADDRESS, else 127.0.0.1). With `default_ports`, a component
     whose contract port is taken moves to a free one and says so in its line.
