@@ -17,7 +17,7 @@ from grafana.common import (
 )
 
 UID = "ride-data-quality"
-REJECTED_SHARE = ":prediction_rejected_inputs:ratio_rate5m"
+REJECTED_SHARE = "model:prediction_rejected_inputs:ratio_rate5m"
 
 
 def missing_share() -> timeseries.Panel:
@@ -67,10 +67,10 @@ def rejected_share() -> timeseries.Panel:
     return threshold_line(
         timeseries_panel(
             "Rejected input share",
-            "Share of requests sent to the prediction service that failed validation; HighInputErrorRate fires "
+            "Share of the model's inputs to its prediction service that failed validation; HighInputErrorRate fires "
             f"above the dashed line ({percent_text(share)}) for {duration_text(for_seconds('HighInputErrorRate'))}.",
             "percentunit",
-            query(REJECTED_SHARE, "rejected share"),
+            query(f"{REJECTED_SHARE}{{{MODEL}}}", "rejected share"),
         ),
         share,
     ).min(0)

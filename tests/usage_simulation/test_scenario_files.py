@@ -73,13 +73,9 @@ def test_built_in_signals_watch_the_simulated_model_only(name: str) -> None:
     own = read_description(INSURANCE_DIR / "model.yaml").model_copy(update={"name": "churn"})
     scenario = load_scenario(name, INSURANCE_DIR, own)
     signals = [*scenario.signals_to_watch(), *(s for p in scenario.phases for s in p.expected_signals)]
-    labelled = re.compile(r"(evidently_\w+|prediction_predictions_total|ALERTS)\{([^}]*)\}")
-    selectors = [
-        (m.group(1), m.group(2))
-        for s in signals
-        for m in labelled.finditer(s.promql)
-        if not (m.group(1) == "ALERTS" and "HighInputErrorRate" in m.group(2))  # a service alert: no model label
-    ]
+    labelled = re.compile(r"(evidently_\w+|prediction_predictions_total|prediction_model_info|ALERTS)\{([^}]*)\}")
+    selectors = [(m.group(1), m.group(2)) for s in signals for m in labelled.finditer(s.promql)]
+    assert all(re.search(r"\w\{", s.promql) for s in signals), [s.promql for s in signals]  # none unnarrowed
     assert selectors, [s.promql for s in signals]
     for metric, selector in selectors:
         assert 'model=~"churn"' in selector, (metric, selector)
