@@ -719,6 +719,10 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
         print(f"  Prometheus alerts   {pages}/alerts")
         for title, queries in dashboard_queries(MODEL_NAME).items():
             print(f"  {'graphs: ' + title:<19} {graph_url(pages, queries)}")
+        for example in served_models(args.models_dir)[1:]:  # the other models' graph pages, by model
+            if f"prediction_service:{example.name}" in urls:
+                for title, queries in dashboard_queries(example.name).items():
+                    print(f"  {example.name + ': ' + title:<19} {graph_url(pages, queries)}")
     print(f"  scoring (JSON)      {args.workdir / 'scoring.json'}")
     for line in batch:
         print(f"  batch flow          {line}")
