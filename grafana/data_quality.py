@@ -57,7 +57,7 @@ def rejected_by_reason() -> timeseries.Panel:
         "Inputs the prediction service rejected per second, by endpoint and reason (missing_field, wrong_type, "
         "out_of_range, ...). A new reason appearing usually means an upstream schema change.",
         "ops",
-        query("endpoint_reason:prediction_rejected_inputs:rate5m", "{{endpoint}} {{reason}}"),
+        query(f"model_endpoint_reason:prediction_rejected_inputs:rate5m{{{MODEL}}}", "{{endpoint}} {{reason}}"),
     )
 
 
