@@ -17,7 +17,7 @@ from grafana.common import (
 )
 
 UID = "ride-data-quality"
-REJECTED_SHARE = ":prediction_rejected_inputs:ratio_rate5m"
+REJECTED_SHARE = "model:prediction_rejected_inputs:ratio_rate5m"
 
 
 def missing_share() -> timeseries.Panel:
@@ -57,7 +57,7 @@ def rejected_by_reason() -> timeseries.Panel:
         "Inputs the prediction service rejected per second, by endpoint and reason (missing_field, wrong_type, "
         "out_of_range, ...). A new reason appearing usually means an upstream schema change.",
         "ops",
-        query("endpoint_reason:prediction_rejected_inputs:rate5m", "{{endpoint}} {{reason}}"),
+        query(f"model_endpoint_reason:prediction_rejected_inputs:rate5m{{{MODEL}}}", "{{endpoint}} {{reason}}"),
     )
 
 
@@ -67,10 +67,10 @@ def rejected_share() -> timeseries.Panel:
     return threshold_line(
         timeseries_panel(
             "Rejected input share",
-            "Share of requests sent to the prediction service that failed validation; HighInputErrorRate fires "
+            "Share of the model's inputs to its prediction service that failed validation; HighInputErrorRate fires "
             f"above the dashed line ({percent_text(share)}) for {duration_text(for_seconds('HighInputErrorRate'))}.",
             "percentunit",
-            query(REJECTED_SHARE, "rejected share"),
+            query(f"{REJECTED_SHARE}{{{MODEL}}}", "rejected share"),
         ),
         share,
     ).min(0)

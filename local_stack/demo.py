@@ -63,6 +63,28 @@ class Example:
 
 
 EXAMPLES = (Example(MODEL_NAME, 9696, "demo"), Example("health_insurance", 9697, "covariate_shift"))
+OWN_SCENARIO = "baseline"  # sent to a model folder of one's own (its own `scenarios/demo.yaml` when it has one)
+
+
+def served_models(models_dir: Path) -> tuple[Example, ...]:
+    """Return every model the demo serves from `models_dir`: the examples found there, then every other folder.
+
+    A folder of one's own (any `<name>/model.yaml` beside the examples) gets a prediction service on the next
+    port up and its own `demo` scenario, else the built-in `baseline` (reference-like traffic, its false alarms
+    scored).
+    """
+    found = [e for e in EXAMPLES if e.name == MODEL_NAME or (models_dir / e.name / "model.yaml").is_file()]
+    known = {e.name for e in EXAMPLES}
+    port = max(e.port for e in EXAMPLES) + 1
+    for folder in sorted(p.parent for p in models_dir.glob("*/model.yaml")):
+        if folder.name in known:
+            continue
+        scenario = "demo" if (folder / "scenarios" / "demo.yaml").is_file() else OWN_SCENARIO
+        found.append(Example(folder.name, port, scenario))
+        port += 1
+    return tuple(found)
+
+
 BIND_ADDRESS = "127.0.0.1"  # DEMO_BIND_ADDRESS changes it; the services' own default (0.0.0.0) is for containers
 TOKEN_FILE = "monitoring_token"
 BATCH_PROGRESS_SECONDS = 10.0
@@ -159,9 +181,9 @@ def start_stack(
 ) -> Stack:
     """Start MongoDB (nx-27017), the metrics service, a prediction service per example and Prometheus, in that order.
 
-    The metrics service monitors every model folder of `models_dir`; each example of EXAMPLES found there gets
-    its own prediction service (the first on 9696, the contract's port). `models_dir` may also be one model
-    folder (it holds a model.yaml): then that model alone is served on 9696 and monitored.
+    The metrics service monitors every model folder of `models_dir`; each one (`served_models`) gets its own
+    prediction service (the taxi example on 9696, the contract's port; the others on the ports after it).
+    `models_dir` may also be one model folder (it holds a model.yaml): then that model alone is served on 9696.
 
     Each listens on `bind` (default: DEMO_BIND_ADDRESS, else 127.0.0.1). With `default_ports`, a component
     whose contract port is taken moves to a free one and says so in its line.
@@ -219,9 +241,7 @@ def start_stack(
             stack.urls["prediction_service"] = url
             moved = note(url, 9696)
             say(f"prediction service at {url}" + (f"{moved}: PREDICTION_URL={url} for your client" if moved else ""))
-            for example in () if single else EXAMPLES[1:]:
-                if not (models_dir / example.name / "model.yaml").is_file():
-                    continue
+            for example in () if single else served_models(models_dir)[1:]:
                 example_env = {
                     **env,
                     "MODEL_DIR": str(models_dir / example.name),
@@ -604,7 +624,7 @@ def simulate(args: argparse.Namespace, stack: Stack):
     rps = args.rps or max(20.0, round(2000.0 / args.duration))
     os.environ["MONITORING_TOKEN"] = stack.token  # the simulators send labels with it
     others = []
-    for example in EXAMPLES[1:]:
+    for example in served_models(args.models_dir)[1:]:
         url = stack.urls.get(f"prediction_service:{example.name}")
         if url is None:
             continue
@@ -655,7 +675,7 @@ def _simulator_argv(
 def other_detections(args: argparse.Namespace) -> dict[str, tuple[bool, int]]:
     """Return {model: (every expected signal fired, false alarms)} of the further examples' scoring files."""
     found = {}
-    for example in EXAMPLES[1:]:
+    for example in served_models(args.models_dir)[1:]:
         path = args.workdir / f"scoring-{example.name}.json"
         if not path.is_file():
             continue
@@ -688,7 +708,7 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
         print("\nWhere to look", flush=True)
     if "prediction_service" in urls:
         print(f"  prediction API      {urls['prediction_service']}/predict  (spec: /openapi.json, metrics: /metrics)")
-        for example in EXAMPLES[1:]:
+        for example in served_models(args.models_dir)[1:]:
             if f"prediction_service:{example.name}" in urls:
                 print(f"  {example.name + ' API':<19} {urls[f'prediction_service:{example.name}']}/predict")
         print(f"  token (/feedback)   {auth_hint(stack)}")
@@ -699,6 +719,10 @@ def print_where_to_look(stack: Stack, args: argparse.Namespace, batch: list[str]
         print(f"  Prometheus alerts   {pages}/alerts")
         for title, queries in dashboard_queries(MODEL_NAME).items():
             print(f"  {'graphs: ' + title:<19} {graph_url(pages, queries)}")
+        for example in served_models(args.models_dir)[1:]:  # the other models' graph pages, by model
+            if f"prediction_service:{example.name}" in urls:
+                for title, queries in dashboard_queries(example.name).items():
+                    print(f"  {example.name + ': ' + title:<19} {graph_url(pages, queries)}")
     print(f"  scoring (JSON)      {args.workdir / 'scoring.json'}")
     for line in batch:
         print(f"  batch flow          {line}")

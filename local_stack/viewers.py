@@ -30,7 +30,8 @@ def dashboard_queries(model: str) -> dict[str, list[str]]:
             f"evidently_drifted_features_share{{{m}}}",
         ],
         "Model quality": [
-            f'evidently_model_quality{{{m}, metric="rmse"}}',
+            # Every quality metric of the model's task: RMSE, MAE, mean error for a regressor; accuracy, F1... else.
+            f"evidently_model_quality{{{m}}}",
             f"evidently_label_coverage{{{m}}}",
         ],
         "Data quality": [

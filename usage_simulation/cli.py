@@ -105,7 +105,7 @@ def run_and_score(args: argparse.Namespace) -> tuple[RunResult, Scorecard | None
     if args.prometheus_url and not result.interrupted:
         client = PrometheusClient(args.prometheus_url)
         wait_for_signals(client, scenario, result, args.settle)
-        card = score(client, scenario, result)
+        card = score(client, scenario, result, model=source.description.name)
         print(format_scorecard(card), flush=True)
     if args.json_path:
         args.json_path.parent.mkdir(parents=True, exist_ok=True)

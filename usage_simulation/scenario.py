@@ -21,6 +21,9 @@ a model's own live beside it (`models/<name>/scenarios/*.yaml`) and are found by
 A phase may be `outage: true` (no traffic). `clean: true` marks a phase where no signal may fire (the default
 for a phase without faults); `watch_signals` at the top level lists what counts as a false alarm there
 (default: every expected signal of the scenario). `Scenario.check(description)` proves every fault fits a model.
+`${model}` anywhere in the file stands for a regular expression matching the model's name (the built-ins narrow
+their signals with `{model=~"${model}"}`: in a stack monitoring several models, another model's drift is not
+this run's); loaded without a description it matches every model.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from usage_simulation.faults import Fault, FaultError
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_DURATION_SECONDS = 120.0
 SCENARIOS_DIR = "scenarios"  # a model folder's own scenarios
+MODEL_PLACEHOLDER = "${model}"  # replaced by a regex of the simulated model's name when loaded for it
 
 
 class ScenarioError(ValueError):
@@ -262,8 +266,11 @@ def load_scenario(
 ) -> Scenario:
     """Load a scenario by name (the model folder's, then built-in) or by path; check it against `description`."""
     path = scenario_path(name_or_path, model_dir)
+    # A model name holds letters, digits and `_ . -`: as a regex it matches itself (a dot matches any character).
+    model = description.name if description is not None else ".*"
+    text = path.read_text().replace(MODEL_PLACEHOLDER, model)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
     scenario = Scenario.parse(data, where=path.stem)

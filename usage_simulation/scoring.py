@@ -146,8 +146,10 @@ def wait_for_signals(
             time.sleep(poll_seconds)
 
 
-def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: float | None = None) -> Scorecard:
-    """Score a finished run against what Prometheus recorded up to `until` (default now)."""
+def score(
+    client: PrometheusClient, scenario: Scenario, run: RunResult, until: float | None = None, model: str | None = None
+) -> Scorecard:
+    """Score a finished run against what Prometheus recorded up to `until` (default now); list `model`'s alerts."""
     until = until or time.time()
     card = Scorecard(scenario=scenario.name, prometheus_url=client.url)
     try:
@@ -188,17 +190,26 @@ def score(client: PrometheusClient, scenario: Scenario, run: RunResult, until: f
                 card.false_alarms.append(
                     FalseAlarm(window.name, signal.name, signal.promql, at, round(at - run.started_at, 1))
                 )
-    card.active_alerts = [
+    card.active_alerts = active_alerts(client.alerts(), model)
+    return card
+
+
+def active_alerts(alerts: list[dict], model: str | None = None) -> list[dict]:
+    """Return the active alerts worth listing after a run of `model`: its own and the stack's (no `model` label).
+
+    In a stack monitoring several models another model's alerts are not this run's news (and, without their
+    `model` label, two models' `DataDriftDetected` would read as one listed twice).
+    """
+    return [
         {
             "alertname": a["labels"].get("alertname", "?"),
             "state": a.get("state", "?"),
             "labels": {k: v for k, v in a["labels"].items() if k not in _COMMON_LABELS},
         }
-        for a in client.alerts()
+        for a in alerts
         # The Watchdog fires always, by design (it proves the alert pipeline): not news for a scenario.
-        if a["labels"].get("alertname") != "Watchdog"
+        if a["labels"].get("alertname") != "Watchdog" and (model is None or a["labels"].get("model", model) == model)
     ]
-    return card
 
 
 def _duration(seconds: float | None) -> str:

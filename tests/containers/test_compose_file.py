@@ -533,6 +533,25 @@ def test_the_trainer_runs_make_train_into_the_models_volume(rendered: dict):
     assert [name for name, s in rendered["services"].items() if _mounts_models(s, read_only=False)] == ["trainer"]
 
 
+def test_a_model_folder_of_ones_own_reaches_the_models_volume(rendered: dict, dockerfile_of, tmp_path: Path):
+    """Seen: README's own-model folder (models/churn) reached the trainer image as model.yaml alone (.dockerignore
+    keeps model files and references out of images): `prepare --all` stopped on it and, every service waiting
+    for the trainer, the whole stack never started. The trainer copies the repository's folders, mounted."""
+    from monitoring_core.prepare import main as prepare_main
+
+    trainer = rendered["services"]["trainer"]
+    source = shell_steps(trainer["command"])[1][2].removesuffix("/.")  # `cp -R models/. /models/`
+    workdir = dockerfile_of("trainer").last("WORKDIR")
+    mounts = {v["target"]: v for v in trainer["volumes"] if v["type"] == "bind"}
+    mount = mounts.get(f"{workdir}/{source}")
+    assert mount, f"the trainer copies {workdir}/{source} from its image: a folder of one's own has no model there"
+    assert Path(mount["source"]) == REPO / "models" and mount.get("read_only")
+    # What the image alone would hold for such a folder: its description, nothing else. `prepare --all` refuses it.
+    (tmp_path / "churn").mkdir()
+    (tmp_path / "churn" / "model.yaml").write_text((REPO / "models/health_insurance/model.yaml").read_text())
+    assert prepare_main(["--all", str(tmp_path)]) != 0
+
+
 def test_every_runtime_reads_folders_the_trainer_fills(rendered: dict):
     services, trained = rendered["services"], _trained_folders(rendered)
     for name in ("evidently_service", "prefect_flows"):

@@ -94,6 +94,33 @@ def test_the_demo_listens_on_loopback_unless_told_otherwise(fake_starters, tmp_p
     assert demo.parse_args([]).bind == "0.0.0.0"
 
 
+def test_a_model_folder_of_ones_own_is_served_scraped_and_sent_traffic(
+    fake_starters, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Seen: README says `make demo` monitors "any other prepared folder under models/"; the demo served only the two
+    examples, so an own folder got no prediction service, no traffic and no metrics."""
+    models = tmp_path / "models"
+    for name in ("ride_duration", "health_insurance", "churn"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.yaml").write_text(f"name: {name}\n")
+    served = {e.name: e for e in demo.served_models(models)}
+    assert list(served) == ["ride_duration", "health_insurance", "churn"]
+    assert served["churn"].scenario == "baseline" and served["churn"].port == 9698
+    stack = demo.start_stack(tmp_path, models, default_ports=False)
+    assert "prediction_service:churn" in stack.urls
+    assert stack.urls["prediction_service:churn"].removeprefix("http://") in stack.prediction_targets
+    (models / "churn" / "scenarios").mkdir()
+    (models / "churn" / "scenarios" / "demo.yaml").write_text("name: demo\n")
+    assert demo.served_models(models)[-1].scenario == "demo"  # its own demo scenario when it has one
+    # The closing list gives its API and its dashboards' graph pages too.
+    stack.urls["prometheus"] = "http://127.0.0.1:9"
+    monkeypatch.setattr(demo, "prometheus_ui", lambda url: url)
+    args = demo.parse_args(["--models-dir", str(models), "--workdir", str(tmp_path), "--reports-dir", str(tmp_path)])
+    demo.print_where_to_look(stack, args, [], None, time.time())
+    out = capsys.readouterr().out
+    assert "churn API" in out and "churn: Model quality" in out and "model%3D%22churn%22" in out
+
+
 def test_after_a_run_that_stopped_by_itself_the_closing_list_says_so(tmp_path: Path, capsys) -> None:
     """Seen: with KEEP_RUNNING=0 the closing lines listed the links of a stack that had already stopped."""
     stack = demo.Stack(workdir=tmp_path, token="t", urls={"prediction_service": "http://127.0.0.1:9696"})

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from local_stack.processes import free_port, wait_until
 from usage_simulation.runner import PhaseCounts, PhaseWindow, RunResult
 from usage_simulation.scenario import Scenario
-from usage_simulation.scoring import PrometheusClient, format_scorecard, score, wait_for_signals
+from usage_simulation.scoring import PrometheusClient, active_alerts, format_scorecard, score, wait_for_signals
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +129,17 @@ def test_a_clean_phase_is_judged_only_once_a_signal_can_look_back_inside_the_run
     assert lookback_seconds("sum(increase(prediction_predictions_total[20s])) == 0") == 20
     assert lookback_seconds("max_over_time(a[30s]) > on() b[5m]") == 300
     assert lookback_seconds("evidently_dataset_drift == 1") == 0
+
+
+def test_alerts_listed_after_a_run_are_the_simulated_models_and_the_stacks() -> None:
+    """Seen: in a stack serving two models, a run's "alerts active now" listed the other model's alerts too, with the
+    model label cut: "DataDriftDetected (firing), DataDriftDetected (firing)"."""
+    alerts = [
+        {"labels": {"alertname": "DataDriftDetected", "model": "grader", "severity": "warning"}, "state": "firing"},
+        {"labels": {"alertname": "DataDriftDetected", "model": "weather", "severity": "warning"}, "state": "firing"},
+        {"labels": {"alertname": "HighInputErrorRate", "severity": "warning"}, "state": "pending"},
+        {"labels": {"alertname": "Watchdog"}, "state": "firing"},
+    ]
+    listed = [(a["alertname"], a["state"]) for a in active_alerts(alerts, "weather")]
+    assert listed == [("DataDriftDetected", "firing"), ("HighInputErrorRate", "pending")]
+    assert len(active_alerts(alerts)) == 3

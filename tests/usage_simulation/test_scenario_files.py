@@ -64,6 +64,24 @@ def test_scenario_loads_fits_its_model_with_a_clean_phase_first_and_signals_on_f
     assert scenario.signals_to_watch(), "a clean phase needs something to watch for false alarms"
 
 
+@pytest.mark.parametrize("name", sorted(GENERIC))
+def test_built_in_signals_watch_the_simulated_model_only(name: str) -> None:
+    """Seen: `baseline` for one's own model in the demo stack scored the taxi's drift as this model's false alarms
+    (`max(evidently_dataset_drift) == 1` over every model), and another model's traffic hid an `outage`."""
+    import re
+
+    own = read_description(INSURANCE_DIR / "model.yaml").model_copy(update={"name": "churn"})
+    scenario = load_scenario(name, INSURANCE_DIR, own)
+    signals = [*scenario.signals_to_watch(), *(s for p in scenario.phases for s in p.expected_signals)]
+    labelled = re.compile(r"(evidently_\w+|prediction_predictions_total|prediction_model_info|ALERTS)\{([^}]*)\}")
+    selectors = [(m.group(1), m.group(2)) for s in signals for m in labelled.finditer(s.promql)]
+    assert all(re.search(r"\w\{", s.promql) for s in signals), [s.promql for s in signals]  # none unnarrowed
+    assert selectors, [s.promql for s in signals]
+    for metric, selector in selectors:
+        assert 'model=~"churn"' in selector, (metric, selector)
+    assert 'model=~".*"' in load_scenario(name, INSURANCE_DIR).signals_to_watch()[0].promql  # no model: every one
+
+
 def _ops(model_dir: Path, name: str) -> set[tuple]:
     return {(f.op, f.column, f.segment) for f in load_scenario(name, model_dir).phases[-1].faults}
 
