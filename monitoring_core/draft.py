@@ -3,7 +3,8 @@
 The draft is inferred from the reference's columns, for a person to read and edit before use:
 numbers become numerical features with the observed range widened (the bounds requests are
 refused outside of), strings, booleans and integers with few distinct values categorical, datetimes
-datetime. A classifier's classes come from the target's values, and its class-probability columns
+datetime; a regression target only gets `minimum: 0` when the reference never holds a negative one.
+A classifier's classes come from the target's values, and its class-probability columns
 are found by name: one pattern around every class (`proba_<class>`, `p_<class>`, `<class>_score`...) whose
 columns sum to 1 per row, else `prob_<class>`, `proba_<class>`, `probability_<class>`, `p_<class>` or the class.
 Key reference: docs/model_description.md.
@@ -135,8 +136,10 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
         probabilities = probability_columns(frame, classes)
         used |= set(probabilities.values())
     description["target"] = {"name": target}
-    if task is Task.REGRESSION:
-        description["target"].update(_widened(frame[target].dropna()))
+    if task is Task.REGRESSION and len(frame[target].dropna()) and frame[target].min() >= 0:
+        # Only the sign: a label is ground truth, not an input to guard, and a label refused for lying outside
+        # a range guessed from the reference is lost (the features' ranges still guard requests).
+        description["target"]["minimum"] = 0
     description["prediction"] = {"name": prediction}
     if task is Task.CLASSIFICATION and probabilities:
         description["prediction"]["probabilities"] = probabilities

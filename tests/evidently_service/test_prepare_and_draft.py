@@ -187,6 +187,8 @@ def test_a_categorical_of_thousands_of_values_is_refused_for_drift_and_drafted_u
     drafted = yaml.safe_load(text)
     assert drafted["features"][0] == {"name": "shop", "kind": "categorical", "type": "str", "monitor": False}
     assert "['shop']: more than 1000 categories" in text
+    # A label outside a range guessed from the reference would be refused and lost: only its sign is drafted.
+    assert drafted["target"] == {"name": "spend", "minimum": 0}
     check_reference(ModelDescription.model_validate(drafted), frame, "reference.parquet")  # as drafted: fine
     drafted["features"][0]["monitor"] = True
     with pytest.raises(DescriptionError) as caught:
