@@ -17,7 +17,7 @@ def check_models(settings: Settings) -> None:
     import pandas as pd
 
     from evidently_service.app import load_models
-    from monitoring_core.reference_data import check_reference
+    from monitoring_core.reference_check import check_reference
 
     _, configs = load_models(settings)
     for config in configs.values():

@@ -35,7 +35,8 @@ from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
 from monitoring_core.prepare import load_prepared
 from monitoring_core.reference import reference_model_version
-from monitoring_core.reference_data import check_reference, evaluators_for
+from monitoring_core.reference_check import check_reference
+from monitoring_core.reference_data import evaluators_for
 
 log = logging.getLogger(__name__)
 

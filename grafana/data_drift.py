@@ -162,9 +162,10 @@ def feature_drift_score() -> timeseries.Panel:
                     "at or above the line. The threshold is calibrated from the reference for the window's size "
                     "(sampling noise shrinks as rows grow), so it falls while the window fills and never goes below "
                     "the pinned effect-size floor (for a number, the score a shift of the floor's size reaches in 95% "
-                    "of windows of this size: a little under the floor). A categorical feature also drifts when the share of its values "
-                    "the reference never saw reaches its own calibrated threshold (second pair of lines, also a share "
-                    "of rows; none for numbers). No line while the feature has too few rows for a verdict.",
+                    "of windows of this size: a little under the floor). A categorical feature also drifts when the "
+                    "share of its values the reference never saw reaches its own calibrated threshold (second pair "
+                    "of lines, also a share of rows; none for numbers). No line while the feature has too few rows "
+                    "for a verdict.",
                     "none",
                     query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
                     query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
-from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
+from monitoring_core.reference_check import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
 MAX_INT_CATEGORIES = 20

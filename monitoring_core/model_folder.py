@@ -160,7 +160,7 @@ def _reference_problem(folder: ModelFolder) -> str | None:
         return None
     import pandas as pd
 
-    from monitoring_core.reference_data import check_reference
+    from monitoring_core.reference_check import check_reference
 
     try:
         check_reference(folder.description, pd.read_parquet(folder.reference_path), str(folder.reference_path))

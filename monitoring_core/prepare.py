@@ -76,7 +76,8 @@ def prepare_folder(
         return folder.calibration_path
 
     from monitoring_core.monitoring_config import load_config
-    from monitoring_core.reference_data import check_reference, evaluators_for
+    from monitoring_core.reference_check import check_reference
+    from monitoring_core.reference_data import evaluators_for
 
     started = time.perf_counter()
     config = load_config(config_path, {folder.name: folder})[folder.name]

@@ -20,7 +20,8 @@ from monitoring_core.description import DescriptionError, ModelDescription, Task
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.monitoring_config import load_config
 from monitoring_core.prepare import load_prepared, prepare_folder
-from monitoring_core.reference_data import check_reference, deduplicate, typed_reference
+from monitoring_core.reference_check import check_reference
+from monitoring_core.reference_data import deduplicate, typed_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -174,7 +175,7 @@ def test_the_draft_keeps_names_as_data_sets_spell_them_and_orders_integer_classe
 def test_a_categorical_of_thousands_of_values_is_refused_for_drift_and_drafted_unmonitored(tmp_path, capsys) -> None:
     # Hostile probe: 10,000 shop ids; calibrating their drift ran for over 14 minutes (unfinished) under load.
     from monitoring_core import draft
-    from monitoring_core.reference_data import MAX_DRIFT_CATEGORIES
+    from monitoring_core.reference_check import MAX_DRIFT_CATEGORIES
 
     n = MAX_DRIFT_CATEGORIES * 2
     frame = pd.DataFrame(

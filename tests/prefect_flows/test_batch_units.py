@@ -201,9 +201,9 @@ def test_dotted_feature_names_are_read_from_mongodb_not_as_missing(mongo):
     # Hostile probe: `flipper.mm` in an inclusion projection is a path into a subdocument; every row read as NaN.
     from pymongo import MongoClient
 
+    from monitoring_core.archive_layout import arrow_schema, to_table
     from monitoring_core.description import parse_description
     from monitoring_core.documents import prediction_document
-    from monitoring_core.archive_layout import arrow_schema, to_table
     from prefect_flows.archive import read_hour
     from prefect_flows.io_mongo import read_predictions
 
