@@ -73,7 +73,8 @@ UNSEEN_FLOOR = DEFAULT_UNSEEN_FLOOR
 # |d + the two samples' difference in means|, whose spread is the two-sample scale sqrt(1/n + 1/N) whatever
 # the distribution (the central limit theorem). So a number's score counts as reaching the floor from the
 # floor less FLOOR_Z such spreads: a shift at the floor is reported in ~FLOOR_POWER of the windows where it is
-# significant, and as windows grow the bar rises toward the floor (to within the reference's own noise), so
+# significant, on average over references (one reference's own mean error moves it), and as windows grow
+# the bar rises toward the floor (to within the reference's own noise), so
 # huge windows report no shift much smaller than it. Categories keep the hard floor: over many sparse
 # categories the total variation of pure noise is a large share of the floor (0.08 of 0.1 for ~260 zones
 # against 5,000 reference rows) and adds to a shift's score, which reaches the floor already; a lower bar

@@ -428,7 +428,7 @@ class DriftEvaluator:
 
         Features no size is enough for (None) leave the dataset rule; None when that is every feature.
         """
-        mins = [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
+        mins = self._feature_minimums()
         return max(mins) if mins else None
 
     @property
@@ -438,8 +438,11 @@ class DriftEvaluator:
         From there each feature judged at its own size counts in `family_flags` (segments reach their
         largest feature's minimum late: a 13% segment of a 2,000-row window holds 260 rows).
         """
-        mins = [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
+        mins = self._feature_minimums()
         return min(mins) if mins else None
+
+    def _feature_minimums(self) -> list[int]:
+        return [m for m in (self.min_rows_of(c) for c in self.features) if m is not None]
 
     def threshold(self, column: str, rows: int) -> float:
         """Return the threshold `column` is compared with for `rows` usable values."""
