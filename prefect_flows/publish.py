@@ -184,10 +184,10 @@ def columns_line(summary: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
-def _floor_binds(column: dict[str, Any], rate: float | None) -> bool:
-    """Whether a column's verdict holds a lower false-alarm rate than the configured one (its floor binds)."""
-    stated = column.get("false_alarm_rate")
-    return stated is not None and rate is not None and column.get("enough_data", True) and stated < rate * 0.999
+def _floor_binds(column: dict[str, Any]) -> bool:
+    """Whether the effect-size floor, not the calibration, set a judged column's threshold."""
+    floor, threshold = column.get("floor"), column.get("threshold")
+    return column.get("enough_data", True) and floor is not None and threshold is not None and threshold <= floor
 
 
 def threshold_line(drift: dict[str, Any]) -> str:
@@ -230,7 +230,7 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
         )
         stated = drift.get("stated_dataset_rate")
         if stated is not None and stated < drift["dataset_false_alarm_rate"]:
-            floored = [c for c, v in drift["columns"].items() if _floor_binds(v, drift["false_alarm_rate"])]
+            floored = [c for c, v in drift["columns"].items() if _floor_binds(v)]
             sentences.append(
                 f"At {drift['rows']:,} rows the effect-size floor, not the calibration, sets the threshold of "
                 f"{', '.join(floored) or 'the features'}: clean data raises a false alarm less often there, "

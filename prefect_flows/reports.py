@@ -315,6 +315,7 @@ def drift_results(
             "unseen_share": outcome.unseen_share if outcome is not None else None,
             "unseen_threshold": outcome.unseen_threshold if outcome is not None else None,
             "false_alarm_rate": outcome.false_alarm_rate if outcome is not None else None,  # at this size
+            "floor": outcome.floor if outcome is not None else None,  # the score that counts as the floor here
         }
     features = [
         c

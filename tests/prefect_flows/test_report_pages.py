@@ -170,8 +170,10 @@ def test_a_categorical_feature_shows_its_unseen_share_beside_its_score():
 def test_the_drift_header_states_the_lower_rate_where_the_floor_binds():
     drift = _calibrated_drift()
     drift["stated_dataset_rate"] = 0.0012
-    drift["columns"]["trip_distance"]["false_alarm_rate"] = 0.0005  # the floor binds
-    drift["columns"]["PULocationID"]["false_alarm_rate"] = 0.005  # the calibrated threshold binds
+    drift["columns"]["trip_distance"]["floor"] = 0.0004  # the floor sets its threshold (0.0004)
+    # A category's stated rate is under the configured one with a calibrated threshold too (its unseen part's
+    # floor binds): the floor, not the rate, says which threshold the floor set.
+    drift["columns"]["PULocationID"].update(floor=0.1, false_alarm_rate=0.0041)
     sentences = threshold_sentences(drift)
     assert (
         "At 1,980 rows the effect-size floor, not the calibration, sets the threshold of trip_distance: clean data "
