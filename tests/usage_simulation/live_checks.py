@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from local_stack.components import prometheus_query
 from local_stack.processes import wait_until
+from usage_simulation.rows import PhaseFeed
+from usage_simulation.runner import RunConfig, Runner
 
 
 def wait_for_first_verdict(prometheus: str, model: str) -> None:
@@ -52,3 +55,33 @@ def wait_until_quiet(prometheus: str, queries: list[str], hold_seconds: float = 
         if now > deadline:
             raise TimeoutError(f"not quiet for {hold_seconds:g} s within {timeout:g} s: {loud or 'flapping'}")
         time.sleep(0.5)
+
+
+def refill_until_quiet(
+    stack, rps: int, scenario, source_for_seed: Callable[[int], object], queries: list[str], attempts: int = 3
+) -> None:
+    """Send a window of clean rows (`scenario`, rows from `source_for_seed(seed)`) until no query fires.
+
+    Each attempt sends a new sample. Without traffic the window stays as the refill left it, and so does every
+    verdict on it: a refill whose clean sample happens to be flagged (each feature at its stated false-alarm
+    rate), or one cut short on a loaded machine, would stay loud for ever.
+    """
+    for attempt in range(attempts):
+        seed = 99 + attempt
+        config = RunConfig(
+            url=stack.urls["prediction_service"],
+            rps=rps,
+            duration_seconds=REFILL_SECONDS,
+            feedback_delay_seconds=0.5,
+            feedback_share=0.9,
+            token=stack.token,
+            progress=False,
+            seed=seed,
+        )
+        Runner(config, scenario, PhaseFeed(source_for_seed(seed))).run()
+        try:
+            wait_until_quiet(stack.urls["prometheus"], queries, timeout=90.0)
+            return
+        except TimeoutError:
+            if attempt == attempts - 1:
+                raise

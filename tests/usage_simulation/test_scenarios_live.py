@@ -20,15 +20,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from live_checks import REFILL_SECONDS, assert_estimate_fired_without_labels, wait_for_first_verdict, wait_until_quiet
+from live_checks import assert_estimate_fired_without_labels, refill_until_quiet, wait_for_first_verdict
 
 from local_stack.demo import DEMO_EVIDENTLY_CONFIG, Stack, start_stack
 from monitoring_core.estimation import prepare_estimator
 from monitoring_core.model_folder import load_model_folder
 from monitoring_core.paths import MODELS_DIR, REFERENCE_FILE
 from usage_simulation.cli import parser, run_and_score
-from usage_simulation.rows import PhaseFeed, RowSource
-from usage_simulation.runner import RunConfig, Runner
+from usage_simulation.rows import RowSource
 from usage_simulation.scenario import load_scenario
 from usage_simulation.scoring import format_scorecard
 
@@ -83,20 +82,12 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) ->
 
 
 def refill_window_with_clean_rides(stack: Stack, reference: Path, watched: list[str]) -> None:
-    """Replace the window with reference-like rides and wait until the next scenario's signals are off."""
-    config = RunConfig(
-        url=stack.urls["prediction_service"],
-        rps=RPS,
-        duration_seconds=REFILL_SECONDS,
-        feedback_delay_seconds=0.5,
-        feedback_share=0.9,
-        token=stack.token,
-        progress=False,
-        seed=99,
-    )
-    source = RowSource.from_model_dir(TAXI_DIR, reference, seed=99)
-    Runner(config, load_scenario("baseline", TAXI_DIR), PhaseFeed(source)).run()
-    wait_until_quiet(stack.urls["prometheus"], [DRIFT_ALERTS, *watched])
+    """Replace the window with reference-like rows until the next scenario's signals are off."""
+
+    def source(seed: int) -> RowSource:
+        return RowSource.from_model_dir(TAXI_DIR, reference, seed=seed)
+
+    refill_until_quiet(stack, RPS, load_scenario("baseline", TAXI_DIR), source, [DRIFT_ALERTS, *watched])
 
 
 @pytest.mark.parametrize("name", ORDER)
