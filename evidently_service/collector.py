@@ -131,6 +131,20 @@ class _Families:
             "its threshold",
             ("feature",),
         )
+        self.histogram_distance = gauge(
+            "evidently_feature_drift_histogram_distance",
+            "Jensen-Shannon distance between the numerical feature's shares in the reference's quantile bins and the "
+            "reference's (its drift verdict's second test; absent for categorical features and while there are too "
+            "few rows for a verdict)",
+            ("feature",),
+        )
+        self.histogram_threshold = gauge(
+            "evidently_feature_drift_histogram_threshold",
+            "Threshold the histogram distance is compared with, calibrated from the reference for the window's size; "
+            "drift when the score reaches its threshold, or the histogram distance reaches its own while the score "
+            "reaches its effect-size floor",
+            ("feature",),
+        )
         self.feature_p = gauge(
             "evidently_feature_drift_p_value",
             "Calibrated tail p-value of the feature's drift score (share of clean reference draws scoring as high)",
@@ -341,6 +355,9 @@ class _Families:
                 if column.unseen_share is not None and column.unseen_threshold is not None:
                     self.unseen_share.add_metric([model, column.column], column.unseen_share)
                     self.unseen_threshold.add_metric([model, column.column], column.unseen_threshold)
+                if column.bins_distance is not None and column.bins_threshold is not None:
+                    self.histogram_distance.add_metric([model, column.column], column.bins_distance)
+                    self.histogram_threshold.add_metric([model, column.column], column.bins_threshold)
         for feature, quality in (result.data_quality or {}).items():
             self.missing.add_metric([model, feature], quality.missing_share)
             if quality.out_of_range_share is not None:

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 # 5: categorical features also test the share of window values the reference never saw (the same
 #    simulated windows' unseen share), at UNSEEN_RATE_SHARE of the feature's rate; the distance at the rest.
 # 6: a number's score counts as reaching the floor from what samples moved by the floor reach (FLOOR_Z).
-CALIBRATION_VERSION = 6
+# 7: numerical features also test their histogram over the reference's quantile bins (BINS_RATE_SHARE).
+CALIBRATION_VERSION = 7
 
 # Size buckets: 10 per decade (10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, ...). A window of n rows
 # between two buckets uses their nulls' quantile functions interpolated in log n, each draw first
@@ -81,6 +82,19 @@ UNSEEN_FLOOR = DEFAULT_UNSEEN_FLOOR
 # there would report shifts of a fifth of the floor in huge windows.
 FLOOR_POWER = 0.95
 FLOOR_Z = 1.6449  # the standard normal's FLOOR_POWER quantile
+# A numerical feature's verdict is two tests on the same simulated windows too: the normed Wasserstein distance
+# (its effect size, and the most powerful of the two for a move of continuous values) and the Jensen-Shannon
+# distance between the window's and the reference's shares in the reference's quantile bins. Real numbers come
+# with atoms (zeros, round values, top codes, integers): a rescaling moves whole atoms across bin edges, which a
+# histogram sees long before the Wasserstein distance does (measured on the shipped classifier's husband income:
+# x1.1 at 500 rows found in 98% of windows against 46%, at the same 0.5% rate), and it sees variance changes of
+# skewed values (lognormal spread x1.2 at 500 rows: 87% against 50%). On continuous location shifts it adds
+# nothing, and its share of the rate costs the distance 2-6 points of power there; so it gets BINS_RATE_SHARE of
+# the feature's rate (weighted Bonferroni), and a flag still needs the distance to reach the effect-size floor.
+BINS_RATE_SHARE = 0.3
+# Quantile bins per numerical feature: one per BIN_ROWS reference values, within [MIN_BINS, MAX_BINS]. Each edge
+# sits halfway between two distinct reference values, so an atom stays whole inside one bin.
+MAX_BINS, MIN_BINS, BIN_ROWS = 40, 10, 50
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,10 @@ class _NumericalNull:
         self.norm = max(float(np.std(values)), 0.001)  # Evidently's normed Wasserstein denominator
         steps = np.arange(1, self.n) / self.n
         self._g = np.concatenate(([0.0], np.cumsum(steps * np.diff(self.r))))  # integral of F_R up to r[i]
+        self.edges = histogram_edges(self.r)
+        self._bin = np.searchsorted(self.edges, self.r, side="right")  # each sorted reference value's bin
+        self.bins = len(self.edges) + 1
+        self.bin_counts = np.bincount(self._bin, minlength=self.bins)
 
     def _G(self, x: np.ndarray) -> np.ndarray:
         j = np.searchsorted(self.r, x, side="right")
@@ -220,8 +238,9 @@ class _NumericalNull:
         end = np.maximum(points[:, -1:], self.r[-1])
         return self._area(points, levels, self._G(points), self._G(end))
 
-    def holdout_null(self, rng: np.random.Generator, size: int, draws: int) -> np.ndarray:
-        """Return `draws` normed distances between n-row held-out samples and the rest of the reference.
+    def holdout_null(self, rng: np.random.Generator, size: int, draws: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return `draws` (normed Wasserstein, histogram Jensen-Shannon) distances of n-row held-out samples
+        against the rest of the reference, both statistics on the same draws.
 
         With H held out, F_{R-H} - F_H = N/(N-n) (F_R - F_H), so the distance to the rest is the
         scaled distance to the whole reference: no self-comparison.
@@ -229,7 +248,11 @@ class _NumericalNull:
         at = np.sort(_without_replacement(rng, self.n, size, draws), axis=1)  # positions in the sorted reference
         levels = np.broadcast_to(np.arange(1, size + 1) / size, at.shape)
         g_end = np.full((draws, 1), self._g[-1])
-        return self._area(self.r[at], levels, self._g[at], g_end) * self.n / (self.n - size) / self.norm
+        distances = self._area(self.r[at], levels, self._g[at], g_end) * self.n / (self.n - size) / self.norm
+        flat = (self._bin[at] + self.bins * np.arange(draws)[:, None]).ravel()
+        held = np.bincount(flat, minlength=draws * self.bins).reshape(draws, self.bins)
+        rest = (self.bin_counts - held) / (self.n - size)
+        return distances, _jensenshannon(held / size, rest)
 
     def shifted(self, rng: np.random.Generator, size: int, draws: int, distance: float) -> np.ndarray:
         """Return `draws` normed distances between the reference and n-row samples moved by `distance` std.
@@ -253,6 +276,28 @@ class _NumericalNull:
         drawn = np.sort(self.r[rng.integers(0, self.n, size=(draws, size))], axis=1) + delta
         levels = np.broadcast_to(np.arange(1, size + 1) / size, drawn.shape)
         return self.area(drawn, levels) / self.norm
+
+
+def histogram_edges(ordered: np.ndarray) -> np.ndarray:
+    """Return the inner bin edges of sorted reference values: about one bin per BIN_ROWS values at its quantiles.
+
+    Each edge lies halfway between the quantile's value and the next distinct value, so equal values (an atom)
+    share a bin and an atom heavier than a bin is a bin of its own; values beyond the reference's range fall in
+    the outer bins.
+    """
+    bins = min(MAX_BINS, max(MIN_BINS, len(ordered) // BIN_ROWS))
+    distinct = np.unique(ordered)
+    if len(distinct) < 2:
+        return np.empty(0)
+    at = np.unique(np.quantile(ordered, np.linspace(0, 1, bins + 1)[1:-1], method="lower"))
+    following = distinct[np.minimum(np.searchsorted(distinct, at, side="right"), len(distinct) - 1)]
+    return np.unique((at + following)[following > at] / 2)
+
+
+def bin_shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Return the share of `values` in each bin of `edges` (inner edges: len(edges) + 1 bins)."""
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return counts / max(len(values), 1)
 
 
 def _without_replacement(rng: np.random.Generator, population: int, size: int, draws: int) -> np.ndarray:
@@ -430,6 +475,7 @@ class CalibrationCache:
             entry = self.entries.setdefault(key, {})
             entry.setdefault("null", {})
             entry.setdefault("unseen", {})
+            entry.setdefault("bins", {})
             entry.setdefault("power", {})
             return entry
 
@@ -486,13 +532,18 @@ class ColumnCalibration:
             self._null = _NumericalNull(values) if kind == "numerical" else _CategoricalNull(values, test.method)
         # A calibrated categorical column also tests its unseen share, at UNSEEN_RATE_SHARE of its rate.
         self.unseen_test = isinstance(self._null, _CategoricalNull)
-        self.distance_rate = rate * (1 - UNSEEN_RATE_SHARE) if self.unseen_test else rate
+        # A calibrated numerical column also tests its histogram, at BINS_RATE_SHARE of its rate.
+        self.bins_test = isinstance(self._null, _NumericalNull)
+        self.second_share = UNSEEN_RATE_SHARE if self.unseen_test else BINS_RATE_SHARE if self.bins_test else 0.0
+        self.distance_rate = rate * (1 - self.second_share)
         self.unseen_rate = rate * UNSEEN_RATE_SHARE if self.unseen_test else 0.0
+        self.bins_rate = rate * BINS_RATE_SHARE if self.bins_test else 0.0
         self._nulls: dict[int, NullSummary] = {}
+        self._bins: dict[int, NullSummary] = {}
         self._unseen: dict[int, NullSummary] = {}
         self._unseen_at_rows: dict[int, NullSummary] = {}
         self._power: dict[int, float] = {}
-        self._at_rows: dict[int, NullSummary] = {}
+        self._at_rows: dict[str, dict[int, NullSummary]] = {"null": {}, "bins": {}}
         self._cache = cache
         self._entry: dict[str, dict[str, Any]] | None = None
         if self.calibrated and cache is not None:
@@ -503,10 +554,11 @@ class ColumnCalibration:
             digest.update(np.ascontiguousarray(values, dtype=float).tobytes())
             self._entry = cache.entry(digest.hexdigest()[:24])
             self._nulls = {int(k): NullSummary.from_json(v) for k, v in self._entry["null"].items()}
+            self._bins = {int(k): NullSummary.from_json(v) for k, v in self._entry["bins"].items()}
             self._unseen = {int(k): NullSummary.from_json(v) for k, v in self._entry["unseen"].items()}
             self._power = {int(k): float(v) for k, v in self._entry["power"].items()}
 
-    def _remember(self, part: str, bucket: int, value: Any) -> None:  # part: "null", "unseen" or "power"
+    def _remember(self, part: str, bucket: int, value: Any) -> None:  # part: "null", "bins", "unseen" or "power"
         if self._entry is not None and self._cache is not None:
             self._entry[part][str(bucket)] = value.to_json() if isinstance(value, NullSummary) else value
             self._cache.changed()
@@ -543,42 +595,46 @@ class ColumnCalibration:
                 self._remember("unseen", bucket, self._unseen[bucket])
         else:
             assert isinstance(null, _NumericalNull)
-            values = null.holdout_null(rng, bucket, draws)
+            values, binned = null.holdout_null(rng, bucket, draws)
+            self._bins[bucket] = NullSummary.of(binned / self._simulated_scale(bucket))
+            self._remember("bins", bucket, self._bins[bucket])
         return NullSummary.of(values / self._simulated_scale(bucket))
 
-    def _summary(self, bucket: int) -> NullSummary:
-        if bucket not in self._nulls:
-            self._nulls[bucket] = self.simulate(bucket)
+    def _summary(self, bucket: int, part: str = "null") -> NullSummary:
+        if bucket not in self._nulls or (part == "bins" and bucket not in self._bins):
+            self._nulls[bucket] = self.simulate(bucket)  # the histogram's null comes from the same draws
             self._remember("null", bucket, self._nulls[bucket])
-        return self._nulls[bucket]
+        return self._bins[bucket] if part == "bins" else self._nulls[bucket]
 
     def _unseen_summary(self, bucket: int) -> NullSummary:
         if bucket not in self._unseen:
             self.simulate(bucket)  # the same seeded draws as the distance's null: both statistics at once
         return self._unseen[bucket]
 
-    def null_at(self, rows: int) -> tuple[NullSummary, int]:
+    def null_at(self, rows: int, part: str = "null") -> tuple[NullSummary, int]:
         """Return (the normalised null for `rows` values, the size bucket at or below them).
 
-        Between buckets b1 <= rows < b2 the two nulls' quantile functions are interpolated in log n;
-        numerical columns beyond the simulated sizes use the largest simulated one (the normalised
-        two-sample Wasserstein null has reached its limit shape there).
+        `part` "bins" gives a numerical column's histogram null. Between buckets b1 <= rows < b2 the two
+        nulls' quantile functions are interpolated in log n; numerical columns beyond the simulated sizes
+        use the largest simulated one (both normalised two-sample nulls have reached their limit shape there:
+        a histogram distance of pure noise also shrinks as sqrt(1/n + 1/N)).
         """
         rows = max(rows, MIN_BUCKET)
         bucket = size_bucket(rows)
-        if rows in self._at_rows:
-            return self._at_rows[rows], bucket
+        at_rows = self._at_rows[part]
+        if rows in at_rows:
+            return at_rows[rows], bucket
         limit = self._simulated_limit()
         if limit is not None and bucket >= limit:
-            summary = self._summary(limit)
+            summary = self._summary(limit, part)
         elif rows == bucket:
-            summary = self._summary(bucket)
+            summary = self._summary(bucket, part)
         else:
             upper = next_bucket(bucket)
             weight = math.log(rows / bucket) / math.log(upper / bucket) if upper > bucket else 0.0
-            summary = self._summary(bucket).mixed(self._summary(upper), weight)
-        if len(self._at_rows) < 4096:
-            self._at_rows[rows] = summary
+            summary = self._summary(bucket, part).mixed(self._summary(upper, part), weight)
+        if len(at_rows) < 4096:
+            at_rows[rows] = summary
         return summary, bucket
 
     def floor_at(self, rows: int) -> float:
@@ -602,6 +658,32 @@ class ColumnCalibration:
         if not self.calibrated or math.isnan(score):
             return None
         summary, _ = self.null_at(rows)
+        return summary.p_value(score / self._scale(max(rows, MIN_BUCKET)))
+
+    def bins_distance(self, values: np.ndarray) -> float | None:
+        """Return the Jensen-Shannon distance between `values`' shares in the reference's bins and the reference's.
+
+        None: no histogram test for this column (not a calibrated number) or no value.
+        """
+        if not self.bins_test or len(values) == 0:
+            return None
+        assert isinstance(self._null, _NumericalNull)
+        null = self._null
+        shares = bin_shares(null.edges, np.asarray(values, dtype=float))
+        return float(_jensenshannon(shares[None, :], (null.bin_counts / null.n)[None, :])[0])
+
+    def bins_threshold(self, rows: int) -> float | None:
+        """Return the threshold of the histogram distance on `rows` values (None: no histogram test)."""
+        if not self.bins_test:
+            return None
+        summary, _ = self.null_at(rows, "bins")
+        return summary.threshold(self.bins_rate) * self._scale(max(rows, MIN_BUCKET))
+
+    def bins_p_value(self, rows: int, score: float | None) -> float | None:
+        """Return the calibrated tail p-value of a histogram distance on `rows` values (None: no histogram test)."""
+        if not self.bins_test or score is None or math.isnan(score):
+            return None
+        summary, _ = self.null_at(rows, "bins")
         return summary.p_value(score / self._scale(max(rows, MIN_BUCKET)))
 
     def _unseen_null_at(self, rows: int) -> NullSummary:
@@ -645,11 +727,15 @@ class ColumnCalibration:
 
         The calibrated rate while the calibrated threshold binds; once the effect-size floor binds, the null's
         tail beyond the floor (conformal, so at least 1 / (draws + 1): an upper bound where no draw reaches
-        it). A categorical column adds its unseen part the same way (the union bound of its two tests).
+        it). A categorical column adds its unseen part the same way (the union bound of its two tests); a number's
+        histogram test flags only while the distance reaches its floor, so a number states min(rate, that tail).
         """
         tails = self._floor_tails(rows)
         if tails is None:
             return None
+        if self.bins_test:
+            # A number is flagged only while its distance reaches the floor, by either test: at most that tail.
+            return min(self.rate, tails[0])
         return min(self.distance_rate, tails[0]) + min(self.unseen_rate, tails[1])
 
     def floor_tail(self, rows: int) -> float | None:
@@ -670,15 +756,16 @@ class ColumnCalibration:
             unseen = self._unseen_null_at(rows).p_value(floor)
         return distance, unseen
 
-    def combined_p_value(self, distance_p: float | None, unseen_p: float | None) -> float | None:
-        """Return the feature's p-value over its two tests: min(p_d / (1 - s), p_u / s), s = UNSEEN_RATE_SHARE.
+    def combined_p_value(self, distance_p: float | None, second_p: float | None) -> float | None:
+        """Return the feature's p-value over its two tests: min(p_d / (1 - s), p_2 / s), s = `second_share`.
 
-        The weighted Bonferroni p-value: at most `rate` exactly when either test passes its part of the rate,
-        so Holm over the features reads the feature's own verdict (floors aside).
+        The second test is a category's unseen share (UNSEEN_RATE_SHARE) or a number's histogram
+        (BINS_RATE_SHARE). The weighted Bonferroni p-value: at most `rate` exactly when either test passes its
+        part of the rate, so Holm over the features reads the feature's own verdict (floors aside).
         """
-        if distance_p is None or unseen_p is None or not self.unseen_test:
+        if distance_p is None or second_p is None or not self.second_share:
             return distance_p
-        return min(1.0, distance_p / (1 - UNSEEN_RATE_SHARE), unseen_p / UNSEEN_RATE_SHARE)
+        return min(1.0, distance_p / (1 - self.second_share), second_p / self.second_share)
 
     def power(self, bucket: int) -> float:
         """Return the share of `bucket`-row samples shifted by `detectable_shift` floors that reach the threshold."""

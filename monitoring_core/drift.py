@@ -56,7 +56,7 @@ class ColumnDrift:
     # p-value test; None for a distance without a calibrated null. `floor`: the score that counts as reaching
     # the effect-size floor at this size (for a number, what a shift of the floor's size reaches in 95% of
     # windows: calibration.FLOOR_POWER).
-    # For a calibrated categorical column, `p_value` covers both of its tests (`combined_p_value`).
+    # For a calibrated column, `p_value` covers both of its tests (`combined_p_value`).
     p_value: float | None = None
     floor: float | None = None
     # A calibrated categorical column's second test: the share of its values the reference never saw,
@@ -66,6 +66,12 @@ class ColumnDrift:
     unseen_threshold: float | None = None
     unseen_p_value: float | None = None
     unseen_floor: float | None = None
+    # A calibrated numerical column's second test: the Jensen-Shannon distance between its shares in the
+    # reference's quantile bins and the reference's, the threshold calibrated for the size, its tail p-value.
+    # It flags only while `score` reaches `floor` (the effect size stays the distance's). None for other columns.
+    bins_distance: float | None = None
+    bins_threshold: float | None = None
+    bins_p_value: float | None = None
     # The chance a clean window of this size is flagged (ColumnCalibration.false_alarm_rate): the calibrated
     # rate until the effect-size floor binds, then less. None without a calibrated verdict.
     false_alarm_rate: float | None = None
@@ -79,6 +85,22 @@ class ColumnDrift:
             and self.unseen_threshold is not None
             and self.unseen_share >= self.unseen_threshold
         )
+
+    @property
+    def bins_detected(self) -> bool:
+        """Whether the histogram distance reached its threshold while the distance reached its floor."""
+        return (
+            self.enough_data
+            and self.bins_distance is not None
+            and self.bins_threshold is not None
+            and self.bins_distance >= self.bins_threshold
+            and (self.floor is None or self.score >= self.floor)
+        )
+
+    @property
+    def second_detected(self) -> bool:
+        """Whether the column's second test (unseen share or histogram) flags it."""
+        return self.unseen_detected or self.bins_detected
 
     @property
     def judged(self) -> bool:
@@ -357,11 +379,20 @@ class _PreparedColumn:
                     "unseen_floor": calibration.unseen_floor,
                 }
                 p_value = calibration.combined_p_value(p_value, unseen_p)
+            elif calibration.bins_test and self._fast_applies(cur):
+                distance = calibration.bins_distance(self._numeric(cur))
+                bins_p = calibration.bins_p_value(rows, distance)
+                unseen = {
+                    "bins_distance": distance,
+                    "bins_threshold": calibration.bins_threshold(rows),
+                    "bins_p_value": bins_p,
+                }
+                p_value = calibration.combined_p_value(p_value, bins_p)
         outcome = ColumnDrift(
             self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough,
             p_value, floor, **unseen, **stated,
         )  # fmt: skip
-        return replace(outcome, detected=True) if outcome.unseen_detected else outcome
+        return replace(outcome, detected=True) if outcome.second_detected else outcome
 
 
 class DriftEvaluator:

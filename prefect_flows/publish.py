@@ -249,7 +249,7 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
         outcome = "drift" if v.get("detected") else "no drift"
         sentences.append(
             f"{column}{present}: score {score_text(v.get('score'))} against threshold "
-            f"{score_text(v['threshold'])} ({v.get('stattest', 'stat test')})" + unseen_text(v) + f": {outcome}."
+            f"{score_text(v['threshold'])} ({v.get('stattest', 'stat test')})" + second_test_text(v) + f": {outcome}."
         )
         calibrated = v.get("calibrated_rows")
         if calibrated and calibrated != v.get("rows"):
@@ -257,12 +257,22 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
     return sentences
 
 
-def unseen_text(column: dict[str, Any]) -> str:
-    """Return ", values unseen in the reference 12.0% against threshold 6.1%" for a categorical feature, else ""."""
+def second_test_text(column: dict[str, Any]) -> str:
+    """Return a feature's second test as the header says it, else "".
+
+    A category: "; values unseen in the reference 12.0% against threshold 6.1%"; a number: "; histogram
+    (Jensen-Shannon over the reference's quantile bins) 0.183 against threshold 0.121".
+    """
     share, threshold = column.get("unseen_share"), column.get("unseen_threshold")
-    if share is None or threshold is None:
-        return ""
-    return f"; values unseen in the reference {share:.1%} against threshold {threshold:.1%}"
+    if share is not None and threshold is not None:
+        return f"; values unseen in the reference {share:.1%} against threshold {threshold:.1%}"
+    distance, threshold = column.get("bins_distance"), column.get("bins_threshold")
+    if distance is not None and threshold is not None:
+        return (
+            f"; histogram (Jensen-Shannon over the reference's quantile bins) {score_text(distance)} against "
+            f"threshold {score_text(threshold)}"
+        )
+    return ""
 
 
 def write_reports(reports_dir: Path, summary: dict[str, Any], reports: list[BuiltReport]) -> dict[str, dict[str, str]]:

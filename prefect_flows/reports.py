@@ -306,14 +306,17 @@ def drift_results(
             "stattest": test.method,
             "threshold": test.threshold,
             "score": None if math.isnan(score) else score,
-            # A categorical feature's unseen-values test is part of its verdict (the online one, same rows).
-            "detected": enough and (detected(score, test) or (outcome is not None and outcome.unseen_detected)),
+            # A feature's second test (a category's unseen values, a number's histogram) is part of its verdict
+            # (the online one, same rows).
+            "detected": enough and (detected(score, test) or (outcome is not None and outcome.second_detected)),
             "enough_data": enough,
             "rows": outcome.rows if outcome is not None else None,
             "calibrated_rows": outcome.calibrated_rows if outcome is not None else None,
             "min_rows": outcome.min_rows if outcome is not None else None,
             "unseen_share": outcome.unseen_share if outcome is not None else None,
             "unseen_threshold": outcome.unseen_threshold if outcome is not None else None,
+            "bins_distance": outcome.bins_distance if outcome is not None else None,
+            "bins_threshold": outcome.bins_threshold if outcome is not None else None,
             "false_alarm_rate": outcome.false_alarm_rate if outcome is not None else None,  # at this size
             "floor": outcome.floor if outcome is not None else None,  # the score that counts as the floor here
         }

@@ -348,7 +348,7 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(
     # Every dashboard query, variables substituted, returns data from this live stack.
     empty = []
     for name, board in load_dashboards().items():
-        values, models = {}, [MODEL]
+        values, models, features = {}, [MODEL], [""]
         for variable in variable_queries(board):
             selector = substitute(variable.selector or "", values) or None
             params = {"match[]": selector} if selector else {}
@@ -360,10 +360,15 @@ def test_drift_alert_and_every_dashboard_query_against_live_services(
                 assert MODEL in options
                 # The classifier is monitored (no prediction service of its own here): on the metrics service's boards.
                 models = [m for m in (MODEL, CLASSIFIER) if m in options]
+            if variable.variable == "feature":
+                features = options
         for panel_query in panel_queries(name, board):
-            # A panel of one task (classifier panels) shows data for a model of that task.
+            # A panel of one task (classifier panels) shows data for a model of that task; a per-feature line of one
+            # kind (a category's unseen share, a number's histogram) for a feature of that kind.
             if not any(
-                query_range(prometheus, substitute(panel_query.expr, {**values, "model": model})) for model in models
+                query_range(prometheus, substitute(panel_query.expr, {**values, "model": model, "feature": feature}))
+                for model in models
+                for feature in (features if "$feature" in panel_query.expr else [values.get("feature", "")])
             ):
                 empty.append(f"{panel_query.where}: {panel_query.expr}")
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
