@@ -205,7 +205,8 @@ def threshold_sentences(drift: dict[str, Any]) -> list[str]:
     feature_rule = (
         "Verdict rule: a feature drifts when its score reaches its threshold (a distance: score at or above it; "
         "a p-value: score at or below it), or, for a categorical feature, when the share of its values the "
-        "reference never saw reaches its own threshold; "
+        "reference never saw reaches its own threshold, or, for a numerical feature, when its histogram over the "
+        "reference's quantile bins reaches its own threshold while its score reaches the effect-size floor; "
     )
     if drift.get("rule") == "holm":
         flagged = ", ".join(drift.get("flagged") or []) or "none"

@@ -167,6 +167,17 @@ def test_a_categorical_feature_shows_its_unseen_share_beside_its_score():
     assert "never saw reaches its own threshold" in sentences[0]
 
 
+def test_a_numerical_feature_shows_its_histogram_distance_beside_its_score():
+    drift = _calibrated_drift()
+    drift["columns"]["trip_distance"].update(bins_distance=0.1834, bins_threshold=0.1212, detected=True)
+    sentences = threshold_sentences(drift)
+    line = next(s for s in sentences if s.startswith("trip_distance ("))
+    assert line.endswith(
+        "; histogram (Jensen-Shannon over the reference's quantile bins) 0.183 against threshold 0.121: drift."
+    ), line
+    assert "histogram over the reference's quantile bins reaches its own threshold" in sentences[0]
+
+
 def test_the_drift_header_states_the_lower_rate_where_the_floor_binds():
     drift = _calibrated_drift()
     drift["stated_dataset_rate"] = 0.0012
