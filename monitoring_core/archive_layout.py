@@ -17,9 +17,10 @@ and Spark/DuckDB hive readers all skip) and renamed into place once complete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -138,23 +139,38 @@ def _fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path.rstrip("/")
 
 
-def write_partition(root: str, model: str, hour_start: datetime, table: pa.Table, verify=None) -> str:
-    """Write an hour's partition atomically: a temporary file, `verify(table_read_back)`, then a rename.
+def write_partition(
+    root: str,
+    model: str,
+    hour_start: datetime,
+    tables: pa.Table | Iterable[pa.Table],
+    verify: Callable[[pq.ParquetFile], None] | None = None,
+    schema: pa.Schema | None = None,
+) -> str:
+    """Write an hour's partition atomically: a temporary file, `verify(file_read_back)`, then a rename.
 
-    `verify` (optional) gets the table read back from the temporary file and raises to abandon it; the
-    temporary file is removed on any failure, and an existing partition is replaced only by a complete one.
-    Returns the partition's path (as given under `root`).
+    `tables`: one table, or an iterable of tables of one schema (`schema`, else the first table's), each
+    written as it comes as one row group: the partition is never whole in memory. `verify` (optional) gets
+    the temporary file opened as a `pyarrow.parquet.ParquetFile` (read it by batches) and raises to abandon
+    it; the temporary file is removed on any failure, and an existing partition is replaced only by a
+    complete one. Returns the partition's path (as given under `root`).
     """
+    chunks = iter([tables] if isinstance(tables, pa.Table) else tables)
+    first = next(chunks, None)
+    schema = schema if schema is not None else first.schema if first is not None else None
+    if schema is None:
+        raise ValueError("write_partition needs a schema to write no table")
     path = partition_path(root, model, hour_start)
     fs, local = _fs(path)
     temp = temp_path(local)
     fs.makedirs(temp.rpartition("/")[0], exist_ok=True)
     try:
-        with fs.open(temp, "wb") as out:
-            pq.write_table(table, out, compression=COMPRESSION)
+        with fs.open(temp, "wb") as out, pq.ParquetWriter(out, schema, compression=COMPRESSION) as writer:
+            for table in itertools.chain([] if first is None else [first], chunks):
+                writer.write_table(table)
         if verify is not None:
             with fs.open(temp, "rb") as handle:
-                verify(pq.read_table(handle))
+                verify(pq.ParquetFile(handle))
         fs.mv(temp, local)  # local: os.rename, atomic; object stores: the object appears whole when copied
     finally:
         if fs.exists(temp):

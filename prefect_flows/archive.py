@@ -15,17 +15,23 @@ up the labels and the late predictions that arrived since, and never drops a row
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pymongo import MongoClient
+from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
 
 from monitoring_core.archive_layout import (
@@ -34,7 +40,6 @@ from monitoring_core.archive_layout import (
     clear_temps,
     hours,
     partition_path,
-    read_partition,
     to_table,
     utc,
     write_partition,
@@ -69,29 +74,114 @@ def hour_filter(model: str, hour: datetime) -> dict[str, Any]:
     return {MODEL_NAME: model, TIMESTAMP: {"$gte": hour, "$lt": hour + HOUR}}
 
 
-def read_hour(collection: Collection, description: ModelDescription, hour: datetime, batch_size: int) -> list[dict]:
-    """Return the hour's logged documents, only the partition's fields."""
+def _key(row: Mapping[str, Any]) -> tuple[datetime, str]:
+    return utc(row[TIMESTAMP]), row[REQUEST_ID]
+
+
+def read_hour(
+    collection: Collection, description: ModelDescription, hour: datetime, batch_size: int
+) -> Iterator[dict]:
+    """Yield the hour's logged documents (only the partition's fields), ordered by time then id, `batch_size` a batch.
+
+    MongoDB sorts by time (its `timestamp` index: no in-memory sort on a real mongod); documents served in the
+    same instant are ordered by id here, so memory holds one cursor batch and one instant's documents.
+    """
     fields = fields_projection(arrow_schema(description).names)  # to_table keeps the partition's columns
-    return list(collection.find(hour_filter(description.name, hour), fields, batch_size=batch_size))
+    cursor = collection.find(hour_filter(description.name, hour), fields, batch_size=batch_size)
+    instant: list[dict] = []
+    for document in cursor.sort(TIMESTAMP, ASCENDING):
+        if instant and utc(document[TIMESTAMP]) != utc(instant[0][TIMESTAMP]):
+            yield from sorted(instant, key=_key)
+            instant = []
+        instant.append(document)
+    yield from sorted(instant, key=_key)
 
 
-def merged_rows(archived: pa.Table | None, documents: list[dict]) -> list[dict]:
-    """Return one row per request id, MongoDB's copy over the archived one, ordered by time then id."""
-    rows = {row[REQUEST_ID]: row for row in (archived.to_pylist() if archived is not None else [])}
-    rows.update((document[REQUEST_ID], document) for document in documents)
-    return sorted(rows.values(), key=lambda row: (utc(row[TIMESTAMP]), row[REQUEST_ID]))
+class _Unordered(Exception):
+    """An archived partition whose rows are not ordered by time then id (not written by this flow)."""
 
 
-def _checker(collection: Collection, model: str, hour: datetime, expected: set[str]) -> Callable[[pa.Table], None]:
-    def verify(written: pa.Table) -> None:
-        ids = written[REQUEST_ID].to_pylist()
-        if len(ids) != len(expected) or set(ids) != expected:
+def archived_rows(path: str, schema: pa.Schema, batch_size: int, ordered: bool = True) -> Iterator[dict]:
+    """Yield the partition's rows ordered by time then id, in the current schema, `batch_size` rows at a time.
+
+    A column the description no longer has is dropped, a new one is null. `ordered=False` sorts the whole
+    partition first (a partition written by another tool); otherwise rows out of order raise `_Unordered`.
+    """
+    fs, local = url_to_fs(path)
+    with fs.open(local, "rb") as handle:
+        if ordered:
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_size)
+        else:
+            table = pq.read_table(handle).sort_by([(TIMESTAMP, "ascending"), (REQUEST_ID, "ascending")])
+            batches = iter(table.to_batches(max_chunksize=batch_size))
+        previous = None
+        for batch in batches:
+            for row in to_table(batch.to_pylist(), schema).to_pylist():
+                key = _key(row)
+                if previous is not None and key < previous:
+                    raise _Unordered(path)
+                previous = key
+                yield row
+
+
+def merged_rows(archived: Iterable[dict], documents: Iterable[dict]) -> Iterator[tuple[bool, dict]]:
+    """Yield (from MongoDB, row): one row per (time, id), MongoDB's copy over the archived one, ordered by time then id.
+
+    Both inputs are ordered by time then id: a merge, so memory holds one row of each.
+    """
+    tagged = heapq.merge(
+        ((_key(row), 0, row) for row in archived), ((_key(row), 1, row) for row in documents), key=lambda t: t[:2]
+    )
+    pending = None
+    for key, source, row in tagged:
+        if pending is not None and pending[0] != key:
+            yield pending[1] == 1, pending[2]
+        pending = (key, source, row)  # the same key again: MongoDB's copy (source 1) comes after the archived one
+    if pending is not None:
+        yield pending[1] == 1, pending[2]
+
+
+def id_hashes(ids: Iterable[str]) -> np.ndarray:
+    """Return 64-bit hashes of request ids (8 bytes a row: the partition's checks hold them, never the rows)."""
+    return pd.util.hash_array(np.asarray(list(ids), dtype=object)).astype(np.uint64)
+
+
+@dataclass
+class _Written:
+    rows: int = 0
+    from_mongodb: int = 0
+    hashes: list[np.ndarray] = field(default_factory=list)
+
+
+def _chunks(rows: Iterator[tuple[bool, dict]], schema: pa.Schema, size: int, written: _Written) -> Iterator[pa.Table]:
+    """Yield the rows as tables of `size` rows (at least one table, empty when there is no row: the file's schema)."""
+    first = True
+    while (chunk := list(itertools.islice(rows, size))) or first:
+        first = False
+        table = to_table((row for _, row in chunk), schema)
+        written.rows += table.num_rows
+        written.from_mongodb += sum(from_mongodb for from_mongodb, _ in chunk)
+        written.hashes.append(id_hashes(table[REQUEST_ID].to_pylist()))
+        yield table
+
+
+def _checker(
+    collection: Collection, model: str, hour: datetime, written: _Written, batch_size: int
+) -> Callable[[pq.ParquetFile], None]:
+    def verify(file: pq.ParquetFile) -> None:
+        expected = np.sort(np.concatenate([*written.hashes, np.empty(0, np.uint64)]))
+        found = [id_hashes(b[REQUEST_ID].to_pylist()) for b in file.iter_batches(batch_size, columns=[REQUEST_ID])]
+        ids = np.sort(np.concatenate([*found, np.empty(0, np.uint64)]))
+        if len(ids) != len(expected) or not np.array_equal(ids, expected):
             raise PartitionMismatch(f"{model} {hour:%Y-%m-%dT%H}: the file holds {len(ids)} rows, not {len(expected)}")
+        if len(np.unique(ids)) != len(ids):  # one id at two times (its timestamp changed since it was archived)
+            raise PartitionMismatch(f"{model} {hour:%Y-%m-%dT%H}: {len(ids) - len(np.unique(ids))} ids twice")
         # Checked against MongoDB again after the write: a prediction that arrived meanwhile (a spool replay)
         # would otherwise be missing from the partition until the hour is archived again.
-        stored = {d[REQUEST_ID] for d in collection.find(hour_filter(model, hour), {"_id": 0, REQUEST_ID: 1})}
-        missing = stored - expected
-        if missing:
+        cursor = collection.find(hour_filter(model, hour), {"_id": 0, REQUEST_ID: 1}, batch_size=batch_size)
+        stored = id_hashes(d[REQUEST_ID] for d in cursor)
+        missing = np.setdiff1d(stored, ids)
+        if len(missing):
             raise PartitionMismatch(f"{model} {hour:%Y-%m-%dT%H}: {len(missing)} stored predictions not in the file")
 
     return verify
@@ -100,23 +190,32 @@ def _checker(collection: Collection, model: str, hour: datetime, expected: set[s
 def archive_hour(
     collection: Collection, description: ModelDescription, root: str, hour: datetime, batch_size: int = 10_000
 ) -> HourResult:
-    """Write (or rewrite) one closed hour's partition of the model, verified before it replaces the old one."""
+    """Write (or rewrite) one closed hour's partition of the model, verified before it replaces the old one.
+
+    Streams: MongoDB's documents and the partition already written are merged `batch_size` rows at a time
+    into the new file, so memory holds a few batches and 8 bytes per row (the ids' hashes for the checks),
+    whatever the hour's size.
+    """
     hour = utc(hour)
     name = description.name
     removed = clear_temps(root, name, hour)
-    documents = read_hour(collection, description, hour, batch_size)
     path = partition_path(root, name, hour)
-    try:
-        archived = read_partition(path)
-    except FileNotFoundError:
-        archived = None
-    if not documents and archived is None:
+    schema = arrow_schema(description)
+    fs, local = url_to_fs(path)
+    exists = fs.exists(local)
+    if not exists and collection.find_one(hour_filter(name, hour), {"_id": 0, REQUEST_ID: 1}) is None:
         return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed)
-    rows = merged_rows(archived, documents)
-    table = to_table(rows, arrow_schema(description))
-    expected = {row[REQUEST_ID] for row in rows}
-    write_partition(root, name, hour, table, verify=_checker(collection, name, hour, expected))
-    return HourResult(name, hour.isoformat(), "written", path, len(rows), len(documents), removed)
+    for ordered in (True, False):
+        written = _Written()
+        archived = archived_rows(path, schema, batch_size, ordered) if exists else iter(())
+        rows = merged_rows(archived, read_hour(collection, description, hour, batch_size))
+        verify = _checker(collection, name, hour, written, batch_size)
+        try:
+            write_partition(root, name, hour, _chunks(rows, schema, batch_size, written), verify=verify)
+            break
+        except _Unordered:  # an archived partition not ordered by time then id: merged again, sorted first
+            continue
+    return HourResult(name, hour.isoformat(), "written", path, written.rows, written.from_mongodb, removed)
 
 
 @task(name="archive-hour", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
