@@ -28,6 +28,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.cached import CachingFileSystem
+from fsspec.implementations.dirfs import DirFileSystem
 
 from monitoring_core.description import REQUEST_ID, TIMESTAMP, Kind, ModelDescription
 from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, TARGET, TARGET_TIMESTAMP, label_time
@@ -134,9 +136,26 @@ def to_table(documents: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(str(root))
-    return fs, path.rstrip("/")
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return the filesystem holding an archive URL and the path in it: the store itself, never a layer over it.
+
+    A caching layer (`simplecache::`, `filecache::`, `blockcache::`) is skipped: it keys its copies by path,
+    so a partition rewritten in place would be read back as the copy cached before (a rerun would merge
+    with a stale partition and drop the labels the last run added). A `dir::` URL names its root by the whole
+    URL, so every path under it would resolve twice over (written where no listing finds it): its target
+    filesystem is used, at the URL's path.
+    """
+    fs, path = fsspec.core.url_to_fs(str(url))
+    while True:
+        if isinstance(fs, DirFileSystem):
+            fs, path = fs.fs, fs.path
+        elif isinstance(fs, CachingFileSystem):
+            fs = fs.fs
+        else:
+            return fs, path.rstrip("/")
+
+
+_fs = filesystem
 
 
 def write_partition(

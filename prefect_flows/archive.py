@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pymongo import ASCENDING, MongoClient
@@ -38,6 +37,7 @@ from monitoring_core.archive_layout import (
     HOUR,
     arrow_schema,
     clear_temps,
+    filesystem,
     hours,
     partition_path,
     to_table,
@@ -78,9 +78,7 @@ def _key(row: Mapping[str, Any]) -> tuple[datetime, str]:
     return utc(row[TIMESTAMP]), row[REQUEST_ID]
 
 
-def read_hour(
-    collection: Collection, description: ModelDescription, hour: datetime, batch_size: int
-) -> Iterator[dict]:
+def read_hour(collection: Collection, description: ModelDescription, hour: datetime, batch_size: int) -> Iterator[dict]:
     """Yield the hour's logged documents (only the partition's fields), ordered by time then id, `batch_size` a batch.
 
     MongoDB sorts by time (its `timestamp` index: no in-memory sort on a real mongod); documents served in the
@@ -107,7 +105,7 @@ def archived_rows(path: str, schema: pa.Schema, batch_size: int, ordered: bool =
     A column the description no longer has is dropped, a new one is null. `ordered=False` sorts the whole
     partition first (a partition written by another tool); otherwise rows out of order raise `_Unordered`.
     """
-    fs, local = url_to_fs(path)
+    fs, local = filesystem(path)
     with fs.open(local, "rb") as handle:
         if ordered:
             batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_size)
@@ -201,7 +199,7 @@ def archive_hour(
     removed = clear_temps(root, name, hour)
     path = partition_path(root, name, hour)
     schema = arrow_schema(description)
-    fs, local = url_to_fs(path)
+    fs, local = filesystem(path)
     exists = fs.exists(local)
     if not exists and collection.find_one(hour_filter(name, hour), {"_id": 0, REQUEST_ID: 1}) is None:
         return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed)

@@ -36,6 +36,7 @@ from monitoring_core.documents import (
     predictions_collection,
 )
 from monitoring_core.model_folder import discover_models
+from prefect_flows.period import Period
 
 pytestmark = pytest.mark.integration
 
@@ -241,3 +242,51 @@ def test_an_hour_not_yet_over_is_not_archived(stack) -> None:
     results = stack["flow"](now - timedelta(minutes=1), now + timedelta(minutes=1), archive_root=str(stack["work"]))
     assert {r["status"] for r in results} == {"open"} or {r["status"] for r in results} == {"open", "empty"}
     assert archive_layout.hours(now, now + timedelta(seconds=1)) == [archive_layout.hour_floor(now)]
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    ["memory://", "file://", "dir::memory://", "dir::file://", "simplecache::memory://", "filecache::file://"],
+)
+def test_an_fsspec_url_root_archives_rewrites_and_reads_back_what_mongodb_holds(stack, protocol, tmp_path) -> None:
+    # Hostile probe: only local folders were tested. `dir::` wrote every partition where no listing found it
+    # (its root is the whole URL: each path resolved twice over), and a caching layer read a rewritten partition
+    # back as the copy it cached before: a rerun merged with it and dropped the label the last run had added.
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, plan, read_slice
+    from prefect_flows.settings import BatchSettings
+
+    collection = stack["collection"].database[f"fsspec_{abs(hash(protocol))}"]
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = f"{protocol}{tmp_path}/a" if "file://" in protocol else f"{protocol}archive-{tmp_path.name}"
+    hours = [START + timedelta(hours=h) for h in range(3)]
+    for hour in hours:
+        assert archive_hour(collection, description, root, hour, batch_size=7).status == "written"
+    assert list_partitions(root, "wine", START, END) == [partition_path(root, "wine", h) for h in hours]
+
+    def stored() -> pa.Table:
+        docs = sorted(collection.find({}, {"_id": 0}), key=lambda d: (d["timestamp"], d["request_id"]))
+        return to_table(docs, arrow_schema(description))
+
+    assert pa.concat_tables(read_period(root, "wine", START, END)).equals(stored())
+
+    # A label arrives, the hour is archived again, then the prediction expires from MongoDB: the next rerun
+    # keeps the label (it merges with the partition as now written, not with a cached copy of it).
+    unlabelled = collection.find_one({"target": {"$exists": False}}, {"_id": 0})
+    hour = archive_layout.hour_floor(unlabelled["timestamp"])
+    collection.update_one({"request_id": unlabelled["request_id"]}, {"$set": {"target": "2"}})
+    archive_hour(collection, description, root, hour)
+    collection.delete_one({"request_id": unlabelled["request_id"]})
+    result = archive_hour(collection, description, root, hour)
+    assert result.rows == result.from_mongodb + 1
+    kept = pa.concat_tables(read_period(root, "wine", hour, hour + timedelta(hours=1))).to_pylist()
+    assert [r["target"] for r in kept if r["request_id"] == unlabelled["request_id"]] == ["2"]
+
+    # The batch flow's Dask path plans the archived hours from the same URL and reads them from it.
+    settings = BatchSettings(archive_root=root, mongodb_uri=stack["uri"], mongodb_database=DB)
+    slices = plan(settings, description, Period(START, END))
+    assert [s.source for s in slices] == [ARCHIVE] * 3
+    frame = read_slice(slices[0], description, root, stack["uri"], DB, 100)
+    first = pa.concat_tables(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert sorted(frame["request_id"]) == sorted(first["request_id"].to_pylist()) and frame["request_id"].is_unique
