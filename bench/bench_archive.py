@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
                 results.append((rows, min(reads), min(archives), min(flows) if flows else None, size))
                 if args.memory:
                     measured = {}
-                    for how in ("whole", "stream"):  # each rewrites the partition the timed runs wrote
+                    for how in ("stream", "whole"):  # each rewrites the partition the timed runs wrote
                         count, peak = _peak_mb(how, uri, str(work / "archive"), hour, args.batch_size)
                         assert count == rows, (how, count)
                         measured[how] = peak

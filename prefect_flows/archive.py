@@ -161,6 +161,8 @@ def _chunks(rows: Iterator[tuple[bool, dict]], schema: pa.Schema, size: int, wri
         written.from_mongodb += sum(from_mongodb for from_mongodb, _ in chunk)
         written.hashes.append(id_hashes(table[REQUEST_ID].to_pylist()))
         yield table
+        # Arrow's allocator (jemalloc) keeps freed batches for reuse: handed back, or a long hour's RSS grows with it.
+        pa.default_memory_pool().release_unused()
 
 
 def _checker(
