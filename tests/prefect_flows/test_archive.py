@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -290,3 +291,43 @@ def test_an_fsspec_url_root_archives_rewrites_and_reads_back_what_mongodb_holds(
     frame = read_slice(slices[0], description, root, stack["uri"], DB, 100)
     first = pa.concat_tables(read_period(root, "wine", START, START + timedelta(hours=1)))
     assert sorted(frame["request_id"]) == sorted(first["request_id"].to_pylist()) and frame["request_id"].is_unique
+
+
+def test_a_period_across_the_archived_hours_counts_each_row_once_and_keeps_a_label_that_came_after(
+    stack, tmp_path
+) -> None:
+    # Hostile probe: the batch flow read an archived hour from its partition alone, so a label that reached
+    # MongoDB after the hour was archived was lost to every run until the archive rewrote that hour.
+    from monitoring_core.documents import label_fields
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, BOTH, MONGODB, plan, read_slice
+    from prefect_flows.settings import BatchSettings
+
+    database = "boundary"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    for hour in (START, START + timedelta(hours=1)):  # 10:00 and 11:00 archived, 12:00 in MongoDB only
+        archive_hour(collection, description, root, hour)
+    late = collection.find_one({"target": {"$exists": False}, "timestamp": {"$gte": START + timedelta(minutes=30)}})
+    collection.update_one({"request_id": late["request_id"]}, {"$set": label_fields("1", END, order=1)})
+    period = Period(START + timedelta(minutes=30), END - timedelta(minutes=30))
+    query = {"timestamp": {"$gte": period.start, "$lt": period.end}}
+    expected = sorted(d["request_id"] for d in collection.find(query, {"_id": 0, "request_id": 1}))
+    settings = BatchSettings(archive_root=root, mongodb_uri=stack["uri"], mongodb_database=database)
+
+    def read(now: datetime):
+        slices = plan(settings, description, period, now=now)
+        frames = [read_slice(s, description, root, stack["uri"], database, 50) for s in slices]
+        return [s.source for s in slices], pd.concat(frames, ignore_index=True)
+
+    # Within the retention MongoDB may hold a label the partition lacks: both are read, one row per id.
+    sources, frame = read(END + timedelta(days=1))
+    assert sources == [BOTH, BOTH, MONGODB]
+    assert sorted(frame["request_id"]) == expected and frame["request_id"].is_unique
+    assert frame.set_index("request_id").loc[late["request_id"], description.target_column] == "1"
+    # Past the retention MongoDB has deleted the archived hours: their partitions alone are read.
+    sources, frame = read(END + description.retention + timedelta(hours=1))
+    assert sources == [ARCHIVE, ARCHIVE, MONGODB]
+    assert sorted(frame["request_id"]) == expected and frame["request_id"].is_unique
