@@ -232,10 +232,18 @@ def list_partitions(root: str, model: str, start: datetime, end: datetime) -> li
 
 
 def read_partition(path: str, columns: list[str] | None = None) -> pa.Table:
-    """Return one partition's table (all columns, or `columns`)."""
+    """Return one partition's table (all columns, or those of `columns` it has).
+
+    A column the file lacks (a feature added to the description after the hour was archived) is left out,
+    not an error: the caller adds it as nulls (`frame.reindex(columns=...)`).
+    """
     fs, local = _fs(path)
     with fs.open(local, "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+        file = pq.ParquetFile(handle)
+        if columns is not None:
+            present = set(file.schema_arrow.names)
+            columns = [column for column in columns if column in present]
+        return file.read(columns=columns)
 
 
 def read_period(
@@ -244,8 +252,9 @@ def read_period(
     """Yield one table per written partition of [start, end), rows outside the bounds dropped, oldest first.
 
     `columns` selects columns (the timestamp is read for the bounds either way, and dropped again when not
-    asked for). Each table fits in memory on its own (`.to_pandas()` gives a frame); the period as a whole
-    need not. Hours without a partition are skipped: `list_partitions` says which exist.
+    asked for; a column a partition lacks is left out of its table). Each table fits in memory on its own
+    (`.to_pandas()` gives a frame); the period as a whole need not. Hours without a partition are skipped:
+    `list_partitions` says which exist.
     """
     start, end = utc(start), utc(end)
     wanted = None if columns is None else list(dict.fromkeys([*columns, TIMESTAMP]))

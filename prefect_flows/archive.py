@@ -78,13 +78,21 @@ def _key(row: Mapping[str, Any]) -> tuple[datetime, str]:
     return utc(row[TIMESTAMP]), row[REQUEST_ID]
 
 
-def read_hour(collection: Collection, description: ModelDescription, hour: datetime, batch_size: int) -> Iterator[dict]:
+def read_hour(
+    collection: Collection,
+    description: ModelDescription,
+    hour: datetime,
+    batch_size: int,
+    columns: Iterable[str] | None = None,
+) -> Iterator[dict]:
     """Yield the hour's logged documents (only the partition's fields), ordered by time then id, `batch_size` a batch.
 
     MongoDB sorts by time (its `timestamp` index: no in-memory sort on a real mongod); documents served in the
     same instant are ordered by id here, so memory holds one cursor batch and one instant's documents.
+    `columns`: the fields to read (default: the description's partition schema).
     """
-    fields = fields_projection(arrow_schema(description).names)  # to_table keeps the partition's columns
+    names = arrow_schema(description).names if columns is None else list(columns)
+    fields = fields_projection(names)  # to_table keeps the partition's columns
     cursor = collection.find(hour_filter(description.name, hour), fields, batch_size=batch_size)
     instant: list[dict] = []
     for document in cursor.sort(TIMESTAMP, ASCENDING):
@@ -187,6 +195,17 @@ def _checker(
     return verify
 
 
+def kept_columns(fs: Any, path: str, schema: pa.Schema) -> pa.Schema:
+    """Return the schema with the columns the written partition has and the description no longer names.
+
+    A feature removed from model.yaml since the hour was archived keeps its archived values (MongoDB's
+    documents still hold it too): a description's change never deletes history.
+    """
+    with fs.open(path, "rb") as handle:
+        written = pq.ParquetFile(handle).schema_arrow
+    return pa.schema([*schema, *(f for f in written if f.name not in schema.names)])
+
+
 def archive_hour(
     collection: Collection, description: ModelDescription, root: str, hour: datetime, batch_size: int = 10_000
 ) -> HourResult:
@@ -203,12 +222,14 @@ def archive_hour(
     schema = arrow_schema(description)
     fs, local = filesystem(path)
     exists = fs.exists(local)
+    if exists:
+        schema = kept_columns(fs, local, schema)
     if not exists and collection.find_one(hour_filter(name, hour), {"_id": 0, REQUEST_ID: 1}) is None:
         return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed)
     for ordered in (True, False):
         written = _Written()
         archived = archived_rows(path, schema, batch_size, ordered) if exists else iter(())
-        rows = merged_rows(archived, read_hour(collection, description, hour, batch_size))
+        rows = merged_rows(archived, read_hour(collection, description, hour, batch_size, schema.names))
         verify = _checker(collection, name, hour, written, batch_size)
         try:
             write_partition(root, name, hour, _chunks(rows, schema, batch_size, written), verify=verify)

@@ -331,3 +331,35 @@ def test_a_period_across_the_archived_hours_counts_each_row_once_and_keeps_a_lab
     sources, frame = read(END + description.retention + timedelta(hours=1))
     assert sources == [ARCHIVE, ARCHIVE, MONGODB]
     assert sorted(frame["request_id"]) == expected and frame["request_id"].is_unique
+
+
+def test_a_description_changed_since_the_hour_was_archived_reads_and_rewrites_it_without_loss(stack, tmp_path) -> None:
+    # Hostile probe: a feature added to model.yaml after an hour was archived made the batch flow's read of that
+    # partition fail (no such column), and rewriting the hour under the new description dropped the archived
+    # values of a feature the description no longer names.
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, Slice, read_slice
+
+    database = "described"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    before = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    archive_hour(collection, before, root, START)
+    dump = before.model_dump(mode="json", exclude_defaults=True)
+    removed = dump["features"][0]["name"]
+    dump["features"] = [*dump["features"][1:], {"name": "added", "kind": "numerical"}]
+    after = parse_description(dump)
+    hour = Slice(START, START + timedelta(hours=1), ARCHIVE)
+
+    frame = read_slice(hour, after, root, stack["uri"], database, 100)
+    original = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert len(frame) == original.num_rows and frame["added"].isna().all() and removed not in frame.columns
+
+    collection.delete_many({})  # expired from MongoDB: the partition alone holds the hour
+    result = archive_hour(collection, after, root, START)
+    rewritten = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert result.rows == original.num_rows
+    assert rewritten[removed].equals(original[removed])  # kept, not dropped with the description's change
+    assert rewritten["added"].null_count == rewritten.num_rows
+    assert rewritten.select(original.column_names).equals(original)
