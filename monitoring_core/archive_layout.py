@@ -43,6 +43,31 @@ _TIME = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: dict[type, pa.DataType] = {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}
 
 
+class CorruptPartition(RuntimeError):
+    """A partition that cannot be read as Parquet (cut short, overwritten): the message names it and the remedy."""
+
+
+def unreadable(path: str, error: Exception) -> CorruptPartition:
+    """Return the error for a partition that failed to read."""
+    return CorruptPartition(
+        f"{path} is not a readable Parquet partition ({error}); run the archive flow for that hour again: "
+        "it sets the file aside (kept, hidden from readers) and rewrites the hour from what MongoDB holds"
+    )
+
+
+def set_aside(path: str) -> str:
+    """Rename an unreadable partition to `_part-0.parquet.corrupt-<UTC time>` beside it; return its new path.
+
+    The underscore hides it from hive readers (pyarrow, Spark, DuckDB skip `_` and `.` names) and from
+    `clear_temps`; the file is kept for whoever wants to recover rows from it.
+    """
+    folder, _, name = path.rpartition("/")
+    aside = f"{folder}/_{name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    fs, local = _fs(path)
+    fs.mv(local, _fs(aside)[1])
+    return aside
+
+
 def utc(moment: datetime) -> datetime:
     """Return a datetime as aware UTC (a naive one is taken as UTC already, as MongoDB returns them)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -239,11 +264,14 @@ def read_partition(path: str, columns: list[str] | None = None) -> pa.Table:
     """
     fs, local = _fs(path)
     with fs.open(local, "rb") as handle:
-        file = pq.ParquetFile(handle)
-        if columns is not None:
-            present = set(file.schema_arrow.names)
-            columns = [column for column in columns if column in present]
-        return file.read(columns=columns)
+        try:
+            file = pq.ParquetFile(handle)
+            if columns is not None:
+                present = set(file.schema_arrow.names)
+                columns = [column for column in columns if column in present]
+            return file.read(columns=columns)
+        except pa.ArrowException as error:
+            raise unreadable(path, error) from error
 
 
 def read_period(

@@ -35,12 +35,15 @@ from pymongo.collection import Collection
 
 from monitoring_core.archive_layout import (
     HOUR,
+    CorruptPartition,
     arrow_schema,
     clear_temps,
     filesystem,
     hours,
     partition_path,
+    set_aside,
     to_table,
+    unreadable,
     utc,
     write_partition,
 )
@@ -67,6 +70,9 @@ class HourResult:
     rows: int = 0  # rows in the partition
     from_mongodb: int = 0  # of which MongoDB still holds (the rest were archived before and have expired since)
     stale_temps_removed: int = 0
+    # An unreadable partition found there, renamed aside (`archive_layout.set_aside`); the hour was rewritten
+    # from MongoDB alone: rows only that file held are not in the new partition (the file is kept).
+    set_aside: str | None = None
 
 
 def hour_filter(model: str, hour: datetime) -> dict[str, Any]:
@@ -115,19 +121,22 @@ def archived_rows(path: str, schema: pa.Schema, batch_size: int, ordered: bool =
     """
     fs, local = filesystem(path)
     with fs.open(local, "rb") as handle:
-        if ordered:
-            batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_size)
-        else:
-            table = pq.read_table(handle).sort_by([(TIMESTAMP, "ascending"), (REQUEST_ID, "ascending")])
-            batches = iter(table.to_batches(max_chunksize=batch_size))
-        previous = None
-        for batch in batches:
-            for row in to_table(batch.to_pylist(), schema).to_pylist():
-                key = _key(row)
-                if previous is not None and key < previous:
-                    raise _Unordered(path)
-                previous = key
-                yield row
+        try:
+            if ordered:
+                batches = pq.ParquetFile(handle).iter_batches(batch_size=batch_size)
+            else:
+                table = pq.read_table(handle).sort_by([(TIMESTAMP, "ascending"), (REQUEST_ID, "ascending")])
+                batches = iter(table.to_batches(max_chunksize=batch_size))
+            previous = None
+            for batch in batches:
+                for row in to_table(batch.to_pylist(), schema).to_pylist():
+                    key = _key(row)
+                    if previous is not None and key < previous:
+                        raise _Unordered(path)
+                    previous = key
+                    yield row
+        except pa.ArrowException as error:  # cut short, or a page unreadable: seen only when that batch is read
+            raise unreadable(path, error) from error
 
 
 def merged_rows(archived: Iterable[dict], documents: Iterable[dict]) -> Iterator[tuple[bool, dict]]:
@@ -202,7 +211,10 @@ def kept_columns(fs: Any, path: str, schema: pa.Schema) -> pa.Schema:
     documents still hold it too): a description's change never deletes history.
     """
     with fs.open(path, "rb") as handle:
-        written = pq.ParquetFile(handle).schema_arrow
+        try:
+            written = pq.ParquetFile(handle).schema_arrow
+        except pa.ArrowException as error:
+            raise unreadable(path, error) from error
     return pa.schema([*schema, *(f for f in written if f.name not in schema.names)])
 
 
@@ -221,12 +233,16 @@ def archive_hour(
     path = partition_path(root, name, hour)
     schema = arrow_schema(description)
     fs, local = filesystem(path)
-    exists = fs.exists(local)
+    exists, aside = fs.exists(local), None
     if exists:
-        schema = kept_columns(fs, local, schema)
+        try:
+            schema = kept_columns(fs, local, schema)
+        except CorruptPartition:
+            exists, aside = False, set_aside(path)
     if not exists and collection.find_one(hour_filter(name, hour), {"_id": 0, REQUEST_ID: 1}) is None:
-        return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed)
-    for ordered in (True, False):
+        return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed, set_aside=aside)
+    ordered = True
+    while True:
         written = _Written()
         archived = archived_rows(path, schema, batch_size, ordered) if exists else iter(())
         rows = merged_rows(archived, read_hour(collection, description, hour, batch_size, schema.names))
@@ -235,8 +251,12 @@ def archive_hour(
             write_partition(root, name, hour, _chunks(rows, schema, batch_size, written), verify=verify)
             break
         except _Unordered:  # an archived partition not ordered by time then id: merged again, sorted first
-            continue
-    return HourResult(name, hour.isoformat(), "written", path, written.rows, written.from_mongodb, removed)
+            ordered = False
+        except CorruptPartition:  # a page past the footer unreadable: set aside, the hour from MongoDB alone
+            if not exists:
+                raise
+            exists, aside = False, set_aside(path)
+    return HourResult(name, hour.isoformat(), "written", path, written.rows, written.from_mongodb, removed, aside)
 
 
 @task(name="archive-hour", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -245,7 +265,10 @@ def archive_hour_task(settings: ArchiveSettings, description: ModelDescription, 
     with MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
         collection = predictions_collection(client, settings.mongodb_database)
         result = archive_hour(collection, description, settings.archive_root, hour)
-    get_run_logger().info("%s %s: %s, %d rows", result.model, result.hour, result.status, result.rows)
+    logger = get_run_logger()
+    logger.info("%s %s: %s, %d rows", result.model, result.hour, result.status, result.rows)
+    if result.set_aside:
+        logger.warning("%s %s: unreadable partition set aside as %s", result.model, result.hour, result.set_aside)
     return asdict(result)
 
 
@@ -312,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     results = archive_predictions(start=period.start, end=period.end, model_name=args.model, archive_root=args.root)
     for result in results:
         where = f" -> {result['path']}" if result["path"] else ""
-        print(f"{result['model']} {result['hour']}: {result['status']}, {result['rows']} rows{where}")
+        aside = f" (unreadable partition set aside as {result['set_aside']})" if result.get("set_aside") else ""
+        print(f"{result['model']} {result['hour']}: {result['status']}, {result['rows']} rows{where}{aside}")
     return 0
 
 

@@ -363,3 +363,38 @@ def test_a_description_changed_since_the_hour_was_archived_reads_and_rewrites_it
     assert rewritten[removed].equals(original[removed])  # kept, not dropped with the description's change
     assert rewritten["added"].null_count == rewritten.num_rows
     assert rewritten.select(original.column_names).equals(original)
+
+
+def test_a_truncated_partition_is_set_aside_and_rewritten_and_a_reader_names_it(stack, tmp_path) -> None:
+    # Hostile probe: a partition cut short (a disk full, a copy killed outside the flow) failed every rerun of
+    # its hour for good (each read it to merge), and the batch flow's error did not say which file.
+    from monitoring_core.archive_layout import CorruptPartition
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, MONGODB, Slice, read_slice
+
+    database = "truncated"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = tmp_path / "archive"
+    path = Path(archive_hour(collection, description, str(root), START).path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    hour = Slice(START, START + timedelta(hours=1), ARCHIVE)
+    with pytest.raises(CorruptPartition, match=r"hour=10/part-0\.parquet.*archive flow"):
+        read_slice(hour, description, str(root), stack["uri"], database, 100)
+
+    result = archive_hour(collection, description, str(root), START)
+    assert result.status == "written" and result.set_aside and "corrupt" in result.set_aside
+    assert Path(result.set_aside).exists()  # kept for whoever wants to recover it, hidden from readers
+    stored = collection.count_documents({"timestamp": {"$gte": START, "$lt": START + timedelta(hours=1)}})
+    assert result.rows == result.from_mongodb == stored
+    assert len(read_slice(hour, description, str(root), stack["uri"], database, 100)) == stored
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == stored
+    assert archive_hour(collection, description, str(root), START).set_aside is None  # a rerun: nothing to set aside
+
+    # A period with no row: no partition is written, and its read is an empty frame of the logged columns.
+    before = START - timedelta(hours=1)
+    assert archive_hour(collection, description, str(root), before).status == "empty"
+    assert list_partitions(str(root), "wine", before, START) == []
+    empty = read_slice(Slice(before, START, MONGODB), description, str(root), stack["uri"], database, 100)
+    assert empty.empty and description.target_column in empty.columns
