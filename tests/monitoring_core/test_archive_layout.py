@@ -12,6 +12,7 @@ from monitoring_core.archive_layout import (
     arrow_schema,
     clear_temps,
     hour_of,
+    hours,
     list_partitions,
     partition_path,
     read_period,
@@ -107,3 +108,20 @@ def test_a_failed_check_leaves_the_old_partition_and_no_temporary_file(root: str
     assert next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).num_rows == 2
     fs.pipe(f"{folder}/.part-0.parquet.dead.tmp", b"half")  # what a killed write leaves
     assert clear_temps(root, "iris", HOUR) == 1 and len(fs.ls(folder)) == 1
+
+
+def test_a_local_period_across_a_dst_change_is_cut_into_its_utc_hours() -> None:
+    # Hostile probe: the night summer time ends in Paris has 25 local hours; bounds given with their offsets.
+    from zoneinfo import ZoneInfo
+
+    from prefect_flows.period import Period
+
+    paris = ZoneInfo("Europe/Paris")
+    start, end = datetime(2026, 10, 25, 0, tzinfo=paris), datetime(2026, 10, 25, 4, tzinfo=paris)  # +02:00, +01:00
+    found = hours(start, end)
+    assert len(found) == 5 and found[0] == datetime(2026, 10, 24, 22, tzinfo=UTC) and found[-1].hour == 2
+    assert len({partition_path("memory://x", "iris", h) for h in found}) == 5  # 02:00-03:00 local twice, two files
+    period = Period.resolve("2026-10-25T00:00+02:00", "2026-10-25T04:00+01:00")
+    assert hours(period.start, period.end) == found
+    spring = hours(datetime(2026, 3, 29, 0, tzinfo=paris), datetime(2026, 3, 29, 4, tzinfo=paris))
+    assert len(spring) == 3  # the 23-hour night: 02:00-03:00 local does not exist
