@@ -60,7 +60,7 @@ def whole_hour_archive(collection, description, root: str, hour: datetime) -> in
 # Run in a fresh process per measure: the peak RSS of the call (VmHWM, reset just before it through
 # /proc/self/clear_refs: the imports' own peak is above what a small archive needs) minus the RSS before it.
 _MEASURE = """
-import re, sys
+import re, sys, time
 from datetime import datetime
 from pymongo import MongoClient
 from monitoring_core.documents import predictions_collection
@@ -78,23 +78,23 @@ with MongoClient(uri, tz_aware=True) as client:
     collection.find_one({})
     with open("/proc/self/clear_refs", "w") as reset:
         reset.write("5")  # resets VmHWM, the peak RSS, to the current RSS
-    before = status("VmRSS")
+    before, began = status("VmRSS"), time.perf_counter()
     if how == "stream":
         rows = archive_hour(collection, DESCRIPTION, root, hour, batch_size=int(batch)).rows
     else:
         rows = whole_hour_archive(collection, DESCRIPTION, root, hour)
-    peak = status("VmHWM")
-print(rows, max(peak - before, 0) / 1024)
+    peak, seconds = status("VmHWM"), time.perf_counter() - began
+print(rows, max(peak - before, 0) / 1024, seconds)
 """
 
 
-def _peak_mb(how: str, uri: str, root: str, hour: datetime, batch: int) -> tuple[int, float]:
+def _peak_mb(how: str, uri: str, root: str, hour: datetime, batch: int) -> tuple[int, float, float]:
     import subprocess
     import sys
 
     args = [sys.executable, "-c", _MEASURE, how, uri, DB, root, hour.isoformat(), str(batch)]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout.split()
-    return int(out[-2]), float(out[-1])
+    return int(out[-3]), float(out[-2]), float(out[-1])
 
 
 def _load() -> str:
@@ -163,10 +163,10 @@ def main(argv: list[str]) -> int:
                 if args.memory:
                     measured = {}
                     for how in ("stream", "whole"):  # each rewrites the partition the timed runs wrote
-                        count, peak = _peak_mb(how, uri, str(work / "archive"), hour, args.batch_size)
+                        count, peak, seconds = _peak_mb(how, uri, str(work / "archive"), hour, args.batch_size)
                         assert count == rows, (how, count)
-                        measured[how] = peak
-                    memory.append((rows, measured["whole"], measured["stream"], _load()))
+                        measured[how] = peak, seconds
+                    memory.append((rows, *measured["whole"], *measured["stream"], _load()))
                     print(f"[bench] {rows:,} rows: peak memory {measured} MB; load {_load()}", flush=True)
                 print(
                     f"[bench] {rows:,} rows: read alone {[round(r, 2) for r in reads]} s, "
@@ -185,9 +185,12 @@ def main(argv: list[str]) -> int:
             )
         if memory:
             print(f"\npeak memory of one archive_hour (RSS above that before the call; {args.batch_size:,} a batch):")
-            print("rows      whole_hour_MB  streaming_MB  whole/streaming  load (1/5/15)")
-            for rows, whole, stream, load in memory:
-                print(f"{rows:<9,} {whole:13.1f}  {stream:12.1f}  {whole / max(stream, 0.1):15.1f}  {load}")
+            print("rows      whole_hour_MB  streaming_MB  whole/streaming  whole_s  streaming_s  load (1/5/15)")
+            for rows, whole, whole_s, stream, stream_s, load in memory:
+                print(
+                    f"{rows:<9,} {whole:13.1f}  {stream:12.1f}  {whole / max(stream, 0.1):15.1f}"
+                    f"  {whole_s:7.2f}  {stream_s:11.2f}  {load}"
+                )
         print(f"load average after {_load()}: figures are under this load (shared machine)")
     finally:
         proc.stop()
