@@ -53,7 +53,14 @@ def whole_hour_archive(collection, description, root: str, hour: datetime) -> in
     rows = {row["request_id"]: row for row in archived}
     rows.update((d["request_id"], d) for d in documents)
     ordered = sorted(rows.values(), key=lambda row: (utc(row["timestamp"]), row["request_id"]))
-    write(root, description.name, hour, to_table(ordered, arrow_schema(description)))
+    expected = {row["request_id"] for row in ordered}
+
+    def verify(file) -> None:  # the checks it made: the file's ids, then MongoDB's ids read again
+        ids = file.read(columns=["request_id"])["request_id"].to_pylist()
+        assert len(ids) == len(expected) and set(ids) == expected
+        assert not {d["request_id"] for d in collection.find(query, {"_id": 0, "request_id": 1})} - expected
+
+    write(root, description.name, hour, to_table(ordered, arrow_schema(description)), verify=verify)
     return len(ordered)
 
 

@@ -102,8 +102,8 @@ def read_hour(
     cursor = collection.find(hour_filter(description.name, hour), fields, batch_size=batch_size)
     instant: list[dict] = []
     for document in cursor.sort(TIMESTAMP, ASCENDING):
-        if instant and utc(document[TIMESTAMP]) != utc(instant[0][TIMESTAMP]):
-            yield from sorted(instant, key=_key)
+        if instant and document[TIMESTAMP] != instant[0][TIMESTAMP]:
+            yield from sorted(instant, key=_key) if len(instant) > 1 else instant
             instant = []
         instant.append(document)
     yield from sorted(instant, key=_key)
@@ -129,7 +129,7 @@ def archived_rows(path: str, schema: pa.Schema, batch_size: int, ordered: bool =
                 batches = iter(table.to_batches(max_chunksize=batch_size))
             previous = None
             for batch in batches:
-                for row in to_table(batch.to_pylist(), schema).to_pylist():
+                for row in _conformed(batch, schema).to_pylist():
                     key = _key(row)
                     if previous is not None and key < previous:
                         raise _Unordered(path)
@@ -137,6 +137,18 @@ def archived_rows(path: str, schema: pa.Schema, batch_size: int, ordered: bool =
                     yield row
         except pa.ArrowException as error:  # cut short, or a page unreadable: seen only when that batch is read
             raise unreadable(path, error) from error
+
+
+def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """Return an archived batch in `schema`: its columns cast, the ones it lacks as nulls, the others dropped."""
+    try:
+        columns = [
+            batch.column(f.name).cast(f.type) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a type the description changed: converted per value
+        return to_table(batch.to_pylist(), schema)
 
 
 def merged_rows(archived: Iterable[dict], documents: Iterable[dict]) -> Iterator[tuple[bool, dict]]:
