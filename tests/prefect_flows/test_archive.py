@@ -398,3 +398,21 @@ def test_a_truncated_partition_is_set_aside_and_rewritten_and_a_reader_names_it(
     assert list_partitions(str(root), "wine", before, START) == []
     empty = read_slice(Slice(before, START, MONGODB), description, str(root), stack["uri"], database, 100)
     assert empty.empty and description.target_column in empty.columns
+
+
+def test_a_partition_written_by_another_tool_out_of_order_is_merged_in_order(stack, tmp_path) -> None:
+    # The streaming merge reads a partition in order: one whose rows are not ordered by time then id is sorted.
+    from prefect_flows.archive import archive_hour
+
+    database = "unordered"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    docs = sorted(collection.find({}, {"_id": 0}), key=lambda d: (d["timestamp"], d["request_id"]))
+    hour_docs = [d for d in docs if d["timestamp"] < START + timedelta(hours=1)]
+    archive_layout.write_partition(root, "wine", START, to_table(hour_docs[::-1], arrow_schema(description)))
+    collection.delete_one({"request_id": hour_docs[0]["request_id"]})  # expired: the partition alone has it
+    result = archive_hour(collection, description, root, START, batch_size=4)
+    archived = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert result.rows == len(hour_docs) and archived.equals(to_table(hour_docs, arrow_schema(description)))
