@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from monitoring_core.archive_layout import (
@@ -125,3 +127,18 @@ def test_a_local_period_across_a_dst_change_is_cut_into_its_utc_hours() -> None:
     assert hours(period.start, period.end) == found
     spring = hours(datetime(2026, 3, 29, 0, tzinfo=paris), datetime(2026, 3, 29, 4, tzinfo=paris))
     assert len(spring) == 3  # the 23-hour night: 02:00-03:00 local does not exist
+
+
+def test_a_partition_streams_in_as_row_groups_and_the_check_reads_the_file(root: str) -> None:
+    schema = arrow_schema(DESCRIPTION)
+    chunks = [to_table(_docs(HOUR + timedelta(minutes=m), 2), schema) for m in (0, 1, 2)]
+    seen = []
+    path = write_partition(root, "iris", HOUR, iter(chunks), verify=lambda file: seen.append(file.metadata.num_rows))
+    fs, local = fsspec.core.url_to_fs(path)
+    with fs.open(local, "rb") as handle:
+        assert pq.ParquetFile(handle).num_row_groups == 3
+    assert seen == [6] and next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).equals(
+        pa.concat_tables(chunks)
+    )
+    write_partition(root, "iris", HOUR, iter([]), schema=schema)  # nothing to write: an empty partition
+    assert next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).num_rows == 0
