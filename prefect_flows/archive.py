@@ -8,8 +8,9 @@ the recent predictions (the TTL index, docs/archive.md); the archive keeps the h
 Idempotent and safe to kill: an hour's rows (what MongoDB holds, merged with what the partition already
 holds, MongoDB's copy winning per request id) stream batch by batch to a temporary file beside the
 partition, which is read back and checked against MongoDB (every stored request id present, no row twice)
-before it is renamed over the partition. Memory holds a few batches, whatever the hour's size. Nothing is deleted from MongoDB (its TTL index does that); re-running an hour picks
-up the labels and the late predictions that arrived since, and never drops a row archived before.
+before it is renamed over the partition. Memory holds a few batches, whatever the hour's size. Nothing is
+deleted from MongoDB (its TTL index does that); re-running an hour picks up the labels and the late
+predictions that arrived since, and never drops a row archived before.
 """
 
 from __future__ import annotations
