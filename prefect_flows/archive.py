@@ -231,6 +231,21 @@ def kept_columns(fs: Any, path: str, schema: pa.Schema) -> pa.Schema:
     return pa.schema([*schema, *(f for f in written if f.name not in schema.names)])
 
 
+def _set_aside_if_unreadable(fs: Any, local: str, path: str) -> str:
+    """Set an unreadable partition aside once a second, whole read fails too; else raise (the task retries).
+
+    A read that failed once may be the store's (a connection dropped mid-read): a good partition set aside
+    would lose, from the readable archive, the rows MongoDB no longer holds.
+    """
+    try:
+        with fs.open(local, "rb") as handle:
+            for _ in pq.ParquetFile(handle).iter_batches():
+                pass
+    except pa.ArrowException:
+        return set_aside(path)
+    raise CorruptPartition(f"{path}: a read failed, a second read did not: left in place (the task retries)")
+
+
 def archive_hour(
     collection: Collection, description: ModelDescription, root: str, hour: datetime, batch_size: int = 10_000
 ) -> HourResult:
@@ -251,7 +266,7 @@ def archive_hour(
         try:
             schema = kept_columns(fs, local, schema)
         except CorruptPartition:
-            exists, aside = False, set_aside(path)
+            exists, aside = False, _set_aside_if_unreadable(fs, local, path)
     if not exists and collection.find_one(hour_filter(name, hour), {"_id": 0, REQUEST_ID: 1}) is None:
         return HourResult(name, hour.isoformat(), "empty", stale_temps_removed=removed, set_aside=aside)
     ordered = True
@@ -268,7 +283,7 @@ def archive_hour(
         except CorruptPartition:  # a page past the footer unreadable: set aside, the hour from MongoDB alone
             if not exists:
                 raise
-            exists, aside = False, set_aside(path)
+            exists, aside = False, _set_aside_if_unreadable(fs, local, path)
     return HourResult(name, hour.isoformat(), "written", path, written.rows, written.from_mongodb, removed, aside)
 
 
