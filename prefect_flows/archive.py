@@ -49,7 +49,7 @@ from monitoring_core.archive_layout import (
     write_partition,
 )
 from monitoring_core.description import REQUEST_ID, TIMESTAMP, ModelDescription
-from monitoring_core.documents import MODEL_NAME, predictions_collection
+from monitoring_core.documents import MODEL_NAME, TARGET, predictions_collection
 from monitoring_core.model_folder import discover_models
 from prefect_flows.io_mongo import fields_projection
 from prefect_flows.period import Period
@@ -74,6 +74,8 @@ class HourResult:
     # An unreadable partition found there, renamed aside (`archive_layout.set_aside`); the hour was rewritten
     # from MongoDB alone: rows only that file held are not in the new partition (the file is kept).
     set_aside: str | None = None
+    # Rows labelled in MongoDB since the partition was written without their label (late labels picked up).
+    labelled_since: int = 0
 
 
 def hour_filter(model: str, hour: datetime) -> dict[str, Any]:
@@ -152,21 +154,31 @@ def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
         return to_table(batch.to_pylist(), schema)
 
 
-def merged_rows(archived: Iterable[dict], documents: Iterable[dict]) -> Iterator[tuple[bool, dict]]:
-    """Yield (from MongoDB, row): one row per (time, id), MongoDB's copy over the archived one, ordered by time then id.
+ARCHIVED, STORED, LABELLED_SINCE = 0, 1, 2  # where a merged row comes from (see merged_rows)
 
-    Both inputs are ordered by time then id: a merge, so memory holds one row of each.
+
+def merged_rows(archived: Iterable[dict], documents: Iterable[dict]) -> Iterator[tuple[int, dict]]:
+    """Yield (origin, row): one row per (time, id), MongoDB's copy over the archived one, ordered by time then id.
+
+    Both inputs are ordered by time then id: a merge, so memory holds one row of each. `origin`: ARCHIVED
+    (the partition alone has it), STORED (MongoDB's copy), LABELLED_SINCE (MongoDB's copy, labelled where
+    the archived one was not: a label that came after the hour was last archived).
     """
     tagged = heapq.merge(
-        ((_key(row), 0, row) for row in archived), ((_key(row), 1, row) for row in documents), key=lambda t: t[:2]
+        ((_key(row), ARCHIVED, row) for row in archived),
+        ((_key(row), STORED, row) for row in documents),
+        key=lambda t: t[:2],
     )
     pending = None
-    for key, source, row in tagged:
-        if pending is not None and pending[0] != key:
-            yield pending[1] == 1, pending[2]
-        pending = (key, source, row)  # the same key again: MongoDB's copy (source 1) comes after the archived one
+    for key, origin, row in tagged:
+        if pending is not None and pending[0] == key:  # MongoDB's copy comes after the archived one
+            if pending[1] == ARCHIVED and pending[2].get(TARGET) is None and row.get(TARGET) is not None:
+                origin = LABELLED_SINCE
+        elif pending is not None:
+            yield pending[1], pending[2]
+        pending = (key, origin, row)
     if pending is not None:
-        yield pending[1] == 1, pending[2]
+        yield pending[1], pending[2]
 
 
 def id_hashes(ids: Iterable[str]) -> np.ndarray:
@@ -178,17 +190,19 @@ def id_hashes(ids: Iterable[str]) -> np.ndarray:
 class _Written:
     rows: int = 0
     from_mongodb: int = 0
+    labelled_since: int = 0
     hashes: list[np.ndarray] = field(default_factory=list)
 
 
-def _chunks(rows: Iterator[tuple[bool, dict]], schema: pa.Schema, size: int, written: _Written) -> Iterator[pa.Table]:
+def _chunks(rows: Iterator[tuple[int, dict]], schema: pa.Schema, size: int, written: _Written) -> Iterator[pa.Table]:
     """Yield the rows as tables of `size` rows (at least one table, empty when there is no row: the file's schema)."""
     first = True
     while (chunk := list(itertools.islice(rows, size))) or first:
         first = False
         table = to_table((row for _, row in chunk), schema)
         written.rows += table.num_rows
-        written.from_mongodb += sum(from_mongodb for from_mongodb, _ in chunk)
+        written.from_mongodb += sum(origin != ARCHIVED for origin, _ in chunk)
+        written.labelled_since += sum(origin == LABELLED_SINCE for origin, _ in chunk)
         written.hashes.append(id_hashes(table[REQUEST_ID].to_pylist()))
         yield table
         # Arrow's allocator (jemalloc) keeps freed batches for reuse: handed back, or a long hour's RSS grows with it.
@@ -284,7 +298,17 @@ def archive_hour(
             if not exists:
                 raise
             exists, aside = False, _set_aside_if_unreadable(fs, local, path)
-    return HourResult(name, hour.isoformat(), "written", path, written.rows, written.from_mongodb, removed, aside)
+    return HourResult(
+        name,
+        hour.isoformat(),
+        "written",
+        path,
+        written.rows,
+        written.from_mongodb,
+        stale_temps_removed=removed,
+        set_aside=aside,
+        labelled_since=written.labelled_since,
+    )
 
 
 @task(name="archive-hour", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -294,7 +318,14 @@ def archive_hour_task(settings: ArchiveSettings, description: ModelDescription, 
         collection = predictions_collection(client, settings.mongodb_database)
         result = archive_hour(collection, description, settings.archive_root, hour)
     logger = get_run_logger()
-    logger.info("%s %s: %s, %d rows", result.model, result.hour, result.status, result.rows)
+    logger.info(
+        "%s %s: %s, %d rows (%d labelled since last archived)",
+        result.model,
+        result.hour,
+        result.status,
+        result.rows,
+        result.labelled_since,
+    )
     if result.set_aside:
         logger.warning("%s %s: unreadable partition set aside as %s", result.model, result.hour, result.set_aside)
     return asdict(result)
@@ -364,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         where = f" -> {result['path']}" if result["path"] else ""
         aside = f" (unreadable partition set aside as {result['set_aside']})" if result.get("set_aside") else ""
-        print(f"{result['model']} {result['hour']}: {result['status']}, {result['rows']} rows{where}{aside}")
+        late = f", {result['labelled_since']} labelled since" if result.get("labelled_since") else ""
+        print(f"{result['model']} {result['hour']}: {result['status']}, {result['rows']} rows{late}{where}{aside}")
     return 0
 
 

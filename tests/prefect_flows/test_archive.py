@@ -277,7 +277,7 @@ def test_an_fsspec_url_root_archives_rewrites_and_reads_back_what_mongodb_holds(
     unlabelled = collection.find_one({"target": {"$exists": False}}, {"_id": 0})
     hour = archive_layout.hour_floor(unlabelled["timestamp"])
     collection.update_one({"request_id": unlabelled["request_id"]}, {"$set": {"target": "2"}})
-    archive_hour(collection, description, root, hour)
+    assert archive_hour(collection, description, root, hour).labelled_since == 1  # counted: a late label
     collection.delete_one({"request_id": unlabelled["request_id"]})
     result = archive_hour(collection, description, root, hour)
     assert result.rows == result.from_mongodb + 1
