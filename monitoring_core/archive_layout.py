@@ -17,9 +17,10 @@ and Spark/DuckDB hive readers all skip) and renamed into place once complete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fsspec.implementations.cached import CachingFileSystem
+from fsspec.implementations.dirfs import DirFileSystem
 
 from monitoring_core.description import REQUEST_ID, TIMESTAMP, Kind, ModelDescription
 from monitoring_core.documents import MODEL_NAME, MODEL_VERSION, TARGET, TARGET_TIMESTAMP, label_time
@@ -38,6 +41,31 @@ HOUR = timedelta(hours=1)
 TEMP_PREFIX = "."  # temporary files start with a dot: hidden from every hive reader
 _TIME = pa.timestamp("us", tz="UTC")
 _ARROW_TYPES: dict[type, pa.DataType] = {float: pa.float64(), int: pa.int64(), str: pa.string(), bool: pa.bool_()}
+
+
+class CorruptPartition(RuntimeError):
+    """A partition that cannot be read as Parquet (cut short, overwritten): the message names it and the remedy."""
+
+
+def unreadable(path: str, error: Exception) -> CorruptPartition:
+    """Return the error for a partition that failed to read."""
+    return CorruptPartition(
+        f"{path} is not a readable Parquet partition ({error}); run the archive flow for that hour again: "
+        "it sets the file aside (kept, hidden from readers) and rewrites the hour from what MongoDB holds"
+    )
+
+
+def set_aside(path: str) -> str:
+    """Rename an unreadable partition to `_part-0.parquet.corrupt-<UTC time>` beside it; return its new path.
+
+    The underscore hides it from hive readers (pyarrow, Spark, DuckDB skip `_` and `.` names) and from
+    `clear_temps`; the file is kept for whoever wants to recover rows from it.
+    """
+    folder, _, name = path.rpartition("/")
+    aside = f"{folder}/_{name}.corrupt-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    fs, local = _fs(path)
+    fs.mv(local, _fs(aside)[1])
+    return aside
 
 
 def utc(moment: datetime) -> datetime:
@@ -133,28 +161,60 @@ def to_table(documents: Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Ta
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(str(root))
-    return fs, path.rstrip("/")
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return the filesystem holding an archive URL and the path in it: the store itself, never a layer over it.
 
-
-def write_partition(root: str, model: str, hour_start: datetime, table: pa.Table, verify=None) -> str:
-    """Write an hour's partition atomically: a temporary file, `verify(table_read_back)`, then a rename.
-
-    `verify` (optional) gets the table read back from the temporary file and raises to abandon it; the
-    temporary file is removed on any failure, and an existing partition is replaced only by a complete one.
-    Returns the partition's path (as given under `root`).
+    A caching layer (`simplecache::`, `filecache::`, `blockcache::`) is skipped: it keys its copies by path,
+    so a partition rewritten in place would be read back as the copy cached before (a rerun would merge
+    with a stale partition and drop the labels the last run added). A `dir::` URL names its root by the whole
+    URL, so every path under it would resolve twice over (written where no listing finds it): its target
+    filesystem is used, at the URL's path.
     """
+    fs, path = fsspec.core.url_to_fs(str(url))
+    while True:
+        if isinstance(fs, DirFileSystem):
+            fs, path = fs.fs, fs.path
+        elif isinstance(fs, CachingFileSystem):
+            fs = fs.fs
+        else:
+            return fs, path.rstrip("/")
+
+
+_fs = filesystem
+
+
+def write_partition(
+    root: str,
+    model: str,
+    hour_start: datetime,
+    tables: pa.Table | Iterable[pa.Table],
+    verify: Callable[[pq.ParquetFile], None] | None = None,
+    schema: pa.Schema | None = None,
+) -> str:
+    """Write an hour's partition atomically: a temporary file, `verify(file_read_back)`, then a rename.
+
+    `tables`: one table, or an iterable of tables of one schema (`schema`, else the first table's), each
+    written as it comes as one row group: the partition is never whole in memory. `verify` (optional) gets
+    the temporary file opened as a `pyarrow.parquet.ParquetFile` (read it by batches) and raises to abandon
+    it; the temporary file is removed on any failure, and an existing partition is replaced only by a
+    complete one. Returns the partition's path (as given under `root`).
+    """
+    chunks = iter([tables] if isinstance(tables, pa.Table) else tables)
+    first = next(chunks, None)
+    schema = schema if schema is not None else first.schema if first is not None else None
+    if schema is None:
+        raise ValueError("write_partition needs a schema to write no table")
     path = partition_path(root, model, hour_start)
     fs, local = _fs(path)
     temp = temp_path(local)
     fs.makedirs(temp.rpartition("/")[0], exist_ok=True)
     try:
-        with fs.open(temp, "wb") as out:
-            pq.write_table(table, out, compression=COMPRESSION)
+        with fs.open(temp, "wb") as out, pq.ParquetWriter(out, schema, compression=COMPRESSION) as writer:
+            for table in itertools.chain([] if first is None else [first], chunks):
+                writer.write_table(table)
         if verify is not None:
             with fs.open(temp, "rb") as handle:
-                verify(pq.read_table(handle))
+                verify(pq.ParquetFile(handle))
         fs.mv(temp, local)  # local: os.rename, atomic; object stores: the object appears whole when copied
     finally:
         if fs.exists(temp):
@@ -197,10 +257,21 @@ def list_partitions(root: str, model: str, start: datetime, end: datetime) -> li
 
 
 def read_partition(path: str, columns: list[str] | None = None) -> pa.Table:
-    """Return one partition's table (all columns, or `columns`)."""
+    """Return one partition's table (all columns, or those of `columns` it has).
+
+    A column the file lacks (a feature added to the description after the hour was archived) is left out,
+    not an error: the caller adds it as nulls (`frame.reindex(columns=...)`).
+    """
     fs, local = _fs(path)
     with fs.open(local, "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+        try:
+            file = pq.ParquetFile(handle)
+            if columns is not None:
+                present = set(file.schema_arrow.names)
+                columns = [column for column in columns if column in present]
+            return file.read(columns=columns)
+        except pa.ArrowException as error:
+            raise unreadable(path, error) from error
 
 
 def read_period(
@@ -209,8 +280,9 @@ def read_period(
     """Yield one table per written partition of [start, end), rows outside the bounds dropped, oldest first.
 
     `columns` selects columns (the timestamp is read for the bounds either way, and dropped again when not
-    asked for). Each table fits in memory on its own (`.to_pandas()` gives a frame); the period as a whole
-    need not. Hours without a partition are skipped: `list_partitions` says which exist.
+    asked for; a column a partition lacks is left out of its table). Each table fits in memory on its own
+    (`.to_pandas()` gives a frame); the period as a whole need not. Hours without a partition are skipped:
+    `list_partitions` says which exist.
     """
     start, end = utc(start), utc(end)
     wanted = None if columns is None else list(dict.fromkeys([*columns, TIMESTAMP]))

@@ -311,7 +311,14 @@ def _run(settings: BatchSettings, folder: ModelFolder, period: Period, runs: Any
         estimator = load_performance_estimator(folder)
         clock.lap("load")
         archived = sum(s.source == scale.ARCHIVE for s in slices)
-        logger.info("Dask: %d hours, %d from the archive, the others from MongoDB", len(slices), archived)
+        both = sum(s.source == scale.BOTH for s in slices)
+        logger.info(
+            "Dask: %d hours, %d from the archive, %d from the archive and MongoDB (within the retention), "
+            "the others from MongoDB",
+            len(slices),
+            archived,
+            both,
+        )
         total = scale.scan(settings, description, period, slices, io_mongo.sampling_seed(description.name, period))
         clock.lap("read")
         prepared = load_prepared(folder) if drift.calibration else None

@@ -1,7 +1,10 @@
 """The batch flow's Dask path: a period read hour by hour on a Dask cluster, exact over every row, bounded memory.
 
 A period is cut into its UTC hours. An hour the archive holds (`monitoring_core.archive_layout`, under
-ARCHIVE_ROOT) is read from its Parquet partition; any other hour from MongoDB with its own cursor. Each hour
+ARCHIVE_ROOT) is read from its Parquet partition; any other hour from MongoDB with its own cursor. While
+MongoDB may still hold an archived hour (its end is within the model's retention of now), both are read and
+merged, one row per request id, MongoDB's copy winning: a label (or a replayed prediction) that reached
+MongoDB after the hour was archived counts, and no row counts twice. Each hour
 is one Prefect task on Prefect's `DaskTaskRunner` (prefect-dask): it types its rows and returns their exact
 aggregates, quantile sketches and bottom-k sample (`prefect_flows.aggregates`), never the rows themselves.
 The flow process merges the hours as they finish, so no process ever holds more than one hour plus the
@@ -12,7 +15,7 @@ BATCH_DASK_ADDRESS.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -25,11 +28,11 @@ from monitoring_core import archive_layout
 from monitoring_core.description import ModelDescription
 from prefect_flows import io_mongo
 from prefect_flows.aggregates import PartitionAggregates, partition_aggregates
-from prefect_flows.columns import logged_fields
+from prefect_flows.columns import REQUEST_ID, TIMESTAMP, logged_fields
 from prefect_flows.period import Period
 from prefect_flows.settings import BatchSettings
 
-ARCHIVE, MONGODB = "archive", "mongodb"
+ARCHIVE, MONGODB, BOTH = "archive", "mongodb", "archive+mongodb"
 # `engine=auto`: a period longer than this goes to Dask even without archive partitions (an hourly run
 # stays one frame, a daily one is read hour by hour).
 AUTO_DASK_HOURS = 6
@@ -42,17 +45,31 @@ class Slice:
 
     start: datetime
     end: datetime
-    source: str  # ARCHIVE or MONGODB
+    source: str  # ARCHIVE, MONGODB or BOTH
 
 
-def plan(settings: BatchSettings, description: ModelDescription, period: Period) -> list[Slice]:
-    """Return the period's hours, each read from its archive partition when there is one, else from MongoDB."""
+def plan(
+    settings: BatchSettings, description: ModelDescription, period: Period, now: datetime | None = None
+) -> list[Slice]:
+    """Return the period's hours and where each is read from.
+
+    An hour without a partition: MongoDB. An archived hour: its partition, merged with what MongoDB holds of
+    it (BOTH) while MongoDB may still hold it, i.e. until its end is the model's retention before `now`
+    (default: the current time); every document of it has expired by then (`expire_at` = time + retention).
+    """
+    horizon = (now or datetime.now(UTC)) - description.retention
     archived = {
         archive_layout.hour_of(path)
         for path in archive_layout.list_partitions(settings.archive_root, description.name, period.start, period.end)
     }
+
+    def source(hour: datetime) -> str:
+        if hour not in archived:
+            return MONGODB
+        return BOTH if hour + HOUR > horizon else ARCHIVE
+
     return [
-        Slice(max(hour, period.start), min(hour + HOUR, period.end), ARCHIVE if hour in archived else MONGODB)
+        Slice(max(hour, period.start), min(hour + HOUR, period.end), source(hour))
         for hour in archive_layout.hours(period.start, period.end)
     ]
 
@@ -62,23 +79,31 @@ def engine_for(settings: BatchSettings, period: Period, slices: list[Slice]) -> 
     if settings.engine != "auto":
         return settings.engine
     long = period.end - period.start > timedelta(hours=AUTO_DASK_HOURS)
-    return "dask" if long or any(s.source == ARCHIVE for s in slices) else "frame"
+    return "dask" if long or any(s.source != MONGODB for s in slices) else "frame"
 
 
 def read_slice(
     part: Slice, description: ModelDescription, archive_root: str, mongodb_uri: str, database: str, batch_size: int
 ) -> pd.DataFrame:
-    """Return one hour's rows, typed as `io_mongo.read_predictions` types them."""
-    if part.source == MONGODB:
+    """Return one hour's rows, typed as `io_mongo.read_predictions` types them (one row per request id)."""
+    fields = list(logged_fields(description))
+    frames = []
+    if part.source in (ARCHIVE, BOTH):
+        tables = list(archive_layout.read_period(archive_root, description.name, part.start, part.end, columns=fields))
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables else pd.DataFrame()
+        frames.append(io_mongo.logged_frame(description, frame.reindex(columns=fields)))
+    if part.source in (MONGODB, BOTH):
         with MongoClient(mongodb_uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
-            return io_mongo.read_predictions(client, database, description, Period(part.start, part.end), batch_size)
-    tables = list(
-        archive_layout.read_period(
-            archive_root, description.name, part.start, part.end, columns=list(logged_fields(description))
-        )
-    )
-    frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True) if tables else pd.DataFrame()
-    return io_mongo.logged_frame(description, frame.reindex(columns=list(logged_fields(description))))
+            frames.append(
+                io_mongo.read_predictions(client, database, description, Period(part.start, part.end), batch_size)
+            )
+    if len(frames) == 1:
+        return frames[0]
+    archived, stored = frames
+    # MongoDB's copy wins (the archive flow's own rule): it has the labels that came after the archive run.
+    kept = archived[~archived[REQUEST_ID].isin(stored[REQUEST_ID])]
+    merged = pd.concat([kept, stored], ignore_index=True) if len(kept) else stored
+    return merged.sort_values([TIMESTAMP, REQUEST_ID], ignore_index=True)
 
 
 @task(name="aggregate-hour", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)

@@ -6,12 +6,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from monitoring_core.archive_layout import (
     arrow_schema,
     clear_temps,
     hour_of,
+    hours,
     list_partitions,
     partition_path,
     read_period,
@@ -107,3 +110,35 @@ def test_a_failed_check_leaves_the_old_partition_and_no_temporary_file(root: str
     assert next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).num_rows == 2
     fs.pipe(f"{folder}/.part-0.parquet.dead.tmp", b"half")  # what a killed write leaves
     assert clear_temps(root, "iris", HOUR) == 1 and len(fs.ls(folder)) == 1
+
+
+def test_a_local_period_across_a_dst_change_is_cut_into_its_utc_hours() -> None:
+    # Hostile probe: the night summer time ends in Paris has 25 local hours; bounds given with their offsets.
+    from zoneinfo import ZoneInfo
+
+    from prefect_flows.period import Period
+
+    paris = ZoneInfo("Europe/Paris")
+    start, end = datetime(2026, 10, 25, 0, tzinfo=paris), datetime(2026, 10, 25, 4, tzinfo=paris)  # +02:00, +01:00
+    found = hours(start, end)
+    assert len(found) == 5 and found[0] == datetime(2026, 10, 24, 22, tzinfo=UTC) and found[-1].hour == 2
+    assert len({partition_path("memory://x", "iris", h) for h in found}) == 5  # 02:00-03:00 local twice, two files
+    period = Period.resolve("2026-10-25T00:00+02:00", "2026-10-25T04:00+01:00")
+    assert hours(period.start, period.end) == found
+    spring = hours(datetime(2026, 3, 29, 0, tzinfo=paris), datetime(2026, 3, 29, 4, tzinfo=paris))
+    assert len(spring) == 3  # the 23-hour night: 02:00-03:00 local does not exist
+
+
+def test_a_partition_streams_in_as_row_groups_and_the_check_reads_the_file(root: str) -> None:
+    schema = arrow_schema(DESCRIPTION)
+    chunks = [to_table(_docs(HOUR + timedelta(minutes=m), 2), schema) for m in (0, 1, 2)]
+    seen = []
+    path = write_partition(root, "iris", HOUR, iter(chunks), verify=lambda file: seen.append(file.metadata.num_rows))
+    fs, local = fsspec.core.url_to_fs(path)
+    with fs.open(local, "rb") as handle:
+        assert pq.ParquetFile(handle).num_row_groups == 3
+    assert seen == [6] and next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).equals(
+        pa.concat_tables(chunks)
+    )
+    write_partition(root, "iris", HOUR, iter([]), schema=schema)  # nothing to write: an empty partition
+    assert next(read_period(root, "iris", HOUR, HOUR + timedelta(hours=1))).num_rows == 0

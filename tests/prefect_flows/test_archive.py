@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -36,6 +37,7 @@ from monitoring_core.documents import (
     predictions_collection,
 )
 from monitoring_core.model_folder import discover_models
+from prefect_flows.period import Period
 
 pytestmark = pytest.mark.integration
 
@@ -241,3 +243,189 @@ def test_an_hour_not_yet_over_is_not_archived(stack) -> None:
     results = stack["flow"](now - timedelta(minutes=1), now + timedelta(minutes=1), archive_root=str(stack["work"]))
     assert {r["status"] for r in results} == {"open"} or {r["status"] for r in results} == {"open", "empty"}
     assert archive_layout.hours(now, now + timedelta(seconds=1)) == [archive_layout.hour_floor(now)]
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    ["memory://", "file://", "dir::memory://", "dir::file://", "simplecache::memory://", "filecache::file://"],
+)
+def test_an_fsspec_url_root_archives_rewrites_and_reads_back_what_mongodb_holds(stack, protocol, tmp_path) -> None:
+    # Hostile probe: only local folders were tested. `dir::` wrote every partition where no listing found it
+    # (its root is the whole URL: each path resolved twice over), and a caching layer read a rewritten partition
+    # back as the copy it cached before: a rerun merged with it and dropped the label the last run had added.
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, plan, read_slice
+    from prefect_flows.settings import BatchSettings
+
+    collection = stack["collection"].database[f"fsspec_{abs(hash(protocol))}"]
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = f"{protocol}{tmp_path}/a" if "file://" in protocol else f"{protocol}archive-{tmp_path.name}"
+    hours = [START + timedelta(hours=h) for h in range(3)]
+    for hour in hours:
+        assert archive_hour(collection, description, root, hour, batch_size=7).status == "written"
+    assert list_partitions(root, "wine", START, END) == [partition_path(root, "wine", h) for h in hours]
+
+    def stored() -> pa.Table:
+        docs = sorted(collection.find({}, {"_id": 0}), key=lambda d: (d["timestamp"], d["request_id"]))
+        return to_table(docs, arrow_schema(description))
+
+    assert pa.concat_tables(read_period(root, "wine", START, END)).equals(stored())
+
+    # A label arrives, the hour is archived again, then the prediction expires from MongoDB: the next rerun
+    # keeps the label (it merges with the partition as now written, not with a cached copy of it).
+    unlabelled = collection.find_one({"target": {"$exists": False}}, {"_id": 0})
+    hour = archive_layout.hour_floor(unlabelled["timestamp"])
+    collection.update_one({"request_id": unlabelled["request_id"]}, {"$set": {"target": "2"}})
+    assert archive_hour(collection, description, root, hour).labelled_since == 1  # counted: a late label
+    collection.delete_one({"request_id": unlabelled["request_id"]})
+    result = archive_hour(collection, description, root, hour)
+    assert result.rows == result.from_mongodb + 1
+    kept = pa.concat_tables(read_period(root, "wine", hour, hour + timedelta(hours=1))).to_pylist()
+    assert [r["target"] for r in kept if r["request_id"] == unlabelled["request_id"]] == ["2"]
+
+    # The batch flow's Dask path plans the archived hours from the same URL and reads them from it.
+    settings = BatchSettings(archive_root=root, mongodb_uri=stack["uri"], mongodb_database=DB)
+    slices = plan(settings, description, Period(START, END))
+    assert [s.source for s in slices] == [ARCHIVE] * 3
+    frame = read_slice(slices[0], description, root, stack["uri"], DB, 100)
+    first = pa.concat_tables(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert sorted(frame["request_id"]) == sorted(first["request_id"].to_pylist()) and frame["request_id"].is_unique
+
+
+def test_a_period_across_the_archived_hours_counts_each_row_once_and_keeps_a_label_that_came_after(
+    stack, tmp_path
+) -> None:
+    # Hostile probe: the batch flow read an archived hour from its partition alone, so a label that reached
+    # MongoDB after the hour was archived was lost to every run until the archive rewrote that hour.
+    from monitoring_core.documents import label_fields
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, BOTH, MONGODB, plan, read_slice
+    from prefect_flows.settings import BatchSettings
+
+    database = "boundary"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    for hour in (START, START + timedelta(hours=1)):  # 10:00 and 11:00 archived, 12:00 in MongoDB only
+        archive_hour(collection, description, root, hour)
+    late = collection.find_one({"target": {"$exists": False}, "timestamp": {"$gte": START + timedelta(minutes=30)}})
+    collection.update_one({"request_id": late["request_id"]}, {"$set": label_fields("1", END, order=1)})
+    period = Period(START + timedelta(minutes=30), END - timedelta(minutes=30))
+    query = {"timestamp": {"$gte": period.start, "$lt": period.end}}
+    expected = sorted(d["request_id"] for d in collection.find(query, {"_id": 0, "request_id": 1}))
+    settings = BatchSettings(archive_root=root, mongodb_uri=stack["uri"], mongodb_database=database)
+
+    def read(now: datetime):
+        slices = plan(settings, description, period, now=now)
+        frames = [read_slice(s, description, root, stack["uri"], database, 50) for s in slices]
+        return [s.source for s in slices], pd.concat(frames, ignore_index=True)
+
+    # Within the retention MongoDB may hold a label the partition lacks: both are read, one row per id.
+    sources, frame = read(END + timedelta(days=1))
+    assert sources == [BOTH, BOTH, MONGODB]
+    assert sorted(frame["request_id"]) == expected and frame["request_id"].is_unique
+    assert frame.set_index("request_id").loc[late["request_id"], description.target_column] == "1"
+    # Past the retention MongoDB has deleted the archived hours: their partitions alone are read.
+    sources, frame = read(END + description.retention + timedelta(hours=1))
+    assert sources == [ARCHIVE, ARCHIVE, MONGODB]
+    assert sorted(frame["request_id"]) == expected and frame["request_id"].is_unique
+
+
+def test_a_description_changed_since_the_hour_was_archived_reads_and_rewrites_it_without_loss(stack, tmp_path) -> None:
+    # Hostile probe: a feature added to model.yaml after an hour was archived made the batch flow's read of that
+    # partition fail (no such column), and rewriting the hour under the new description dropped the archived
+    # values of a feature the description no longer names.
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, Slice, read_slice
+
+    database = "described"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    before = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    archive_hour(collection, before, root, START)
+    dump = before.model_dump(mode="json", exclude_defaults=True)
+    removed = dump["features"][0]["name"]
+    dump["features"] = [*dump["features"][1:], {"name": "added", "kind": "numerical"}]
+    after = parse_description(dump)
+    hour = Slice(START, START + timedelta(hours=1), ARCHIVE)
+
+    frame = read_slice(hour, after, root, stack["uri"], database, 100)
+    original = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert len(frame) == original.num_rows and frame["added"].isna().all() and removed not in frame.columns
+
+    collection.delete_many({})  # expired from MongoDB: the partition alone holds the hour
+    result = archive_hour(collection, after, root, START)
+    rewritten = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert result.rows == original.num_rows
+    assert rewritten[removed].equals(original[removed])  # kept, not dropped with the description's change
+    assert rewritten["added"].null_count == rewritten.num_rows
+    assert rewritten.select(original.column_names).equals(original)
+
+
+def test_a_truncated_partition_is_set_aside_and_rewritten_and_a_reader_names_it(stack, tmp_path) -> None:
+    # Hostile probe: a partition cut short (a disk full, a copy killed outside the flow) failed every rerun of
+    # its hour for good (each read it to merge), and the batch flow's error did not say which file.
+    from monitoring_core.archive_layout import CorruptPartition
+    from prefect_flows.archive import archive_hour
+    from prefect_flows.scale import ARCHIVE, MONGODB, Slice, read_slice
+
+    database = "truncated"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = tmp_path / "archive"
+    path = Path(archive_hour(collection, description, str(root), START).path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    hour = Slice(START, START + timedelta(hours=1), ARCHIVE)
+    with pytest.raises(CorruptPartition, match=r"hour=10/part-0\.parquet.*archive flow"):
+        read_slice(hour, description, str(root), stack["uri"], database, 100)
+
+    # A read error that does not repeat (a store's dropped connection) sets nothing aside: the task retries.
+    good = Path(archive_hour(collection, description, str(root), START + timedelta(hours=1)).path)
+    with pytest.MonkeyPatch.context() as patch:
+        import prefect_flows.archive as archive
+
+        def flaky(fs, path, schema):
+            raise archive_layout.unreadable(path, OSError("connection reset"))
+
+        patch.setattr(archive, "kept_columns", flaky)
+        with pytest.raises(CorruptPartition):
+            archive_hour(collection, description, str(root), START + timedelta(hours=1))
+    assert good.exists() and not list(good.parent.glob("_*"))
+
+    result = archive_hour(collection, description, str(root), START)
+    assert result.status == "written" and result.set_aside and "corrupt" in result.set_aside
+    assert Path(result.set_aside).exists()  # kept for whoever wants to recover it, hidden from readers
+    stored = collection.count_documents({"timestamp": {"$gte": START, "$lt": START + timedelta(hours=1)}})
+    assert result.rows == result.from_mongodb == stored
+    assert len(read_slice(hour, description, str(root), stack["uri"], database, 100)) == stored
+    assert ds.dataset(path.parent, format="parquet").count_rows() == stored  # the file set aside is skipped
+    assert archive_hour(collection, description, str(root), START).set_aside is None  # a rerun: nothing to set aside
+
+    # A period with no row: no partition is written, and its read is an empty frame of the logged columns.
+    before = START - timedelta(hours=1)
+    assert archive_hour(collection, description, str(root), before).status == "empty"
+    assert list_partitions(str(root), "wine", before, START) == []
+    empty = read_slice(Slice(before, START, MONGODB), description, str(root), stack["uri"], database, 100)
+    assert empty.empty and description.target_column in empty.columns
+
+
+def test_a_partition_written_by_another_tool_out_of_order_is_merged_in_order(stack, tmp_path) -> None:
+    # The streaming merge reads a partition in order: one whose rows are not ordered by time then id is sorted.
+    from prefect_flows.archive import archive_hour
+
+    database = "unordered"
+    collection = predictions_collection(stack["collection"].database.client, database)
+    collection.insert_many(list(stack["collection"].find({"model_name": "wine"}, {"_id": 0})))
+    description = stack["folders"]["wine"].description
+    root = str(tmp_path / "archive")
+    docs = sorted(collection.find({}, {"_id": 0}), key=lambda d: (d["timestamp"], d["request_id"]))
+    hour_docs = [d for d in docs if d["timestamp"] < START + timedelta(hours=1)]
+    archive_layout.write_partition(root, "wine", START, to_table(hour_docs[::-1], arrow_schema(description)))
+    collection.delete_one({"request_id": hour_docs[0]["request_id"]})  # expired: the partition alone has it
+    result = archive_hour(collection, description, root, START, batch_size=4)
+    archived = next(read_period(root, "wine", START, START + timedelta(hours=1)))
+    assert result.rows == len(hour_docs) and archived.equals(to_table(hour_docs, arrow_schema(description)))

@@ -233,7 +233,7 @@ def test_dotted_feature_names_are_read_from_mongodb_not_as_missing(mongo):
         client["db"]["predictions"].insert_many(docs)
         frame = read_predictions(client, "db", description, Period(start, start + timedelta(minutes=1)))
         # The archive flow reads the hour the same way: the dotted column is in its partition, not nulls.
-        hour = read_hour(client["db"]["predictions"], description, start, batch_size=100)
+        hour = list(read_hour(client["db"]["predictions"], description, start, batch_size=100))  # a stream
     assert frame["flipper.mm"].tolist() == [180.0, 181.0, 182.0] and frame["island"].tolist() == ["Dream"] * 3
     assert "extra_fields" not in frame.columns
     table = to_table(hour, arrow_schema(description))
