@@ -116,7 +116,14 @@ BAD_INPUTS = [
     ("form", b"a=1", "application/x-www-form-urlencoded", 415, "Content-Type", "wrong_content_type"),
     ("no content type", json.dumps(RIDE), "", 415, "Content-Type", "wrong_content_type"),
     ("brotli body", json.dumps(RIDE), {"Content-Encoding": "br"}, 415, "Content-Encoding", "wrong_content_encoding"),
-    ("gzip that is not", json.dumps(RIDE), {"Content-Encoding": "gzip"}, 400, "Content-Encoding", "wrong_content_encoding"),
+    (
+        "gzip that is not",
+        json.dumps(RIDE),
+        {"Content-Encoding": "gzip"},
+        400,
+        "Content-Encoding",
+        "wrong_content_encoding",
+    ),
     ("gzip bomb", gzip.compress(b" " * 300_000 + b"{}"), {"Content-Encoding": "gzip"}, 413, "body", "too_large"),
     ("deeply nested", b"[" * 100_000 + b"]" * 100_000, None, 400, "body", "invalid_json"),
     ("duplicate key", b'{"PULocationID": 300, "PULocationID": 43}', None, 400, "PULocationID", "duplicate_key"),
@@ -167,7 +174,9 @@ def test_a_gzip_body_is_served_like_a_plain_one(client, coding: str) -> None:
     # What HTTP clients send to save bandwidth on batches (RFC 9110 8.4); identity is no coding at all.
     raw = json.dumps([RIDE, RIDE]).encode()
     data = raw if coding == "identity" else gzip.compress(raw)
-    response = client.post("/predict", data=data, headers={"Content-Type": "application/json", "Content-Encoding": coding})
+    response = client.post(
+        "/predict", data=data, headers={"Content-Type": "application/json", "Content-Encoding": coding}
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert [answer["duration"] > 0 for answer in response.get_json()] == [True, True]
 
