@@ -44,6 +44,9 @@ _SCAN_INTERVAL = 0.5  # how often deadlines are checked
 DRAIN_MAX_BYTES = 64 * 1024
 
 _END_OF_HEAD = b"\r\n\r\n"
+# A line ended by a bare LF: gunicorn refuses such a head (400 "bare LF as line terminator"), and it never
+# ends with CRLF CRLF, so waiting for that would close the connection at the deadline without an answer.
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
@@ -229,6 +232,8 @@ class BufferingThreadWorker(ThreadWorker):
         if end < 0:
             if len(conn.buffered) > MAX_HEAD:
                 self._drop(conn)
+            elif _BARE_LF.search(conn.buffered):
+                self._dispatch(conn)  # gunicorn's parser answers its 400 (as JSON, see handle_error)
             return False
         head = bytes(conn.buffered[: end + 2])
         expect = _EXPECT_CONTINUE.search(head)

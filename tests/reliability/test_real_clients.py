@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import time
 
 import httpx
 import pytest
@@ -94,3 +96,28 @@ def test_a_body_whose_coding_cannot_be_undone_gets_a_json_error_naming_content_e
         assert_contract_error(response, status)
         assert response.json()["details"][0]["field"] == "Content-Encoding"
         assert response.json()["details"][0]["reason"] == "wrong_content_encoding"
+
+
+def _exchange(url: str, data: bytes, timeout: float = 4) -> bytes:
+    """Send raw bytes on a new connection; return what the server sends until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_head_with_bare_lf_line_ends_gets_a_json_400_at_once(stack) -> None:
+    # netcat and hand-written clients end lines with LF alone; gunicorn refuses that (RFC 9112 2.2 allows it
+    # either way). The buffering worker waited for CR LF CR LF that never comes and closed silently after 5 s.
+    body = json.dumps(RIDE).encode()
+    for url, path in ((stack.prediction_url, "/predict"), (stack.metrics_url, "/iterate/ride_duration")):
+        head = f"POST {path} HTTP/1.1\nHost: t\nContent-Type: application/json\nContent-Length: {len(body)}\n\n"
+        started = time.monotonic()
+        reply = _exchange(url, head.encode() + body)
+        assert reply.startswith(b"HTTP/1.1 400 "), reply[:300]
+        assert time.monotonic() - started < 3
+        error = json.loads(reply.partition(b"\r\n\r\n")[2])
+        assert "bare LF" in error["details"][0]["message"], error
