@@ -17,6 +17,8 @@ import pytest
 import requests
 from reliability_support import TOKEN, assert_contract_error
 
+from local_stack.processes import wait_until
+
 pytestmark = pytest.mark.integration
 
 RIDE = {"PULocationID": 74, "DOLocationID": 75, "trip_distance": 1.2, "passenger_count": 1}
@@ -121,3 +123,35 @@ def test_a_head_with_bare_lf_line_ends_gets_a_json_400_at_once(stack) -> None:
         assert time.monotonic() - started < 3
         error = json.loads(reply.partition(b"\r\n\r\n")[2])
         assert "bare LF" in error["details"][0]["message"], error
+
+
+def test_health_says_when_the_reachable_metrics_service_refuses_every_forward(stack, artifacts_dir, tmp_path) -> None:
+    # Another MONITORING_TOKEN than the metrics service's: its /health answers (reachable), every forward is a
+    # 401 and every row is dropped. /health said `reachable: true` and nothing else; now it names the refusal.
+    from prediction_service import create_app
+    from prediction_service.settings import Settings
+
+    settings = Settings(
+        model_dir=artifacts_dir,
+        evidently_service_url=stack.metrics_url,
+        monitoring_token="not-the-metrics-services-token",
+        log_to_mongodb=False,
+        flush_interval_seconds=0.05,
+        forward_retries=0,
+        health_cache_seconds=0.0,
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert client.post("/predict", json=RIDE).status_code == 200
+        health = wait_until(
+            lambda: (
+                (h := client.get("/health").get_json())["metrics_service"]["forwarding"]["rows"]["ok"] is False and h
+            ),
+            timeout=10,
+            what="the refused forward on /health",
+        )
+        assert health["metrics_service"]["reachable"] is not False  # it answers its /health: not enough
+        assert health["metrics_service"]["forwarding"]["rows"]["error"].startswith("HTTP 401")
+    finally:
+        app.extensions["prediction_service"].close()
