@@ -123,9 +123,9 @@ class _JsonErrorSocket:
         return len(data)
 
 
-def body_left_beyond_drain(environ: dict[str, Any]) -> bool:
+def body_left_beyond_drain(wsgi_environ: dict[str, Any]) -> bool:
     """Return whether the request's body has more unread than gunicorn drains before reusing the connection."""
-    reader = getattr(environ.get("wsgi.input"), "reader", None)
+    reader = getattr(wsgi_environ.get("wsgi.input"), "reader", None)
     if isinstance(reader, LengthReader):
         return reader.length > DRAIN_MAX_BYTES
     if isinstance(reader, ChunkedReader):
