@@ -112,6 +112,9 @@ def read_json_body(request: Request) -> Any:
         raise too_large
     if coding:
         raw = _gunzip(raw, limit)  # the limit holds for what the body expands to as well
+    if not raw.strip():
+        # What a client gets that sends its body without Content-Length or chunked framing (HTTP reads none).
+        raise BodyError(400, "invalid_json", "the body is empty: send JSON, framed by Content-Length or chunked")
     try:
         # NaN/Infinity tokens parse (Python's json allows them) so validation can name the field as not finite.
         return json.loads(raw, object_pairs_hook=_unique_keys)

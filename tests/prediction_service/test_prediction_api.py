@@ -126,6 +126,7 @@ BAD_INPUTS = [
     ),
     ("gzip bomb", gzip.compress(b" " * 300_000 + b"{}"), {"Content-Encoding": "gzip"}, 413, "body", "too_large"),
     ("deeply nested", b"[" * 100_000 + b"]" * 100_000, None, 400, "body", "invalid_json"),
+    ("empty body", b"", None, 400, "body", "invalid_json"),
     ("duplicate key", b'{"PULocationID": 300, "PULocationID": 43}', None, 400, "PULocationID", "duplicate_key"),
 ]
 # Rejected only with UNKNOWN_FIELDS=reject: by default a field outside the schema is served and kept.

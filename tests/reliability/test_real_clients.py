@@ -155,3 +155,18 @@ def test_health_says_when_the_reachable_metrics_service_refuses_every_forward(st
         assert health["metrics_service"]["forwarding"]["rows"]["error"].startswith("HTTP 401")
     finally:
         app.extensions["prediction_service"].close()
+
+
+def test_a_body_without_framing_is_a_400_that_says_the_body_is_empty(stack) -> None:
+    # HTTP/1.0 clients (and hand-written ones) send a body without Content-Length: HTTP reads no body then.
+    # The answer said "Expecting value: line 1 column 1 (char 0)"; it now says what happened.
+    head = b"POST /predict HTTP/1.0\r\nContent-Type: application/json\r\n\r\n"
+    host, port = stack.prediction_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=4) as sock:
+        sock.sendall(head + json.dumps(RIDE).encode())
+        sock.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert reply.startswith(b"HTTP/1.0 400 "), reply[:300]
+    detail = json.loads(reply.partition(b"\r\n\r\n")[2])["details"][0]
+    assert (detail["field"], detail["reason"]) == ("body", "invalid_json")
+    assert "empty" in detail["message"] and "Content-Length" in detail["message"]
