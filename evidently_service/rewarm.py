@@ -22,6 +22,7 @@ from monitoring_core.documents import (
 from monitoring_core.records import forwarded_label_model, label_value, row_model
 
 log = logging.getLogger(__name__)
+REWARM_BATCH = 500  # documents per reply while re-warming
 
 
 def _row_keys(description: ModelDescription) -> tuple[str, ...]:
@@ -47,12 +48,17 @@ def rewarm(monitor: ModelMonitor, uri: str, database: str, timeout_ms: int = 300
 
     name = monitor.config.name
     try:
-        with MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms) as client:
+        # socketTimeoutMS too: a server that completes the handshake and then hangs on the query (stopped,
+        # overloaded) left the worker booting forever, and gunicorn killing and rebooting it into the same wait.
+        with MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms
+        ) as client:
             cursor = (
                 predictions_collection(client, database)
                 .find({MODEL_NAME: name}, {"_id": 0})
                 .sort(TIMESTAMP, DESCENDING)
                 .limit(monitor.config.window_size)
+                .batch_size(REWARM_BATCH)  # each round trip well within the socket timeout, even on a busy server
             )
             documents = list(cursor)
     except Exception as exc:  # noqa: BLE001 - not only driver errors: pymongo's login raised KeyError once

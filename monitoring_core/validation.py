@@ -61,6 +61,7 @@ REASONS = (
     "too_large",
     "too_many_rows",
     "wrong_content_type",
+    "wrong_content_encoding",
 )
 
 _REASON_BY_PYDANTIC_TYPE = {

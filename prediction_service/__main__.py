@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -42,11 +43,18 @@ def post_worker_init(worker) -> None:
         state.monitoring.start()
 
 
-def spool_problem(settings: Settings) -> str | None:
-    """Return why the spool folder cannot keep records (None when it can).
+# A disk that is full now (or a quota reached) is a condition of the moment, not a setting to fix.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-    The service refuses to start rather than run degraded: without a writable spool and
-    write-ahead log, a MongoDB outage or a crash would drop every answered prediction.
+
+def spool_problem(settings: Settings) -> tuple[str | None, str | None]:
+    """Return (why the spool folder cannot keep records, a warning to print), each None when there is none.
+
+    The service refuses to start rather than run degraded when the folder cannot be written at all (its
+    permissions, a read-only mount): without a spool and write-ahead log, a MongoDB outage or a crash
+    would drop every answered prediction. A full disk only warns: it is what the running service meets
+    too, and serves through (`PREDICTION_UNLOGGED`, /health `degraded`); refusing to start on it turned a
+    restart during a full-disk incident into an outage of serving.
     """
     from prediction_service.spool import Spool
 
@@ -54,11 +62,16 @@ def spool_problem(settings: Settings) -> str | None:
         try:
             Spool(directory, 0).check_writable()
         except OSError as exc:
+            if exc.errno in DISK_FULL and directory.is_dir():  # a folder it cannot even create: refused below
+                return None, (
+                    f"warning: PREDICTION_SPOOL_DIR {settings.spool_dir} is full ({exc.strerror}): serving anyway "
+                    f"(PREDICTION_UNLOGGED={settings.unlogged}); /health says degraded until it has room"
+                )
             return (
                 f"PREDICTION_SPOOL_DIR {settings.spool_dir} is not writable ({exc.strerror or exc}): "
                 "records could not be kept while MongoDB is away; fix its permissions or point it elsewhere"
-            )
-    return None
+            ), None
+    return None, None
 
 
 def main() -> int:
@@ -92,10 +105,12 @@ def main() -> int:
         settings = settings.model_copy(update={"spool_dir": spool_dir})
         print(f"prediction_service: spooling in {spool_dir}", file=sys.stderr)
     if settings.log_to_mongodb:
-        problem = spool_problem(settings)
+        problem, warning = spool_problem(settings)
         if problem:
             print(f"prediction_service: {problem}", file=sys.stderr)
             return 2
+        if warning:
+            print(f"prediction_service: {warning}", file=sys.stderr)
     if not settings.monitoring_token:
         print(open_endpoints_warning("prediction_service", "POST /feedback"), file=sys.stderr)
     prepare_multiprocess_dir()

@@ -128,7 +128,13 @@ def health():
                 # request_id index a retried request is stored twice. The writer recreates them.
                 "indexes_missing": list(reach.indexes_missing) if reach.indexes_missing is not None else None,
             },
-            "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
+            "metrics_service": {
+                "enabled": state.settings.forward_to_metrics,
+                "reachable": reach.metrics_service,
+                # This worker's last forwards: reachable is not enough (a 401 for another token, a 404 for a
+                # model it does not monitor drop every row while its /health answers).
+                "forwarding": state.monitoring.forwarding(),
+            },
             "queues": state.monitoring.sizes(),
             "spool": None
             if spool is None

@@ -49,6 +49,7 @@ class Forwarder:
         self._next_attempt = 0.0
         self._busy = False
         self.reachable: bool | None = None
+        self.last_error = ""  # why the last POST failed ("HTTP 401: ...", "ConnectTimeout: ..."); "" after a success
         self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels(queue_name)
         metrics.QUEUE_CAPACITY.labels(queue_name).set(capacity)
@@ -147,7 +148,12 @@ class Forwarder:
         # Back off so a metrics service that is down costs one cheap attempt per interval.
         self._next_attempt = time.monotonic() + min(5.0, self.flush_interval * 2**self._attempts)
 
+    def status(self) -> dict:
+        """Return whether this worker's last POST was taken (`ok`: None before the first one) and why not."""
+        return {"ok": self.reachable, "error": self.last_error}
+
     def _log_change(self, ok: bool, error: str) -> None:
+        self.last_error = error
         if ok != self.reachable:
             if ok:
                 log.warning("metrics service reachable", extra={"url": self.url})

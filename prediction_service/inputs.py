@@ -16,6 +16,7 @@ from service_common.body import BodyError, read_json_body
 
 _BODY_MESSAGES = {
     "wrong_content_type": "unsupported content type",
+    "wrong_content_encoding": "unsupported content encoding",
     "too_large": "body too large",
     "invalid_json": "invalid JSON",
     "duplicate_key": "duplicate key in a JSON object",

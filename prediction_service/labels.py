@@ -10,7 +10,10 @@ the database decides atomically. Winners are counted `accepted` and forwarded to
 (whose window applies the same rule); a label displaced by an earlier-accepted one is counted
 `superseded`. A label whose document does not exist yet (it overtook its
 prediction, still queued or spooled) waits in the writer's bounded `PendingLabels` and is retried
-with a growing delay until `PREDICTION_LABEL_RETRY_SECONDS`, then counted `unknown`.
+with a growing delay until it has waited `PREDICTION_LABEL_RETRY_SECONDS` there, then counted `unknown`.
+That wait is the sum of its retry delays (monotonic clock), carried in the record (`waited`) through the
+spool and restarts: time in the spool or parked while MongoDB is down does not count (its prediction may be
+spooled behind it), nor does a jump of the wall clock.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ def label_record(request_id: str, target: Any, arrived: datetime, order: int | N
         "target_timestamp": arrived,
         # Accepted at (epoch ns): of two labels for one id, the one accepted first wins.
         "order": time.time_ns() if order is None else order,
-        "since": arrived.timestamp(),  # epoch seconds: the retry horizon survives the spool and a restart
+        "since": arrived.timestamp(),  # epoch seconds: which waiting labels are the oldest
+        "waited": 0.0,  # seconds parked in a writer for its prediction (the retry horizon), kept through the spool
         "tries": 0,
     }
 
@@ -192,7 +196,8 @@ class PendingLabels:
         self.settings = settings
         self.capacity = settings.max_pending_labels
         self._on_accepted = on_accepted
-        self._waiting: list[tuple[float, dict[str, Any]]] = []  # (monotonic time due, record); writer thread only
+        # (monotonic time due, monotonic time parked, record); writer thread only
+        self._waiting: list[tuple[float, float, dict[str, Any]]] = []
         self._gauge = metrics.PENDING_LABELS
         self._gauge.set(0)
         metrics.PENDING_LABELS_CAPACITY.set(self.capacity)
@@ -214,9 +219,10 @@ class PendingLabels:
             self._accept(applied.accepted)
         metrics.FEEDBACK.labels(DUPLICATE).inc(len(applied.duplicate))
         metrics.FEEDBACK.labels("superseded").inc(applied.superseded)
-        now = time.time()
         for record in applied.unknown:
-            if now - record.get("since", now) >= self.settings.label_retry_seconds:
+            # Time parked while MongoDB answered: not since arrival (a label replayed from the spool after a long
+            # outage, before its spooled prediction, would be given up at once), not by the wall clock (it jumps).
+            if record.get("waited", 0.0) >= self.settings.label_retry_seconds:
                 metrics.FEEDBACK.labels("unknown").inc()
             else:
                 self._park(record)
@@ -233,12 +239,20 @@ class PendingLabels:
         tries = int(record.get("tries", 0))
         delay = min(MAX_RETRY_DELAY_SECONDS, max(self.settings.flush_interval_seconds, 0.05) * 2**tries)
         record["tries"] = tries + 1
-        self._waiting.append((time.monotonic() + delay, record))
+        now = time.monotonic()
+        self._waiting.append((now + delay, now, record))
+
+    @staticmethod
+    def _taken(entry: tuple[float, float, dict[str, Any]], now: float) -> dict[str, Any]:
+        # Counted up to its retry time only: a writer kept from retrying (MongoDB down) adds nothing.
+        due, parked_at, record = entry
+        record["waited"] = record.get("waited", 0.0) + max(0.0, min(now, due) - parked_at)
+        return record
 
     def _trim(self) -> None:
         excess = len(self._waiting) - self.capacity
         if excess > 0:
-            self._waiting.sort(key=lambda entry: entry[1].get("since", 0.0))
+            self._waiting.sort(key=lambda entry: entry[2].get("since", 0.0))
             del self._waiting[:excess]
             metrics.DROPPED.labels("feedback", "pending_full").inc(excess)
             log.warning("pending labels full: dropped the oldest", extra={"dropped": excess})
@@ -259,14 +273,15 @@ class PendingLabels:
         if len(ready) > limit:
             ready.sort(key=lambda entry: entry[0])
             ready = ready[:limit]
-        taken = {id(record) for _, record in ready}
-        self._waiting = [entry for entry in self._waiting if id(entry[1]) not in taken]
+        taken = {id(entry[2]) for entry in ready}
+        self._waiting = [entry for entry in self._waiting if id(entry[2]) not in taken]
         self._gauge.set(len(self._waiting))
-        return [record for _, record in ready]
+        return [self._taken(entry, now) for entry in ready]
 
     def drain(self) -> list[dict[str, Any]]:
         """Take every waiting label (at shutdown, to be spooled)."""
-        records = [record for _, record in self._waiting]
+        now = time.monotonic()
+        records = [self._taken(entry, now) for entry in self._waiting]
         self._waiting = []
         self._gauge.set(0)
         return records

@@ -109,6 +109,16 @@ class Monitoring:
                 ]
             )
 
+    def forwarding(self) -> dict[str, dict] | None:
+        """Return how this worker's last forwards of rows and labels went (None when forwarding is off).
+
+        The metrics service can answer its /health and still refuse every forward (another
+        MONITORING_TOKEN, the model missing from its MODELS_DIR): only the forwards tell.
+        """
+        if self.rows is None or self.labels is None:
+            return None
+        return {"rows": self.rows.status(), "labels": self.labels.status()}
+
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {

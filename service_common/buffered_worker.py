@@ -9,8 +9,12 @@ thread parse and serve it. A connection whose head has not arrived within `HEAD_
 body not within `BODY_TIMEOUT` after it, is closed. The threads, the app and the background threads
 are exactly gthread's: nothing is patched. Errors gunicorn answers itself (414 request line too
 long, 431 headers too large, 400 for an unparsable request) get the contract's JSON body instead of
-gunicorn's HTML page. Written against gunicorn 27.0.1 (the pin): it relies on
-`ThreadWorker.accept`, `on_client_socket_readable`, `murder_pending`, `handle` and `TConn`.
+gunicorn's HTML page. An answer given without reading the whole body (413, 415, 401 ...) says
+`Connection: close` when gunicorn will close the connection after it: gunicorn drains at most 64 KiB of a
+body left unread before reusing a connection, and a client told "keep-alive" would send its next request
+into a closed socket. Written against gunicorn 27.0.1 (the pin): it relies on `ThreadWorker.accept`,
+`on_client_socket_readable`, `murder_pending`, `handle`, `load_wsgi`, `TConn`, the body readers
+(`LengthReader.length`, `ChunkedReader.parser`) and the response's `force_close`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from functools import partial
 from typing import Any
 
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEAD_TIMEOUT = 5.0  # seconds for a whole request head, from the connection's first wait
@@ -34,8 +39,14 @@ MAX_HEAD = 64 * 1024  # a head larger than this (real ones are < 8 KiB) closes t
 # service accepts one, up to 32 MiB; the prediction service refuses it from its Content-Length).
 MAX_BUFFERED_BODY = 1024 * 1024
 _SCAN_INTERVAL = 0.5  # how often deadlines are checked
+# The most of an unread body gunicorn drains to keep a connection (gunicorn.http.parser._DRAIN_MAX_BYTES);
+# with more left it closes the connection after the answer.
+DRAIN_MAX_BYTES = 64 * 1024
 
 _END_OF_HEAD = b"\r\n\r\n"
+# A line ended by a bare LF: gunicorn refuses such a head (400 "bare LF as line terminator"), and it never
+# ends with CRLF CRLF, so waiting for that would close the connection at the deadline without an answer.
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
@@ -112,6 +123,40 @@ class _JsonErrorSocket:
         return len(data)
 
 
+def body_left_beyond_drain(wsgi_environ: dict[str, Any]) -> bool:
+    """Return whether the request's body has more unread than gunicorn drains before reusing the connection."""
+    reader = getattr(wsgi_environ.get("wsgi.input"), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length > DRAIN_MAX_BYTES
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is not None  # not read to its last chunk: what is left is unknown
+    return False
+
+
+class CloseWhenBodyLeft:
+    """WSGI wrapper: an answer that leaves more of the body unread than gunicorn drains says `Connection: close`.
+
+    Without it the answer (a 413 for a body over the limit, a 415 or 401 sent before reading it) said
+    `Connection: keep-alive` and gunicorn closed the connection anyway: a client reusing it (requests,
+    httpx) lost its next request to "Remote end closed connection without response".
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        # The worker hooks reach the Flask app through `worker.wsgi` (`extensions` ...).
+        return getattr(self.app, name)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        result = self.app(environ, start_response)
+        # gunicorn sends the head at the first body write, after this returns: the header is still open.
+        response = getattr(start_response, "__self__", None)
+        if hasattr(response, "force_close") and body_left_beyond_drain(environ):
+            response.force_close()
+        return result
+
+
 class BufferingThreadWorker(ThreadWorker):
     """gthread with request heads (and small bodies) read by the event loop under deadlines."""
 
@@ -119,6 +164,11 @@ class BufferingThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.reading: dict[TConn, None] = {}  # connections whose request is still arriving
         self._next_scan = 0.0
+
+    def load_wsgi(self) -> None:
+        """Load the app, wrapped so that an answer leaving a large body unread closes its connection openly."""
+        super().load_wsgi()
+        self.wsgi = CloseWhenBodyLeft(self.wsgi)
 
     def accept(self, listener: Any) -> None:
         """Accept a connection and wait for its request in the event loop, not in a thread."""
@@ -182,6 +232,8 @@ class BufferingThreadWorker(ThreadWorker):
         if end < 0:
             if len(conn.buffered) > MAX_HEAD:
                 self._drop(conn)
+            elif _BARE_LF.search(conn.buffered):
+                self._dispatch(conn)  # gunicorn's parser answers its 400 (as JSON, see handle_error)
             return False
         head = bytes(conn.buffered[: end + 2])
         expect = _EXPECT_CONTINUE.search(head)

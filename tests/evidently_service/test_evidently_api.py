@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
 
@@ -84,12 +87,24 @@ def test_unknown_model_is_a_404_listing_the_known_ones(client):
     assert client.post("/feedback/other", json=[]).status_code == 404
 
 
+GZ_HEADERS = {"content_type": "application/json", "headers": {"Content-Encoding": "gzip"}}
+
+
+def test_a_gzip_body_is_read_like_a_plain_one(client, make_rows):
+    rows, _ = make_rows(3)
+    response = client.post("/iterate/ride_duration", data=gzip.compress(json.dumps(rows).encode()), **GZ_HEADERS)
+    assert response.status_code == 200, response.json
+    assert response.json["accepted"] == 3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "reason"),
     [
         ({"data": "[{", "content_type": "application/json"}, 400, "invalid_json"),
         ({"data": "[]", "content_type": "text/plain"}, 415, "wrong_content_type"),
         ({"json": 3}, 400, "not_an_object"),
+        (GZ_HEADERS | {"data": "[]", "headers": {"Content-Encoding": "br"}}, 415, "wrong_content_encoding"),
+        (GZ_HEADERS | {"data": gzip.compress(b"[]")[:-4]}, 400, "wrong_content_encoding"),
     ],
 )
 def test_bodies_that_are_not_json_lists_get_a_4xx(client, kwargs, status, reason):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -150,6 +153,68 @@ def test_an_unreachable_mongodb_only_costs_the_warm_start(write_config, models_d
     )
     app = create_app(settings)
     assert len(monitor_of(app).window) == 0
+
+
+class StallingProxy:
+    """A TCP proxy to MongoDB that passes the handshake and stalls a connection at its first `find`: a hung server."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stalled = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, watch: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if watch and b"\x02find\x00" in data:  # the query's command name, as a BSON string element
+                    self.stalled.set()
+                    return  # never forwarded, never answered; the socket stays open
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_mongodb_that_hangs_on_the_query_only_costs_the_warm_start(mongo, write_config, models_dir, monitor_of):
+    # Reachable (the handshake answers), then silent: without a socket timeout the re-warm waited forever,
+    # and the metrics service never answered (gunicorn killed the booting worker and rebooted it into the same wait).
+    proxy = StallingProxy(int(mongo[1].rsplit(":", 1)[1]))
+    settings = Settings(
+        config_path=write_config(),
+        models_dir=models_dir,
+        mongodb_uri=f"mongodb://127.0.0.1:{proxy.port}",
+        rewarm_from_mongodb=True,
+        mongodb_timeout_ms=500,
+        run_evaluators=False,
+    )
+    built: list = []
+    builder = threading.Thread(target=lambda: built.append(create_app(settings)), daemon=True)
+    started = time.monotonic()
+    builder.start()
+    builder.join(timeout=20)
+    proxy.close()
+    assert proxy.stalled.is_set()  # the query was sent and went unanswered
+    assert built, "the app was still waiting for MongoDB after 20 s"
+    assert len(monitor_of(built[0]).window) == 0
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def service_env(model_dir: Path, workdir: Path, mongo_uri: str, recorder: Record
 
 
 def stack_on_persistent_mongo(
-    service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder
+    service_factory, artifacts_dir: Path, tmp_path: Path, recorder: Recorder, env_overrides: dict | None = None
 ) -> tuple[Stack, int]:
     """Start nx-27017 with its data on disk (so it can be restarted on its port) and the service on it.
 
@@ -81,5 +81,6 @@ def stack_on_persistent_mongo(
     mongo, uri = start_mongo(tmp_path / "mongo", data_dir=tmp_path / "mongo-data")
     env = service_env(artifacts_dir, tmp_path, uri, recorder)
     env["PREDICTION_MONGO_RETRY_SECONDS"] = "0.5"
+    env.update(env_overrides or {})
     proc, url = service_factory("prediction_service", env)
     return Stack(proc, url, mongo, uri, recorder, env), int(uri.rsplit(":", 1)[1])

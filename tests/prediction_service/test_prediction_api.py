@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -114,7 +115,18 @@ BAD_INPUTS = [
     ("text/plain", json.dumps(RIDE), "text/plain", 415, "Content-Type", "wrong_content_type"),
     ("form", b"a=1", "application/x-www-form-urlencoded", 415, "Content-Type", "wrong_content_type"),
     ("no content type", json.dumps(RIDE), "", 415, "Content-Type", "wrong_content_type"),
+    ("brotli body", json.dumps(RIDE), {"Content-Encoding": "br"}, 415, "Content-Encoding", "wrong_content_encoding"),
+    (
+        "gzip that is not",
+        json.dumps(RIDE),
+        {"Content-Encoding": "gzip"},
+        400,
+        "Content-Encoding",
+        "wrong_content_encoding",
+    ),
+    ("gzip bomb", gzip.compress(b" " * 300_000 + b"{}"), {"Content-Encoding": "gzip"}, 413, "body", "too_large"),
     ("deeply nested", b"[" * 100_000 + b"]" * 100_000, None, 400, "body", "invalid_json"),
+    ("empty body", b"", None, 400, "body", "invalid_json"),
     ("duplicate key", b'{"PULocationID": 300, "PULocationID": 43}', None, 400, "PULocationID", "duplicate_key"),
 ]
 # Rejected only with UNKNOWN_FIELDS=reject: by default a field outside the schema is served and kept.
@@ -145,7 +157,10 @@ def test_bad_input_gets_4xx_naming_field_and_is_counted(
         client = create_app(settings_with(unknown_fields="reject")).test_client()
     before = rejected("/predict", reason)
     data = data.encode() if isinstance(data, str) else data
-    headers = {} if content_type == "" else {"Content-Type": content_type or "application/json"}
+    if isinstance(content_type, dict):  # other headers than the content type
+        headers = {"Content-Type": "application/json", **content_type}
+    else:
+        headers = {} if content_type == "" else {"Content-Type": content_type or "application/json"}
     response = client.post("/predict", data=data, headers=headers)
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
@@ -153,6 +168,18 @@ def test_bad_input_gets_4xx_naming_field_and_is_counted(
     assert {"field": field, "reason": reason} in [{"field": d["field"], "reason": d["reason"]} for d in body["details"]]
     assert all(d["message"] for d in body["details"])
     assert rejected("/predict", reason) == before + 1
+
+
+@pytest.mark.parametrize("coding", ["gzip", "x-gzip", "GZIP", "identity", "gzip, identity"])
+def test_a_gzip_body_is_served_like_a_plain_one(client, coding: str) -> None:
+    # What HTTP clients send to save bandwidth on batches (RFC 9110 8.4); identity is no coding at all.
+    raw = json.dumps([RIDE, RIDE]).encode()
+    data = raw if coding == "identity" else gzip.compress(raw)
+    response = client.post(
+        "/predict", data=data, headers={"Content-Type": "application/json", "Content-Encoding": coding}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [answer["duration"] > 0 for answer in response.get_json()] == [True, True]
 
 
 def test_every_problem_of_a_row_is_reported_and_each_reason_counted_once(client) -> None:

@@ -236,3 +236,34 @@ def test_serve_counts_every_loss_and_the_backlog_alert_fires_before_the_first(
         proc.stop()
         mongo.stop()
         recorder.stop()
+
+
+def test_a_restart_on_a_full_disk_serves_degraded_and_still_logs_to_mongodb(
+    service_factory, artifacts_dir: Path, tmp_path: Path, small_disk: Path
+) -> None:
+    # A restart during a full-disk incident (a deploy, a crash loop, the storm of an orchestrator): the start
+    # check refused a full spool disk like an unwritable one (exit 2, "fix its permissions"), so serving went
+    # down for a monitoring disk. Now it starts, says so, serves, and logs to MongoDB, which is up.
+    (small_disk / "spool" / "wal").mkdir(parents=True)
+    filler = small_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                os.write(fd, b"\0" * 65536)
+    finally:
+        os.close(fd)
+    mongo, uri, recorder, proc, url = start_stack(service_factory, artifacts_dir, tmp_path, small_disk, "serve")
+    try:
+        assert "is full" in proc.log_path.read_text()
+        health = requests.get(f"{url}/health", timeout=5).json()
+        assert (health["status"], health["degraded_reasons"]) == ("degraded", ["disk_full"])
+        session = requests.Session()
+        responses = [predict(session, url, "full-start", n) for n in range(3)]
+        assert [r.status_code for r in responses] == [200] * 3
+        ids = [answer["request_id"] for r in responses for answer in r.json()]
+        wait_until(lambda: stored(uri, ids) == set(ids), 20, "predictions in MongoDB")
+    finally:
+        proc.stop()
+        recorder.stop()
+        mongo.stop()

@@ -143,6 +143,7 @@ def test_labels_spooled_at_shutdown_keep_their_retry_horizon(mongo, tmp_path: Pa
     sink.close()
     (record,), _ = spool.read(spool.claim())
     assert record["request_id"] == "waiting" and record["since"] == arrived.timestamp()
+    assert 0 < record["waited"] < 1  # its time parked so far: the horizon goes on from there after a restart
     assert record["target_timestamp"] == arrived
 
 
