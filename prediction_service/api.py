@@ -128,7 +128,13 @@ def health():
                 # request_id index a retried request is stored twice. The writer recreates them.
                 "indexes_missing": list(reach.indexes_missing) if reach.indexes_missing is not None else None,
             },
-            "metrics_service": {"enabled": state.settings.forward_to_metrics, "reachable": reach.metrics_service},
+            "metrics_service": {
+                "enabled": state.settings.forward_to_metrics,
+                "reachable": reach.metrics_service,
+                # Its 4xx answer while it refuses the forwarded rows (404 unknown_model: its MODELS_DIR
+                # lacks this model's folder), else null: reachable, yet monitoring nothing of this model.
+                "refused": state.monitoring.forward_refusal(),
+            },
             "queues": state.monitoring.sizes(),
             "spool": None
             if spool is None

@@ -49,6 +49,7 @@ class Forwarder:
         self._next_attempt = 0.0
         self._busy = False
         self.reachable: bool | None = None
+        self.refused: str | None = None  # the metrics service's last 4xx answer, while it refuses
         self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels(queue_name)
         metrics.QUEUE_CAPACITY.labels(queue_name).set(capacity)
@@ -123,7 +124,10 @@ class Forwarder:
             self._log_change(False, f"{type(exc).__name__}: {exc}")
             return False
         if response.status_code >= 400:
-            self._log_change(False, f"HTTP {response.status_code}: {response.text[:200]}")
+            error = f"HTTP {response.status_code}: {response.text[:200]}"
+            # A 4xx is an answer, not an outage: e.g. 404 unknown_model, a metrics service whose
+            # MODELS_DIR has no folder of this model. Said as such, never as "unreachable".
+            self._log_change(False, error, refused=response.status_code < 500)
             return False
         self._log_change(True, "")
         return True
@@ -136,7 +140,7 @@ class Forwarder:
         self._attempts += 1
         if self._attempts > self.retries:
             metrics.FORWARDED.labels("error").inc(len(batch))
-            metrics.DROPPED.labels(self.queue_name, "unreachable").inc(len(batch))
+            metrics.DROPPED.labels(self.queue_name, "refused" if self.refused else "unreachable").inc(len(batch))
             log.warning(
                 "dropped rows the metrics service did not take after retries",
                 extra={"url": self.url, "rows": len(batch), "attempts": self._attempts},
@@ -147,13 +151,17 @@ class Forwarder:
         # Back off so a metrics service that is down costs one cheap attempt per interval.
         self._next_attempt = time.monotonic() + min(5.0, self.flush_interval * 2**self._attempts)
 
-    def _log_change(self, ok: bool, error: str) -> None:
-        if ok != self.reachable:
+    def _log_change(self, ok: bool, error: str, refused: bool = False) -> None:
+        refusal = error if refused else None
+        if ok != self.reachable or (refusal is None) != (self.refused is None):
             if ok:
                 log.warning("metrics service reachable", extra={"url": self.url})
+            elif refused:
+                log.warning("metrics service refused the rows", extra={"url": self.url, "error": error})
             else:
                 log.warning("metrics service unreachable", extra={"url": self.url, "error": error})
         self.reachable = ok
+        self.refused = refusal
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread and try one last send of what is buffered; count the rest as lost."""
