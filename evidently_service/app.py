@@ -31,15 +31,15 @@ def load_models(settings: Settings) -> tuple[dict[str, ModelFolder], dict[str, M
 
 def check_folder_reference(config: ModelConfig) -> None:
     """Raise DescriptionError unless the config's reference file is there, readable and fits its description."""
-    import pandas as pd
 
     from monitoring_core.description import DescriptionError
+    from monitoring_core.reference import read_reference
     from monitoring_core.reference_check import check_reference
 
     if not config.reference_path.is_file():
         raise DescriptionError(f"{config.reference_path}: no reference file (the model folder's reference rows)")
     try:
-        reference = pd.read_parquet(config.reference_path)
+        reference = read_reference(config.reference_path)
     except (OSError, ValueError) as exc:
         raise DescriptionError(f"{config.reference_path}: not a readable parquet file: {exc}") from exc
     check_reference(config.description, reference, str(config.reference_path))

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
+from monitoring_core.reference import read_reference
 from monitoring_core.reference_check import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prediction", default="prediction", help="the prediction column (default: prediction)")
     args = parser.parse_args(argv)
     try:
-        frame = pd.read_parquet(args.reference)
+        frame = read_reference(args.reference)
         description = draft(frame, args.name, Task(args.task), args.target, args.prediction)
     except (OSError, ValueError) as exc:
         print(f"draft: {args.reference}: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from monitoring_core.description import Kind, ModelDescription, category_key
 from monitoring_core.model_folder import MLMODEL_FILE, ModelFolder
+from monitoring_core.reference import read_reference
 
 # Distinct reference rows every model predicts at start.
 CHECK_ROWS = 20
@@ -446,7 +447,7 @@ def _reference_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> tuple[list[
 
     description = folder.description
     names = list(description.feature_names)
-    reference = pd.read_parquet(folder.reference_path)
+    reference = read_reference(folder.reference_path)
     absent = [name for name in names if name not in reference.columns]
     if absent:
         raise ValueError(f"the reference {folder.reference_path} lacks the feature column(s) {absent}")
