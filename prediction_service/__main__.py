@@ -102,6 +102,22 @@ def check_in_child(settings: Settings) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) and 2
 
 
+def warm_imports(settings: Settings) -> None:
+    """Load (never run) the model here, so the forked workers inherit its library's imports and start fast.
+
+    Loading imports the modules a pickle names and builds the objects; no native thread pool starts
+    before a prediction (checked in the child above). Without it each worker imported pandas,
+    scikit-learn... itself, and the first requests waited for that behind an open port.
+    """
+    from monitoring_core.model_folder import load_model_folder
+    from prediction_service.model_loader import load_model
+
+    folder = load_model_folder(settings.model_dir)
+    path = settings.model_path or folder.model_path
+    if path is not None:
+        load_model(path, folder.description)
+
+
 def main() -> int:
     """Validate the settings, then run gunicorn until SIGTERM."""
     configure_logging()
@@ -115,6 +131,7 @@ def main() -> int:
     code = check_in_child(settings)
     if code:
         return code
+    warm_imports(settings)
     if settings.spool_per_replica:
         from prediction_service.replica import claim_slot
 
