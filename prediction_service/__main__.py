@@ -102,20 +102,27 @@ def check_in_child(settings: Settings) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) and 2
 
 
-def warm_imports(settings: Settings) -> None:
-    """Load (never run) the model here, so the forked workers inherit its library's imports and start fast.
+def load_model_here(settings: Settings) -> int:
+    """Load (never run) the model in this process; print one line and return 2 when it cannot be, else 0.
 
     Loading imports the modules a pickle names and builds the objects; no native thread pool starts
-    before a prediction (checked in the child above). Without it each worker imported pandas,
-    scikit-learn... itself, and the first requests waited for that behind an open port.
+    before a prediction. The check's child and the gunicorn workers, forked after it, inherit those
+    imports: loaded only in the child, every worker imported pandas, scikit-learn... itself, and the
+    first requests waited for that behind an open port.
     """
+    from monitoring_core.description import DescriptionError
     from monitoring_core.model_folder import load_model_folder
-    from prediction_service.model_loader import load_model
+    from prediction_service.model_loader import ModelLoadError, load_model
 
-    folder = load_model_folder(settings.model_dir)
-    path = settings.model_path or folder.model_path
-    if path is not None:
-        load_model(path, folder.description)
+    try:
+        folder = load_model_folder(settings.model_dir)
+        path = settings.model_path or folder.model_path
+        if path is not None:  # none: the check says so
+            load_model(path, folder.description)
+    except (DescriptionError, ModelLoadError) as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main() -> int:
@@ -128,10 +135,9 @@ def main() -> int:
         return 2
     # Read the description and load (and check) the model once before any worker, so a folder that cannot
     # serve stops the start with one line instead of every gunicorn worker failing to boot over and over.
-    code = check_in_child(settings)
+    code = load_model_here(settings) or check_in_child(settings)
     if code:
         return code
-    warm_imports(settings)
     if settings.spool_per_replica:
         from prediction_service.replica import claim_slot
 
