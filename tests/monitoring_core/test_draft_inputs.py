@@ -1,4 +1,6 @@
-"""A reference saved with pyarrow-backed pandas dtypes is read as the numpy one: same draft, same check.
+"""What a newcomer's reference may be: pyarrow-backed dtypes, and a target that does not fit the task given.
+
+A reference saved with pyarrow-backed pandas dtypes is read as the numpy one: same draft, same check.
 
 pandas 2 writes `convert_dtypes(dtype_backend="pyarrow")` frames (and `read_csv(..., dtype_backend="pyarrow")`
 ones) with their dtypes in the parquet metadata, and `read_parquet` restores them: the draft crashed on
@@ -48,3 +50,23 @@ def test_a_pyarrow_backed_reference_drafts_and_checks_as_the_numpy_one(frames, t
     raw = draft(read, "wine", Task.CLASSIFICATION, "cultivar")
     assert raw == draft(read_reference(tmp_path / "plain.parquet"), "wine", Task.CLASSIFICATION, "cultivar")
     check_reference(parse_description(raw), read, "arrow.parquet")  # raises DescriptionError when it does not fit
+
+
+@pytest.mark.parametrize(
+    ("task", "target", "message"),
+    [
+        # A string target under regression was a TypeError traceback ('>=' between str and int).
+        (Task.REGRESSION, "cultivar", "the target 'cultivar' is not a number (e.g. 'barolo'): a regression target is"),
+        # A continuous target under classification drafted one class per distinct value (178 here).
+        (Task.CLASSIFICATION, "hue", "the target 'hue' holds fractional numbers (78 distinct values, e.g. 1.04)"),
+    ],
+    ids=["text as regression", "fractions as classes"],
+)
+def test_the_draft_names_a_target_that_does_not_fit_the_task(frames, task, target, message, tmp_path, capsys) -> None:
+    from monitoring_core.draft import main
+
+    plain, _ = frames
+    plain.to_parquet(tmp_path / "reference.parquet", index=False)
+    assert main([str(tmp_path / "reference.parquet"), "--name", "wine", "--task", task.value, "--target", target]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"draft: {tmp_path / 'reference.parquet'}: {message}") and "Traceback" not in error
