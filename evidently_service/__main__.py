@@ -14,20 +14,11 @@ from service_common.workers import GUNICORN_WORKER_CLASS, prepare_process
 
 def check_models(settings: Settings) -> None:
     """Refuse to start on a bad description, config or reference: one line naming the file and the key or column."""
-    import pandas as pd
-
-    from evidently_service.app import load_models
-    from monitoring_core.reference_check import check_reference
+    from evidently_service.app import check_folder_reference, load_models
 
     _, configs = load_models(settings)
     for config in configs.values():
-        if not config.reference_path.is_file():
-            raise DescriptionError(f"{config.reference_path}: no reference file (the model folder's reference rows)")
-        try:
-            reference = pd.read_parquet(config.reference_path)
-        except (OSError, ValueError) as exc:
-            raise DescriptionError(f"{config.reference_path}: not a readable parquet file: {exc}") from exc
-        check_reference(config.description, reference, str(config.reference_path))
+        check_folder_reference(config)
 
 
 def main() -> int:

@@ -26,8 +26,10 @@ MAX_DETAILS = 50  # per-row errors echoed back; the counts cover the rest
 
 
 def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
-    monitors = current_state().monitors
-    if model not in monitors:
+    state = current_state()
+    monitor = state.monitor(model)  # a folder added to MODELS_DIR since the start is loaded here
+    if monitor is None:
+        monitors = list(state.monitors)
         body = {
             "error": f"unknown model {model!r}",
             "known_models": sorted(monitors),
@@ -36,7 +38,7 @@ def _monitor(model: str) -> ModelMonitor | tuple[Response, int]:
             ],
         }
         return jsonify(body), 404
-    return monitors[model]
+    return monitor
 
 
 def _json_list(monitor: ModelMonitor | None) -> list[Any] | tuple[Response, int]:
@@ -155,7 +157,7 @@ def _label_items(
 def health():
     """Report liveness and, per model, the window size and the last evaluation time."""
     models = {}
-    for name, monitor in current_state().monitors.items():
+    for name, monitor in list(current_state().monitors.items()):
         latest = monitor.latest
         models[name] = {
             "window_rows": len(monitor.window),

@@ -32,7 +32,7 @@ class MonitorCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = _Families(self._fresh)
-        for name, monitor in self.monitors.items():
+        for name, monitor in list(self.monitors.items()):  # a snapshot: a model may be added meanwhile
             families.add_monitor(name, monitor, monitor.latest)
         return families.all()
 

@@ -34,7 +34,7 @@ from monitoring_core.estimation import Estimate, EstimatorError, Gap, Performanc
 from monitoring_core.model_folder import ModelFolder
 from monitoring_core.monitoring_config import ModelConfig
 from monitoring_core.prepare import load_prepared
-from monitoring_core.reference import reference_model_version
+from monitoring_core.reference import read_reference, reference_model_version
 from monitoring_core.reference_check import check_reference
 from monitoring_core.reference_data import evaluators_for
 
@@ -178,7 +178,7 @@ class ModelMonitor:
 
         DescriptionError (one line naming the file and the column) when the reference does not fit the description.
         """
-        reference = pd.read_parquet(config.reference_path)
+        reference = read_reference(config.reference_path)
         check_reference(config.description, reference, str(config.reference_path))
         cache = None
         if folder is not None and config.calibration is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring_core.paths import DEFAULT_MODEL_DIR
+from monitoring_core.reference import read_reference
 
 
 def _json(value: Any) -> Any:
@@ -49,7 +50,6 @@ def sample_row(model_dir: Path = DEFAULT_MODEL_DIR) -> dict[str, Any]:
 
     Without a reference yet (a fresh checkout before training), a row made from the description's bounds.
     """
-    import pandas as pd
 
     from monitoring_core.model_folder import load_model_folder
 
@@ -57,7 +57,7 @@ def sample_row(model_dir: Path = DEFAULT_MODEL_DIR) -> dict[str, Any]:
     if not folder.reference_path.is_file():
         return described_row(folder.description)
     names = list(folder.description.feature_names)
-    reference = pd.read_parquet(folder.reference_path, columns=names)
+    reference = read_reference(folder.reference_path, columns=names)
     complete = reference.dropna()
     record = (complete if len(complete) else reference).iloc[0].to_dict()
     row = {}

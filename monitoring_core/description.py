@@ -43,6 +43,7 @@ NAME_RULE = (
 )
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 UNKNOWN_SEGMENT = "Unknown"
+OTHER_SEGMENT = "Other"  # a value a segment map does not name
 MAX_CATEGORY_LENGTH = 256  # characters of one text category a request may carry (the reference check holds to it)
 DEFAULT_RETENTION_DAYS = 7.0  # days a logged prediction stays in MongoDB (the description's `retention_days`)
 
@@ -280,13 +281,38 @@ class SegmentSpec(_Strict):
             raise ValueError("labels apply to bins only")
         return self
 
-    def segment_of(self, values: pd.Series) -> pd.Series:
-        """Return each row's segment name; UNKNOWN_SEGMENT where the value is missing."""
+    def bin_labels(self) -> list[str]:
+        """Return the bins' segment names: `labels`, else "[a, b)" per bin (bins only)."""
+        edges = self.bins or ()
+        return list(self.labels or [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False)])
+
+    def outside_labels(self) -> tuple[str, str]:
+        """Return the segment names of a value below the first edge and of one at or above the last (bins only)."""
+        edges = self.bins or (0.0, 0.0)
+        return f"< {edges[0]:g}", f">= {edges[-1]:g}"
+
+    def names(self) -> set[str] | None:
+        """Return every segment name this rule can give (None when the column's values are used as they are)."""
+        if self.map is not None:
+            return set(self.map.values()) | {OTHER_SEGMENT, UNKNOWN_SEGMENT}
         if self.bins is not None:
-            labels = list(self.labels or [f"[{a:g}, {b:g})" for a, b in zip(self.bins, self.bins[1:], strict=False)])
+            return {*self.bin_labels(), *self.outside_labels(), UNKNOWN_SEGMENT}
+        return None
+
+    def segment_of(self, values: pd.Series) -> pd.Series:
+        """Return each row's segment name; UNKNOWN_SEGMENT where the value is missing.
+
+        A number outside the bins is in "< first edge" or ">= last edge", never in Unknown with the
+        missing ones (a segment of present values named Unknown would hide where they are).
+        """
+        if self.bins is not None:
             numbers = pd.to_numeric(values, errors="coerce")
-            binned = pd.cut(numbers, bins=list(self.bins), labels=labels, right=False)
-            return binned.astype(object).where(binned.notna(), UNKNOWN_SEGMENT)
+            binned = pd.cut(numbers, bins=list(self.bins), labels=self.bin_labels(), right=False)
+            named = binned.astype(object).where(binned.notna(), UNKNOWN_SEGMENT)
+            below, above = self.outside_labels()
+            named[numbers < self.bins[0]] = below
+            named[numbers >= self.bins[-1]] = above
+            return named
         present = values.dropna()
         lookup = {v: self._segment(v) for v in pd.unique(present)}
         return values.map(lookup).fillna(UNKNOWN_SEGMENT).astype(object)
@@ -294,7 +320,7 @@ class SegmentSpec(_Strict):
     def _segment(self, value: Any) -> str:
         key = _as_key(value)
         if self.map is not None:
-            return self.map.get(key, "Other")
+            return self.map.get(key, OTHER_SEGMENT)
         return key
 
 

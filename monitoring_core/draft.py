@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 from monitoring_core.description import NAME_PATTERN, RESERVED_NAMES, Task, category_key
+from monitoring_core.reference import read_reference
 from monitoring_core.reference_check import MAX_DRIFT_CATEGORIES
 
 # An integer column with at most this many distinct values is taken for a category (zone ids, codes).
@@ -128,6 +129,7 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
     for column in (target, prediction):
         if column not in frame.columns:
             raise ValueError(f"the reference has no column {column!r} (columns: {list(frame.columns)})")
+    _check_target_fits_task(frame[target], target, task)
     description: dict[str, Any] = {"name": name, "task": task.value}
     used = {target, prediction}
     if task is Task.CLASSIFICATION:
@@ -147,6 +149,24 @@ def draft(frame: pd.DataFrame, name: str, task: Task, target: str, prediction: s
         _feature(column, frame[column]) for column in frame.columns if column not in used and _usable_name(column)
     ]
     return description
+
+
+def _check_target_fits_task(values: pd.Series, target: str, task: Task) -> None:
+    """Raise ValueError naming the column when the task cannot be right for its values (the other task is meant)."""
+    present = values.dropna()
+    numeric = pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+    if task is Task.REGRESSION and len(present) and not numeric:
+        example = present.iloc[0]
+        raise ValueError(
+            f"the target {target!r} is not a number (e.g. {example!r}): a regression target is; "
+            "for classes use --task classification"
+        )
+    if task is Task.CLASSIFICATION and pd.api.types.is_float_dtype(values.dtype) and (present % 1 != 0).any():
+        fractional = present[present % 1 != 0].iloc[0]
+        raise ValueError(
+            f"the target {target!r} holds fractional numbers ({present.nunique()} distinct values, e.g. "
+            f"{_number(fractional)}), not classes: for a number to predict use --task regression"
+        )
 
 
 def _usable_name(column: Any) -> bool:
@@ -170,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prediction", default="prediction", help="the prediction column (default: prediction)")
     args = parser.parse_args(argv)
     try:
-        frame = pd.read_parquet(args.reference)
+        frame = read_reference(args.reference)
         description = draft(frame, args.name, Task(args.task), args.target, args.prediction)
     except (OSError, ValueError) as exc:
         print(f"draft: {args.reference}: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring_core.description import Kind, ModelDescription, category_key
+from monitoring_core.reference import read_reference
 
 # The band's coverage of the realised metric (two-sided).
 LEVEL = 0.90
@@ -796,7 +797,7 @@ def estimator_path(folder: Any) -> Path:
 
 def prepare_estimator(folder: Any, seed: int = 0) -> PerformanceEstimator:
     """Fit the folder's estimator on its reference and write it into `prepared/` with the content hash."""
-    reference = pd.read_parquet(folder.reference_path)
+    reference = read_reference(folder.reference_path)
     content_hash = folder.content_hash()
     try:
         estimator = fit_estimator(folder.description, reference, seed=seed, content_hash=content_hash)

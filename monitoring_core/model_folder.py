@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from monitoring_core.description import DescriptionError, ModelDescription, parse_description
+from monitoring_core.reference import read_reference
 
 DESCRIPTION_FILE = "model.yaml"
 PREPARED_DIR = "prepared"
@@ -158,12 +159,11 @@ def _reference_problem(folder: ModelFolder) -> str | None:
     """Return why the folder's reference does not fit its description (None: it fits, or there is none yet)."""
     if not folder.reference_path.is_file():
         return None
-    import pandas as pd
 
     from monitoring_core.reference_check import check_reference
 
     try:
-        check_reference(folder.description, pd.read_parquet(folder.reference_path), str(folder.reference_path))
+        check_reference(folder.description, read_reference(folder.reference_path), str(folder.reference_path))
     except DescriptionError as exc:
         return str(exc)
     except (OSError, ValueError) as exc:  # not a parquet file, unreadable

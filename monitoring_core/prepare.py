@@ -22,6 +22,7 @@ from pathlib import Path
 from monitoring_core.calibration import SIZE_BUCKETS, CalibrationCache
 from monitoring_core.description import DescriptionError
 from monitoring_core.model_folder import ModelFolder, discover_models, load_model_folder
+from monitoring_core.reference import read_reference
 
 FORMAT_VERSION = 1
 
@@ -69,7 +70,6 @@ def prepare_folder(
     With `force=False` a folder whose prepared files are up to date (same description, reference and window
     size) is left as it is.
     """
-    import pandas as pd
 
     if not force and up_to_date(folder, config_path):
         say(f"{folder.name}: prepared files are up to date ({folder.prepared_dir}) (without --if-stale it redoes them)")
@@ -83,7 +83,7 @@ def prepare_folder(
     config = load_config(config_path, {folder.name: folder})[folder.name]
     if not config.reference_path.is_file():
         raise DescriptionError(f"{config.reference_path}: no reference file (features, target, prediction rows)")
-    reference = pd.read_parquet(config.reference_path)
+    reference = read_reference(config.reference_path)
     check_reference(folder.description, reference, str(config.reference_path))
     say(f"{folder.name}: reference {config.reference_path} ({len(reference)} rows) fits {folder.path / 'model.yaml'}")
     if config.calibration is None:

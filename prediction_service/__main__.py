@@ -6,6 +6,7 @@ import errno
 import os
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from prediction_service.settings import Settings
@@ -74,16 +75,8 @@ def spool_problem(settings: Settings) -> tuple[str | None, str | None]:
     return None, None
 
 
-def main() -> int:
-    """Validate the settings, then run gunicorn until SIGTERM."""
-    configure_logging()
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        print(f"prediction_service: {exc}", file=sys.stderr)
-        return 2
-    # Read the description and load (and check) the model once here, before any worker: a folder that
-    # cannot serve stops the start with one line, instead of every gunicorn worker failing to boot over and over.
+def check_model_folder(settings: Settings) -> int:
+    """Load and check the served model (this process); print one line and return 2 when it cannot serve, else 0."""
     from monitoring_core.description import DescriptionError
     from monitoring_core.model_folder import load_model_folder
     from prediction_service.model_loader import ModelLoadError, load_served_model
@@ -97,6 +90,67 @@ def main() -> int:
         print(
             f"prediction_service: warning: {settings.model_dir}: {served.reference_check['message']}", file=sys.stderr
         )
+    return 0
+
+
+def check_in_child(settings: Settings) -> int:
+    """Run check_model_folder in a forked child and return its exit code.
+
+    Never in the master itself: predicting starts the native thread pools of the model's libraries
+    (OpenMP for HistGradientBoosting, LightGBM, XGBoost), and GNU OpenMP's pool does not survive fork:
+    every gunicorn worker forked after it would hang in its first prediction, the port accepting
+    connections that are never answered.
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: check, report by exit code, never return into the master's code
+        code = 1
+        try:
+            code = check_model_folder(settings)
+        except BaseException:  # noqa: BLE001 - anything else: its traceback, and a failed start
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) and 2
+
+
+def load_model_here(settings: Settings) -> int:
+    """Load (never run) the model in this process; print one line and return 2 when it cannot be, else 0.
+
+    Loading imports the modules a pickle names and builds the objects; no native thread pool starts
+    before a prediction. The check's child and the gunicorn workers, forked after it, inherit those
+    imports: loaded only in the child, every worker imported pandas, scikit-learn... itself, and the
+    first requests waited for that behind an open port.
+    """
+    from monitoring_core.description import DescriptionError
+    from monitoring_core.model_folder import load_model_folder
+    from prediction_service.model_loader import ModelLoadError, load_model
+
+    try:
+        folder = load_model_folder(settings.model_dir)
+        path = settings.model_path or folder.model_path
+        if path is not None:  # none: the check says so
+            load_model(path, folder.description)
+    except (DescriptionError, ModelLoadError) as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main() -> int:
+    """Validate the settings, then run gunicorn until SIGTERM."""
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"prediction_service: {exc}", file=sys.stderr)
+        return 2
+    # Read the description and load (and check) the model once before any worker, so a folder that cannot
+    # serve stops the start with one line instead of every gunicorn worker failing to boot over and over.
+    code = load_model_here(settings) or check_in_child(settings)
+    if code:
+        return code
     if settings.spool_per_replica:
         from prediction_service.replica import claim_slot
 

@@ -134,6 +134,9 @@ def health():
                 # This worker's last forwards: reachable is not enough (a 401 for another token, a 404 for a
                 # model it does not monitor drop every row while its /health answers).
                 "forwarding": state.monitoring.forwarding(),
+                # Its 4xx answer while it refuses the forwarded rows (404 unknown_model: its MODELS_DIR
+                # lacks this model's folder), else null: reachable, yet monitoring nothing of this model.
+                "refused": state.monitoring.forward_refusal(),
             },
             "queues": state.monitoring.sizes(),
             "spool": None

@@ -50,6 +50,7 @@ class Forwarder:
         self._busy = False
         self.reachable: bool | None = None
         self.last_error = ""  # why the last POST failed ("HTTP 401: ...", "ConnectTimeout: ..."); "" after a success
+        self.refused: str | None = None  # the metrics service's last 4xx answer, while it refuses
         self._last_drop_log = -1e9
         self._size_gauge = metrics.QUEUE_SIZE.labels(queue_name)
         metrics.QUEUE_CAPACITY.labels(queue_name).set(capacity)
@@ -124,7 +125,10 @@ class Forwarder:
             self._log_change(False, f"{type(exc).__name__}: {exc}")
             return False
         if response.status_code >= 400:
-            self._log_change(False, f"HTTP {response.status_code}: {response.text[:200]}")
+            error = f"HTTP {response.status_code}: {response.text[:200]}"
+            # A 4xx is an answer, not an outage: e.g. 404 unknown_model, a metrics service whose
+            # MODELS_DIR has no folder of this model. Said as such, never as "unreachable".
+            self._log_change(False, error, refused=response.status_code < 500)
             return False
         self._log_change(True, "")
         return True
@@ -137,7 +141,7 @@ class Forwarder:
         self._attempts += 1
         if self._attempts > self.retries:
             metrics.FORWARDED.labels("error").inc(len(batch))
-            metrics.DROPPED.labels(self.queue_name, "unreachable").inc(len(batch))
+            metrics.DROPPED.labels(self.queue_name, "refused" if self.refused else "unreachable").inc(len(batch))
             log.warning(
                 "dropped rows the metrics service did not take after retries",
                 extra={"url": self.url, "rows": len(batch), "attempts": self._attempts},
@@ -152,14 +156,18 @@ class Forwarder:
         """Return whether this worker's last POST was taken (`ok`: None before the first one) and why not."""
         return {"ok": self.reachable, "error": self.last_error}
 
-    def _log_change(self, ok: bool, error: str) -> None:
+    def _log_change(self, ok: bool, error: str, refused: bool = False) -> None:
         self.last_error = error
-        if ok != self.reachable:
+        refusal = error if refused else None
+        if ok != self.reachable or (refusal is None) != (self.refused is None):
             if ok:
                 log.warning("metrics service reachable", extra={"url": self.url})
+            elif refused:
+                log.warning("metrics service refused the rows", extra={"url": self.url, "error": error})
             else:
                 log.warning("metrics service unreachable", extra={"url": self.url, "error": error})
         self.reachable = ok
+        self.refused = refusal
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the thread and try one last send of what is buffered; count the rest as lost."""

@@ -33,6 +33,7 @@ import pandas as pd
 
 from monitoring_core.description import Kind, ModelDescription, category_key
 from monitoring_core.model_folder import MLMODEL_FILE, ModelFolder
+from monitoring_core.reference import read_reference
 
 # Distinct reference rows every model predicts at start.
 CHECK_ROWS = 20
@@ -446,7 +447,7 @@ def _reference_rows(folder: ModelFolder, limit: int = CHECK_ROWS) -> tuple[list[
 
     description = folder.description
     names = list(description.feature_names)
-    reference = pd.read_parquet(folder.reference_path)
+    reference = read_reference(folder.reference_path)
     absent = [name for name in names if name not in reference.columns]
     if absent:
         raise ValueError(f"the reference {folder.reference_path} lacks the feature column(s) {absent}")
@@ -526,6 +527,16 @@ def check_model(model: ServedModel, rows: list[dict[str, Any]], path: Path) -> N
     except Exception as exc:  # noqa: BLE001 - whatever the model raises, the start must fail with one line
         raise ModelLoadError(path, f"it cannot predict rows of the reference ({type(exc).__name__}: {exc})") from None
     predictions = answers.predictions
+    declared = description.prediction.probabilities
+    if declared and answers.probabilities is None:
+        # Served without them, every row would reach the metrics service without its probability
+        # columns: their drift, log loss, Brier and the quality estimate would never come.
+        raise ModelLoadError(
+            path,
+            f"the description's prediction.probabilities names {sorted(declared.values())}, but the model gives "
+            "no class probabilities (no predict_proba with classes_); remove prediction.probabilities from "
+            "model.yaml, or serve a model that has them",
+        )
     if len(predictions) != len(rows):
         raise ModelLoadError(path, f"it answered {len(predictions)} predictions for {len(rows)} rows")
     if answers.problems:

@@ -119,6 +119,13 @@ class Monitoring:
             return None
         return {"rows": self.rows.status(), "labels": self.labels.status()}
 
+    def forward_refusal(self) -> str | None:
+        """Return the metrics service's 4xx answer while it refuses this model's rows or labels (e.g. unknown model)."""
+        for forwarder in (self.rows, self.labels):
+            if forwarder is not None and forwarder.refused:
+                return forwarder.refused
+        return None
+
     def sizes(self) -> dict[str, int]:
         """Return the records waiting in this worker's queues and in the shared spool."""
         return {

@@ -27,6 +27,7 @@ from monitoring_core.estimation import PerformanceEstimator
 from monitoring_core.model_folder import ModelFolder, discover_models
 from monitoring_core.monitoring_config import DriftSettings, drift_settings
 from monitoring_core.prepare import load_prepared
+from monitoring_core.reference import read_reference
 from prefect_flows import estimation, estimation_page, io_mongo, publish, run_metrics, scale
 from prefect_flows.aggregates import SAMPLE_STRATEGY, PartitionAggregates, period_sample
 from prefect_flows.analysis import Analysis, Limits, analyse
@@ -61,7 +62,7 @@ def load_reference(path: Path) -> pd.DataFrame:
     """Read the model folder's reference dataset."""
     if not Path(path).exists():
         raise FileNotFoundError(f"no reference at {path}: train the model (or write its reference.parquet) first")
-    reference = pd.read_parquet(path)
+    reference = read_reference(path)
     get_run_logger().info("reference: %d rows from %s", len(reference), path)
     return reference
 

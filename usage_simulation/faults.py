@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring_core.description import UNKNOWN_SEGMENT, Kind, ModelDescription, category_key
+from monitoring_core.description import Kind, ModelDescription, category_key
 
 NUMERICAL_OPS = frozenset({"scale", "shift", "variance"})
 ROW_OPS = frozenset({"select"})
@@ -175,12 +175,7 @@ class Fault:
 def segment_names(description: ModelDescription) -> set[str] | None:
     """Return the segment names the description's rule can give (None when a column's values are used as they are)."""
     rule = description.segment
-    if rule is None or (rule.map is None and rule.bins is None):
-        return None
-    if rule.map is not None:
-        return set(rule.map.values()) | {"Other", UNKNOWN_SEGMENT}
-    edges = rule.bins or ()
-    return set(rule.labels or [f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False)]) | {UNKNOWN_SEGMENT}
+    return None if rule is None else rule.names()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from monitoring_core.description import Kind, ModelDescription, category_key
 from monitoring_core.model_folder import ModelFolder, load_model_folder
+from monitoring_core.reference import read_reference
 from usage_simulation.faults import Reference, apply_body_fault, apply_faults
 from usage_simulation.scenario import Phase
 
@@ -34,7 +35,7 @@ def read_rows(description: ModelDescription, path: Path) -> pd.DataFrame:
     """Return the described features and the target of a parquet file; a missing optional feature is null."""
     if not path.is_file():
         raise SourceError(f"{path}: no such file (train the model first, or give --data)")
-    frame = pd.read_parquet(path)
+    frame = read_reference(path)
     missing = [f.name for f in description.features if f.required and f.name not in frame]
     if description.target_column not in frame:
         missing.append(description.target_column)

@@ -196,6 +196,26 @@ def test_an_unknown_model_gets_the_contract_404(stack) -> None:
     assert answer.json()["known_models"] == ["diabetes", "diabetes_24", "wine"]
 
 
+def test_a_folder_added_since_the_start_is_monitored_from_its_first_rows(stack) -> None:
+    """README: "the metrics service monitors every folder of models/". One added while it ran got a 404 for
+    every row its prediction service forwarded (dropped after retries, the service's /health saying ok)."""
+    url, models, diabetes = stack["url"], stack["models"], stack["diabetes"]
+    description = {**_description(models, "diabetes"), "name": "diabetes_added"}
+    write_folder(models, description, diabetes)
+    rows, labels = rows_of(diabetes.head(250), description, "added")
+    # The look at the folder is rate-limited (a 404 test may have just scanned): retried as the forwarder does.
+    wait_until(
+        lambda: requests.post(f"{url}/iterate/diabetes_added", json=rows, timeout=30).status_code == 200,
+        10,
+        "rows of the added model taken",
+    )
+    assert requests.post(f"{url}/feedback/diabetes_added", json=labels, timeout=10).status_code == 200
+    wait_until(lambda: _value(url, "evidently_window_rows", model="diabetes_added") == 250, 30, "added model's window")
+    assert _value(url, "evidently_model_task_info", model="diabetes_added", task="regression") == 1
+    health = requests.get(f"{url}/health", timeout=10).json()["models"]
+    assert health["diabetes_added"]["reference_rows"] == len(diabetes)
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [

@@ -148,6 +148,11 @@ def test_segments_by_map_bins_and_values() -> None:
         {**base, "segments": [{"name": "ages", "column": "age", "bins": [0, 30, 120], "labels": ["young", "old"]}]}
     )
     assert binned.segment_of(frame).tolist() == ["young", "old", "Unknown", "old"]
+    # A present number outside the edges is named for its side, never Unknown (which says "missing").
+    outside = pd.DataFrame({"zone": [1] * 5, "age": [-1.0, 0.0, 119.9, 120.0, 300.0]})
+    assert binned.segment_of(outside).tolist() == ["< 0", "young", "old", ">= 120", ">= 120"]
+    assert binned.segment.names() == {"young", "old", "< 0", ">= 120", "Unknown"}
+    assert mapped.segment.names() == {"north", "south", "Other", "Unknown"}
     plain = parse_description({**base, "segments": [{"name": "z", "column": "zone"}]})
     assert plain.with_segment(frame)["z"].tolist() == ["1", "2", "Unknown", "9"]
 

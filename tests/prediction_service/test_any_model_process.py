@@ -1,9 +1,11 @@
 """Any model folder served by the real process: a classifier and a regressor built from scikit-learn data.
 
 Wine (classification, string classes, a string category derived from alcohol) and diabetes
-(regression, a string category and a datetime), each as an MLflow model folder and as a pickle, each
-with the test's own model.yaml and reference: served with probabilities, logged to MongoDB
-(nx-27017), forwarded, labelled with the target's name typed by the task. And the start checks:
+(regression, a string category and a datetime), each as an MLflow model folder and as a pickle (the
+pickled regressor a HistGradientBoosting, which predicts on an OpenMP thread pool: the master's start
+check once hung every forked worker on it), each with the test's own model.yaml and reference: served
+with probabilities, logged to MongoDB (nx-27017), forwarded, labelled with the target's name typed by the
+task. And the start checks:
 a model answering the same for every row, a DictVectorizer of foreign features and a bad
 description each stop the start with one line and exit 2.
 """
@@ -24,6 +26,7 @@ from pymongo import MongoClient
 from sklearn.dummy import DummyRegressor
 from sklearn_models import (
     WINE_CLASSES,
+    boosted_diabetes_folder,
     diabetes_folder,
     diabetes_frame,
     foreign_course_pickle,
@@ -61,7 +64,10 @@ def services(backends) -> Iterator[dict[tuple[str, str], str]]:
     started, urls = [], {}
     try:
         for name, kind in CASES:
-            folder = make[name](workdir / f"{name}-{kind}", kind)
+            if (name, kind) == ("diabetes", "pickle"):
+                folder = boosted_diabetes_folder(workdir / f"{name}-{kind}")
+            else:
+                folder = make[name](workdir / f"{name}-{kind}", kind)
             env = {
                 "MONGODB_URI": uri,
                 "EVIDENTLY_SERVICE_URL": recorder.url,
@@ -70,6 +76,8 @@ def services(backends) -> Iterator[dict[tuple[str, str], str]]:
                 "PREDICTION_FLUSH_INTERVAL_SECONDS": "0.1",
                 "WORKERS": "1",
                 "DO_NOT_TRACK": "1",
+                # An OpenMP pool whatever the core count (the boosted regressor predicts on one).
+                "OMP_NUM_THREADS": "2",
             }
             proc, url = start_prediction_service(workdir / "services", env, model_dir=folder, timeout=120)
             started.append(proc)

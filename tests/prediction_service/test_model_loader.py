@@ -13,10 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from model_kinds import course_features, write_course_pickle, write_mlflow_dict_model, write_mlflow_frame_model
+from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, RidgeClassifier
+from sklearn.pipeline import make_pipeline
 from sklearn_models import (
     WINE_CLASSES,
+    WINE_NUMERIC,
     ColumnsModel,
     binary_wine_folder,
     diabetes_folder,
@@ -274,6 +277,7 @@ def refused_folders(root: Path) -> dict[str, tuple[Path, str]]:
     nan_model = LinearRegression().fit(frame[["bmi"]], target)
     nan_model.intercept_ = float("nan")
     other_classes = DummyClassifier(strategy="stratified").fit(wine, cultivar.str.upper())
+    numeric = ColumnTransformer([("numeric", "passthrough", list(WINE_NUMERIC))])
     return {
         "constant": (diabetes_folder(root / "constant", model=DummyRegressor().fit(frame, target)), "same answer"),
         "constant_class": (
@@ -286,6 +290,13 @@ def refused_folders(root: Path) -> dict[str, tuple[Path, str]]:
         ),
         "not_finite": (diabetes_folder(root / "not_finite", model=ColumnsModel(nan_model, ["bmi"])), "non-finite"),
         "other_classes": (wine_folder(root / "other_classes", model=other_classes), "not among the description's"),
+        # A classifier without predict_proba for a description naming probability columns: served, its rows
+        # lacked them, and their drift, log loss, Brier and the quality estimate never came.
+        "no_probabilities": (
+            wine_folder(root / "no_probabilities", model=make_pipeline(numeric, RidgeClassifier()).fit(wine, cultivar)),
+            "prediction.probabilities names ['proba_barbera', 'proba_barolo', 'proba_grignolino'], but the model "
+            "gives no class probabilities",
+        ),
     }
 
 
