@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +121,32 @@ def classify(status: int | None) -> str:
     return "errors"
 
 
+@contextmanager
+def stop_on_signal(stop: threading.Event) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) and SIGTERM set `stop`; a second one raises KeyboardInterrupt.
+
+    The sending loop checks `stop` between rows. A KeyboardInterrupt raised wherever the main thread happens to
+    be (inside a lock of the thread pool, say) could leave the run unable to finish; the second signal is the way
+    out of a wait that should not be awaited. Only the main thread can install handlers: elsewhere (the demo and
+    tests run the simulator from other threads) Ctrl-C keeps its default KeyboardInterrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 class Runner:
     """Drives one scenario run; `run()` returns a RunResult even when interrupted with Ctrl-C."""
 
@@ -128,6 +157,7 @@ class Runner:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.concurrency)
+        self.stop = threading.Event()  # set by Ctrl-C / SIGTERM while running (stop_on_signal), or by a caller
 
     def _session(self) -> requests.Session:
         # One Session per worker thread: requests' Session is not thread-safe.
@@ -156,6 +186,10 @@ class Runner:
 
     def run(self) -> RunResult:
         """Send traffic phase by phase until the run is over, the rows are sent, or Ctrl-C."""
+        with stop_on_signal(self.stop):
+            return self._run()
+
+    def _run(self) -> RunResult:
         cfg = self.config
         planned_rows = cfg.rows or int(cfg.rps * sum(p.end - p.start for p in self.schedule if not p.phase.outage))
         self.feed.prime([(p.index, p.phase) for p in self.schedule])
@@ -176,6 +210,9 @@ class Runner:
         try:
             next_due, seq = started, 0
             while cfg.rows is None or seq < cfg.rows:
+                if self.stop.is_set():
+                    result.interrupted = True
+                    break
                 now = time.monotonic()
                 placed = phase_at(self.schedule, now - started)
                 if placed is None:
@@ -183,15 +220,15 @@ class Runner:
                 if placed is not current:
                     current = self._enter_phase(result, placed, started)
                 if placed.phase.outage:
-                    # Nothing is sent; wake at the phase's end (sleep is interruptible by Ctrl-C).
+                    # Nothing is sent; wake at the phase's end (or at a stop: checked every 0.2 s).
                     time.sleep(min(0.2, max(started + placed.end - now, 0.0)))
                     next_due = time.monotonic()  # no burst to catch up after the outage
                     continue
                 if now < next_due:
                     time.sleep(min(next_due - now, 0.2))
                     continue
-                while not self._slots.acquire(timeout=0.2):
-                    pass
+                if not self._slots.acquire(timeout=0.2):
+                    continue  # every slot busy: check for a stop, then wait again
                 body, label = self.feed.next(placed.index, placed.phase)
                 body = {**body, REQUEST_ID: f"sim-{self.run_id}-{seq}"}
                 counts = result.counts[placed.index]
