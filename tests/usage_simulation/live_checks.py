@@ -58,7 +58,7 @@ def wait_until_quiet(prometheus: str, queries: list[str], hold_seconds: float = 
 
 
 def refill_until_quiet(
-    stack, rps: int, scenario, source_for_seed: Callable[[int], object], queries: list[str], attempts: int = 3
+    stack, rps: int, scenario, source_for_seed: Callable[[int], object], queries: list[str], attempts: int = 2
 ) -> None:
     """Send a window of clean rows (`scenario`, rows from `source_for_seed(seed)`) until no query fires.
 
@@ -80,7 +80,7 @@ def refill_until_quiet(
         )
         Runner(config, scenario, PhaseFeed(source_for_seed(seed))).run()
         try:
-            wait_until_quiet(stack.urls["prometheus"], queries, timeout=90.0)
+            wait_until_quiet(stack.urls["prometheus"], queries)
             return
         except TimeoutError:
             if attempt == attempts - 1:

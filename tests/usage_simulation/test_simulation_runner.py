@@ -39,8 +39,11 @@ def test_sends_at_the_target_rate_evenly(recorder, run) -> None:
     times = recorder.predict_times()
     assert 85 <= len(times) <= 101
     assert result.totals().sent == result.totals().ok == len(times)
-    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
-    assert max(gaps) < 0.25, "traffic came in bursts instead of a steady rate"
+    gaps = sorted(b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False))
+    # Evenly paced: the typical gap is the period (25 ms) and nearly all are near it. Not the single largest gap:
+    # a loaded machine can stall the process for most of a second (CI saw 0.77 s), which no pacing prevents.
+    assert 0.0125 <= gaps[len(gaps) // 2] <= 0.05, gaps
+    assert gaps[int(0.9 * len(gaps))] < 0.1, "traffic came in bursts instead of a steady rate"
 
 
 def test_concurrency_is_bounded_when_the_service_is_slow(recorder, run) -> None:
