@@ -132,7 +132,12 @@ def test_counts_add_up_across_gunicorn_workers(shared_stack) -> None:
     assert delta("prediction_http_request_duration_seconds_count", endpoint="/predict") == n
     assert delta("prediction_predicted_duration_seconds_count") == n
     assert metric_value(after, "prediction_model_info") == 1  # one version, however many workers
-    assert metric_value(after, "prediction_queue_capacity", queue="mongo") == 2 * 20_000  # summed over workers
+    # Summed over the live workers (livesum): a worker gunicorn replaced in the meantime counts once it has booted.
+    wait_until(
+        lambda: metric_value(scrape(stack), "prediction_queue_capacity", queue="mongo") == 2 * 20_000,
+        timeout=15,
+        what="both workers' queue capacity",
+    )
     query = {"request_id": {"$regex": "^w-"}}
     wait_until(lambda: stack.predictions.count_documents(query) == n, timeout=15, what="documents")
 
