@@ -78,12 +78,14 @@ def timeseries_panel(title: str, description: str, unit: str, *queries: promethe
     return panel
 
 
-def dashed_series(panel: timeseries.Panel, ref: str) -> timeseries.Panel:
-    """Draw the series of query `ref` as a dashed line (thresholds and minimums)."""
-    return panel.override_by_query(
-        ref,
-        [DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})],
-    )
+def dashed_series(panel: timeseries.Panel, *refs: str) -> timeseries.Panel:
+    """Draw the series of the queries `refs` as dashed lines (thresholds and minimums)."""
+    for ref in refs:
+        panel = panel.override_by_query(
+            ref,
+            [DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]})],
+        )
+    return panel
 
 
 def threshold_line(panel: timeseries.Panel, value: float, color: str = "red") -> timeseries.Panel:

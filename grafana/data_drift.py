@@ -153,40 +153,34 @@ def feature_drift_score() -> timeseries.Panel:
     """Per-feature drift score with its threshold, one panel per feature."""
     return (
         dashed_series(
-            dashed_series(
-                dashed_series(
-                    timeseries_panel(
-                        "Drift score: $feature",
-                        "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
-                        "total variation distance for categories: the share of rows whose category moved) and the "
-                        "threshold it is compared with now (dashed): drift at or above the line. The threshold is "
-                        "calibrated from the reference for the window's size (sampling noise shrinks as rows grow), "
-                        "so it falls while the window fills and never goes below the pinned effect-size floor (for a "
-                        "number, the score a shift of the floor's size reaches in 95% of windows of this size: a "
-                        "little under the floor). A categorical feature also drifts when the share of its values the "
-                        "reference never saw reaches its own calibrated threshold (second pair of lines, also a share "
-                        "of rows; none for numbers). A numerical feature also drifts when its histogram over the "
-                        "reference's quantile bins (Jensen-Shannon distance) reaches its calibrated threshold while "
-                        "the score is at or above its floor (third pair: it sees whole atoms such as round values or "
-                        "zeros move; none for categories). No line while the feature has too few rows for a verdict.",
-                        "none",
-                        query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
-                        query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
-                        query(f"evidently_feature_drift_unseen_share{{{MODEL}, {FEATURE}}}", "unseen share", "C"),
-                        query(
-                            f"evidently_feature_drift_unseen_threshold{{{MODEL}, {FEATURE}}}", "unseen threshold", "D"
-                        ),
-                        query(f"evidently_feature_drift_histogram_distance{{{MODEL}, {FEATURE}}}", "histogram", "E"),
-                        query(
-                            f"evidently_feature_drift_histogram_threshold{{{MODEL}, {FEATURE}}}",
-                            "histogram threshold",
-                            "F",
-                        ),
-                    ),
-                    "B",
+            timeseries_panel(
+                "Drift score: $feature",
+                "Score of the pinned stat test of this feature (normed Wasserstein distance for numbers, "
+                "total variation distance for categories: the share of rows whose category moved) and the "
+                "threshold it is compared with now (dashed): drift at or above the line. The threshold is "
+                "calibrated from the reference for the window's size (sampling noise shrinks as rows grow), "
+                "so it falls while the window fills and never goes below the pinned effect-size floor (for a "
+                "number, the score a shift of the floor's size reaches in 95% of windows of this size: a "
+                "little under the floor). A categorical feature also drifts when the share of its values the "
+                "reference never saw reaches its own calibrated threshold (second pair of lines, also a share "
+                "of rows; none for numbers). A numerical feature also drifts when its histogram over the "
+                "reference's quantile bins (Jensen-Shannon distance) reaches its calibrated threshold while "
+                "the score is at or above its floor (third pair: it sees whole atoms such as round values or "
+                "zeros move; none for categories). No line while the feature has too few rows for a verdict.",
+                "none",
+                query(f"evidently_feature_drift_score{{{MODEL}, {FEATURE}}}", "{{feature}} ({{stattest}})"),
+                query(f"evidently_feature_drift_threshold{{{MODEL}, {FEATURE}}}", "threshold", "B"),
+                query(f"evidently_feature_drift_unseen_share{{{MODEL}, {FEATURE}}}", "unseen share", "C"),
+                query(f"evidently_feature_drift_unseen_threshold{{{MODEL}, {FEATURE}}}", "unseen threshold", "D"),
+                query(f"evidently_feature_drift_histogram_distance{{{MODEL}, {FEATURE}}}", "histogram", "E"),
+                query(
+                    f"evidently_feature_drift_histogram_threshold{{{MODEL}, {FEATURE}}}",
+                    "histogram threshold",
+                    "F",
                 ),
-                "D",
             ),
+            "B",
+            "D",
             "F",
         )
         .repeat("feature")

@@ -17,6 +17,8 @@ class Recorder:
         self.keep_bodies = keep_bodies
         self.bodies: dict[str, list] = {}
         self.counts: dict[str, int] = {}
+        # (status, JSON body) every POST gets instead of 200, recording nothing: a service refusing the rows.
+        self.refusal: tuple[int, object] | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -48,6 +50,10 @@ class Recorder:
                 raw = self.rfile.read(length)
                 if len(raw) < length:  # the sender died mid-body (a SIGKILL test): nothing was delivered
                     self.close_connection = True
+                    return
+                if recorder.refusal is not None:
+                    status, answer = recorder.refusal
+                    self._answer(status, json.dumps(answer).encode())
                     return
                 try:
                     recorder._record(self.path, json.loads(raw or b"null"))

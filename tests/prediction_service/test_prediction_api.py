@@ -260,40 +260,19 @@ def test_health_says_when_the_metrics_service_refuses_this_models_rows(settings_
 
     It was logged as "metrics service unreachable", dropped as `unreachable`, and /health said reachable and ok.
     """
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from local_stack.processes import wait_until
+    from local_stack.recorder import Recorder
 
-    refusal = {"error": "unknown model 'ride_duration'", "known_models": ["other"]}
-
-    class Refusing(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._answer(404, json.dumps(refusal).encode())
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._answer(200, b'{"status": "ok"}')
-
-        def _answer(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Recorder(keep_bodies=False)
+    server.refusal = (404, {"error": "unknown model 'ride_duration'", "known_models": ["other"]})
+    server.start()
     dropped = (
         REGISTRY.get_sample_value("prediction_records_dropped_total", {"queue": "forward", "reason": "refused"}) or 0.0
     )
     app = create_app(
         settings_with(
             forward_to_metrics=True,
-            evidently_service_url=f"http://127.0.0.1:{server.server_address[1]}",
+            evidently_service_url=server.url,
             forward_retries=0,
             flush_interval_seconds=0.05,
             health_cache_seconds=0.0,
@@ -319,4 +298,4 @@ def test_health_says_when_the_metrics_service_refuses_this_models_rows(settings_
         )
     finally:
         app.extensions["prediction_service"].close()
-        server.shutdown()
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import requests
 
@@ -32,3 +33,14 @@ def assert_healthy(stack: Stack) -> None:
     assert stack.prediction.alive() and stack.metrics.alive()
     assert requests.get(f"{stack.prediction_url}/health", timeout=5).status_code == 200
     assert requests.get(f"{stack.metrics_url}/health", timeout=5).status_code == 200
+
+
+def raw_exchange(url: str, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a new connection to `url` (http://host:port); return what the server sends until it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)

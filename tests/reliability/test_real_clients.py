@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 import requests
-from reliability_support import TOKEN, assert_contract_error
+from reliability_support import TOKEN, assert_contract_error, raw_exchange
 
 from local_stack.processes import wait_until
 
@@ -100,17 +100,6 @@ def test_a_body_whose_coding_cannot_be_undone_gets_a_json_error_naming_content_e
         assert response.json()["details"][0]["reason"] == "wrong_content_encoding"
 
 
-def _exchange(url: str, data: bytes, timeout: float = 4) -> bytes:
-    """Send raw bytes on a new connection; return what the server sends until it closes."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_a_head_with_bare_lf_line_ends_gets_a_json_400_at_once(stack) -> None:
     # netcat and hand-written clients end lines with LF alone; gunicorn refuses that (RFC 9112 2.2 allows it
     # either way). The buffering worker waited for CR LF CR LF that never comes and closed silently after 5 s.
@@ -118,7 +107,7 @@ def test_a_head_with_bare_lf_line_ends_gets_a_json_400_at_once(stack) -> None:
     for url, path in ((stack.prediction_url, "/predict"), (stack.metrics_url, "/iterate/ride_duration")):
         head = f"POST {path} HTTP/1.1\nHost: t\nContent-Type: application/json\nContent-Length: {len(body)}\n\n"
         started = time.monotonic()
-        reply = _exchange(url, head.encode() + body)
+        reply = raw_exchange(url, head.encode() + body)
         assert reply.startswith(b"HTTP/1.1 400 "), reply[:300]
         assert time.monotonic() - started < 3
         error = json.loads(reply.partition(b"\r\n\r\n")[2])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from reliability_support import TOKEN
+from reliability_support import TOKEN, raw_exchange
 
 from local_stack.reliability import Stack
 from local_stack.sample_rows import sample_row
@@ -71,17 +71,6 @@ def test_forwarder_drops_nothing_during_the_attack(attacked_stack: Stack) -> Non
     assert dropped == []
 
 
-def _raw(url: str, data: bytes, timeout: float = TIMEOUT) -> bytes:
-    """Send raw bytes on one connection and return everything the server sends until it closes."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _request(body: bytes, headers: str = "", close: bool = True) -> bytes:
     connection = "Connection: close\r\n" if close else ""
     head = f"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{headers}{connection}\r\n"
@@ -113,7 +102,7 @@ CHUNKED = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (RIDE_BODY[:1
 )
 def test_every_way_of_sending_a_body_is_served_during_the_attack(attacked_stack: Stack, case, data, answers) -> None:
     # The server's event loop reads these before a thread serves them: each framing must arrive whole.
-    reply = _raw(attacked_stack.prediction_url, data)
+    reply = raw_exchange(attacked_stack.prediction_url, data)
     assert reply.count(b"HTTP/1.1 200 OK") == answers, (case, reply[:400])
     assert reply.count(b'"duration"') == answers, (case, reply[:400])
     if "100-continue" in case:
