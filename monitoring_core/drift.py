@@ -362,7 +362,7 @@ class _PreparedColumn:
         threshold, bucket = calibration.threshold(rows) if enough else (self.test.threshold, 0)
         score, detected = self._score(cur, threshold)
         p_value = None
-        unseen: dict[str, float | None] = {}
+        second: dict[str, float | None] = {}  # the second test: a category's unseen share or a number's histogram
         stated: dict[str, float | None] = {}
         if enough and not np.isnan(score):
             p_value = score if self.test.is_p_value else calibration.p_value(rows, score)
@@ -372,7 +372,7 @@ class _PreparedColumn:
             if calibration.unseen_test and self._keys is not None:
                 share = self.unseen_share(cur)
                 unseen_p = calibration.unseen_p_value(rows, share)
-                unseen = {
+                second = {
                     "unseen_share": share,
                     "unseen_threshold": calibration.unseen_threshold(rows),
                     "unseen_p_value": unseen_p,
@@ -382,7 +382,7 @@ class _PreparedColumn:
             elif calibration.bins_test and self._fast_applies(cur):
                 distance = calibration.bins_distance(self._numeric(cur))
                 bins_p = calibration.bins_p_value(rows, distance)
-                unseen = {
+                second = {
                     "bins_distance": distance,
                     "bins_threshold": calibration.bins_threshold(rows),
                     "bins_p_value": bins_p,
@@ -390,7 +390,7 @@ class _PreparedColumn:
                 p_value = calibration.combined_p_value(p_value, bins_p)
         outcome = ColumnDrift(
             self.column, self.test.method, threshold, score, detected and enough, rows, bucket, min_rows, enough,
-            p_value, floor, **unseen, **stated,
+            p_value, floor, **second, **stated,
         )  # fmt: skip
         return replace(outcome, detected=True) if outcome.second_detected else outcome
 
